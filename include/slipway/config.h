@@ -1,0 +1,77 @@
+/* Configuration from SLIPWAY_* environment variables and matching --flags. */
+#ifndef SLIPWAY_CONFIG_H
+#define SLIPWAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "slipway/log.h"
+
+typedef enum {
+    SW_ROLE_ALL,
+    SW_ROLE_API,
+    SW_ROLE_WORKER,
+    SW_ROLE_MAX
+} sw_role_t;
+
+typedef struct {
+    /* where and what */
+    char *listen;       /* comma-separated host:port list, [v6]:port allowed */
+    char *database_url; /* libpq URI or conninfo */
+    char *redis_url;    /* redis://[:password@]host[:port][/db] */
+    char *data_dir;
+    char *master_key;
+    sw_role_t role;
+    char *node_name;
+    unsigned http_workers;
+    char *public_url;
+    bool cookie_secure;
+    char *allowed_origins;
+    char *registration; /* "closed" | "open" */
+    char *rate_limit;   /* "<rps>/<burst>" | "off" */
+    bool allow_file_repos;
+    bool webhook_allow_private;
+    char *port_range; /* "lo-hi" */
+    sw_log_level_t log_level;
+
+    /* HTTP limits and timeouts */
+    uint32_t max_header_bytes;
+    uint32_t max_headers;
+    uint64_t max_body_bytes;
+    uint32_t max_connections;
+    uint32_t max_pipelined; /* requests in flight per connection */
+    uint32_t header_timeout_ms;
+    uint32_t body_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t drain_timeout_ms;
+
+    /* backends */
+    uint32_t pg_pool_size;
+    uint32_t pg_query_timeout_ms;
+    uint32_t pg_connect_timeout_ms;
+    uint32_t redis_timeout_ms;
+    uint32_t health_interval_ms;
+} sw_config_t;
+
+/* Error text for the user, filled on failure. */
+typedef struct {
+    char msg[512];
+} sw_config_err_t;
+
+/* Fills cfg from defaults, then envp (SLIPWAY_*), then argv (--flag value, --flag=value);
+ * validates everything. Recognised non-config flags are reported through out_action:
+ * 0 = run, 1 = --help, 2 = --check-config, 3 = --version. Returns 0 or -EINVAL with err. */
+enum { SW_CONFIG_RUN, SW_CONFIG_HELP, SW_CONFIG_CHECK, SW_CONFIG_VERSION };
+int sw_config_load(sw_config_t *cfg, int argc, char **argv, char **envp, int *out_action,
+                   sw_config_err_t *err);
+void sw_config_free(sw_config_t *cfg);
+/* Writes the --help text listing every option, its variable and default. */
+void sw_config_print_help(FILE *out, const char *argv0);
+const char *sw_role_name(sw_role_t role);
+
+/* Splits "host:port", "[v6]:port" or ":port" into host (NUL-terminated, "" when empty) and
+ * port. Returns 0 or -EINVAL. */
+int sw_config_split_hostport(const char *s, char *host, size_t host_size, uint16_t *port);
+
+#endif
