@@ -22,7 +22,8 @@ int sw_log_enabled(sw_log_level_t level);
 /* Logs a formatted message. request_id may be NULL. */
 void sw_log(sw_log_level_t level, const char *request_id, const char *fmt, ...) SW_PRINTF(3, 4);
 /* Logs msg with extra string fields given as NULL-terminated key, value pairs. */
-void sw_log_kv(sw_log_level_t level, const char *request_id, const char *msg, ...);
+void sw_log_kv(sw_log_level_t level, const char *request_id, const char *msg, ...)
+    __attribute__((sentinel));
 
 #define sw_debug(...) sw_log(SW_LOG_DEBUG, NULL, __VA_ARGS__)
 #define sw_info(...)  sw_log(SW_LOG_INFO, NULL, __VA_ARGS__)

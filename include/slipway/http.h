@@ -1,0 +1,127 @@
+/* HTTP/1.1 server on libuv and llhttp: keep-alive, pipelining with responses in request
+ * order, chunked bodies, Expect: 100-continue, and every peer-controlled size and time
+ * bounded before memory is spent. */
+#ifndef SLIPWAY_HTTP_H
+#define SLIPWAY_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "slipway/arena.h"
+#include "slipway/buf.h"
+
+typedef struct sw_http_server sw_http_server_t;
+typedef struct sw_http_conn sw_http_conn_t;
+typedef struct sw_http_req sw_http_req_t;
+
+typedef struct {
+    sw_iov_t name;
+    sw_iov_t value;
+} sw_http_header_t;
+
+#define SW_HTTP_MAX_PARAMS 8
+
+typedef enum {
+    SW_HTTP_REQ_PARSING,  /* line, headers or body still arriving */
+    SW_HTTP_REQ_HANDLING, /* complete; the handler owes a response */
+    SW_HTTP_REQ_DONE,     /* response serialised, waiting for its turn to be written */
+    SW_HTTP_REQ_MAX
+} sw_http_req_state_t;
+
+/* A request and its response. Everything a handler reads lives in req->arena. */
+struct sw_http_req {
+    sw_http_req_t *next; /* in the connection's queue, or the free list */
+    sw_http_conn_t *conn; /* NULL once the connection is gone: the response is discarded */
+    sw_http_server_t *server;
+    sw_http_req_state_t state;
+    sw_arena_t arena;
+
+    const char *method; /* "GET", ... */
+    int method_id;      /* llhttp_method_t */
+    sw_iov_t target;    /* as sent: path and query */
+    sw_iov_t path;      /* up to '?' */
+    sw_iov_t query;     /* after '?', without it */
+    sw_http_header_t *headers;
+    uint32_t nheaders, headers_cap;
+    sw_buf_t body;
+    bool keep_alive;
+    bool head; /* HEAD: respond without the body */
+    char request_id[65];
+    uint64_t start_ns;
+
+    /* filled by the router */
+    const void *route;
+    const char *route_pattern;
+    uint32_t nparams;
+    sw_iov_t param_names[SW_HTTP_MAX_PARAMS];
+    sw_iov_t param_values[SW_HTTP_MAX_PARAMS];
+
+    /* response */
+    int status;
+    sw_buf_t resp_headers; /* extra "Name: value\r\n" lines */
+    sw_buf_t out;          /* the serialised response */
+    void *user;            /* for the application layer */
+};
+
+typedef struct {
+    uint32_t max_header_bytes;
+    uint32_t max_headers;
+    uint64_t max_body_bytes;
+    uint32_t max_connections;
+    uint32_t max_pipelined;
+    uint32_t header_timeout_ms;
+    uint32_t body_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t drain_timeout_ms;
+    bool reuse_port;
+    /* A complete request: the handler must eventually call one of the respond functions. */
+    void (*on_request)(sw_http_req_t *req, void *payload);
+    /* A response was serialised (including ones the server made itself: 408, 413, 431...). */
+    void (*on_response)(sw_http_req_t *req, void *payload);
+    /* Draining finished: no connection is left. */
+    void (*on_drained)(sw_http_server_t *server, void *payload);
+    void *payload;
+} sw_http_server_opts_t;
+
+typedef struct {
+    uint64_t connections;   /* open now */
+    uint64_t accepted;      /* total */
+    uint64_t rejected;      /* over the connection cap */
+    uint64_t requests;      /* total */
+} sw_http_server_stats_t;
+
+int sw_http_server_new(sw_http_server_t **out, uv_loop_t *loop, const sw_http_server_opts_t *opts);
+/* Binds and listens on "host:port" ("[v6]:port" for IPv6); may be called several times. */
+int sw_http_server_listen(sw_http_server_t *server, const char *hostport);
+/* The bound address of the n-th listener, e.g. "127.0.0.1:8080", into out. */
+int sw_http_server_address(sw_http_server_t *server, unsigned n, char *out, size_t size);
+/* Stops accepting, closes idle connections, lets in-flight requests finish within the drain
+ * timeout, then closes the rest and calls on_drained. */
+void sw_http_server_drain(sw_http_server_t *server);
+/* Frees the server; only after on_drained (all handles closed). */
+void sw_http_server_free(sw_http_server_t *server);
+void sw_http_server_stats(const sw_http_server_t *server, sw_http_server_stats_t *out);
+
+/* Request accessors. */
+sw_iov_t sw_http_req_header(const sw_http_req_t *req, const char *name);
+sw_iov_t sw_http_req_param(const sw_http_req_t *req, const char *name);
+/* Decoded value of a query parameter into the arena; NULL when absent. */
+const char *sw_http_req_query(sw_http_req_t *req, const char *name);
+
+/* Adds a response header; name and value must not contain CR or LF (they are dropped). */
+void sw_http_add_header(sw_http_req_t *req, const char *name, const char *value);
+/* Finishes the request. Each request is answered exactly once. */
+void sw_http_respond(sw_http_req_t *req, int status, const char *content_type, const void *body,
+                     size_t len);
+/* Serialises value (reference stolen) as the JSON body. */
+void sw_http_respond_json(sw_http_req_t *req, int status, json_t *value);
+/* The error envelope: {"error":{"code","message","details","request_id"}}; details stolen. */
+void sw_http_respond_error(sw_http_req_t *req, int status, const char *code, const char *message,
+                           json_t *details);
+const char *sw_http_status_text(int status);
+/* The envelope code for an HTTP status: 404 -> RESOURCE_NOT_FOUND, ... */
+const char *sw_http_error_code(int status);
+
+#endif

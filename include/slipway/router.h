@@ -1,0 +1,38 @@
+/* A path router over a route table: literal segments and :param segments. */
+#ifndef SLIPWAY_ROUTER_H
+#define SLIPWAY_ROUTER_H
+
+#include <stddef.h>
+
+#include "slipway/http.h"
+
+typedef void (*sw_http_handler_fn)(sw_http_req_t *req, void *ctx);
+
+/* One row of the route table (src/api/routes.c): the router, the authorisation check and the
+ * OpenAPI document are all derived from these. */
+typedef struct {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/api/v1/apps/:id" */
+    sw_http_handler_fn handler;
+    const char *access;   /* "public", or the minimum role/scope later issues enforce */
+    const char *summary;
+    const char *tag;
+    const char *request_schema;  /* name in the schema table, or NULL */
+    const char *response_schema; /* name in the schema table, or NULL */
+    int success_status;
+} sw_route_t;
+
+typedef struct sw_router sw_router_t;
+
+/* Builds the router; -EINVAL (with a message in err) for a malformed or duplicate pattern. */
+int sw_router_new(sw_router_t **out, const sw_route_t *routes, size_t count, char *err,
+                  size_t err_size);
+void sw_router_free(sw_router_t *r);
+
+/* Finds the route for method and path. On success fills req's route, route_pattern and
+ * params and returns 0. -ENOENT: no such path. -ENOTSUP: the path exists but
+ * not for this method; allow (if given) receives "GET, HEAD, POST" style text. HEAD matches
+ * GET routes. */
+int sw_router_match(const sw_router_t *r, sw_http_req_t *req, char *allow, size_t allow_size);
+
+#endif

@@ -1,0 +1,159 @@
+/* GET /api/v1/openapi.json: OpenAPI 3.1, generated from the route table and the schema
+ * definitions below, so the document cannot drift from what the router serves. */
+#include <stdio.h>
+#include <string.h>
+
+#include "slipway/api.h"
+#include "sw_version.h"
+
+/* JSON Schemas by name, referenced from routes as request_schema / response_schema. */
+static const struct {
+    const char *name;
+    const char *schema;
+} schemas[] = {
+    {"Error",
+     "{\"type\":\"object\",\"required\":[\"error\"],\"properties\":{\"error\":{\"type\":"
+     "\"object\",\"required\":[\"code\",\"message\",\"details\",\"request_id\"],\"properties\":{"
+     "\"code\":{\"type\":\"string\"},\"message\":{\"type\":\"string\"},\"details\":{\"type\":"
+     "\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"field\":{\"type\":\"string\"},"
+     "\"message\":{\"type\":\"string\"}}}},\"request_id\":{\"type\":\"string\"}}}}}"},
+    {"HealthCheck",
+     "{\"type\":\"object\",\"required\":[\"status\"],\"properties\":{\"status\":{\"enum\":["
+     "\"ok\",\"error\"]},\"latency_ms\":{\"type\":\"number\"},\"error\":{\"type\":\"string\"}}}"},
+    {"Health",
+     "{\"type\":\"object\",\"required\":[\"status\",\"checks\"],\"properties\":{\"status\":{"
+     "\"enum\":[\"ok\",\"error\"]},\"checks\":{\"type\":\"object\",\"properties\":{\"database\":{"
+     "\"$ref\":\"#/components/schemas/HealthCheck\"},\"redis\":{\"$ref\":\"#/components/schemas/"
+     "HealthCheck\"}}}}}"},
+    {"Ready",
+     "{\"type\":\"object\",\"required\":[\"status\"],\"properties\":{\"status\":{\"const\":"
+     "\"ready\"}}}"},
+};
+
+static json_t *schema_ref(const char *name)
+{
+    char ref[128];
+    snprintf(ref, sizeof(ref), "#/components/schemas/%s", name);
+    return json_pack("{s:s}", "$ref", ref);
+}
+
+static json_t *json_content(json_t *schema)
+{
+    return json_pack("{s:{s:o}}", "application/json", "schema", schema);
+}
+
+/* "/api/v1/apps/:id" -> "/api/v1/apps/{id}", collecting the parameter names. */
+static char *openapi_path(const char *pattern, json_t *params)
+{
+    sw_buf_t b = SW_BUF_INIT;
+    for (const char *p = pattern; *p;) {
+        if (*p == ':' && p > pattern && p[-1] == '/') {
+            size_t len = strcspn(p + 1, "/");
+            char *name = sw_strndup(p + 1, len);
+            sw_buf_printf(&b, "{%s}", name);
+            json_array_append_new(params,
+                                  json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", name, "in", "path",
+                                            "required", 1, "schema", "type", "string"));
+            free(name);
+            p += len + 1;
+        } else {
+            sw_buf_append_char(&b, *p++);
+        }
+    }
+    return sw_buf_steal(&b);
+}
+
+static json_t *operation(const sw_route_t *r)
+{
+    json_t *params = json_array();
+    char *path = openapi_path(r->pattern, params);
+    free(path);
+
+    char opid[160];
+    size_t n = (size_t)snprintf(opid, sizeof(opid), "%s", r->method);
+    for (const char *p = r->pattern; *p && n + 1 < sizeof(opid); p++)
+        opid[n++] = (*p == '/' || *p == ':' || *p == '.' || *p == '-') ? '_' : *p;
+    opid[n] = '\0';
+    for (char *p = opid; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+
+    json_t *responses = json_object();
+    char code[8];
+    snprintf(code, sizeof(code), "%d", r->success_status ? r->success_status : 200);
+    json_t *ok = json_pack("{s:s}", "description", "Success");
+    if (r->response_schema)
+        json_object_set_new(ok, "content", json_content(schema_ref(r->response_schema)));
+    else if (strcmp(r->pattern, "/metrics") == 0)
+        json_object_set_new(ok, "content",
+                            json_pack("{s:{s:{s:s}}}", "text/plain", "schema", "type", "string"));
+    else if (strcmp(r->pattern, "/api/v1/openapi.json") == 0)
+        json_object_set_new(ok, "content", json_content(json_pack("{s:s}", "type", "object")));
+    json_object_set_new(responses, code, ok);
+    if (strcmp(r->pattern, "/health") == 0 || strcmp(r->pattern, "/ready") == 0)
+        json_object_set_new(responses, "503",
+                            json_pack("{s:s, s:o}", "description", "Not healthy or not ready",
+                                      "content",
+                                      json_content(schema_ref(strcmp(r->pattern, "/health") == 0
+                                                                  ? "Health"
+                                                                  : "Error"))));
+    json_object_set_new(responses, "default",
+                        json_pack("{s:s, s:o}", "description", "Error", "content",
+                                  json_content(schema_ref("Error"))));
+
+    json_t *op = json_pack("{s:s, s:s, s:[s], s:o}", "operationId", opid, "summary", r->summary,
+                           "tags", r->tag ? r->tag : "default", "responses", responses);
+    if (json_array_size(params))
+        json_object_set(op, "parameters", params);
+    json_decref(params);
+    if (r->request_schema)
+        json_object_set_new(op, "requestBody",
+                            json_pack("{s:b, s:o}", "required", 1, "content",
+                                      json_content(schema_ref(r->request_schema))));
+    if (strcmp(r->access, "public") == 0)
+        json_object_set_new(op, "security", json_array());
+    return op;
+}
+
+json_t *sw_api_openapi(const sw_route_t *routes, size_t count)
+{
+    json_t *paths = json_object();
+    for (size_t i = 0; i < count; i++) {
+        json_t *params = json_array();
+        char *path = openapi_path(routes[i].pattern, params);
+        json_decref(params);
+        json_t *item = json_object_get(paths, path);
+        if (!item) {
+            item = json_object();
+            json_object_set_new(paths, path, item);
+        }
+        char method[16];
+        snprintf(method, sizeof(method), "%s", routes[i].method);
+        for (char *p = method; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        json_object_set_new(item, method, operation(&routes[i]));
+        free(path);
+    }
+
+    json_t *comp_schemas = json_object();
+    for (size_t i = 0; i < SW_ARRAY_SIZE(schemas); i++) {
+        json_error_t err;
+        json_t *s = json_loads(schemas[i].schema, 0, &err);
+        if (s)
+            json_object_set_new(comp_schemas, schemas[i].name, s);
+    }
+    return json_pack(
+        "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}, "
+        "s:[{s:[]}, {s:[]}]}",
+        "openapi", "3.1.0", "info", "title", "Slipway API", "version", SW_VERSION, "description",
+        "Self-hosted platform-as-a-service control plane.", "paths", paths, "components",
+        "schemas", comp_schemas, "securitySchemes", "bearer", "type", "http", "scheme", "bearer",
+        "cookie", "type", "apiKey", "in", "cookie", "name", "slipway_session", "security",
+        "bearer", "cookie");
+}
+
+void sw_api_get_openapi(sw_http_req_t *req, void *ctx)
+{
+    (void)ctx;
+    sw_http_respond_json(req, 200, sw_api_openapi(sw_api_routes, sw_api_routes_count));
+}

@@ -1,0 +1,295 @@
+/* The API role's lifetime: backends, migrations, the HTTP server, request dispatch, drain. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "slipway/api.h"
+#include "slipway/log.h"
+
+#define MIGRATE_RETRY_MAX_MS 10000
+
+static const char unmatched_route[] = "unmatched";
+
+static void on_request(sw_http_req_t *req, void *payload)
+{
+    sw_api_t *api = payload;
+    char allow[128];
+    int r = sw_router_match(api->router, req, allow, sizeof(allow));
+    if (r == -ENOENT) {
+        sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such resource", NULL);
+        return;
+    }
+    if (r == -ENOTSUP) {
+        sw_http_add_header(req, "Allow", allow);
+        char msg[192];
+        snprintf(msg, sizeof(msg), "method %s is not allowed here; allowed: %s", req->method,
+                 allow);
+        sw_http_respond_error(req, 405, "METHOD_NOT_ALLOWED", msg, NULL);
+        return;
+    }
+    const sw_route_t *route = req->route;
+    route->handler(req, api);
+}
+
+static void on_response(sw_http_req_t *req, void *payload)
+{
+    sw_api_t *api = payload;
+    double secs = (double)(sw_now_ns() - req->start_ns) / 1e9;
+    const char *route = req->route_pattern ? req->route_pattern : unmatched_route;
+    sw_metrics_http_observe(api->metrics, route, req->method ? req->method : "UNKNOWN",
+                            req->status, secs);
+    if (req->status >= 500 || sw_log_enabled(SW_LOG_DEBUG)) {
+        char status[8], dur[32];
+        snprintf(status, sizeof(status), "%d", req->status);
+        snprintf(dur, sizeof(dur), "%.3f", secs * 1000.0);
+        sw_log_kv(req->status >= 500 ? SW_LOG_WARN : SW_LOG_DEBUG, req->request_id, "request",
+                  "method", req->method ? req->method : "", "route", route, "status", status,
+                  "duration_ms", dur, NULL);
+    }
+}
+
+/* ---- migrations: on the threadpool, retried with backoff until they succeed ---- */
+
+static void migrate_schedule(sw_api_t *api);
+static void on_drained(sw_http_server_t *server, void *payload);
+
+static void migrate_work(uv_work_t *w)
+{
+    sw_api_t *api = sw_container_of(w, sw_api_t, migrate_work);
+    api->migrate_applied = 0;
+    api->migrate_status = sw_migrate_run(api->cfg->database_url, &api->migrate_applied,
+                                         api->migrate_err, sizeof(api->migrate_err));
+}
+
+static void migrate_after(uv_work_t *w, int status)
+{
+    sw_api_t *api = sw_container_of(w, sw_api_t, migrate_work);
+    api->migrating = false;
+    if (api->stopping)
+        return;
+    if (status == 0 && api->migrate_status == 0) {
+        char n[16];
+        snprintf(n, sizeof(n), "%d", api->migrate_applied);
+        api->migrated = true;
+        sw_log_kv(SW_LOG_INFO, NULL, "migrations applied", "applied", n, NULL);
+        return;
+    }
+    sw_log_kv(SW_LOG_WARN, NULL, "migrations failed; retrying", "error", api->migrate_err, NULL);
+    migrate_schedule(api);
+}
+
+static void on_migrate_timer(uv_timer_t *t)
+{
+    sw_api_t *api = sw_container_of(t, sw_api_t, migrate_timer);
+    if (api->stopping || api->migrating)
+        return;
+    api->migrating = true;
+    api->migrate_attempts++;
+    if (uv_queue_work(api->loop, &api->migrate_work, migrate_work, migrate_after) != 0) {
+        api->migrating = false;
+        migrate_schedule(api);
+    }
+}
+
+static void migrate_schedule(sw_api_t *api)
+{
+    uint64_t delay = api->migrate_attempts == 0 ? 0 : 250u << SW_MIN(api->migrate_attempts, 6u);
+    uv_timer_start(&api->migrate_timer, on_migrate_timer, SW_MIN(delay, MIGRATE_RETRY_MAX_MS), 0);
+}
+
+/* ---- backends ---- */
+
+static void on_pg_state(sw_pg_pool_t *pool, void *payload)
+{
+    sw_api_t *api = payload;
+    (void)pool;
+    sw_api_health_kick(api);
+}
+
+static void on_redis_state(sw_redis_t *r, void *payload)
+{
+    sw_api_t *api = payload;
+    (void)r;
+    sw_api_health_kick(api);
+}
+
+static void collect_backends(sw_buf_t *out, void *payload)
+{
+    sw_api_t *api = payload;
+    sw_pg_pool_stats_t st;
+    sw_http_server_stats_t hs;
+    sw_pg_pool_stats(api->pg, &st);
+    sw_http_server_stats(api->http, &hs);
+    sw_buf_printf(out,
+                  "# HELP slipway_pg_pool_connections PostgreSQL pool connections by state.\n"
+                  "# TYPE slipway_pg_pool_connections gauge\n"
+                  "slipway_pg_pool_connections{state=\"idle\"} %u\n"
+                  "slipway_pg_pool_connections{state=\"busy\"} %u\n"
+                  "slipway_pg_pool_connections{state=\"connecting\"} %u\n"
+                  "slipway_pg_pool_connections{state=\"down\"} %u\n"
+                  "# HELP slipway_pg_pool_queued Queries waiting for a connection.\n"
+                  "# TYPE slipway_pg_pool_queued gauge\n"
+                  "slipway_pg_pool_queued %llu\n"
+                  "# HELP slipway_redis_up Whether the Redis command connection is up.\n"
+                  "# TYPE slipway_redis_up gauge\n"
+                  "slipway_redis_up %d\n"
+                  "# HELP slipway_redis_subscriber_up Whether the Redis subscription connection "
+                  "is up.\n"
+                  "# TYPE slipway_redis_subscriber_up gauge\n"
+                  "slipway_redis_subscriber_up %d\n"
+                  "# HELP slipway_http_connections Open HTTP connections.\n"
+                  "# TYPE slipway_http_connections gauge\n"
+                  "slipway_http_connections %llu\n"
+                  "# HELP slipway_http_connections_rejected_total Connections refused over the "
+                  "cap.\n"
+                  "# TYPE slipway_http_connections_rejected_total counter\n"
+                  "slipway_http_connections_rejected_total %llu\n",
+                  st.idle, st.busy, st.connecting, st.down, (unsigned long long)st.queued,
+                  sw_redis_up(api->redis) ? 1 : 0, sw_redis_subscriber_up(api->redis) ? 1 : 0,
+                  (unsigned long long)hs.connections, (unsigned long long)hs.rejected);
+}
+
+int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigned worker_index)
+{
+    char err[256];
+    int r;
+
+    memset(api, 0, sizeof(*api));
+    api->loop = loop;
+    api->cfg = cfg;
+    api->worker_index = worker_index;
+    api->metrics = sw_metrics_new();
+
+    r = sw_router_new(&api->router, sw_api_routes, sw_api_routes_count, err, sizeof(err));
+    if (r != 0) {
+        sw_log_kv(SW_LOG_ERROR, NULL, "route table is invalid", "error", err, NULL);
+        return r;
+    }
+
+    sw_pg_pool_opts_t pgo = {
+        .conninfo = cfg->database_url,
+        .size = cfg->pg_pool_size,
+        .query_timeout_ms = cfg->pg_query_timeout_ms,
+        .connect_timeout_ms = cfg->pg_connect_timeout_ms,
+        .on_state = on_pg_state,
+        .payload = api,
+    };
+    r = sw_pg_pool_new(&api->pg, loop, &pgo);
+    if (r != 0) {
+        sw_log_kv(SW_LOG_ERROR, NULL, "cannot create the PostgreSQL pool", "error",
+                  sw_strerror(r), NULL);
+        return r;
+    }
+    sw_redis_opts_t ro = {
+        .url = cfg->redis_url,
+        .timeout_ms = cfg->redis_timeout_ms,
+        .on_state = on_redis_state,
+        .payload = api,
+    };
+    r = sw_redis_new(&api->redis, loop, &ro);
+    if (r != 0) {
+        sw_log_kv(SW_LOG_ERROR, NULL, "cannot create the Redis client", "error", sw_strerror(r),
+                  NULL);
+        return r;
+    }
+
+    sw_http_server_opts_t ho = {
+        .max_header_bytes = cfg->max_header_bytes,
+        .max_headers = cfg->max_headers,
+        .max_body_bytes = cfg->max_body_bytes,
+        .max_connections = cfg->max_connections,
+        .max_pipelined = cfg->max_pipelined,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .body_timeout_ms = cfg->body_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .drain_timeout_ms = cfg->drain_timeout_ms,
+        .reuse_port = cfg->http_workers > 1,
+        .on_request = on_request,
+        .on_response = on_response,
+        .on_drained = on_drained,
+        .payload = api,
+    };
+    sw_http_server_new(&api->http, loop, &ho);
+
+    sw_metrics_add_collector(api->metrics, collect_backends, api);
+    sw_metrics_add_collector(api->metrics, sw_metrics_process, NULL);
+
+    uv_timer_init(loop, &api->migrate_timer);
+    uv_timer_init(loop, &api->health_timer);
+    migrate_schedule(api);
+    sw_api_health_start(api);
+
+    char *list = sw_strdup(cfg->listen), *save = NULL;
+    for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        r = sw_http_server_listen(api->http, item);
+        if (r != 0) {
+            sw_log_kv(SW_LOG_ERROR, NULL, "cannot listen", "address", item, "error",
+                      sw_strerror(r), NULL);
+            free(list);
+            return r;
+        }
+    }
+    free(list);
+    for (unsigned i = 0;; i++) {
+        char addr[80];
+        if (sw_http_server_address(api->http, i, addr, sizeof(addr)) != 0)
+            break;
+        sw_log_kv(SW_LOG_INFO, NULL, "listening", "address", addr, NULL);
+    }
+    return 0;
+}
+
+/* ---- stopping ---- */
+
+static void closed_one(sw_api_t *api)
+{
+    if (--api->closes_pending > 0)
+        return;
+    sw_http_server_free(api->http);
+    api->http = NULL;
+    sw_router_free(api->router);
+    api->router = NULL;
+    sw_metrics_free(api->metrics);
+    api->metrics = NULL;
+    if (api->on_stopped)
+        api->on_stopped(api);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    closed_one(h->data);
+}
+
+static void on_backend_closed(void *payload)
+{
+    closed_one(payload);
+}
+
+static void on_drained(sw_http_server_t *server, void *payload)
+{
+    sw_api_t *api = payload;
+    (void)server;
+    /* Requests are finished: now nothing needs the backends. */
+    api->closes_pending = 4;
+    api->health_timer.data = api;
+    api->migrate_timer.data = api;
+    uv_close((uv_handle_t *)&api->health_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&api->migrate_timer, on_handle_closed);
+    sw_pg_pool_close(api->pg, on_backend_closed, api);
+    sw_redis_close(api->redis, on_backend_closed, api);
+    api->pg = NULL;
+    api->redis = NULL;
+}
+
+void sw_api_stop(sw_api_t *api, void (*on_stopped)(sw_api_t *api))
+{
+    if (api->stopping)
+        return;
+    api->stopping = true;
+    api->on_stopped = on_stopped;
+    uv_timer_stop(&api->health_timer);
+    uv_timer_stop(&api->migrate_timer);
+    sw_log(SW_LOG_INFO, NULL, "draining");
+    /* A migration on the threadpool cannot be interrupted; the loop waits for it. */
+    sw_http_server_drain(api->http);
+}

@@ -1,0 +1,490 @@
+/* Configuration: one table of options, read from defaults, SLIPWAY_* variables and --flags,
+ * in that order, then validated as a whole. */
+#include "slipway/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "slipway/buf.h"
+#include "slipway/redis.h"
+
+typedef enum {
+    OPT_STR,
+    OPT_BOOL,
+    OPT_U32,
+    OPT_U64,
+    OPT_ROLE,
+    OPT_LOGLEVEL,
+    OPT_MAX
+} opt_type_t;
+
+typedef struct {
+    const char *name; /* flag name; the variable is SLIPWAY_ + upper-cased name */
+    opt_type_t type;
+    size_t offset;
+    const char *def;
+    unsigned long long min, max; /* for numbers */
+    const char *help;
+} opt_t;
+
+#define O(f) offsetof(sw_config_t, f)
+#define SECRET_OPT "master-key"
+
+static const opt_t options[] = {
+    {"listen", OPT_STR, O(listen), "127.0.0.1:8080", 0, 0,
+     "addresses to serve HTTP on: host:port[,host:port...]; [::1]:port for IPv6"},
+    {"database-url", OPT_STR, O(database_url), "postgresql://slipway@127.0.0.1:5432/slipway", 0,
+     0, "PostgreSQL connection URI or conninfo"},
+    {"redis-url", OPT_STR, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0,
+     "Redis URL: redis://[:password@]host[:port][/db] or unix:///path"},
+    {"data-dir", OPT_STR, O(data_dir), "/var/lib/slipway", 0, 0,
+     "where builds, repositories and the master key file live"},
+    {"master-key", OPT_STR, O(master_key), "", 0, 0,
+     "64 hex characters; empty: a 0600 key file in the data directory"},
+    {"role", OPT_ROLE, O(role), "all", 0, 0, "api, worker or all"},
+    {"node-name", OPT_STR, O(node_name), "", 0, 0, "this node's name; empty: the host name"},
+    {"http-workers", OPT_U32, O(http_workers), "1", 1, 64,
+     "HTTP event loops (processes) sharing the port with SO_REUSEPORT"},
+    {"public-url", OPT_STR, O(public_url), "", 0, 0,
+     "the URL users reach Slipway at (https://... turns on Secure cookies)"},
+    {"cookie-secure", OPT_BOOL, O(cookie_secure), "false", 0, 0, "always mark cookies Secure"},
+    {"allowed-origins", OPT_STR, O(allowed_origins), "", 0, 0,
+     "comma-separated extra origins allowed for cookie-authenticated changes"},
+    {"registration", OPT_STR, O(registration), "closed", 0, 0, "closed or open"},
+    {"rate-limit", OPT_STR, O(rate_limit), "50/100", 0, 0,
+     "API budget per principal: <requests per second>/<burst>, or off"},
+    {"allow-file-repos", OPT_BOOL, O(allow_file_repos), "false", 0, 0,
+     "accept file:// repository URLs"},
+    {"webhook-allow-private", OPT_BOOL, O(webhook_allow_private), "false", 0, 0,
+     "let outgoing webhooks reach private and loopback addresses"},
+    {"port-range", OPT_STR, O(port_range), "20000-29999", 0, 0,
+     "ports handed to app instances: lo-hi"},
+    {"log-level", OPT_LOGLEVEL, O(log_level), "info", 0, 0, "debug, info, warn or error"},
+    {"max-header-bytes", OPT_U32, O(max_header_bytes), "16384", 1024, 1048576,
+     "request line and headers, bytes (431 beyond)"},
+    {"max-headers", OPT_U32, O(max_headers), "100", 8, 1000, "header count (431 beyond)"},
+    {"max-body-bytes", OPT_U64, O(max_body_bytes), "1048576", 0, 1073741824ull,
+     "request body, bytes (413 beyond)"},
+    {"max-connections", OPT_U32, O(max_connections), "10000", 1, 1000000,
+     "open connections per process (503 beyond)"},
+    {"max-pipelined", OPT_U32, O(max_pipelined), "32", 1, 1024,
+     "requests in flight per connection before reading pauses"},
+    {"header-timeout-ms", OPT_U32, O(header_timeout_ms), "10000", 100, 3600000,
+     "time to receive a request's line and headers (408 beyond)"},
+    {"body-timeout-ms", OPT_U32, O(body_timeout_ms), "30000", 100, 3600000,
+     "time to receive a request's body (408 beyond)"},
+    {"idle-timeout-ms", OPT_U32, O(idle_timeout_ms), "60000", 100, 3600000,
+     "keep-alive connection idle time before it is closed"},
+    {"drain-timeout-ms", OPT_U32, O(drain_timeout_ms), "10000", 0, 600000,
+     "on SIGTERM, how long in-flight requests may take to finish"},
+    {"pg-pool-size", OPT_U32, O(pg_pool_size), "4", 1, 256, "PostgreSQL connections per process"},
+    {"pg-query-timeout-ms", OPT_U32, O(pg_query_timeout_ms), "5000", 10, 3600000,
+     "time a query may take"},
+    {"pg-connect-timeout-ms", OPT_U32, O(pg_connect_timeout_ms), "5000", 10, 600000,
+     "time a connection attempt may take"},
+    {"redis-timeout-ms", OPT_U32, O(redis_timeout_ms), "2000", 10, 600000,
+     "time a Redis command or connection attempt may take"},
+    {"health-interval-ms", OPT_U32, O(health_interval_ms), "1000", 50, 600000,
+     "how often the background health checks run"},
+};
+
+static const char *const role_names[SW_ROLE_MAX] = {"all", "api", "worker"};
+
+const char *sw_role_name(sw_role_t role)
+{
+    return role < SW_ROLE_MAX ? role_names[role] : "?";
+}
+
+static void env_name(const opt_t *o, char *out, size_t size)
+{
+    size_t n = (size_t)snprintf(out, size, "SLIPWAY_");
+    for (const char *p = o->name; *p && n + 1 < size; p++)
+        out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[n] = '\0';
+}
+
+/* Where a value came from, for error messages. */
+static void source_name(const opt_t *o, int from_flag, char *out, size_t size)
+{
+    if (from_flag)
+        snprintf(out, size, "--%s", o->name);
+    else
+        env_name(o, out, size);
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < SW_ARRAY_SIZE(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int set_opt(sw_config_t *cfg, const opt_t *o, const char *value, int from_flag,
+                   sw_config_err_t *err)
+{
+    char src[64];
+    void *field = (char *)cfg + o->offset;
+    unsigned long long v;
+
+    source_name(o, from_flag, src, sizeof(src));
+    switch (o->type) {
+    case OPT_STR: {
+        char **s = field;
+        if (strlen(value) > 4096) {
+            snprintf(err->msg, sizeof(err->msg), "%s: longer than 4096 characters", src);
+            return -EINVAL;
+        }
+        free(*s);
+        *s = sw_strdup(value);
+        return 0;
+    }
+    case OPT_BOOL:
+        if (parse_bool(value, field) != 0) {
+            snprintf(err->msg, sizeof(err->msg), "%s: expected true or false, got \"%.64s\"", src,
+                     value);
+            return -EINVAL;
+        }
+        return 0;
+    case OPT_U32:
+    case OPT_U64:
+        if (sw_iov_to_u64(sw_iov_from_cstr(value), &v) != 0 || v < o->min || v > o->max) {
+            snprintf(err->msg, sizeof(err->msg),
+                     "%s: expected a whole number from %llu to %llu, got \"%.64s\"", src, o->min,
+                     o->max, value);
+            return -EINVAL;
+        }
+        if (o->type == OPT_U32)
+            *(uint32_t *)field = (uint32_t)v;
+        else
+            *(uint64_t *)field = v;
+        return 0;
+    case OPT_ROLE:
+        for (int i = 0; i < SW_ROLE_MAX; i++) {
+            if (strcmp(value, role_names[i]) == 0) {
+                *(sw_role_t *)field = (sw_role_t)i;
+                return 0;
+            }
+        }
+        snprintf(err->msg, sizeof(err->msg), "%s: expected all, api or worker, got \"%.64s\"", src,
+                 value);
+        return -EINVAL;
+    case OPT_LOGLEVEL:
+        if (sw_log_level_parse(value, field) != 0) {
+            snprintf(err->msg, sizeof(err->msg),
+                     "%s: expected debug, info, warn or error, got \"%.64s\"", src, value);
+            return -EINVAL;
+        }
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+int sw_config_split_hostport(const char *s, char *host, size_t host_size, uint16_t *port)
+{
+    const char *colon;
+    size_t hlen;
+    unsigned long long p;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        hlen = (size_t)(close - s - 1);
+        if (hlen == 0 || hlen >= host_size)
+            return -EINVAL;
+        memcpy(host, s + 1, hlen);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || memchr(s, ':', (size_t)(colon - s)))
+            return -EINVAL; /* bare IPv6 addresses must be bracketed */
+        hlen = (size_t)(colon - s);
+        if (hlen >= host_size)
+            return -EINVAL;
+        memcpy(host, s, hlen);
+    }
+    host[hlen] = '\0';
+    /* Port 0 asks the kernel for a free port; the daemon logs the one it got. */
+    if (sw_iov_to_u64(sw_iov_from_cstr(colon + 1), &p) != 0 || p > 65535)
+        return -EINVAL;
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static int check_listen(const char *list, sw_config_err_t *err)
+{
+    char *copy = sw_strdup(list), *save = NULL;
+    int r = 0, count = 0;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char host[256];
+        uint16_t port;
+        count++;
+        if (sw_config_split_hostport(item, host, sizeof(host), &port) != 0) {
+            snprintf(err->msg, sizeof(err->msg),
+                     "SLIPWAY_LISTEN: \"%.100s\" is not host:port (IPv6 as [addr]:port)", item);
+            r = -EINVAL;
+            break;
+        }
+    }
+    if (r == 0 && (count == 0 || count > 16)) {
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_LISTEN: give 1 to 16 addresses");
+        r = -EINVAL;
+    }
+    free(copy);
+    return r;
+}
+
+static int check_port_list(const char *ports)
+{
+    /* libpq accepts any text as a port until it connects; check it here instead. */
+    const char *p = ports;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        unsigned long long v;
+        if (len > 0 && (sw_iov_to_u64((sw_iov_t){(char *)p, len}, &v) != 0 || v == 0 ||
+                        v > 65535))
+            return -EINVAL;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+static int check_database_url(const char *url, sw_config_err_t *err)
+{
+    char *perr = NULL;
+    int r = 0;
+    if (!*url) {
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_DATABASE_URL: must be set");
+        return -EINVAL;
+    }
+    PQconninfoOption *opts = PQconninfoParse(url, &perr);
+    if (!opts) {
+        /* libpq's message names the problem without echoing the password. */
+        size_t n = perr ? strcspn(perr, "\n") : 0;
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_DATABASE_URL: %.*s", (int)n,
+                 perr ? perr : "out of memory");
+        PQfreemem(perr);
+        return -EINVAL;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (strcmp(o->keyword, "port") == 0 && o->val && check_port_list(o->val) != 0) {
+            snprintf(err->msg, sizeof(err->msg),
+                     "SLIPWAY_DATABASE_URL: invalid port \"%.32s\" (expected 1-65535)", o->val);
+            r = -EINVAL;
+        }
+    }
+    PQconninfoFree(opts);
+    return r;
+}
+
+static int check_rate_limit(const char *s)
+{
+    unsigned rps, burst;
+    char tail;
+    if (strcmp(s, "off") == 0)
+        return 0;
+    if (sscanf(s, "%u/%u%c", &rps, &burst, &tail) != 2 || rps == 0 || burst == 0 ||
+        rps > 1000000 || burst > 1000000)
+        return -EINVAL;
+    return 0;
+}
+
+static int check_port_range(const char *s)
+{
+    unsigned lo, hi;
+    char tail;
+    if (sscanf(s, "%u-%u%c", &lo, &hi, &tail) != 2 || lo < 1024 || hi > 65535 || lo > hi)
+        return -EINVAL;
+    return 0;
+}
+
+static int check_url_prefix(const char *s)
+{
+    return (*s == '\0' || strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0)
+               ? 0
+               : -EINVAL;
+}
+
+static int check_master_key(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    if (strlen(s) != 64)
+        return -EINVAL;
+    for (const char *p = s; *p; p++)
+        if (!isxdigit((unsigned char)*p))
+            return -EINVAL;
+    return 0;
+}
+
+static int validate(sw_config_t *cfg, sw_config_err_t *err)
+{
+    char rerr[256];
+    if (check_listen(cfg->listen, err) != 0)
+        return -EINVAL;
+    if (check_database_url(cfg->database_url, err) != 0)
+        return -EINVAL;
+    if (sw_redis_url_check(cfg->redis_url, rerr, sizeof(rerr)) != 0) {
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_REDIS_URL: %s", rerr);
+        return -EINVAL;
+    }
+    if (strcmp(cfg->registration, "open") != 0 && strcmp(cfg->registration, "closed") != 0) {
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_REGISTRATION: expected open or closed");
+        return -EINVAL;
+    }
+    if (check_rate_limit(cfg->rate_limit) != 0) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_RATE_LIMIT: expected <requests per second>/<burst> or off");
+        return -EINVAL;
+    }
+    if (check_port_range(cfg->port_range) != 0) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_PORT_RANGE: expected lo-hi within 1024-65535");
+        return -EINVAL;
+    }
+    if (check_url_prefix(cfg->public_url) != 0) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_PUBLIC_URL: expected an http:// or https:// URL");
+        return -EINVAL;
+    }
+    if (check_master_key(cfg->master_key) != 0) {
+        /* Never echo the key itself. */
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_MASTER_KEY: expected 64 hexadecimal characters (32 bytes)");
+        return -EINVAL;
+    }
+    if (!*cfg->data_dir) {
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_DATA_DIR: must be set");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static const opt_t *find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < SW_ARRAY_SIZE(options); i++)
+        if (strlen(options[i].name) == len && memcmp(options[i].name, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+int sw_config_load(sw_config_t *cfg, int argc, char **argv, char **envp, int *out_action,
+                   sw_config_err_t *err)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    err->msg[0] = '\0';
+    *out_action = SW_CONFIG_RUN;
+
+    for (size_t i = 0; i < SW_ARRAY_SIZE(options); i++)
+        if (set_opt(cfg, &options[i], options[i].def, 0, err) != 0)
+            return -EINVAL;
+
+    for (char **e = envp; e && *e; e++) {
+        if (strncmp(*e, "SLIPWAY_", 8) != 0)
+            continue;
+        for (size_t i = 0; i < SW_ARRAY_SIZE(options); i++) {
+            char name[64];
+            env_name(&options[i], name, sizeof(name));
+            size_t n = strlen(name);
+            if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') {
+                if (set_opt(cfg, &options[i], *e + n + 1, 0, err) != 0)
+                    return -EINVAL;
+                break;
+            }
+        }
+    }
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            *out_action = SW_CONFIG_HELP;
+            continue;
+        }
+        if (strcmp(arg, "--check-config") == 0) {
+            *out_action = SW_CONFIG_CHECK;
+            continue;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            *out_action = SW_CONFIG_VERSION;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err->msg, sizeof(err->msg), "unexpected argument \"%.64s\" (see --help)",
+                     arg);
+            return -EINVAL;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const opt_t *o = find_flag(name, len);
+        if (!o) {
+            snprintf(err->msg, sizeof(err->msg), "unknown option --%.*s (see --help)",
+                     (int)SW_MIN(len, 64), name);
+            return -EINVAL;
+        }
+        const char *value;
+        if (eq)
+            value = eq + 1;
+        else if (o->type == OPT_BOOL)
+            value = "true";
+        else if (i + 1 < argc)
+            value = argv[++i];
+        else {
+            snprintf(err->msg, sizeof(err->msg), "--%s needs a value", o->name);
+            return -EINVAL;
+        }
+        if (set_opt(cfg, o, value, 1, err) != 0)
+            return -EINVAL;
+    }
+
+    if (*out_action == SW_CONFIG_HELP || *out_action == SW_CONFIG_VERSION)
+        return 0;
+    return validate(cfg, err);
+}
+
+void sw_config_free(sw_config_t *cfg)
+{
+    for (size_t i = 0; i < SW_ARRAY_SIZE(options); i++) {
+        if (options[i].type == OPT_STR) {
+            char **s = (char **)((char *)cfg + options[i].offset);
+            free(*s);
+            *s = NULL;
+        }
+    }
+}
+
+void sw_config_print_help(FILE *out, const char *argv0)
+{
+    fprintf(out,
+            "Usage: %s [--flag value | --flag=value]...\n\n"
+            "Slipway control plane daemon. Every flag is also an environment variable\n"
+            "(--database-url is SLIPWAY_DATABASE_URL); flags win over variables.\n\n"
+            "  --help            this text\n"
+            "  --check-config    validate the configuration and exit (0 when valid)\n"
+            "  --version         print the version and exit\n\n",
+            argv0);
+    for (size_t i = 0; i < SW_ARRAY_SIZE(options); i++) {
+        char name[64];
+        env_name(&options[i], name, sizeof(name));
+        const char *def = strcmp(options[i].name, SECRET_OPT) == 0 ? "" : options[i].def;
+        fprintf(out, "  --%-22s %s\n      %s (default: %s)\n", options[i].name, name,
+                options[i].help, *def ? def : "empty");
+    }
+}

@@ -1,0 +1,193 @@
+/* slipwayd: flags -> config -> roles -> loop -> drain. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "slipway/api.h"
+#include "slipway/config.h"
+#include "slipway/log.h"
+#include "sw_version.h"
+
+extern char **environ;
+
+typedef struct {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint, sighup;
+    sw_api_t api;
+    bool stopping;
+} process_t;
+
+static void on_signal_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_api_stopped(sw_api_t *api)
+{
+    process_t *p = sw_container_of(api, process_t, api);
+    uv_close((uv_handle_t *)&p->sigterm, on_signal_closed);
+    uv_close((uv_handle_t *)&p->sigint, on_signal_closed);
+    uv_close((uv_handle_t *)&p->sighup, on_signal_closed);
+    sw_log(SW_LOG_INFO, NULL, "stopped");
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum)
+{
+    process_t *p = s->data;
+    if (p->stopping) {
+        if (signum == SIGINT)
+            sw_log(SW_LOG_WARN, NULL, "still draining; send SIGKILL to stop at once");
+        return;
+    }
+    p->stopping = true;
+    sw_log_kv(SW_LOG_INFO, NULL, "stop requested", "signal", strsignal(signum), NULL);
+    sw_api_stop(&p->api, on_api_stopped);
+}
+
+static void on_hup(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    /* Logs go to stderr, which the supervisor owns; nothing to reopen. */
+    sw_log(SW_LOG_INFO, NULL, "SIGHUP: logs are on stderr, nothing to reopen");
+}
+
+/* One event loop serving the configured role until it has drained. */
+static int run_process(const sw_config_t *cfg, unsigned worker_index)
+{
+    process_t p;
+    memset(&p, 0, sizeof(p));
+    uv_loop_init(&p.loop);
+    uv_signal_init(&p.loop, &p.sigterm);
+    uv_signal_init(&p.loop, &p.sigint);
+    uv_signal_init(&p.loop, &p.sighup);
+    p.sigterm.data = p.sigint.data = p.sighup.data = &p;
+    uv_signal_start(&p.sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&p.sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&p.sighup, on_hup, SIGHUP);
+
+    int r = sw_api_start(&p.api, &p.loop, cfg, worker_index);
+    if (r != 0)
+        return 1;
+    uv_run(&p.loop, UV_RUN_DEFAULT);
+    r = uv_loop_close(&p.loop);
+    if (r != 0) {
+        sw_log_kv(SW_LOG_ERROR, NULL, "handles left open at exit", "error", uv_strerror(r), NULL);
+        return 1;
+    }
+    return 0;
+}
+
+/* --http-workers N: N children share the port with SO_REUSEPORT; the parent forwards
+ * signals, restarts a child that dies, and exits once all have stopped. */
+static volatile sig_atomic_t supervisor_stop;
+
+static void supervisor_signal(int signum)
+{
+    (void)signum;
+    supervisor_stop = 1;
+}
+
+static pid_t spawn_worker(const sw_config_t *cfg, unsigned index)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char idx[16];
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        snprintf(idx, sizeof(idx), "%u", index);
+        sw_log_set_process_field("worker", idx);
+        _exit(run_process(cfg, index));
+    }
+    return pid;
+}
+
+static int supervise(const sw_config_t *cfg)
+{
+    unsigned n = cfg->http_workers;
+    pid_t *pids = sw_calloc(n, sizeof(pid_t));
+    struct sigaction sa = {0};
+    int status = 0, failed = 0;
+
+    sa.sa_handler = supervisor_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    for (unsigned i = 0; i < n; i++)
+        pids[i] = spawn_worker(cfg, i);
+
+    unsigned alive = n;
+    bool forwarded = false;
+    while (alive > 0) {
+        if (supervisor_stop && !forwarded) {
+            for (unsigned i = 0; i < n; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], SIGTERM);
+            forwarded = true;
+        }
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (unsigned i = 0; i < n; i++) {
+            if (pids[i] != pid)
+                continue;
+            bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            if (supervisor_stop) {
+                pids[i] = 0;
+                alive--;
+                failed |= !clean;
+            } else {
+                char idx[16];
+                snprintf(idx, sizeof(idx), "%u", i);
+                sw_log_kv(SW_LOG_ERROR, NULL, "worker exited; restarting", "worker", idx, NULL);
+                sleep(1); /* a worker that dies at once must not spin the supervisor */
+                pids[i] = spawn_worker(cfg, i);
+            }
+        }
+    }
+    free(pids);
+    return failed ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    sw_config_t cfg;
+    sw_config_err_t err;
+    int action;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (sw_config_load(&cfg, argc, argv, environ, &action, &err) != 0) {
+        fprintf(stderr, "slipwayd: invalid configuration: %s\n", err.msg);
+        sw_config_free(&cfg);
+        return 2;
+    }
+    switch (action) {
+    case SW_CONFIG_HELP:
+        sw_config_print_help(stdout, "slipwayd");
+        sw_config_free(&cfg);
+        return 0;
+    case SW_CONFIG_VERSION:
+        printf("slipwayd %s\n", SW_VERSION);
+        sw_config_free(&cfg);
+        return 0;
+    case SW_CONFIG_CHECK:
+        printf("configuration ok\n");
+        sw_config_free(&cfg);
+        return 0;
+    default:
+        break;
+    }
+
+    sw_log_set_level(cfg.log_level);
+    sw_log_kv(SW_LOG_INFO, NULL, "starting", "version", SW_VERSION, "role", sw_role_name(cfg.role),
+              NULL);
+    int r = cfg.http_workers > 1 ? supervise(&cfg) : run_process(&cfg, 0);
+    sw_config_free(&cfg);
+    sw_log_set_process_field(NULL, NULL);
+    return r;
+}
