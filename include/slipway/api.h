@@ -14,7 +14,7 @@
 
 typedef struct {
     bool ok;
-    bool ran;       /* at least one check has finished */
+    bool ran; /* at least one check has finished */
     bool in_flight;
     double latency_ms;
     char error[160];

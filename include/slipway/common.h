@@ -10,11 +10,11 @@
 #define SW_MIN(a, b)     ((a) < (b) ? (a) : (b))
 #define SW_MAX(a, b)     ((a) > (b) ? (a) : (b))
 
-#define sw_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define sw_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define SW_UNUSED      __attribute__((unused))
+#define SW_UNUSED       __attribute__((unused))
 #define SW_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define SW_NORETURN    __attribute__((noreturn))
+#define SW_NORETURN     __attribute__((noreturn))
 
 /* Functions return 0 or a negative errno; Slipway's own conditions live in this range. */
 enum sw_error {

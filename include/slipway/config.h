@@ -8,12 +8,7 @@
 
 #include "slipway/log.h"
 
-typedef enum {
-    SW_ROLE_ALL,
-    SW_ROLE_API,
-    SW_ROLE_WORKER,
-    SW_ROLE_MAX
-} sw_role_t;
+typedef enum { SW_ROLE_ALL, SW_ROLE_API, SW_ROLE_WORKER, SW_ROLE_MAX } sw_role_t;
 
 typedef struct {
     /* where and what */

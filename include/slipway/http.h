@@ -32,7 +32,7 @@ typedef enum {
 
 /* A request and its response. Everything a handler reads lives in req->arena. */
 struct sw_http_req {
-    sw_http_req_t *next; /* in the connection's queue, or the free list */
+    sw_http_req_t *next;  /* in the connection's queue, or the free list */
     sw_http_conn_t *conn; /* NULL once the connection is gone: the response is discarded */
     sw_http_server_t *server;
     sw_http_req_state_t state;
@@ -86,10 +86,10 @@ typedef struct {
 } sw_http_server_opts_t;
 
 typedef struct {
-    uint64_t connections;   /* open now */
-    uint64_t accepted;      /* total */
-    uint64_t rejected;      /* over the connection cap */
-    uint64_t requests;      /* total */
+    uint64_t connections; /* open now */
+    uint64_t accepted;    /* total */
+    uint64_t rejected;    /* over the connection cap */
+    uint64_t requests;    /* total */
 } sw_http_server_stats_t;
 
 int sw_http_server_new(sw_http_server_t **out, uv_loop_t *loop, const sw_http_server_opts_t *opts);

@@ -33,8 +33,7 @@ int sw_json_get_string(json_t *obj, const char *field, bool required, size_t min
                        size_t max_len, const char **out, sw_json_errors_t *e);
 int sw_json_get_int(json_t *obj, const char *field, bool required, long long min, long long max,
                     long long *out, sw_json_errors_t *e);
-int sw_json_get_bool(json_t *obj, const char *field, bool required, bool *out,
-                     sw_json_errors_t *e);
+int sw_json_get_bool(json_t *obj, const char *field, bool required, bool *out, sw_json_errors_t *e);
 /* Records a detail for every key of obj not listed in allowed (NULL-terminated). */
 void sw_json_reject_unknown(json_t *obj, const char *const *allowed, sw_json_errors_t *e);
 

@@ -4,13 +4,7 @@
 
 #include "slipway/common.h"
 
-typedef enum {
-    SW_LOG_DEBUG,
-    SW_LOG_INFO,
-    SW_LOG_WARN,
-    SW_LOG_ERROR,
-    SW_LOG_MAX
-} sw_log_level_t;
+typedef enum { SW_LOG_DEBUG, SW_LOG_INFO, SW_LOG_WARN, SW_LOG_ERROR, SW_LOG_MAX } sw_log_level_t;
 
 /* Parses "debug", "info", "warn", "error"; -EINVAL otherwise. */
 int sw_log_level_parse(const char *s, sw_log_level_t *out);

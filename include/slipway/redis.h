@@ -59,8 +59,7 @@ int sw_redis_command(sw_redis_t *r, sw_redis_cb cb, void *payload, int argc, con
 
 /* Subscribes on the reserved connection; resubscribes after every reconnect. Messages arrive
  * through cb until sw_redis_unsubscribe. Returns 0 or -EINVAL/-EEXIST. */
-int sw_redis_subscribe(sw_redis_t *r, const char *channel, sw_redis_message_cb cb,
-                       void *payload);
+int sw_redis_subscribe(sw_redis_t *r, const char *channel, sw_redis_message_cb cb, void *payload);
 int sw_redis_unsubscribe(sw_redis_t *r, const char *channel);
 
 bool sw_redis_up(const sw_redis_t *r);            /* the command connection */

@@ -14,7 +14,7 @@ typedef struct {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* "/api/v1/apps/:id" */
     sw_http_handler_fn handler;
-    const char *access;   /* "public", or the minimum role/scope later issues enforce */
+    const char *access; /* "public", or the minimum role/scope later issues enforce */
     const char *summary;
     const char *tag;
     const char *request_schema;  /* name in the schema table, or NULL */

@@ -110,9 +110,9 @@ void sw_api_get_health(sw_http_req_t *req, void *ctx)
 {
     sw_api_t *api = ctx;
     bool ok = api->db_check.ok && api->db_check.ran && api->redis_check.ok && api->redis_check.ran;
-    json_t *body = json_pack("{s:s, s:{s:o, s:o}}", "status", ok ? "ok" : "error", "checks",
-                             "database", check_json(&api->db_check), "redis",
-                             check_json(&api->redis_check));
+    json_t *body =
+        json_pack("{s:s, s:{s:o, s:o}}", "status", ok ? "ok" : "error", "checks", "database",
+                  check_json(&api->db_check), "redis", check_json(&api->redis_check));
     sw_http_add_header(req, "Cache-Control", "no-store");
     sw_http_respond_json(req, ok ? 200 : 503, body);
 }

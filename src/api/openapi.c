@@ -91,12 +91,11 @@ static json_t *operation(const sw_route_t *r)
         json_object_set_new(ok, "content", json_content(json_pack("{s:s}", "type", "object")));
     json_object_set_new(responses, code, ok);
     if (strcmp(r->pattern, "/health") == 0 || strcmp(r->pattern, "/ready") == 0)
-        json_object_set_new(responses, "503",
-                            json_pack("{s:s, s:o}", "description", "Not healthy or not ready",
-                                      "content",
-                                      json_content(schema_ref(strcmp(r->pattern, "/health") == 0
-                                                                  ? "Health"
-                                                                  : "Error"))));
+        json_object_set_new(
+            responses, "503",
+            json_pack(
+                "{s:s, s:o}", "description", "Not healthy or not ready", "content",
+                json_content(schema_ref(strcmp(r->pattern, "/health") == 0 ? "Health" : "Error"))));
     json_object_set_new(responses, "default",
                         json_pack("{s:s, s:o}", "description", "Error", "content",
                                   json_content(schema_ref("Error"))));
@@ -142,14 +141,13 @@ json_t *sw_api_openapi(const sw_route_t *routes, size_t count)
         if (s)
             json_object_set_new(comp_schemas, schemas[i].name, s);
     }
-    return json_pack(
-        "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}, "
-        "s:[{s:[]}, {s:[]}]}",
-        "openapi", "3.1.0", "info", "title", "Slipway API", "version", SW_VERSION, "description",
-        "Self-hosted platform-as-a-service control plane.", "paths", paths, "components",
-        "schemas", comp_schemas, "securitySchemes", "bearer", "type", "http", "scheme", "bearer",
-        "cookie", "type", "apiKey", "in", "cookie", "name", "slipway_session", "security",
-        "bearer", "cookie");
+    return json_pack("{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}, "
+                     "s:[{s:[]}, {s:[]}]}",
+                     "openapi", "3.1.0", "info", "title", "Slipway API", "version", SW_VERSION,
+                     "description", "Self-hosted platform-as-a-service control plane.", "paths",
+                     paths, "components", "schemas", comp_schemas, "securitySchemes", "bearer",
+                     "type", "http", "scheme", "bearer", "cookie", "type", "apiKey", "in", "cookie",
+                     "name", "slipway_session", "security", "bearer", "cookie");
 }
 
 void sw_api_get_openapi(sw_http_req_t *req, void *ctx)

@@ -36,8 +36,8 @@ static void on_response(sw_http_req_t *req, void *payload)
     sw_api_t *api = payload;
     double secs = (double)(sw_now_ns() - req->start_ns) / 1e9;
     const char *route = req->route_pattern ? req->route_pattern : unmatched_route;
-    sw_metrics_http_observe(api->metrics, route, req->method ? req->method : "UNKNOWN",
-                            req->status, secs);
+    sw_metrics_http_observe(api->metrics, route, req->method ? req->method : "UNKNOWN", req->status,
+                            secs);
     if (req->status >= 500 || sw_log_enabled(SW_LOG_DEBUG)) {
         char status[8], dur[32];
         snprintf(status, sizeof(status), "%d", req->status);
@@ -176,8 +176,8 @@ int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigne
     };
     r = sw_pg_pool_new(&api->pg, loop, &pgo);
     if (r != 0) {
-        sw_log_kv(SW_LOG_ERROR, NULL, "cannot create the PostgreSQL pool", "error",
-                  sw_strerror(r), NULL);
+        sw_log_kv(SW_LOG_ERROR, NULL, "cannot create the PostgreSQL pool", "error", sw_strerror(r),
+                  NULL);
         return r;
     }
     sw_redis_opts_t ro = {
@@ -223,8 +223,8 @@ int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigne
     for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         r = sw_http_server_listen(api->http, item);
         if (r != 0) {
-            sw_log_kv(SW_LOG_ERROR, NULL, "cannot listen", "address", item, "error",
-                      sw_strerror(r), NULL);
+            sw_log_kv(SW_LOG_ERROR, NULL, "cannot listen", "address", item, "error", sw_strerror(r),
+                      NULL);
             free(list);
             return r;
         }

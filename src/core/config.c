@@ -12,15 +12,7 @@
 #include "slipway/buf.h"
 #include "slipway/redis.h"
 
-typedef enum {
-    OPT_STR,
-    OPT_BOOL,
-    OPT_U32,
-    OPT_U64,
-    OPT_ROLE,
-    OPT_LOGLEVEL,
-    OPT_MAX
-} opt_type_t;
+typedef enum { OPT_STR, OPT_BOOL, OPT_U32, OPT_U64, OPT_ROLE, OPT_LOGLEVEL, OPT_MAX } opt_type_t;
 
 typedef struct {
     const char *name; /* flag name; the variable is SLIPWAY_ + upper-cased name */
@@ -31,14 +23,14 @@ typedef struct {
     const char *help;
 } opt_t;
 
-#define O(f) offsetof(sw_config_t, f)
+#define O(f)       offsetof(sw_config_t, f)
 #define SECRET_OPT "master-key"
 
 static const opt_t options[] = {
     {"listen", OPT_STR, O(listen), "127.0.0.1:8080", 0, 0,
      "addresses to serve HTTP on: host:port[,host:port...]; [::1]:port for IPv6"},
-    {"database-url", OPT_STR, O(database_url), "postgresql://slipway@127.0.0.1:5432/slipway", 0,
-     0, "PostgreSQL connection URI or conninfo"},
+    {"database-url", OPT_STR, O(database_url), "postgresql://slipway@127.0.0.1:5432/slipway", 0, 0,
+     "PostgreSQL connection URI or conninfo"},
     {"redis-url", OPT_STR, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0,
      "Redis URL: redis://[:password@]host[:port][/db] or unix:///path"},
     {"data-dir", OPT_STR, O(data_dir), "/var/lib/slipway", 0, 0,
@@ -257,8 +249,7 @@ static int check_port_list(const char *ports)
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         unsigned long long v;
-        if (len > 0 && (sw_iov_to_u64((sw_iov_t){(char *)p, len}, &v) != 0 || v == 0 ||
-                        v > 65535))
+        if (len > 0 && (sw_iov_to_u64((sw_iov_t){(char *)p, len}, &v) != 0 || v == 0 || v > 65535))
             return -EINVAL;
         if (!end)
             break;
@@ -301,8 +292,8 @@ static int check_rate_limit(const char *s)
     char tail;
     if (strcmp(s, "off") == 0)
         return 0;
-    if (sscanf(s, "%u/%u%c", &rps, &burst, &tail) != 2 || rps == 0 || burst == 0 ||
-        rps > 1000000 || burst > 1000000)
+    if (sscanf(s, "%u/%u%c", &rps, &burst, &tail) != 2 || rps == 0 || burst == 0 || rps > 1000000 ||
+        burst > 1000000)
         return -EINVAL;
     return 0;
 }
@@ -427,8 +418,7 @@ int sw_config_load(sw_config_t *cfg, int argc, char **argv, char **envp, int *ou
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) {
-            snprintf(err->msg, sizeof(err->msg), "unexpected argument \"%.64s\" (see --help)",
-                     arg);
+            snprintf(err->msg, sizeof(err->msg), "unexpected argument \"%.64s\" (see --help)", arg);
             return -EINVAL;
         }
         const char *name = arg + 2, *eq = strchr(name, '=');

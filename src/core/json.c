@@ -65,8 +65,7 @@ json_t *sw_json_parse_object(const char *data, size_t len, sw_json_errors_t *e)
     return root;
 }
 
-static json_t *field_get(json_t *obj, const char *field, bool required, sw_json_errors_t *e,
-                         int *r)
+static json_t *field_get(json_t *obj, const char *field, bool required, sw_json_errors_t *e, int *r)
 {
     json_t *v = json_object_get(obj, field);
     if (!v || json_is_null(v)) {
@@ -133,8 +132,7 @@ int sw_json_get_int(json_t *obj, const char *field, bool required, long long min
     return 0;
 }
 
-int sw_json_get_bool(json_t *obj, const char *field, bool required, bool *out,
-                     sw_json_errors_t *e)
+int sw_json_get_bool(json_t *obj, const char *field, bool required, bool *out, sw_json_errors_t *e)
 {
     int r;
     json_t *v = field_get(obj, field, required, e, &r);

@@ -10,9 +10,9 @@
 
 typedef struct node node_t;
 struct node {
-    char *literal;        /* NULL for a parameter node */
-    char *param;          /* the parameter's name */
-    node_t **children;    /* literal children */
+    char *literal;     /* NULL for a parameter node */
+    char *param;       /* the parameter's name */
+    node_t **children; /* literal children */
     size_t nchildren;
     node_t *param_child;
     const sw_route_t **routes; /* routes ending here, one per method */

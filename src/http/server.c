@@ -54,7 +54,7 @@ struct sw_http_conn {
 
     sw_http_req_t *head, *tail; /* unanswered and unwritten requests, in order */
     uint32_t queued;
-    sw_http_req_t *parsing;     /* the request being parsed (also in the queue) */
+    sw_http_req_t *parsing; /* the request being parsed (also in the queue) */
 
     uint32_t header_bytes;
     sw_buf_t field, value; /* the header being parsed; bounded by max_header_bytes */
@@ -182,36 +182,66 @@ static sw_http_req_t *conn_dequeue(sw_http_conn_t *c)
 const char *sw_http_status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -219,21 +249,36 @@ const char *sw_http_error_code(int status)
 {
     switch (status) {
     case 400:
-    case 422: return "VALIDATION_ERROR";
-    case 401: return "AUTHENTICATION_ERROR";
-    case 403: return "INSUFFICIENT_ROLE";
-    case 404: return "RESOURCE_NOT_FOUND";
-    case 405: return "METHOD_NOT_ALLOWED";
-    case 408: return "REQUEST_TIMEOUT";
-    case 409: return "RESOURCE_CONFLICT";
-    case 413: return "PAYLOAD_TOO_LARGE";
-    case 414: return "URI_TOO_LONG";
-    case 417: return "EXPECTATION_FAILED";
-    case 429: return "RATE_LIMIT_EXCEEDED";
-    case 431: return "HEADERS_TOO_LARGE";
-    case 503: return "SERVICE_UNAVAILABLE";
-    case 505: return "HTTP_VERSION_NOT_SUPPORTED";
-    default: return status >= 500 ? "INTERNAL_ERROR" : "BAD_REQUEST";
+    case 422:
+        return "VALIDATION_ERROR";
+    case 401:
+        return "AUTHENTICATION_ERROR";
+    case 403:
+        return "INSUFFICIENT_ROLE";
+    case 404:
+        return "RESOURCE_NOT_FOUND";
+    case 405:
+        return "METHOD_NOT_ALLOWED";
+    case 408:
+        return "REQUEST_TIMEOUT";
+    case 409:
+        return "RESOURCE_CONFLICT";
+    case 413:
+        return "PAYLOAD_TOO_LARGE";
+    case 414:
+        return "URI_TOO_LONG";
+    case 417:
+        return "EXPECTATION_FAILED";
+    case 429:
+        return "RATE_LIMIT_EXCEEDED";
+    case 431:
+        return "HEADERS_TOO_LARGE";
+    case 503:
+        return "SERVICE_UNAVAILABLE";
+    case 505:
+        return "HTTP_VERSION_NOT_SUPPORTED";
+    default:
+        return status >= 500 ? "INTERNAL_ERROR" : "BAD_REQUEST";
     }
 }
 
@@ -285,7 +330,8 @@ static void req_finish(sw_http_req_t *req, int status, const char *content_type,
         sw_buf_printf(&req->out, "Content-Length: %zu\r\n", len);
     sw_buf_append(&req->out, req->resp_headers.base ? req->resp_headers.base : "",
                   req->resp_headers.len);
-    sw_buf_append_cstr(&req->out, keep ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+    sw_buf_append_cstr(&req->out,
+                       keep ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
     if (!no_body && len)
         sw_buf_append(&req->out, body, len);
     req->state = SW_HTTP_REQ_DONE;
@@ -326,9 +372,10 @@ void sw_http_respond_json(sw_http_req_t *req, int status, json_t *value)
 void sw_http_respond_error(sw_http_req_t *req, int status, const char *code, const char *message,
                            json_t *details)
 {
-    json_t *err = json_pack("{s:s, s:s, s:o, s:s}", "code", code ? code : sw_http_error_code(status),
-                            "message", message ? message : sw_http_status_text(status), "details",
-                            details ? details : json_array(), "request_id", req->request_id);
+    json_t *err =
+        json_pack("{s:s, s:s, s:o, s:s}", "code", code ? code : sw_http_error_code(status),
+                  "message", message ? message : sw_http_status_text(status), "details",
+                  details ? details : json_array(), "request_id", req->request_id);
     sw_http_respond_json(req, status, json_pack("{s:o}", "error", err));
 }
 
@@ -492,11 +539,20 @@ static void conn_set_timer(sw_http_conn_t *c, timer_kind_t kind)
     if (c->state == CONN_CLOSED)
         return;
     switch (kind) {
-    case TIMER_HEADER: ms = o->header_timeout_ms; break;
-    case TIMER_BODY: ms = o->body_timeout_ms; break;
-    case TIMER_IDLE: ms = o->idle_timeout_ms; break;
-    case TIMER_LINGER: ms = LINGER_MS; break;
-    default: break;
+    case TIMER_HEADER:
+        ms = o->header_timeout_ms;
+        break;
+    case TIMER_BODY:
+        ms = o->body_timeout_ms;
+        break;
+    case TIMER_IDLE:
+        ms = o->idle_timeout_ms;
+        break;
+    case TIMER_LINGER:
+        ms = LINGER_MS;
+        break;
+    default:
+        break;
     }
     if (kind == c->timer_kind && kind != TIMER_IDLE)
         return;
@@ -549,9 +605,9 @@ static int on_url_complete(llhttp_t *p)
 {
     sw_http_conn_t *c = p->data;
     sw_http_req_t *r = c->parsing;
-    r->target = (sw_iov_t){sw_arena_strndup(&r->arena, c->value.base ? c->value.base : "",
-                                            c->value.len),
-                           c->value.len};
+    r->target =
+        (sw_iov_t){sw_arena_strndup(&r->arena, c->value.base ? c->value.base : "", c->value.len),
+                   c->value.len};
     char *q = memchr(r->target.base, '?', r->target.len);
     if (q) {
         r->path = (sw_iov_t){r->target.base, (size_t)(q - r->target.base)};
@@ -597,8 +653,10 @@ static int on_header_value_complete(llhttp_t *p)
         r->headers_cap = cap;
     }
     sw_http_header_t *h = &r->headers[r->nheaders++];
-    h->name = sw_arena_iovdup(&r->arena, (sw_iov_t){c->field.base ? c->field.base : "", c->field.len});
-    h->value = sw_arena_iovdup(&r->arena, (sw_iov_t){c->value.base ? c->value.base : "", c->value.len});
+    h->name =
+        sw_arena_iovdup(&r->arena, (sw_iov_t){c->field.base ? c->field.base : "", c->field.len});
+    h->value =
+        sw_arena_iovdup(&r->arena, (sw_iov_t){c->value.base ? c->value.base : "", c->value.len});
     sw_buf_reset(&c->field);
     sw_buf_reset(&c->value);
     return 0;
@@ -702,7 +760,8 @@ static void dispatch(sw_http_conn_t *c, sw_http_req_t *r)
 
 static void parse_failed(sw_http_conn_t *c, llhttp_errno_t err)
 {
-    int status = err == HPE_USER && c->parse_error ? c->parse_error : 400;
+    (void)err; /* llhttp reports a refusal under the callback's own code: parse_error says why */
+    int status = c->parse_error ? c->parse_error : 400;
     sw_http_req_t *r = c->parsing;
     if (!r) {
         r = req_new(c);

@@ -140,10 +140,9 @@ void sw_metrics_render(sw_metrics_t *m, sw_buf_t *out)
                           "%llu\n",
                           c->route, c->method, c->code, (unsigned long long)c->count);
     }
-    sw_buf_append_cstr(out,
-                       "# HELP slipway_http_request_duration_seconds Time from the first byte "
-                       "of a request to its response.\n"
-                       "# TYPE slipway_http_request_duration_seconds histogram\n");
+    sw_buf_append_cstr(out, "# HELP slipway_http_request_duration_seconds Time from the first byte "
+                            "of a request to its response.\n"
+                            "# TYPE slipway_http_request_duration_seconds histogram\n");
     for (size_t i = 0; i < SERIES_MAX; i++) {
         const route_hist_t *h = &m->hists[i];
         if (h->route) {
