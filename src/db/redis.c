@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -25,6 +26,8 @@
 #include "slipway/common.h"
 #include "slipway/log.h"
 
+/* opts->timeout_ms (0: this default) bounds each command and also connect plus handshake. A
+ * blocking command (BLPOP, XREADGROUP BLOCK) must block for less, or it kills the connection. */
 #define DEFAULT_TIMEOUT_MS 5000
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     5000
@@ -41,6 +44,7 @@ typedef enum { CONN_CMD, CONN_SUB, CONN_KIND_MAX } conn_kind_t;
 
 typedef enum {
     CONN_DOWN,       /* no context; the timer waits out the backoff */
+    CONN_RESOLVING,  /* name lookup on the threadpool; the timer is the connect deadline */
     CONN_CONNECTING, /* connect(2) in flight; the timer is the connect deadline */
     CONN_HANDSHAKE,  /* AUTH/SELECT in flight, still under the connect deadline */
     CONN_UP,         /* the timer tracks the oldest command's deadline */
@@ -73,7 +77,10 @@ struct conn {
     conn_state_t state;
     redisAsyncContext *ac;
     uv_timer_t timer;
-    cmd_t *head, *tail; /* mirrors hiredis's reply queue, so head is the next reply */
+    uv_getaddrinfo_t gai; /* hiredis would resolve names with a blocking getaddrinfo */
+    bool resolving;       /* gai is in flight; it is counted in r->handles until it returns */
+    unsigned attempts;    /* picks among a name's addresses */
+    cmd_t *head, *tail;   /* mirrors hiredis's reply queue, so head is the next reply */
     size_t inflight;
     unsigned handshake; /* handshake replies still to come */
     uint32_t backoff_ms;
@@ -574,6 +581,10 @@ static void conn_kill(conn_t *c, const char *reason)
     if (c->state == CONN_DOWN || c->state == CONN_DYING)
         return;
     snprintf(c->reason, sizeof(c->reason), "%s", reason);
+    if (!c->ac) {
+        conn_retry(c); /* nothing for the reaper to free */
+        return;
+    }
     uv_timer_stop(&c->timer);
     conn_set_state(c, CONN_DYING);
     uv_idle_start(&c->r->reaper, on_reap);
@@ -737,16 +748,17 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         conn_lost(c, ac);
 }
 
-static void conn_connect(conn_t *c)
+/* Connects to addr, a numeric address or a socket path, so hiredis never resolves a name. */
+static void conn_connect_addr(conn_t *c, const char *addr)
 {
     sw_redis_t *r = c->r;
     const url_t *u = &r->url;
     redisAsyncContext *ac;
 
     if (u->is_unix)
-        ac = redisAsyncConnectUnix(u->addr);
+        ac = redisAsyncConnectUnix(addr);
     else
-        ac = redisAsyncConnect(u->addr, u->port);
+        ac = redisAsyncConnect(addr, u->port);
     if (!ac)
         sw_oom();
     if (ac->err || (!u->is_unix && redisEnableKeepAlive(&ac->c) != REDIS_OK) ||
@@ -762,6 +774,67 @@ static void conn_connect(conn_t *c)
     /* Setting the connect callback also asks the adapter for the first write event. */
     redisAsyncSetConnectCallback(ac, on_connect);
     conn_set_state(c, CONN_CONNECTING);
+    uv_timer_start(&c->timer, on_timer, r->timeout_ms, 0);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    conn_t *c = sw_container_of(req, conn_t, gai);
+    sw_redis_t *r = c->r;
+    char ip[INET6_ADDRSTRLEN] = "";
+
+    c->resolving = false;
+    /* Each attempt takes the next address, so a name with a dead address still gets through. */
+    size_t n = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        n++;
+    struct addrinfo *pick = res;
+    for (size_t i = n ? c->attempts++ % n : 0; i > 0; i--)
+        pick = pick->ai_next;
+    if (pick && pick->ai_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)pick->ai_addr, ip, sizeof(ip));
+    else if (pick && pick->ai_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)pick->ai_addr, ip, sizeof(ip));
+    uv_freeaddrinfo(res);
+    /* Not RESOLVING any more: the deadline passed or we are closing; the result is stale. */
+    if (!r->closing && c->state == CONN_RESOLVING) {
+        if (status == 0 && ip[0]) {
+            conn_connect_addr(c, ip);
+        } else {
+            snprintf(c->reason, sizeof(c->reason), "cannot resolve the host: %s",
+                     status < 0 ? uv_strerror(status) : "no address");
+            conn_retry(c);
+        }
+    }
+    handle_closed(r); /* last: it frees r when this was the final thing outstanding */
+}
+
+static void conn_connect(conn_t *c)
+{
+    sw_redis_t *r = c->r;
+    const url_t *u = &r->url;
+    unsigned char bin[sizeof(struct in6_addr)];
+
+    if (u->is_unix || inet_pton(AF_INET, u->addr, bin) == 1 ||
+        inet_pton(AF_INET6, u->addr, bin) == 1) {
+        conn_connect_addr(c, u->addr);
+        return;
+    }
+    if (c->resolving) {
+        /* A lookup abandoned at its deadline is still running: wait for it, then retry. */
+        conn_retry(c);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int rc = uv_getaddrinfo(r->loop, &c->gai, on_resolved, u->addr, NULL, &hints);
+    if (rc < 0) {
+        snprintf(c->reason, sizeof(c->reason), "cannot resolve the host: %s", uv_strerror(rc));
+        conn_retry(c);
+        return;
+    }
+    c->resolving = true;
+    r->handles++;
+    conn_set_state(c, CONN_RESOLVING);
     uv_timer_start(&c->timer, on_timer, r->timeout_ms, 0);
 }
 
@@ -795,6 +868,11 @@ static void on_timer(uv_timer_t *t)
     switch (c->state) {
     case CONN_DOWN:
         conn_connect(c);
+        break;
+    case CONN_RESOLVING:
+        uv_cancel((uv_req_t *)&c->gai); /* may be too late; on_resolved then drops the result */
+        snprintf(c->reason, sizeof(c->reason), "resolving the host timed out");
+        conn_retry(c);
         break;
     case CONN_CONNECTING:
     case CONN_HANDSHAKE:
@@ -903,13 +981,15 @@ static bool word_is(const char *s, size_t len, const char *word)
     return len == strlen(word) && strncasecmp(s, word, len) == 0;
 }
 
-/* Commands that would break the one-reply-per-command order the FIFO relies on. */
-static bool breaks_ordering(int argc, const char **argv, const size_t *argvlen)
+/* Commands that would break the shared connection: pub/sub and MONITOR leave the one reply per
+ * command order the FIFO mirrors, CLIENT REPLY silences replies, and SELECT, RESET, HELLO and
+ * QUIT change or end the session every other caller is using. */
+static bool breaks_connection(int argc, const char **argv, const size_t *argvlen)
 {
+    static const char *const banned[] = {
+        "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
+        "MONITOR",   "SELECT",     "RESET",      "HELLO",       "QUIT"};
     size_t len0 = argvlen ? argvlen[0] : strlen(argv[0]);
-    static const char *const banned[] = {"SUBSCRIBE",   "PSUBSCRIBE",   "SSUBSCRIBE",
-                                         "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
-                                         "MONITOR"};
     for (size_t i = 0; i < SW_ARRAY_SIZE(banned); i++)
         if (word_is(argv[0], len0, banned[i]))
             return true;
@@ -925,7 +1005,7 @@ int sw_redis_command(sw_redis_t *r, sw_redis_cb cb, void *payload, int argc, con
 {
     if (!r || !cb || argc <= 0 || !argv || !argv[0])
         return -EINVAL;
-    if (breaks_ordering(argc, argv, argvlen))
+    if (breaks_connection(argc, argv, argvlen))
         return -EINVAL;
     conn_t *c = &r->conns[CONN_CMD];
     if (r->closing) {
@@ -991,6 +1071,8 @@ static void finish_close(sw_redis_t *r)
     for (int k = 0; k < CONN_KIND_MAX; k++) {
         conn_t *c = &r->conns[k];
         uv_timer_stop(&c->timer);
+        if (c->resolving)
+            uv_cancel((uv_req_t *)&c->gai);
         for (cmd_t *cmd = c->head; cmd; cmd = cmd->next) {
             sw_redis_cb cb = cmd->cb;
             cmd->cb = NULL;
