@@ -565,3 +565,39 @@ def test_listen_list_serves_every_address(slipwayd):
     assert requests.get(f"http://127.0.0.1:{p4}/health", timeout=5).status_code in (200, 503)
     assert requests.get(f"http://[::1]:{p6}/health", timeout=5).status_code in (200, 503)
     assert d.alive()
+
+
+def test_connection_cap_answers_503(slipwayd):
+    d = slipwayd(env={"SLIPWAY_MAX_CONNECTIONS": "2"})
+    held = [d.raw(timeout=10) for _ in range(2)]
+    for c in held:  # both are accepted and served
+        c.send("GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.read_response().status in (200, 503)
+    extra = d.raw(timeout=10)
+    r = extra.read_response()
+    assert r.status == 503
+    assert json.loads(r.body)["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert extra.closed_by_peer()
+    for c in held:
+        c.close()
+
+    # Once a slot is free again, new clients are served.
+    def served():
+        return d.get("/ready").status_code == 200
+
+    wait_for(served, timeout=10, message="a new connection served after others closed")
+
+
+def test_http_workers_share_the_port(slipwayd):
+    d = slipwayd(env={"SLIPWAY_HTTP_WORKERS": "2"})
+    wait_for(lambda: d.get("/ready").status_code == 200, timeout=15, message="ready")
+
+    def both_workers_listening():
+        workers = {line.get("worker") for line in d.logs() if line.get("msg") == "listening"}
+        return workers == {"0", "1"}
+
+    wait_for(both_workers_listening, timeout=10, message="two workers listening")
+    for _ in range(20):
+        assert d.get("/health").status_code in (200, 503)
+    d.signal(signal.SIGTERM)
+    assert d.wait_exit(timeout=20) == 0, d.log_tail()
