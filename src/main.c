@@ -8,6 +8,7 @@
 
 #include "slipway/api.h"
 #include "slipway/config.h"
+#include "slipway/crypto.h"
 #include "slipway/log.h"
 #include "sw_version.h"
 
@@ -184,7 +185,12 @@ int main(int argc, char **argv)
     }
 
     sw_log_set_level(cfg.log_level);
-    sw_log_kv(SW_LOG_INFO, NULL, "starting", "version", SW_VERSION, "role", sw_role_name(cfg.role),
+    if (sw_crypto_init() != 0) {
+        fprintf(stderr, "slipwayd: libsodium failed to initialise\n");
+        sw_config_free(&cfg);
+        return 1;
+    }
+    sw_log_kv(SW_LOG_INFO, NULL, "starting", "version", SW_VERSION, "role", sw_node_role_name(cfg.role),
               NULL);
     int r = cfg.http_workers > 1 ? supervise(&cfg) : run_process(&cfg, 0);
     sw_config_free(&cfg);

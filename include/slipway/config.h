@@ -8,7 +8,7 @@
 
 #include "slipway/log.h"
 
-typedef enum { SW_ROLE_ALL, SW_ROLE_API, SW_ROLE_WORKER, SW_ROLE_MAX } sw_role_t;
+typedef enum { SW_NODE_ALL, SW_NODE_API, SW_NODE_WORKER, SW_NODE_ROLE_MAX } sw_node_role_t;
 
 typedef struct {
     /* where and what */
@@ -17,7 +17,7 @@ typedef struct {
     char *redis_url;    /* redis://[:password@]host[:port][/db] */
     char *data_dir;
     char *master_key;
-    sw_role_t role;
+    sw_node_role_t role;
     char *node_name;
     unsigned http_workers;
     char *public_url;
@@ -63,7 +63,7 @@ int sw_config_load(sw_config_t *cfg, int argc, char **argv, char **envp, int *ou
 void sw_config_free(sw_config_t *cfg);
 /* Writes the --help text listing every option, its variable and default. */
 void sw_config_print_help(FILE *out, const char *argv0);
-const char *sw_role_name(sw_role_t role);
+const char *sw_node_role_name(sw_node_role_t role);
 
 /* Splits "host:port", "[v6]:port" or ":port" into host (NUL-terminated, "" when empty) and
  * port. Returns 0 or -EINVAL. */

@@ -41,7 +41,7 @@ void sw_secretbox_clear(sw_secretbox_t *box);
 
 /* ---- tokens: prefix + base64url(32 random bytes); only a hash is ever stored ---- */
 
-#define SW_TOKEN_MAX 64      /* longest token text, including the prefix and NUL */
+#define SW_TOKEN_MAX      64 /* longest token text, including the prefix and NUL */
 #define SW_TOKEN_HASH_HEX 65 /* BLAKE2b-256 as hex, with NUL */
 
 /* out receives e.g. "sws_" + 43 characters. */
@@ -76,7 +76,7 @@ int sw_password_verify(uv_loop_t *loop, const char *hash, const char *password, 
 /* ---- TOTP (RFC 6238: HMAC-SHA1, 6 digits, 30-second steps) ---- */
 
 #define SW_TOTP_SECRET_BYTES 20
-#define SW_TOTP_STEP 30
+#define SW_TOTP_STEP         30
 
 /* RFC 4648 base32 without padding (what authenticator apps expect). */
 void sw_base32_encode(const unsigned char *data, size_t len, sw_buf_t *out);

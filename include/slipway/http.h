@@ -49,6 +49,7 @@ struct sw_http_req {
     bool keep_alive;
     bool head; /* HEAD: respond without the body */
     char request_id[65];
+    char client_addr[48]; /* the peer's IP address, without the port */
     uint64_t start_ns;
 
     /* filled by the router */
@@ -106,6 +107,11 @@ void sw_http_server_stats(const sw_http_server_t *server, sw_http_server_stats_t
 
 /* Request accessors. */
 sw_iov_t sw_http_req_header(const sw_http_req_t *req, const char *name);
+/* The value of cookie name (first match), or SW_IOV_NULL. */
+sw_iov_t sw_http_req_cookie(const sw_http_req_t *req, const char *name);
+/* Decoded value of name in an application/x-www-form-urlencoded string, into the arena; NULL
+ * when absent or malformed. Query strings use the same format. */
+const char *sw_http_form_value(sw_arena_t *arena, sw_iov_t form, const char *name);
 sw_iov_t sw_http_req_param(const sw_http_req_t *req, const char *name);
 /* Decoded value of a query parameter into the arena; NULL when absent. */
 const char *sw_http_req_query(sw_http_req_t *req, const char *name);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "slipway/metrics.h"
+
 typedef struct sw_pg_pool sw_pg_pool_t;
 typedef struct sw_pg_result sw_pg_result_t;
 
@@ -50,6 +52,8 @@ int sw_pg_query(sw_pg_pool_t *pool, const char *sql, int nparams, const char *co
 
 bool sw_pg_pool_up(const sw_pg_pool_t *pool);
 void sw_pg_pool_stats(const sw_pg_pool_t *pool, sw_pg_pool_stats_t *out);
+/* Time from sw_pg_query to each query's outcome, for slipway_pg_query_duration_seconds. */
+const sw_histogram_t *sw_pg_pool_durations(const sw_pg_pool_t *pool);
 
 int sw_pg_result_rows(const sw_pg_result_t *res);
 int sw_pg_result_cols(const sw_pg_result_t *res);

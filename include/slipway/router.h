@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "slipway/access.h"
 #include "slipway/http.h"
 
 typedef void (*sw_http_handler_fn)(sw_http_req_t *req, void *ctx);
@@ -14,7 +15,7 @@ typedef struct {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* "/api/v1/apps/:id" */
     sw_http_handler_fn handler;
-    const char *access; /* "public", or the minimum role/scope later issues enforce */
+    sw_access_t access; /* who may call it; enforced before the handler runs */
     const char *summary;
     const char *tag;
     const char *request_schema;  /* name in the schema table, or NULL */

@@ -109,8 +109,26 @@ static json_t *operation(const sw_route_t *r)
         json_object_set_new(op, "requestBody",
                             json_pack("{s:b, s:o}", "required", 1, "content",
                                       json_content(schema_ref(r->request_schema))));
-    if (strcmp(r->access, "public") == 0)
+    static const char *const auth_names[SW_AUTH_MAX] = {"public", "user", "session"};
+    json_object_set_new(
+        op, "x-slipway-access",
+        json_pack("{s:s, s:o, s:o}", "auth", auth_names[r->access.auth], "role",
+                  r->access.role ? json_string(sw_user_role_name((sw_user_role_t)r->access.role))
+                                 : json_null(),
+                  "scope",
+                  r->access.scope ? json_string(sw_scope_name(r->access.scope)) : json_null()));
+    if (r->access.auth == SW_AUTH_PUBLIC)
         json_object_set_new(op, "security", json_array());
+    else if (r->access.auth == SW_AUTH_SESSION)
+        json_object_set_new(op, "security", json_pack("[{s:[]}, {s:[]}]", "cookie", "bearer"));
+    if (r->access.auth != SW_AUTH_PUBLIC) {
+        json_object_set_new(responses, "401",
+                            json_pack("{s:s, s:o}", "description", "Not authenticated", "content",
+                                      json_content(schema_ref("Error"))));
+        json_object_set_new(responses, "403",
+                            json_pack("{s:s, s:o}", "description", "Authenticated, but not allowed",
+                                      "content", json_content(schema_ref("Error"))));
+    }
     return op;
 }
 

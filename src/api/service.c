@@ -1,7 +1,9 @@
 /* The API role's lifetime: backends, migrations, the HTTP server, request dispatch, drain. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "slipway/api.h"
 #include "slipway/log.h"
@@ -9,6 +11,139 @@
 #define MIGRATE_RETRY_MAX_MS 10000
 
 static const char unmatched_route[] = "unmatched";
+
+/* ---- the request path: route, identify, authorise, check origin, handle ---- */
+
+static bool is_safe_method(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0;
+}
+
+/* scheme://host[:port] of a URL, lower-cased, into out. */
+static void url_origin(const char *url, char *out, size_t size)
+{
+    const char *p = strstr(url, "://");
+    size_t n = 0;
+    out[0] = '\0';
+    if (!p)
+        return;
+    const char *end = strpbrk(p + 3, "/?#");
+    size_t len = end ? (size_t)(end - url) : strlen(url);
+    for (; n + 1 < size && n < len; n++)
+        out[n] = (char)tolower((unsigned char)url[n]);
+    out[n] = '\0';
+}
+
+static bool origin_in_list(const char *list, sw_iov_t origin)
+{
+    const char *p = list;
+    while (p && *p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len && *p == ' ') {
+            p++;
+            len--;
+        }
+        while (len && p[len - 1] == ' ')
+            len--;
+        while (len && p[len - 1] == '/')
+            len--;
+        if (len == origin.len && strncasecmp(p, origin.base, len) == 0)
+            return true;
+        p = comma ? comma + 1 : NULL;
+    }
+    return false;
+}
+
+/* CSRF: a cookie carries itself to any site's forms, so a state-changing request that relies
+ * on one must show it comes from our own origin. */
+static bool origin_allowed(sw_api_t *api, sw_http_req_t *req)
+{
+    char buf[300];
+    sw_iov_t origin = sw_http_req_header(req, "origin");
+    if (!origin.len) {
+        sw_iov_t referer = sw_http_req_header(req, "referer");
+        if (!referer.len || referer.len >= sizeof(buf))
+            return false;
+        memcpy(buf, referer.base, referer.len);
+        buf[referer.len] = '\0';
+        char o[300];
+        url_origin(buf, o, sizeof(o));
+        size_t n = strlen(o);
+        memcpy(buf, o, n + 1);
+        origin = (sw_iov_t){buf, n};
+    }
+    if (!origin.len || sw_iov_eq_cstr(origin, "null"))
+        return false;
+    if (api->public_origin[0] && origin.len == strlen(api->public_origin) &&
+        strncasecmp(origin.base, api->public_origin, origin.len) == 0)
+        return true;
+    if (origin_in_list(api->cfg->allowed_origins, origin))
+        return true;
+    if (!api->public_origin[0]) {
+        sw_iov_t host = sw_http_req_header(req, "host");
+        char self[300];
+        int n = snprintf(self, sizeof(self), "http://%.*s", (int)SW_MIN(host.len, 256),
+                         host.base ? host.base : "");
+        return host.len && (size_t)n == origin.len &&
+               strncasecmp(self, origin.base, origin.len) == 0;
+    }
+    return false;
+}
+
+static void authorised(sw_api_t *api, sw_http_req_t *req)
+{
+    const sw_route_t *route = req->route;
+    sw_api_req_t *ctx = sw_api_req(req);
+    char why[200];
+    int code = sw_access_check(&route->access, &ctx->principal, why, sizeof(why));
+    if (code == 401) {
+        sw_http_add_header(req, "WWW-Authenticate", "Bearer");
+        sw_http_respond_error(req, 401, "AUTHENTICATION_ERROR", why, NULL);
+        return;
+    }
+    if (code != 0) {
+        sw_http_respond_error(req, 403, "INSUFFICIENT_ROLE", why, NULL);
+        return;
+    }
+    if (ctx->principal.via_cookie && !is_safe_method(req->method) && !origin_allowed(api, req)) {
+        sw_http_respond_error(req, 403, "INSUFFICIENT_ROLE",
+                              "cross-origin request refused: a cookie-authenticated change "
+                              "needs an Origin of this instance (or use a bearer token)",
+                              NULL);
+        return;
+    }
+    route->handler(req, api);
+}
+
+static void on_principal(int status, const sw_principal_t *p, void *payload)
+{
+    sw_http_req_t *req = payload;
+    sw_api_req_t *ctx = sw_api_req(req);
+    sw_api_t *api = ctx->state; /* carried across the lookup by on_request */
+    const sw_route_t *route = req->route;
+    bool via_cookie = ctx->principal.via_cookie;
+
+    ctx->state = NULL;
+    if (status == 0) {
+        ctx->principal = *p;
+        ctx->principal.via_cookie = via_cookie;
+    } else if (status == -ENOENT) {
+        memset(&ctx->principal, 0, sizeof(ctx->principal));
+        /* A stale cookie must not lock anyone out of the public routes (the login page);
+         * a bad bearer token is a client error worth saying so. */
+        if (!via_cookie || route->access.auth != SW_AUTH_PUBLIC) {
+            sw_http_add_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+            sw_http_respond_error(req, 401, "AUTHENTICATION_ERROR",
+                                  "the session or token is invalid, expired or revoked", NULL);
+            return;
+        }
+    } else {
+        sw_api_db_error(req, status, NULL);
+        return;
+    }
+    authorised(api, req);
+}
 
 static void on_request(sw_http_req_t *req, void *payload)
 {
@@ -27,8 +162,34 @@ static void on_request(sw_http_req_t *req, void *payload)
         sw_http_respond_error(req, 405, "METHOD_NOT_ALLOWED", msg, NULL);
         return;
     }
-    const sw_route_t *route = req->route;
-    route->handler(req, api);
+
+    sw_api_req_t *ctx = sw_api_req(req);
+    sw_iov_t token = SW_IOV_NULL;
+    sw_iov_t authz = sw_http_req_header(req, "authorization");
+    if (authz.len) {
+        if (authz.len > 7 && strncasecmp(authz.base, "Bearer ", 7) == 0) {
+            token = (sw_iov_t){authz.base + 7, authz.len - 7};
+            while (token.len && token.base[0] == ' ') {
+                token.base++;
+                token.len--;
+            }
+        } else if (!(authz.len > 6 && strncasecmp(authz.base, "Basic ", 6) == 0 &&
+                     strcmp(req->route_pattern, "/api/v1/auth/token") == 0)) {
+            sw_http_add_header(req, "WWW-Authenticate", "Bearer");
+            sw_http_respond_error(req, 401, "AUTHENTICATION_ERROR",
+                                  "unsupported Authorization scheme: use Bearer", NULL);
+            return;
+        }
+    } else {
+        token = sw_http_req_cookie(req, "slipway_session");
+        ctx->principal.via_cookie = token.len > 0;
+    }
+    if (!token.len) {
+        authorised(api, req);
+        return;
+    }
+    ctx->state = api;
+    sw_auth_resolve(api->auth, token.base, token.len, on_principal, req);
 }
 
 static void on_response(sw_http_req_t *req, void *payload)
@@ -147,6 +308,11 @@ static void collect_backends(sw_buf_t *out, void *payload)
                   st.idle, st.busy, st.connecting, st.down, (unsigned long long)st.queued,
                   sw_redis_up(api->redis) ? 1 : 0, sw_redis_subscriber_up(api->redis) ? 1 : 0,
                   (unsigned long long)hs.connections, (unsigned long long)hs.rejected);
+    sw_buf_append_cstr(out, "# HELP slipway_pg_query_duration_seconds Time from sending a "
+                            "query to its outcome.\n"
+                            "# TYPE slipway_pg_query_duration_seconds histogram\n");
+    sw_histogram_render(sw_pg_pool_durations(api->pg), out, "slipway_pg_query_duration_seconds",
+                        "");
 }
 
 int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigned worker_index)
@@ -192,6 +358,28 @@ int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigne
                   NULL);
         return r;
     }
+
+    char kerr[256];
+    r = sw_secretbox_load(&api->box, cfg->master_key, cfg->data_dir, kerr, sizeof(kerr));
+    if (r != 0) {
+        sw_log_kv(SW_LOG_ERROR, NULL, "cannot load the master key", "error", kerr, NULL);
+        return r;
+    }
+    sw_auth_opts_t ao = {
+        .session_idle_s = SW_SESSION_IDLE_S,
+        .session_absolute_s = SW_SESSION_ABSOLUTE_S,
+        .cache_max = 10000,
+    };
+    r = sw_auth_new(&api->auth, loop, api->pg, api->redis, &ao);
+    if (r != 0) {
+        sw_log_kv(SW_LOG_ERROR, NULL, "cannot start the session cache", "error", sw_strerror(r),
+                  NULL);
+        return r;
+    }
+    /* Five failed logins a minute per address and per account; they never switch off. */
+    api->login_by_address = sw_ratelimit_new(5, 60000, 5, 100000);
+    api->login_by_account = sw_ratelimit_new(5, 60000, 5, 100000);
+    url_origin(cfg->public_url, api->public_origin, sizeof(api->public_origin));
 
     sw_http_server_opts_t ho = {
         .max_header_bytes = cfg->max_header_bytes,
@@ -275,6 +463,12 @@ static void on_drained(sw_http_server_t *server, void *payload)
     api->migrate_timer.data = api;
     uv_close((uv_handle_t *)&api->health_timer, on_handle_closed);
     uv_close((uv_handle_t *)&api->migrate_timer, on_handle_closed);
+    sw_auth_free(api->auth);
+    api->auth = NULL;
+    sw_ratelimit_free(api->login_by_address);
+    sw_ratelimit_free(api->login_by_account);
+    api->login_by_address = api->login_by_account = NULL;
+    sw_secretbox_clear(&api->box);
     sw_pg_pool_close(api->pg, on_backend_closed, api);
     sw_redis_close(api->redis, on_backend_closed, api);
     api->pg = NULL;

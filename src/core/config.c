@@ -84,11 +84,11 @@ static const opt_t options[] = {
      "how often the background health checks run"},
 };
 
-static const char *const role_names[SW_ROLE_MAX] = {"all", "api", "worker"};
+static const char *const role_names[SW_NODE_ROLE_MAX] = {"all", "api", "worker"};
 
-const char *sw_role_name(sw_role_t role)
+const char *sw_node_role_name(sw_node_role_t role)
 {
-    return role < SW_ROLE_MAX ? role_names[role] : "?";
+    return role < SW_NODE_ROLE_MAX ? role_names[role] : "?";
 }
 
 static void env_name(const opt_t *o, char *out, size_t size)
@@ -165,9 +165,9 @@ static int set_opt(sw_config_t *cfg, const opt_t *o, const char *value, int from
             *(uint64_t *)field = v;
         return 0;
     case OPT_ROLE:
-        for (int i = 0; i < SW_ROLE_MAX; i++) {
+        for (int i = 0; i < SW_NODE_ROLE_MAX; i++) {
             if (strcmp(value, role_names[i]) == 0) {
-                *(sw_role_t *)field = (sw_role_t)i;
+                *(sw_node_role_t *)field = (sw_node_role_t)i;
                 return 0;
             }
         }

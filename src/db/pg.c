@@ -48,6 +48,7 @@ struct query {
     sw_pg_cb cb;
     void *payload;
     uint64_t deadline;
+    uint64_t start_ns;
     uint64_t hash;
     struct sw_pg_result res;
     int status;
@@ -124,6 +125,7 @@ struct sw_pg_pool {
     unsigned handles_open;
     void (*on_closed)(void *payload);
     void *closed_payload;
+    sw_histogram_t durations; /* from submission to the decided outcome */
 };
 
 static void conn_connect(conn_t *c);
@@ -207,6 +209,7 @@ static void query_answer(sw_pg_pool_t *pool, query_t *q, int status)
 {
     q->answered = true;
     q->status = status;
+    sw_histogram_observe(&pool->durations, (double)(sw_now_ns() - q->start_ns) / 1e9);
     if (status != 0 && status != SW_EDB && status != SW_EUNIQUE) {
         PQclear(q->res.pg);
         q->res.pg = NULL;
@@ -974,6 +977,7 @@ int sw_pg_query(sw_pg_pool_t *pool, const char *sql, int nparams, const char *co
     q->payload = payload;
     q->hash = fnv1a(sql);
     q->deadline = uv_now(pool->loop) + pool->query_timeout_ms;
+    q->start_ns = sw_now_ns();
 
     if (pool->closing) {
         query_answer(pool, q, SW_ECANCELED);
@@ -996,6 +1000,11 @@ int sw_pg_query(sw_pg_pool_t *pool, const char *sql, int nparams, const char *co
     if (!uv_is_active((uv_handle_t *)&pool->deadline_timer))
         pool_arm_deadlines(pool);
     return 0;
+}
+
+const sw_histogram_t *sw_pg_pool_durations(const sw_pg_pool_t *pool)
+{
+    return &pool->durations;
 }
 
 bool sw_pg_pool_up(const sw_pg_pool_t *pool)

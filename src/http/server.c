@@ -64,6 +64,7 @@ struct sw_http_conn {
     bool read_eof;
     sw_buf_t pending; /* unparsed input kept while reading is paused */
     uint32_t writes_pending;
+    char peer[48];
 };
 
 typedef struct {
@@ -585,6 +586,7 @@ static int on_message_begin(llhttp_t *p)
     sw_http_req_t *r = req_new(c);
     conn_enqueue(c, r);
     c->parsing = r;
+    memcpy(r->client_addr, c->peer, sizeof(r->client_addr));
     c->header_bytes = 0;
     sw_buf_reset(&c->field);
     sw_buf_reset(&c->value);
@@ -963,6 +965,14 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
+        else
+            uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+    }
     llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
     c->parser.data = c;
     c->state = CONN_OPEN;
@@ -1184,10 +1194,10 @@ static char *query_decode(sw_arena_t *a, const char *s, size_t len)
     return out;
 }
 
-const char *sw_http_req_query(sw_http_req_t *req, const char *name)
+const char *sw_http_form_value(sw_arena_t *arena, sw_iov_t form, const char *name)
 {
     size_t nlen = strlen(name);
-    const char *p = req->query.base, *end = req->query.base + req->query.len;
+    const char *p = form.base, *end = form.base + form.len;
     while (p && p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *stop = amp ? amp : end;
@@ -1195,9 +1205,41 @@ const char *sw_http_req_query(sw_http_req_t *req, const char *name)
         const char *kend = eq ? eq : stop;
         if ((size_t)(kend - p) == nlen && memcmp(p, name, nlen) == 0) {
             const char *v = eq ? eq + 1 : stop;
-            return query_decode(&req->arena, v, (size_t)(stop - v));
+            return query_decode(arena, v, (size_t)(stop - v));
         }
         p = amp ? amp + 1 : NULL;
     }
     return NULL;
+}
+
+const char *sw_http_req_query(sw_http_req_t *req, const char *name)
+{
+    return sw_http_form_value(&req->arena, req->query, name);
+}
+
+sw_iov_t sw_http_req_cookie(const sw_http_req_t *req, const char *name)
+{
+    size_t nlen = strlen(name);
+    for (uint32_t i = 0; i < req->nheaders; i++) {
+        if (!sw_iov_caseeq(req->headers[i].name, "cookie"))
+            continue;
+        const char *p = req->headers[i].value.base;
+        const char *end = p + req->headers[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *stop = semi ? semi : end;
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            if (eq && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0) {
+                const char *v = eq + 1;
+                size_t vlen = (size_t)(stop - v);
+                while (vlen && v[vlen - 1] == ' ')
+                    vlen--;
+                return (sw_iov_t){(char *)v, vlen};
+            }
+            p = stop;
+        }
+    }
+    return SW_IOV_NULL;
 }

@@ -31,7 +31,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.max_headers, 100);
     assert_true(cfg.max_body_bytes == 1048576);
     assert_int_equal(cfg.http_workers, 1);
-    assert_int_equal(cfg.role, SW_ROLE_ALL);
+    assert_int_equal(cfg.role, SW_NODE_ALL);
     assert_false(cfg.cookie_secure);
     sw_config_free(&cfg);
 }
@@ -52,7 +52,7 @@ static void test_env_then_flags_win(void **state)
     assert_int_equal(cfg.http_workers, 3);
     assert_true(cfg.cookie_secure);
     assert_true(cfg.max_body_bytes == 2048);
-    assert_int_equal(cfg.role, SW_ROLE_WORKER);
+    assert_int_equal(cfg.role, SW_NODE_WORKER);
     sw_config_free(&cfg);
 }
 

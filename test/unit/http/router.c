@@ -15,14 +15,14 @@ static void h(sw_http_req_t *req, void *ctx)
 }
 
 static const sw_route_t routes[] = {
-    {"GET", "/health", h, "public", "", "", NULL, NULL, 200},
-    {"GET", "/api/v1/apps", h, "public", "", "", NULL, NULL, 200},
-    {"POST", "/api/v1/apps", h, "public", "", "", NULL, NULL, 201},
-    {"GET", "/api/v1/apps/:id", h, "public", "", "", NULL, NULL, 200},
-    {"DELETE", "/api/v1/apps/:id", h, "public", "", "", NULL, NULL, 204},
-    {"PUT", "/api/v1/apps/:id/env/:key", h, "public", "", "", NULL, NULL, 200},
-    {"GET", "/api/v1/apps/search", h, "public", "", "", NULL, NULL, 200},
-    {"POST", "/api/v1/apps/:id/start", h, "public", "", "", NULL, NULL, 202},
+    {"GET", "/health", h, {0}, "", "", NULL, NULL, 200},
+    {"GET", "/api/v1/apps", h, {0}, "", "", NULL, NULL, 200},
+    {"POST", "/api/v1/apps", h, {0}, "", "", NULL, NULL, 201},
+    {"GET", "/api/v1/apps/:id", h, {0}, "", "", NULL, NULL, 200},
+    {"DELETE", "/api/v1/apps/:id", h, {0}, "", "", NULL, NULL, 204},
+    {"PUT", "/api/v1/apps/:id/env/:key", h, {0}, "", "", NULL, NULL, 200},
+    {"GET", "/api/v1/apps/search", h, {0}, "", "", NULL, NULL, 200},
+    {"POST", "/api/v1/apps/:id/start", h, {0}, "", "", NULL, NULL, 202},
 };
 
 static int match(sw_router_t *r, sw_http_req_t *req, const char *method, const char *path,
@@ -92,16 +92,16 @@ static void test_bad_tables_are_refused(void **state)
     (void)state;
     sw_router_t *r = NULL;
     char err[128];
-    const sw_route_t dup[] = {{"GET", "/a", h, "public", "", "", NULL, NULL, 200},
-                              {"GET", "/a", h, "public", "", "", NULL, NULL, 200}};
+    const sw_route_t dup[] = {{"GET", "/a", h, {0}, "", "", NULL, NULL, 200},
+                              {"GET", "/a", h, {0}, "", "", NULL, NULL, 200}};
     assert_int_equal(sw_router_new(&r, dup, 2, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "twice"));
-    const sw_route_t clash[] = {{"GET", "/a/:id", h, "public", "", "", NULL, NULL, 200},
-                                {"GET", "/a/:name/x", h, "public", "", "", NULL, NULL, 200}};
+    const sw_route_t clash[] = {{"GET", "/a/:id", h, {0}, "", "", NULL, NULL, 200},
+                                {"GET", "/a/:name/x", h, {0}, "", "", NULL, NULL, 200}};
     assert_int_equal(sw_router_new(&r, clash, 2, err, sizeof(err)), -EINVAL);
-    const sw_route_t bad[] = {{"GET", "no-slash", h, "public", "", "", NULL, NULL, 200}};
+    const sw_route_t bad[] = {{"GET", "no-slash", h, {0}, "", "", NULL, NULL, 200}};
     assert_int_equal(sw_router_new(&r, bad, 1, err, sizeof(err)), -EINVAL);
-    const sw_route_t trailing[] = {{"GET", "/a/", h, "public", "", "", NULL, NULL, 200}};
+    const sw_route_t trailing[] = {{"GET", "/a/", h, {0}, "", "", NULL, NULL, 200}};
     assert_int_equal(sw_router_new(&r, trailing, 1, err, sizeof(err)), -EINVAL);
 }
 

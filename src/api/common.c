@@ -1,0 +1,167 @@
+/* Helpers every handler uses: request state, body decoding, database errors, pages. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "slipway/api.h"
+#include "slipway/log.h"
+
+#define PAGE_LIMIT_MAX     100
+#define PAGE_LIMIT_DEFAULT 20
+#define PAGE_MAX           1000000
+
+sw_api_req_t *sw_api_req(sw_http_req_t *req)
+{
+    if (!req->user)
+        req->user = sw_arena_calloc(&req->arena, sizeof(sw_api_req_t));
+    return req->user;
+}
+
+const sw_principal_t *sw_api_principal(sw_http_req_t *req)
+{
+    return &sw_api_req(req)->principal;
+}
+
+void sw_api_db_error(sw_http_req_t *req, int status, sw_pg_result_t *res)
+{
+    switch (status) {
+    case SW_EUNAVAIL:
+    case -ETIMEDOUT:
+    case SW_ECANCELED:
+    case SW_ELIMIT:
+        sw_http_add_header(req, "Retry-After", "1");
+        sw_http_respond_error(req, 503, "SERVICE_UNAVAILABLE",
+                              status == -ETIMEDOUT ? "the database did not answer in time"
+                                                   : "the database is unavailable",
+                              NULL);
+        return;
+    case SW_EUNIQUE:
+        sw_http_respond_error(req, 409, "RESOURCE_CONFLICT", "the resource already exists", NULL);
+        return;
+    default:
+        sw_log_kv(SW_LOG_ERROR, req->request_id, "query failed", "error",
+                  res ? sw_pg_result_error(res) : sw_strerror(status), NULL);
+        sw_http_respond_error(req, 500, "INTERNAL_ERROR", "internal error", NULL);
+    }
+}
+
+json_t *sw_api_body(sw_http_req_t *req)
+{
+    sw_json_errors_t e;
+    sw_json_errors_init(&e);
+    json_t *body = sw_json_parse_object(req->body.base ? req->body.base : "", req->body.len, &e);
+    if (!body)
+        sw_api_validation_error(req, &e);
+    return body;
+}
+
+void sw_api_validation_error(sw_http_req_t *req, sw_json_errors_t *e)
+{
+    json_t *details = sw_json_errors_take(e);
+    const char *first = json_string_value(json_object_get(json_array_get(details, 0), "field"));
+    const char *why = json_string_value(json_object_get(json_array_get(details, 0), "message"));
+    char msg[256];
+    snprintf(msg, sizeof(msg), "invalid request: %s %s", first ? first : "body", why ? why : "");
+    sw_http_respond_error(req, 400, "VALIDATION_ERROR", msg, details);
+}
+
+void sw_api_respond_text(sw_http_req_t *req, int status, const char *json)
+{
+    size_t len = strlen(json);
+    char *body = sw_arena_alloc(&req->arena, len + 1);
+    memcpy(body, json, len);
+    body[len] = '\n';
+    sw_http_respond(req, status, "application/json", body, len + 1);
+}
+
+bool sw_api_uuid_valid(sw_iov_t s)
+{
+    if (s.len != 36)
+        return false;
+    for (size_t i = 0; i < 36; i++) {
+        char c = s.base[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return false;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool parse_query_int(sw_http_req_t *req, const char *name, long long min, long long max,
+                            long long *out, sw_json_errors_t *e)
+{
+    const char *v = sw_http_req_query(req, name);
+    unsigned long long n;
+    if (!v)
+        return false;
+    if (sw_iov_to_u64(sw_iov_from_cstr(v), &n) != 0 || (long long)n < min || (long long)n > max) {
+        sw_json_errors_add(e, name, "must be a whole number from %lld to %lld", min, max);
+        return false;
+    }
+    *out = (long long)n;
+    return true;
+}
+
+bool sw_api_page(sw_http_req_t *req, long long *page, long long *limit, long long *offset)
+{
+    sw_json_errors_t e;
+    sw_json_errors_init(&e);
+    *page = 1;
+    *limit = PAGE_LIMIT_DEFAULT;
+    parse_query_int(req, "limit", 1, PAGE_LIMIT_MAX, limit, &e);
+    bool by_page = parse_query_int(req, "page", 1, PAGE_MAX, page, &e);
+    long long off = 0;
+    if (parse_query_int(req, "offset", 0, PAGE_MAX * (long long)PAGE_LIMIT_MAX, &off, &e)) {
+        if (by_page)
+            sw_json_errors_add(&e, "offset", "give page or offset, not both");
+        /* An offset that is not a multiple of limit still lands on the page holding it. */
+        *page = off / *limit + 1;
+    }
+    if (sw_json_errors_any(&e)) {
+        sw_api_validation_error(req, &e);
+        return false;
+    }
+    *offset = by_page || off == 0 ? (*page - 1) * *limit : off;
+    return true;
+}
+
+bool sw_api_email(const char *in, char *out, size_t size, sw_json_errors_t *e)
+{
+    while (*in == ' ' || *in == '\t')
+        in++;
+    size_t len = strlen(in);
+    while (len && (in[len - 1] == ' ' || in[len - 1] == '\t'))
+        len--;
+    if (len == 0 || len > 254 || len >= size) {
+        sw_json_errors_add(e, "email", len ? "must be at most 254 characters" : "is required");
+        return false;
+    }
+    const char *at = NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '"' || c == ',' || c == ';') {
+            sw_json_errors_add(e, "email", "is not a valid email address");
+            return false;
+        }
+        if (c == '@') {
+            if (at) {
+                sw_json_errors_add(e, "email", "is not a valid email address");
+                return false;
+            }
+            at = in + i;
+        }
+        out[i] = (char)tolower(c);
+    }
+    out[len] = '\0';
+    const char *domain = at ? at + 1 : NULL;
+    const char *dot = domain ? strrchr(domain, '.') : NULL;
+    if (!at || at == in || !dot || dot == domain || dot[1] == '\0' || (size_t)(at - in) > 64) {
+        sw_json_errors_add(e, "email", "is not a valid email address");
+        return false;
+    }
+    return true;
+}
