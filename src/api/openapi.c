@@ -28,6 +28,136 @@ static const struct {
     {"Ready",
      "{\"type\":\"object\",\"required\":[\"status\"],\"properties\":{\"status\":{\"const\":"
      "\"ready\"}}}"},
+    {"User", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uuid\"}"
+             ",\"email\":{\"type"
+             "\":\"string\",\"format\":\"email\"},\"name\":{\"type\":\"string\"},\"role\":{"
+             "\"enum\":[\"owner\",\"admin"
+             "\",\"member\"]},\"totp_enabled\":{\"type\":\"boolean\"},\"created_at\":{\"type\":"
+             "\"string\",\"format"
+             "\":\"date-time\"},\"updated_at\":{\"type\":\"string\",\"format\":\"date-time\"}},"
+             "\"required\":[\"id\""
+             ",\"email\",\"name\",\"role\",\"totp_enabled\",\"created_at\",\"updated_at\"]}"},
+    {"Pagination", "{\"type\":\"object\",\"properties\":{\"page\":{\"type\":\"integer\"},\"limit\":"
+                   "{\"type\":\"integer\"},"
+                   "\"total\":{\"type\":\"integer\"},\"pages\":{\"type\":\"integer\"},\"has_next\":"
+                   "{\"type\":\"boolean\"},"
+                   "\"has_prev\":{\"type\":\"boolean\"}},\"required\":[\"page\",\"limit\","
+                   "\"total\",\"pages\",\"has_next\""
+                   ",\"has_prev\"],\"additionalProperties\":false}"},
+    {"UserList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
+     "components/"
+     "schemas/User\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"required\":"
+     "[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"Credentials", "{\"type\":\"object\",\"properties\":{\"email\":{\"type\":\"string\","
+                    "\"maxLength\":254},\"password\":"
+                    "{\"type\":\"string\",\"minLength\":10,\"maxLength\":256},\"name\":{\"type\":"
+                    "\"string\",\"maxLength\""
+                    ":200}},\"required\":[\"email\",\"password\"],\"additionalProperties\":false}"},
+    {"Login", "{\"type\":\"object\",\"properties\":{\"email\":{\"type\":\"string\",\"maxLength\":"
+              "254},\"password\":"
+              "{\"type\":\"string\",\"maxLength\":256},\"totp\":{\"type\":\"string\",\"maxLength\":"
+              "32,\"descriptio"
+              "n\":\"a 6-digit code or a recovery "
+              "code\"}},\"required\":[\"email\",\"password\"],\"additional"
+              "Properties\":false}"},
+    {"Session",
+     "{\"type\":\"object\",\"properties\":{\"token\":{\"type\":\"string\",\"description\":\"sws_ "
+     "session "
+     "token; also set as the slipway_session cookie\"},\"expires_at\":{\"type\":\"string\",\"forma"
+     "t\":\"date-time\"},\"user\":{\"$ref\":\"#/components/schemas/"
+     "User\"}},\"required\":[\"token\",\"ex"
+     "pires_at\",\"user\"],\"additionalProperties\":false}"},
+    {"AuthState", "{\"type\":\"object\",\"properties\":{\"needs_setup\":{\"type\":\"boolean\"},"
+                  "\"authenticated\":{\"ty"
+                  "pe\":\"boolean\"},\"user\":{\"oneOf\":[{\"$ref\":\"#/components/schemas/"
+                  "User\"},{\"type\":\"null\"}"
+                  "]},\"registration\":{\"enum\":[\"open\",\"closed\"]}},\"required\":[\"needs_"
+                  "setup\",\"authenticat"
+                  "ed\",\"user\",\"registration\"],\"additionalProperties\":false}"},
+    {"Me", "{\"allOf\":[{\"$ref\":\"#/components/schemas/"
+           "User\"},{\"type\":\"object\",\"properties\":{\"princ"
+           "ipal\":{\"type\":\"object\",\"properties\":{\"kind\":{\"enum\":[\"session\",\"token\"]}"
+           ",\"scopes\":{\""
+           "type\":\"array\",\"items\":{\"enum\":[\"read\",\"write\",\"deploy\",\"admin\"]}},"
+           "\"token_id\":{\"oneOf"
+           "\":[{\"type\":\"string\",\"format\":\"uuid\"},{\"type\":\"null\"}]}},\"required\":["
+           "\"kind\",\"scopes\","
+           "\"token_id\"],\"additionalProperties\":false}},\"required\":[\"principal\"]}]}"},
+    {"PasswordChange", "{\"type\":\"object\",\"properties\":{\"current\":{\"type\":\"string\","
+                       "\"maxLength\":256},\"new\":{\"t"
+                       "ype\":\"string\",\"minLength\":10,\"maxLength\":256}},\"required\":["
+                       "\"current\",\"new\"],\"additio"
+                       "nalProperties\":false}"},
+    {"ClientCredentials", "{\"type\":\"object\",\"properties\":{\"grant_type\":{\"const\":\"client_"
+                          "credentials\"},\"client_i"
+                          "d\":{\"type\":\"string\",\"format\":\"uuid\"},\"client_secret\":{"
+                          "\"type\":\"string\"}},\"required\":["
+                          "\"grant_type\"],\"additionalProperties\":false}"},
+    {"AccessToken",
+     "{\"type\":\"object\",\"properties\":{\"access_token\":{\"type\":\"string\"},\"token_type\":{"
+     "\"const"
+     "\":\"Bearer\"},\"expires_in\":{\"type\":\"integer\"},\"scope\":{\"type\":\"string\"}},"
+     "\"required\":[\""
+     "access_token\",\"token_type\",\"expires_in\",\"scope\"],\"additionalProperties\":false}"},
+    {"TotpEnroll", "{\"type\":\"object\",\"properties\":{\"secret\":{\"type\":\"string\","
+                   "\"description\":\"base32\"},\"ot"
+                   "pauth_url\":{\"type\":\"string\"}},\"required\":[\"secret\",\"otpauth_url\"],"
+                   "\"additionalPropert"
+                   "ies\":false}"},
+    {"TotpCode", "{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\",\"pattern\":"
+                 "\"^[0-9]{6}$\"}},\"req"
+                 "uired\":[\"code\"],\"additionalProperties\":false}"},
+    {"RecoveryCodes", "{\"type\":\"object\",\"properties\":{\"recovery_codes\":{\"type\":\"array\","
+                      "\"items\":{\"type\":\"str"
+                      "ing\"},\"minItems\":10,\"maxItems\":10}},\"required\":[\"recovery_codes\"],"
+                      "\"additionalPropert"
+                      "ies\":false}"},
+    {"TotpDisable", "{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\"},"
+                    "\"password\":{\"type\":\"string\"}"
+                    "},\"additionalProperties\":false}"},
+    {"Token", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":"
+              "\"uuid\"},\"name\":{\"type\""
+              ":\"string\"},\"scopes\":{\"type\":\"array\",\"items\":{\"enum\":[\"read\",\"write\","
+              "\"deploy\",\"admin\""
+              "]},\"minItems\":1,\"uniqueItems\":true},\"expires_at\":{\"oneOf\":[{\"type\":"
+              "\"string\",\"format\""
+              ":\"date-time\"},{\"type\":\"null\"}]},\"last_used_at\":{\"oneOf\":[{\"type\":"
+              "\"string\",\"format\":\""
+              "date-time\"},{\"type\":\"null\"}]},\"created_at\":{\"type\":\"string\",\"format\":"
+              "\"date-time\"}},\""
+              "required\":[\"id\",\"name\",\"scopes\",\"expires_at\",\"last_used_at\",\"created_"
+              "at\"],\"additiona"
+              "lProperties\":false}"},
+    {"TokenList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
+     "components/"
+     "schemas/Token\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"required\""
+     ":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"TokenCreate", "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\","
+                    "\"minLength\":1,\"maxLength\":100"
+                    "},\"scopes\":{\"type\":\"array\",\"items\":{\"enum\":[\"read\",\"write\","
+                    "\"deploy\",\"admin\"]},\"minIt"
+                    "ems\":1,\"uniqueItems\":true},\"expires_in\":{\"type\":\"integer\","
+                    "\"minimum\":60,\"maximum\":315"
+                    "360000}},\"required\":[\"name\",\"scopes\"],\"additionalProperties\":false}"},
+    {"TokenCreated", "{\"allOf\":[{\"$ref\":\"#/components/schemas/"
+                     "Token\"},{\"type\":\"object\",\"properties\":{\"toke"
+                     "n\":{\"type\":\"string\",\"description\":\"swt_ secret, shown only "
+                     "here\"}},\"required\":[\"toke"
+                     "n\"]}]}"},
+    {"UserCreate", "{\"type\":\"object\",\"properties\":{\"email\":{\"type\":\"string\","
+                   "\"maxLength\":254},\"password\":"
+                   "{\"type\":\"string\",\"minLength\":10,\"maxLength\":256},\"name\":{\"type\":"
+                   "\"string\",\"maxLength\""
+                   ":200},\"role\":{\"enum\":[\"owner\",\"admin\",\"member\"]}},\"required\":["
+                   "\"email\",\"password\"],\"a"
+                   "dditionalProperties\":false}"},
+    {"UserUpdate", "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\","
+                   "\"maxLength\":200},\"role\":{\"enu"
+                   "m\":[\"owner\",\"admin\",\"member\"]},\"password\":{\"type\":\"string\","
+                   "\"minLength\":10,\"maxLength"
+                   "\":256}},\"additionalProperties\":false,\"minProperties\":1}"},
 };
 
 static json_t *schema_ref(const char *name)
