@@ -33,7 +33,8 @@ typedef struct {
     char session_id[SW_UUID_LEN + 1]; /* sessions */
     char token_id[SW_UUID_LEN + 1];   /* API tokens, and sessions issued for one */
     char token_hash[SW_TOKEN_HASH_HEX];
-    uint64_t expires_ms; /* wall clock; UINT64_MAX for never */
+    uint64_t expires_ms;  /* wall clock; UINT64_MAX for never */
+    char user_json[1024]; /* the user's public JSON as of the lookup, for GET auth/me */
 } sw_principal_t;
 
 typedef struct sw_auth sw_auth_t;

@@ -105,12 +105,12 @@ static void on_enrolled(int status, sw_pg_result_t *res, void *payload)
     }
     sw_buf_t url = SW_BUF_INIT;
     sw_totp_url(ISSUER, t->p.email, t->secret_b32, &url);
-    sw_http_add_header(t->req, "Cache-Control", "no-store");
-    sw_http_respond_json(t->req, 200,
-                         json_pack("{s:s, s:s}", "secret", t->secret_b32, "otpauth_url", url.base));
+    json_t *body = json_pack("{s:s, s:s}", "secret", t->secret_b32, "otpauth_url", url.base);
     sodium_memzero(url.base, url.len);
     sw_buf_free(&url);
     wipe(t);
+    sw_http_add_header(t->req, "Cache-Control", "no-store");
+    sw_http_respond_json(t->req, 200, body);
 }
 
 void sw_api_totp_enroll(sw_http_req_t *req, void *ctx)
@@ -152,12 +152,13 @@ static void on_confirmed(int status, sw_pg_result_t *res, void *payload)
         conflict(t, "TOTP changed meanwhile; enrol again");
         return;
     }
+    sw_auth_invalidate_user(t->api->auth, t->p.user_id); /* totp_enabled changed */
     json_t *codes = json_array();
     for (int i = 0; i < RECOVERY_CODES; i++)
         json_array_append_new(codes, json_string(t->recovery[i]));
+    wipe(t);
     sw_http_add_header(t->req, "Cache-Control", "no-store");
     sw_http_respond_json(t->req, 200, json_pack("{s:o}", "recovery_codes", codes));
-    wipe(t);
 }
 
 /* Ten codes like "k3m9q-x7p2a" (50 random bits each); only their hashes are stored. */
@@ -259,6 +260,7 @@ static void on_disabled(int status, sw_pg_result_t *res, void *payload)
         sw_http_respond_error(t->req, 409, "RESOURCE_CONFLICT", "TOTP is not on", NULL);
         return;
     }
+    sw_auth_invalidate_user(t->api->auth, t->p.user_id); /* totp_enabled changed */
     sw_http_respond(t->req, 204, NULL, NULL, 0);
 }
 

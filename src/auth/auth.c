@@ -58,13 +58,14 @@ static const char session_sql[] =
     "WHERE t.id = s.api_token_id AND (t.expires_at IS NULL OR t.expires_at > now()))) "
     "RETURNING s.id, s.user_id, u.email, u.role, s.api_token_id, "
     "(SELECT t.scopes FROM api_tokens t WHERE t.id = s.api_token_id), "
-    "(extract(epoch FROM s.expires_at) * 1000)::bigint";
+    "(extract(epoch FROM s.expires_at) * 1000)::bigint, sw_user_json(u)";
 
-static const char token_sql[] = "UPDATE api_tokens t SET last_used_at = now() FROM users u "
-                                "WHERE t.token_hash = $1 AND u.id = t.user_id "
-                                "AND (t.expires_at IS NULL OR t.expires_at > now()) "
-                                "RETURNING t.id, t.user_id, u.email, u.role, t.scopes, "
-                                "coalesce((extract(epoch FROM t.expires_at) * 1000)::bigint, -1)";
+static const char token_sql[] =
+    "UPDATE api_tokens t SET last_used_at = now() FROM users u "
+    "WHERE t.token_hash = $1 AND u.id = t.user_id "
+    "AND (t.expires_at IS NULL OR t.expires_at > now()) "
+    "RETURNING t.id, t.user_id, u.email, u.role, t.scopes, "
+    "coalesce((extract(epoch FROM t.expires_at) * 1000)::bigint, -1), sw_user_json(u)";
 
 /* ---- roles and scopes ---- */
 
@@ -302,6 +303,7 @@ static void on_looked_up(int status, sw_pg_result_t *res, void *payload)
         if (sw_scopes_parse_pg(sw_pg_result_value(res, 0, 4), &p.scopes) != 0)
             p.scopes = 0;
         expires = atoll(sw_pg_result_value(res, 0, 5));
+        copy_field(p.user_json, sizeof(p.user_json), sw_pg_result_value(res, 0, 6));
     } else {
         copy_field(p.session_id, sizeof(p.session_id), sw_pg_result_value(res, 0, 0));
         copy_field(p.token_id, sizeof(p.token_id), sw_pg_result_value(res, 0, 4));
@@ -313,6 +315,7 @@ static void on_looked_up(int status, sw_pg_result_t *res, void *payload)
             p.scopes = SW_SCOPE_ALL; /* an interactive session acts with the user's full role */
         }
         expires = atoll(sw_pg_result_value(res, 0, 6));
+        copy_field(p.user_json, sizeof(p.user_json), sw_pg_result_value(res, 0, 7));
     }
     p.expires_ms = expires < 0 ? UINT64_MAX : (uint64_t)expires;
     if (p.role == SW_ROLE_NONE) {

@@ -86,7 +86,10 @@ struct sw_http_server {
     bool draining;
     bool drained;
     uv_timer_t drain_timer;
-    bool drain_timer_open;
+    uv_check_t reaper;     /* releases answered requests after the callback that answered */
+    sw_http_req_t *dead;   /* waiting for the reaper */
+    unsigned handles_open; /* drain_timer and reaper */
+    bool handles_closing;
     sw_http_server_stats_t stats;
     char date[40];
     uint64_t date_at;
@@ -125,7 +128,7 @@ static sw_http_req_t *req_new(sw_http_conn_t *c)
     return r;
 }
 
-static void req_release(sw_http_req_t *r)
+static void req_recycle(sw_http_req_t *r)
 {
     sw_http_server_t *s = r->server;
     sw_arena_reset(&r->arena);
@@ -139,7 +142,7 @@ static void req_release(sw_http_req_t *r)
     sw_buf_reset(&r->resp_headers);
     sw_arena_t arena = r->arena;
     sw_buf_t body = r->body, out = r->out, rh = r->resp_headers;
-    if (s->nfree >= REQ_FREE_MAX || s->drained) {
+    if (s->nfree >= REQ_FREE_MAX || s->handles_closing) {
         sw_arena_free(&arena);
         sw_buf_free(&body);
         sw_buf_free(&out);
@@ -155,6 +158,29 @@ static void req_release(sw_http_req_t *r)
     r->next = s->free_reqs;
     s->free_reqs = r;
     s->nfree++;
+}
+
+static void on_reap(uv_check_t *h)
+{
+    sw_http_server_t *s = h->data;
+    while (s->dead) {
+        sw_http_req_t *r = s->dead;
+        s->dead = r->next;
+        req_recycle(r);
+    }
+    uv_check_stop(h);
+}
+
+/* A request is never freed inside the call that answered it: handlers may still hold its
+ * arena when sw_http_respond returns, so it is released on the loop's next check phase. */
+static void req_release(sw_http_req_t *r)
+{
+    sw_http_server_t *s = r->server;
+    r->conn = NULL;
+    r->next = s->dead;
+    s->dead = r;
+    if (!s->handles_closing)
+        uv_check_start(&s->reaper, on_reap);
 }
 
 static void conn_enqueue(sw_http_conn_t *c, sw_http_req_t *r)
@@ -1001,7 +1027,9 @@ int sw_http_server_new(sw_http_server_t **out, uv_loop_t *loop, const sw_http_se
     s->settings.on_message_complete = on_message_complete;
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
-    s->drain_timer_open = true;
+    uv_check_init(loop, &s->reaper);
+    s->reaper.data = s;
+    s->handles_open = 2;
     *out = s;
     return 0;
 }
@@ -1073,25 +1101,24 @@ static void on_listener_closed(uv_handle_t *h)
     server_check_drained(s);
 }
 
-static void on_drain_timer_closed(uv_handle_t *h)
+static void on_server_handle_closed(uv_handle_t *h)
 {
     sw_http_server_t *s = h->data;
-    s->drain_timer_open = false;
-    server_check_drained(s);
+    if (--s->handles_open > 0)
+        return;
+    s->drained = true;
+    if (s->opts.on_drained)
+        s->opts.on_drained(s, s->opts.payload);
 }
 
 static void server_check_drained(sw_http_server_t *s)
 {
-    if (!s->draining || s->drained || s->conns || s->listeners_open)
+    if (!s->draining || s->handles_closing || s->conns || s->listeners_open)
         return;
-    if (s->drain_timer_open) {
-        if (!uv_is_closing((uv_handle_t *)&s->drain_timer))
-            uv_close((uv_handle_t *)&s->drain_timer, on_drain_timer_closed);
-        return;
-    }
-    s->drained = true;
-    if (s->opts.on_drained)
-        s->opts.on_drained(s, s->opts.payload);
+    s->handles_closing = true;
+    on_reap(&s->reaper);
+    uv_close((uv_handle_t *)&s->drain_timer, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->reaper, on_server_handle_closed);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -1124,6 +1151,11 @@ void sw_http_server_free(sw_http_server_t *s)
 {
     if (!s)
         return;
+    while (s->dead) {
+        sw_http_req_t *r = s->dead;
+        s->dead = r->next;
+        req_recycle(r);
+    }
     while (s->free_reqs) {
         sw_http_req_t *r = s->free_reqs;
         s->free_reqs = r->next;
