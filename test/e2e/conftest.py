@@ -6,17 +6,30 @@ Session scope:   pg, redis_server            shared servers (reused from
                                              SLIPWAY_TEST_DATABASE_URL / SLIPWAY_TEST_REDIS_URL)
 Function scope:  pg_factory, redis_factory   private servers a test may stop and restart
                  slipwayd                    factory: slipwayd(env=..., args=...) -> Daemon
-Helpers:         wait_for, free_port, RawHttp, read_response, parse_metrics
+                 auth                        AuthKit: daemons (waited until /ready),
+                                             setup_owner, login, make_user, make_token,
+                                             client_credentials, db(d); fails the test if a
+                                             secret it handled shows up in a daemon's log
+                 owner                       a daemon with its owner set up (a Principal)
+Helpers:         wait_for, free_port, RawHttp, read_response, parse_metrics,
+                 totp_code, wait_next_totp_step, request_from (choose the source address),
+                 parse_set_cookie, error_of, detail_fields
                  (import them with `from conftest import wait_for, ...`)
 """
 
+import base64
+import hashlib
+import hmac
+import http.client
 import json
 import os
 import re
+import secrets as _secrets
 import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -677,3 +690,317 @@ def pytest_runtest_makereport(item, call):
         return
     for d in getattr(item, "_slipway_daemons", []):
         report.sections.append((f"slipwayd {d.url} stderr (tail)", d.log_tail(80)))
+
+
+# --------------------------------------------------------------------------- identity
+#
+# Helpers for the auth test modules (test_auth.py, test_users.py, test_tokens.py,
+# test_totp.py, test_rbac.py). The `auth` fixture is an AuthKit: it starts daemons, makes
+# principals, remembers every secret the test handled, and at teardown fails the test if
+# any of them appears in a daemon's captured log.
+
+API = "/api/v1"
+WRONG_LOGIN_MESSAGE = "invalid email or password"
+
+
+def totp_code(secret_b32, at=None, step=30, digits=6, counter=None):
+    """RFC 6238 TOTP (HMAC-SHA1) for a base32 secret, at time `at` or for an explicit
+    counter."""
+    s = secret_b32.strip().replace(" ", "").upper()
+    key = base64.b32decode(s + "=" * (-len(s) % 8))
+    if counter is None:
+        counter = int((time.time() if at is None else at) // step)
+    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    value = struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF
+    return str(value % (10 ** digits)).zfill(digits)
+
+
+def totp_step(step=30):
+    return int(time.time() // step)
+
+
+def wait_next_totp_step(after, step=30):
+    """Waits (by condition, not a fixed sleep) until the TOTP counter is past `after`."""
+    return wait_for(lambda: totp_step(step) > after, timeout=step + 2, interval=0.1,
+                    message=f"TOTP step > {after}")
+
+
+def new_password():
+    return "pw-" + _secrets.token_urlsafe(15)
+
+
+def new_email(tag="user"):
+    return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def set_cookies(resp):
+    """Every Set-Cookie header of a requests response, unmerged."""
+    return list(resp.raw.headers.getlist("Set-Cookie"))
+
+
+def parse_set_cookie(value):
+    """'n=v; Path=/; HttpOnly' -> (name, value, {attr-lower: value-or-True})."""
+    parts = [p.strip() for p in value.split(";")]
+    name, _, val = parts[0].partition("=")
+    attrs = {}
+    for p in parts[1:]:
+        if not p:
+            continue
+        k, eq, v = p.partition("=")
+        attrs[k.strip().lower()] = v.strip() if eq else True
+    return name.strip(), val.strip(), attrs
+
+
+def error_of(resp, status, code=None):
+    """Asserts resp is an error envelope with status (and code); returns the error object."""
+    assert resp.status_code == status, f"expected {status}, got {resp.status_code}: {resp.text}"
+    err = resp.json()["error"]
+    if code is not None:
+        assert err["code"] == code, err
+    assert isinstance(err["message"], str) and err["message"], err
+    assert isinstance(err.get("details", []), list), err
+    return err
+
+
+def detail_fields(resp):
+    return [d.get("field") for d in resp.json()["error"].get("details") or []]
+
+
+class SourceResponse:
+    """A minimal requests-like response for requests sent from a chosen source address."""
+
+    def __init__(self, status, headers, body):
+        self.status_code = status
+        self.headers = requests.structures.CaseInsensitiveDict(headers)
+        self.content = body
+        self.text = body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+def request_from(d, source_ip, method, path, payload=None, headers=None, timeout=10):
+    """One HTTP request to d from source address source_ip (e.g. 127.0.0.2)."""
+    conn = http.client.HTTPConnection(d.host, d.port, timeout=timeout,
+                                      source_address=(source_ip, 0))
+    try:
+        body = None
+        hdrs = dict(headers or {})
+        if payload is not None:
+            body = json.dumps(payload).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        return SourceResponse(r.status, r.getheaders(), r.read())
+    finally:
+        conn.close()
+
+
+class Principal:
+    """Someone who calls the API with a bearer token (session, API token or access token)."""
+
+    def __init__(self, kit, d, token, kind="session", email=None, password=None, user=None,
+                 token_id=None, scopes=None):
+        self.kit = kit
+        self.d = d
+        self.token = token
+        self.kind = kind
+        self.email = email
+        self.password = password
+        self.user = user
+        self.token_id = token_id
+        self.scopes = scopes
+        kit.remember(token, password)
+
+    @property
+    def id(self):
+        return self.user["id"] if self.user else None
+
+    def on(self, d):
+        """The same credentials against another daemon."""
+        p = Principal(self.kit, d, self.token, self.kind, self.email, self.password, self.user,
+                      self.token_id, self.scopes)
+        return p
+
+    def headers(self, extra=None):
+        h = {"Authorization": f"Bearer {self.token}"}
+        h.update(extra or {})
+        return h
+
+    def call(self, method, path, **kw):
+        kw["headers"] = self.headers(kw.get("headers"))
+        return self.kit.call(self.d, method, path, **kw)
+
+    def get(self, path, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.call("POST", path, json=json, **kw)
+
+    def patch(self, path, json=None, **kw):
+        return self.call("PATCH", path, json=json, **kw)
+
+    def delete(self, path, **kw):
+        return self.call("DELETE", path, **kw)
+
+    def __repr__(self):
+        return f"<Principal {self.kind} {self.email or ''} {self.scopes or ''}>"
+
+
+_SECRET_KEYS_OUT = ("token", "access_token", "secret", "client_secret")
+_SECRET_KEYS_IN = ("password", "current", "new", "client_secret", "token")
+
+
+class AuthKit:
+    def __init__(self, start):
+        self.start = start
+        self.daemons = []
+        self.secrets = set()
+        self.conns = []
+
+    # ----- daemons and database
+    def daemon(self, **kw):
+        """Starts a daemon and waits until /ready (migrations applied)."""
+        d = self.start(**kw)
+        self.daemons.append(d)
+        if kw.get("wait", True):
+            wait_for(lambda: d.get("/ready", timeout=2).status_code == 200, timeout=30,
+                     message="slipwayd /ready")
+        return d
+
+    def db(self, d):
+        conn = psycopg.connect(d.database_url, autocommit=True)
+        self.conns.append(conn)
+        return conn
+
+    def close(self):
+        for c in self.conns:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # ----- secrets
+    def remember(self, *values):
+        for v in values:
+            if isinstance(v, (list, tuple, set)):
+                self.remember(*v)
+            elif isinstance(v, str) and len(v) >= 8:
+                self.secrets.add(v)
+
+    def _remember_json(self, obj, keys):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k in keys and isinstance(v, str):
+                    self.remember(v)
+                elif k == "recovery_codes":
+                    self.remember(v)
+                else:
+                    self._remember_json(v, keys)
+        elif isinstance(obj, list):
+            for v in obj:
+                self._remember_json(v, keys)
+
+    def leaked_in_logs(self):
+        """[(secret, daemon url)] for every remembered secret found in a daemon's log."""
+        out = []
+        for d in self.daemons:
+            text = d.log_text()
+            for s in self.secrets:
+                if s in text:
+                    out.append((s[:6] + "...", d.url))
+        return out
+
+    # ----- requests
+    def call(self, d, method, path, **kw):
+        if not path.startswith("/"):
+            path = f"{API}/{path}"
+        if kw.get("json") is None:
+            kw.pop("json", None)
+        else:
+            self._remember_json(kw["json"], _SECRET_KEYS_IN)
+        r = d.request(method, path, **kw)
+        if r.headers.get("Content-Type", "").startswith("application/json") and r.content:
+            try:
+                self._remember_json(r.json(), _SECRET_KEYS_OUT)
+            except ValueError:
+                pass
+        return r
+
+    def anon(self, d, method, path, **kw):
+        return self.call(d, method, path, **kw)
+
+    def setup_owner(self, d, email=None, password=None, name="Owner"):
+        email = email or new_email("owner")
+        password = password or new_password()
+        r = self.call(d, "POST", "auth/setup",
+                      json={"email": email, "password": password, "name": name})
+        assert r.status_code == 201, f"auth/setup: {r.status_code} {r.text}"
+        body = r.json()
+        return Principal(self, d, body["token"], email=email, password=password,
+                         user=body["user"])
+
+    def login(self, d, email, password, totp=None, **kw):
+        self.remember(password)
+        payload = {"email": email, "password": password}
+        if totp is not None:
+            payload["totp"] = totp
+        return self.call(d, "POST", "auth/login", json=payload, **kw)
+
+    def login_principal(self, d, email, password, totp=None):
+        r = self.login(d, email, password, totp)
+        assert r.status_code == 200, f"login {email}: {r.status_code} {r.text}"
+        body = r.json()
+        return Principal(self, d, body["token"], email=email, password=password,
+                         user=body["user"])
+
+    def make_user(self, by, role="member", email=None, password=None, name=None):
+        """Creates a user through POST users as `by`, then logs them in."""
+        email = email or new_email(role)
+        password = password or new_password()
+        payload = {"email": email, "password": password, "role": role}
+        if name is not None:
+            payload["name"] = name
+        r = by.post("users", json=payload)
+        assert r.status_code == 201, f"POST users ({role}): {r.status_code} {r.text}"
+        return self.login_principal(by.d, email, password)
+
+    def make_token(self, by, scopes, name=None, expires_in=None):
+        payload = {"name": name or f"t-{uuid.uuid4().hex[:8]}", "scopes": list(scopes)}
+        if expires_in is not None:
+            payload["expires_in"] = expires_in
+        r = by.post("tokens", json=payload)
+        assert r.status_code == 201, f"POST tokens {scopes}: {r.status_code} {r.text}"
+        body = r.json()
+        return Principal(self, by.d, body["token"], kind="token", email=by.email, user=by.user,
+                         token_id=body["id"], scopes=body["scopes"])
+
+    def client_credentials(self, api_token):
+        r = self.call(api_token.d, "POST", "auth/token",
+                      data={"grant_type": "client_credentials", "client_id": api_token.token_id,
+                            "client_secret": api_token.token})
+        assert r.status_code == 200, f"auth/token: {r.status_code} {r.text}"
+        body = r.json()
+        return Principal(self, api_token.d, body["access_token"], kind="access",
+                         email=api_token.email, user=api_token.user,
+                         token_id=api_token.token_id, scopes=body["scope"].split())
+
+
+@pytest.fixture
+def auth(slipwayd, request):
+    """AuthKit over the slipwayd factory. Teardown fails the test when any password, token,
+    TOTP secret or recovery code the test handled appears in a daemon's log."""
+    kit = AuthKit(slipwayd)
+    yield kit
+    kit.close()
+    leaked = kit.leaked_in_logs()
+    if leaked:
+        pytest.fail(f"secrets found in slipwayd logs: {leaked}", pytrace=False)
+
+
+@pytest.fixture
+def owner(auth):
+    """A fresh daemon with its first user (the owner) set up: a Principal with .d."""
+    d = auth.daemon()
+    return auth.setup_owner(d)
