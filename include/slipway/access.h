@@ -30,10 +30,32 @@ enum {
     SW_SCOPE_ALL = 0xfu,
 };
 
+/* Project roles, ordered like instance roles. */
+typedef enum {
+    SW_PROJECT_NONE,
+    SW_PROJECT_VIEWER,
+    SW_PROJECT_DEVELOPER,
+    SW_PROJECT_ADMIN,
+    SW_PROJECT_ROLE_MAX
+} sw_project_role_t;
+
+/* Where a project-scoped route finds its project. */
+typedef enum {
+    SW_FROM_NONE,
+    SW_FROM_PROJECT,     /* :id is a project */
+    SW_FROM_ENVIRONMENT, /* :id is an environment */
+    SW_FROM_APP,         /* :id is an app */
+    SW_FROM_DOMAIN,      /* :id is a domain */
+    SW_FROM_BODY_ENV,    /* the JSON body's environment_id */
+    SW_FROM_MAX
+} sw_project_from_t;
+
 typedef struct {
-    uint8_t auth;  /* sw_auth_kind_t */
-    uint8_t role;  /* sw_user_role_t: the minimum instance role */
-    uint8_t scope; /* one SW_SCOPE_* bit a token must carry (implied scopes count) */
+    uint8_t auth;         /* sw_auth_kind_t */
+    uint8_t role;         /* sw_user_role_t: the minimum instance role */
+    uint8_t scope;        /* one SW_SCOPE_* bit a token must carry (implied scopes count) */
+    uint8_t project_role; /* sw_project_role_t: the minimum role in the resource's project */
+    uint8_t project_from; /* sw_project_from_t */
 } sw_access_t;
 
 #endif

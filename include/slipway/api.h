@@ -63,6 +63,10 @@ struct sw_api {
 typedef struct {
     sw_principal_t principal;
     void *state; /* a handler's own state across asynchronous steps */
+    /* project-scoped routes: the resource's project and the caller's role in it */
+    char project_id[SW_UUID_LEN + 1];
+    sw_project_role_t project_role;
+    json_t *body; /* the parsed body when the access check needed it (owned) */
 } sw_api_req_t;
 
 /* Session lifetimes: sliding, and absolute from login. */
@@ -102,6 +106,57 @@ bool sw_api_uuid_valid(sw_iov_t s);
 /* ?page=&limit=&offset= into page (1-based), limit (1..100) and offset; false after
  * answering 400. */
 bool sw_api_page(sw_http_req_t *req, long long *page, long long *limit, long long *offset);
+/* The JSON object body, parsed once: the access check may already have read it. Borrowed;
+ * NULL after answering 400. */
+json_t *sw_api_json(sw_http_req_t *req);
+const char *sw_project_role_name(sw_project_role_t role);
+sw_project_role_t sw_project_role_parse(const char *s);
+bool sw_api_is_instance_admin(const sw_principal_t *p);
+
+/* Sortable fields of a list: the query name and the column it orders by. */
+typedef struct {
+    const char *name;
+    const char *column;
+} sw_api_sort_t;
+
+/* A paginated list: WHERE conditions (with $n placeholders, numbered by sw_api_list_param)
+ * over a table expression aliased as x, rendered by json_expr (which may use x). */
+typedef struct {
+    const char *from;      /* "apps", or "(SELECT ...)" */
+    const char *json_expr; /* e.g. "sw_app_json(x)" */
+    const sw_api_sort_t *sorts;
+    const char *default_sort; /* "created_at:asc" */
+    const char *tiebreak;     /* a unique column ordering ties; "id" when NULL */
+    sw_buf_t where;
+    const char *params[24];
+    int nparams;
+} sw_api_list_t;
+
+/* Adds a parameter and returns its placeholder number. */
+int sw_api_list_param(sw_api_list_t *l, const char *value);
+/* Adds " AND <cond>" where cond is a printf format taking the placeholder number. */
+void sw_api_list_where(sw_api_list_t *l, const char *cond_fmt, const char *value);
+/* Reads ?page, ?limit, ?offset and ?sort, runs the query and answers the envelope (or 400). */
+void sw_api_list_run(sw_api_t *api, sw_http_req_t *req, sw_api_list_t *l);
+/* Runs a mutation whose statement answers one row and one column, the resource's JSON: answers
+ * it with status (204: no body), or 404 with not_found when no row (or a NULL) comes back, or
+ * 409 with conflict on a unique violation. */
+void sw_api_exec(sw_api_t *api, sw_http_req_t *req, const char *sql, int nparams,
+                 const char *const *params, int status, const char *not_found,
+                 const char *conflict);
+/* The common audit insert, as a CTE body: columns (actor_id, actor_email, action, resource,
+ * resource_id, project_id, address, details). */
+#define SW_AUDIT_INSERT                                                                            \
+    "INSERT INTO audit_log (actor_id, actor_email, action, resource, resource_id, project_id, "    \
+    "address, details) "
+
+/* Reads a UUID filter ?name=; false after recording a detail for a malformed one. */
+bool sw_api_uuid_filter(sw_http_req_t *req, const char *name, const char **out,
+                        sw_json_errors_t *e);
+
+/* A DNS label: 1-63 of a-z, 0-9 and '-', not starting or ending with '-'. */
+bool sw_api_dns_label(const char *s);
+
 /* Normalises an email (trim, lower-case) into out; false with a detail when malformed. */
 bool sw_api_email(const char *in, char *out, size_t size, sw_json_errors_t *e);
 
@@ -129,6 +184,33 @@ void sw_api_users_create(sw_http_req_t *req, void *ctx);
 void sw_api_users_get(sw_http_req_t *req, void *ctx);
 void sw_api_users_update(sw_http_req_t *req, void *ctx);
 void sw_api_users_delete(sw_http_req_t *req, void *ctx);
+void sw_api_projects_list(sw_http_req_t *req, void *ctx);
+void sw_api_projects_create(sw_http_req_t *req, void *ctx);
+void sw_api_projects_get(sw_http_req_t *req, void *ctx);
+void sw_api_projects_update(sw_http_req_t *req, void *ctx);
+void sw_api_projects_delete(sw_http_req_t *req, void *ctx);
+void sw_api_members_list(sw_http_req_t *req, void *ctx);
+void sw_api_members_put(sw_http_req_t *req, void *ctx);
+void sw_api_members_delete(sw_http_req_t *req, void *ctx);
+void sw_api_environments_list(sw_http_req_t *req, void *ctx);
+void sw_api_environments_create(sw_http_req_t *req, void *ctx);
+void sw_api_environments_get(sw_http_req_t *req, void *ctx);
+void sw_api_environments_update(sw_http_req_t *req, void *ctx);
+void sw_api_environments_delete(sw_http_req_t *req, void *ctx);
+void sw_api_apps_list(sw_http_req_t *req, void *ctx);
+void sw_api_apps_create(sw_http_req_t *req, void *ctx);
+void sw_api_apps_get(sw_http_req_t *req, void *ctx);
+void sw_api_apps_update(sw_http_req_t *req, void *ctx);
+void sw_api_apps_delete(sw_http_req_t *req, void *ctx);
+void sw_api_env_list(sw_http_req_t *req, void *ctx);
+void sw_api_env_bulk(sw_http_req_t *req, void *ctx);
+void sw_api_env_put(sw_http_req_t *req, void *ctx);
+void sw_api_env_delete(sw_http_req_t *req, void *ctx);
+void sw_api_domains_list_app(sw_http_req_t *req, void *ctx);
+void sw_api_domains_create(sw_http_req_t *req, void *ctx);
+void sw_api_domains_list(sw_http_req_t *req, void *ctx);
+void sw_api_domains_delete(sw_http_req_t *req, void *ctx);
+void sw_api_audit_list(sw_http_req_t *req, void *ctx);
 
 /* Builds the OpenAPI 3.1 document from the route table (new reference). */
 json_t *sw_api_openapi(const sw_route_t *routes, size_t count);

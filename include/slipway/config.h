@@ -28,6 +28,9 @@ typedef struct {
     bool allow_file_repos;
     bool webhook_allow_private;
     char *port_range; /* "lo-hi" */
+    uint32_t max_replicas;
+    bool allow_wildcard_domains;
+    char *rate_limit_backend; /* "local" | "redis" */
     sw_log_level_t log_level;
 
     /* HTTP limits and timeouts */

@@ -2,6 +2,7 @@
 #ifndef SLIPWAY_ROUTER_H
 #define SLIPWAY_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "slipway/access.h"
@@ -21,6 +22,7 @@ typedef struct {
     const char *request_schema;  /* name in the schema table, or NULL */
     const char *response_schema; /* name in the schema table, or NULL */
     int success_status;
+    bool stateless; /* answers without the schema: served before migrations finish */
 } sw_route_t;
 
 typedef struct sw_router sw_router_t;

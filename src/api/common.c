@@ -165,3 +165,180 @@ bool sw_api_email(const char *in, char *out, size_t size, sw_json_errors_t *e)
     }
     return true;
 }
+
+json_t *sw_api_json(sw_http_req_t *req)
+{
+    sw_api_req_t *ctx = sw_api_req(req);
+    if (!ctx->body)
+        ctx->body = sw_api_body(req);
+    return ctx->body;
+}
+
+static const char *const project_role_names[SW_PROJECT_ROLE_MAX] = {"none", "viewer", "developer",
+                                                                    "admin"};
+
+const char *sw_project_role_name(sw_project_role_t role)
+{
+    return role < SW_PROJECT_ROLE_MAX ? project_role_names[role] : "none";
+}
+
+sw_project_role_t sw_project_role_parse(const char *s)
+{
+    for (int i = SW_PROJECT_VIEWER; i < SW_PROJECT_ROLE_MAX; i++)
+        if (s && strcmp(s, project_role_names[i]) == 0)
+            return (sw_project_role_t)i;
+    return SW_PROJECT_NONE;
+}
+
+bool sw_api_is_instance_admin(const sw_principal_t *p)
+{
+    return p->role >= SW_ROLE_ADMIN;
+}
+
+/* ---- lists ---- */
+
+int sw_api_list_param(sw_api_list_t *l, const char *value)
+{
+    if (l->nparams >= (int)SW_ARRAY_SIZE(l->params) - 3)
+        sw_oom(); /* a programming error: lists have a handful of filters */
+    l->params[l->nparams++] = value;
+    return l->nparams;
+}
+
+void sw_api_list_where(sw_api_list_t *l, const char *cond_fmt, const char *value)
+{
+    int n = sw_api_list_param(l, value);
+    sw_buf_append_cstr(&l->where, " AND ");
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    sw_buf_printf(&l->where, cond_fmt, n, n, n);
+#pragma GCC diagnostic pop
+}
+
+bool sw_api_uuid_filter(sw_http_req_t *req, const char *name, const char **out, sw_json_errors_t *e)
+{
+    const char *v = sw_http_req_query(req, name);
+    *out = NULL;
+    if (!v)
+        return true;
+    if (!sw_api_uuid_valid(sw_iov_from_cstr(v))) {
+        sw_json_errors_add(e, name, "must be a UUID");
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* "field[:asc|desc]" against the allowed fields; the ORDER BY text comes only from the
+ * table of constants, never from the request. */
+static bool list_order(sw_http_req_t *req, const sw_api_list_t *l, sw_buf_t *order,
+                       sw_json_errors_t *e)
+{
+    const char *sort = sw_http_req_query(req, "sort");
+    if (!sort)
+        sort = l->default_sort;
+    const char *colon = strchr(sort, ':');
+    size_t nlen = colon ? (size_t)(colon - sort) : strlen(sort);
+    const char *dir = colon ? colon + 1 : "asc";
+    bool desc = strcmp(dir, "desc") == 0;
+    if (!desc && strcmp(dir, "asc") != 0) {
+        sw_json_errors_add(e, "sort", "direction must be asc or desc");
+        return false;
+    }
+    for (const sw_api_sort_t *s = l->sorts; s && s->name; s++) {
+        if (strlen(s->name) == nlen && strncmp(s->name, sort, nlen) == 0) {
+            /* id breaks ties, so pages never overlap or skip rows. */
+            sw_buf_printf(order, "%s %s, %s %s", s->column, desc ? "DESC" : "ASC",
+                          l->tiebreak ? l->tiebreak : "id", desc ? "DESC" : "ASC");
+            return true;
+        }
+    }
+    sw_buf_t names = SW_BUF_INIT;
+    for (const sw_api_sort_t *s = l->sorts; s && s->name; s++)
+        sw_buf_printf(&names, "%s%s", names.len ? ", " : "", s->name);
+    sw_json_errors_add(e, "sort", "unknown field; sort by one of: %s", names.base);
+    sw_buf_free(&names);
+    return false;
+}
+
+static void on_list(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_http_req_t *req = payload;
+    if (status != 0) {
+        sw_api_db_error(req, status, res);
+        return;
+    }
+    sw_api_respond_text(req, 200, sw_pg_result_value(res, 0, 0));
+}
+
+void sw_api_list_run(sw_api_t *api, sw_http_req_t *req, sw_api_list_t *l)
+{
+    long long page, limit, offset;
+    sw_json_errors_t e;
+    sw_buf_t order = SW_BUF_INIT, sql = SW_BUF_INIT;
+    sw_json_errors_init(&e);
+    if (!sw_api_page(req, &page, &limit, &offset))
+        goto out;
+    if (!list_order(req, l, &order, &e)) {
+        sw_api_validation_error(req, &e);
+        goto out;
+    }
+    char *slimit = sw_arena_printf(&req->arena, "%lld", limit);
+    char *soffset = sw_arena_printf(&req->arena, "%lld", offset);
+    char *spage = sw_arena_printf(&req->arena, "%lld", page);
+    int pl = sw_api_list_param(l, slimit);
+    int po = sw_api_list_param(l, soffset);
+    int pp = sw_api_list_param(l, spage);
+    const char *where = l->where.base ? l->where.base : "";
+    sw_buf_printf(&sql,
+                  "SELECT sw_page((SELECT json_agg(%s ORDER BY %s) FROM (SELECT * FROM %s x "
+                  "WHERE true%s ORDER BY %s LIMIT $%d::int OFFSET $%d::int) x), "
+                  "(SELECT count(*) FROM %s x WHERE true%s), $%d::int, $%d::int)",
+                  l->json_expr, order.base, l->from, where, order.base, pl, po, l->from, where, pp,
+                  pl);
+    sw_pg_query(api->pg, sql.base, l->nparams, l->params, on_list, req);
+out:
+    sw_buf_free(&order);
+    sw_buf_free(&sql);
+    sw_buf_free(&l->where);
+}
+
+typedef struct {
+    sw_http_req_t *req;
+    int status;
+    const char *not_found;
+    const char *conflict;
+} exec_t;
+
+static void on_exec(int status, sw_pg_result_t *res, void *payload)
+{
+    exec_t *x = payload;
+    if (status == SW_EUNIQUE && x->conflict) {
+        sw_http_respond_error(x->req, 409, "RESOURCE_CONFLICT", x->conflict, NULL);
+        return;
+    }
+    if (status != 0) {
+        sw_api_db_error(x->req, status, res);
+        return;
+    }
+    const char *v = sw_pg_result_rows(res) >= 1 ? sw_pg_result_value(res, 0, 0) : NULL;
+    if (!v) {
+        sw_http_respond_error(x->req, 404, "RESOURCE_NOT_FOUND", x->not_found, NULL);
+        return;
+    }
+    if (x->status == 204)
+        sw_http_respond(x->req, 204, NULL, NULL, 0);
+    else
+        sw_api_respond_text(x->req, x->status, v);
+}
+
+void sw_api_exec(sw_api_t *api, sw_http_req_t *req, const char *sql, int nparams,
+                 const char *const *params, int status, const char *not_found, const char *conflict)
+{
+    exec_t *x = sw_arena_calloc(&req->arena, sizeof(*x));
+    x->req = req;
+    x->status = status;
+    x->not_found = not_found;
+    x->conflict = conflict;
+    sw_pg_query(api->pg, sql, nparams, params, on_exec, x);
+}

@@ -2,38 +2,34 @@
  * access check and /api/v1/openapi.json are all derived from these rows. */
 #include "slipway/api.h"
 
-#define PUBLIC                                                                                     \
-    {                                                                                              \
-        SW_AUTH_PUBLIC, SW_ROLE_NONE, 0                                                            \
-    }
-#define USER(scope)                                                                                \
-    {                                                                                              \
-        SW_AUTH_USER, SW_ROLE_MEMBER, scope                                                        \
-    }
-#define SESSION                                                                                    \
-    {                                                                                              \
-        SW_AUTH_SESSION, SW_ROLE_MEMBER, 0                                                         \
-    }
-#define ADMIN(scope)                                                                               \
-    {                                                                                              \
-        SW_AUTH_USER, SW_ROLE_ADMIN, scope                                                         \
-    }
+/* clang-format off */
+#define PUBLIC                  {SW_AUTH_PUBLIC, SW_ROLE_NONE, 0, 0, 0}
+#define USER(scope)             {SW_AUTH_USER, SW_ROLE_MEMBER, scope, 0, 0}
+#define SESSION                 {SW_AUTH_SESSION, SW_ROLE_MEMBER, 0, 0, 0}
+#define ADMIN(scope)            {SW_AUTH_USER, SW_ROLE_ADMIN, scope, 0, 0}
+/* A route on one project's resource: where the project comes from, the project role needed. */
+#define PROJECT(from, role, scope) \
+    {SW_AUTH_USER, SW_ROLE_MEMBER, scope, SW_PROJECT_##role, SW_FROM_##from}
 
-#define ROUTE(m, p, h, acc, sum, tg, rq, rs, st)                                                   \
-    {                                                                                              \
-        .method = m, .pattern = p, .handler = h, .access = acc, .summary = sum, .tag = tg,         \
-        .request_schema = rq, .response_schema = rs, .success_status = st                          \
-    }
+#define R SW_SCOPE_READ
+#define W SW_SCOPE_WRITE
+
+#define ROUTE(m, p, h, acc, sum, tg, rq, rs, st) \
+    {.method = m, .pattern = p, .handler = h, .access = acc, .summary = sum, .tag = tg, \
+     .request_schema = rq, .response_schema = rs, .success_status = st, .stateless = false}
+
+/* System routes answer without the schema, so probes work while migrations run. */
+#define SYSTEM(m, p, h, sum, rs) \
+    {.method = m, .pattern = p, .handler = h, .access = PUBLIC, .summary = sum, \
+     .tag = "system", .response_schema = rs, .success_status = 200, .stateless = true}
+/* clang-format on */
 
 const sw_route_t sw_api_routes[] = {
-    ROUTE("GET", "/health", sw_api_get_health, PUBLIC, "Liveness and backend checks", "system",
-          NULL, "Health", 200),
-    ROUTE("GET", "/ready", sw_api_get_ready, PUBLIC, "Readiness: migrations applied, serving",
-          "system", NULL, "Ready", 200),
-    ROUTE("GET", "/metrics", sw_api_get_metrics, PUBLIC, "Prometheus metrics (text format 0.0.4)",
-          "system", NULL, NULL, 200),
-    ROUTE("GET", "/api/v1/openapi.json", sw_api_get_openapi, PUBLIC,
-          "This API's OpenAPI 3.1 description", "system", NULL, NULL, 200),
+    SYSTEM("GET", "/health", sw_api_get_health, "Liveness and backend checks", "Health"),
+    SYSTEM("GET", "/ready", sw_api_get_ready, "Readiness: migrations applied, serving", "Ready"),
+    SYSTEM("GET", "/metrics", sw_api_get_metrics, "Prometheus metrics (text format 0.0.4)", NULL),
+    SYSTEM("GET", "/api/v1/openapi.json", sw_api_get_openapi, "This API's OpenAPI 3.1 description",
+           NULL),
 
     ROUTE("GET", "/api/v1/auth/state", sw_api_auth_state, PUBLIC,
           "Whether setup is needed and who is signed in", "auth", NULL, "AuthState", 200),
@@ -83,6 +79,73 @@ const sw_route_t sw_api_routes[] = {
           "Change a user's name, role or password", "users", "UserUpdate", "User", 200),
     ROUTE("DELETE", "/api/v1/users/:id", sw_api_users_delete, ADMIN(SW_SCOPE_ADMIN),
           "Delete a user; their sessions and tokens stop working", "users", NULL, NULL, 204),
+
+    ROUTE("GET", "/api/v1/projects", sw_api_projects_list, USER(R),
+          "Projects the caller can see, with the caller's role in each", "projects", NULL,
+          "ProjectList", 200),
+    ROUTE("POST", "/api/v1/projects", sw_api_projects_create, USER(W),
+          "Create a project (the caller becomes its admin; it starts with production)", "projects",
+          "ProjectCreate", "Project", 201),
+    ROUTE("GET", "/api/v1/projects/:id", sw_api_projects_get, PROJECT(PROJECT, VIEWER, R),
+          "Get a project", "projects", NULL, "Project", 200),
+    ROUTE("PATCH", "/api/v1/projects/:id", sw_api_projects_update, PROJECT(PROJECT, ADMIN, W),
+          "Rename or describe a project", "projects", "ProjectUpdate", "Project", 200),
+    ROUTE("DELETE", "/api/v1/projects/:id", sw_api_projects_delete, PROJECT(PROJECT, ADMIN, W),
+          "Delete a project and everything in it", "projects", NULL, NULL, 204),
+    ROUTE("GET", "/api/v1/projects/:id/members", sw_api_members_list, PROJECT(PROJECT, VIEWER, R),
+          "A project's members", "projects", NULL, "MemberList", 200),
+    ROUTE("PUT", "/api/v1/projects/:id/members/:user_id", sw_api_members_put,
+          PROJECT(PROJECT, ADMIN, W), "Add a member or change their role", "projects", "MemberPut",
+          "Member", 200),
+    ROUTE("DELETE", "/api/v1/projects/:id/members/:user_id", sw_api_members_delete,
+          PROJECT(PROJECT, ADMIN, W), "Remove a member", "projects", NULL, NULL, 204),
+    ROUTE("GET", "/api/v1/projects/:id/environments", sw_api_environments_list,
+          PROJECT(PROJECT, VIEWER, R), "A project's environments", "environments", NULL,
+          "EnvironmentList", 200),
+    ROUTE("POST", "/api/v1/projects/:id/environments", sw_api_environments_create,
+          PROJECT(PROJECT, DEVELOPER, W), "Create an environment", "environments",
+          "EnvironmentWrite", "Environment", 201),
+    ROUTE("GET", "/api/v1/environments/:id", sw_api_environments_get,
+          PROJECT(ENVIRONMENT, VIEWER, R), "Get an environment", "environments", NULL,
+          "Environment", 200),
+    ROUTE("PATCH", "/api/v1/environments/:id", sw_api_environments_update,
+          PROJECT(ENVIRONMENT, DEVELOPER, W), "Rename an environment", "environments",
+          "EnvironmentWrite", "Environment", 200),
+    ROUTE("DELETE", "/api/v1/environments/:id", sw_api_environments_delete,
+          PROJECT(ENVIRONMENT, ADMIN, W), "Delete an environment that holds no apps",
+          "environments", NULL, NULL, 204),
+
+    ROUTE("GET", "/api/v1/apps", sw_api_apps_list, USER(R),
+          "Apps the caller can see; filters project_id, environment_id, status", "apps", NULL,
+          "AppList", 200),
+    ROUTE("POST", "/api/v1/apps", sw_api_apps_create, PROJECT(BODY_ENV, DEVELOPER, W),
+          "Create an app in an environment", "apps", "AppCreate", "App", 201),
+    ROUTE("GET", "/api/v1/apps/:id", sw_api_apps_get, PROJECT(APP, VIEWER, R), "Get an app", "apps",
+          NULL, "App", 200),
+    ROUTE("PATCH", "/api/v1/apps/:id", sw_api_apps_update, PROJECT(APP, DEVELOPER, W),
+          "Change an app's settings", "apps", "AppUpdate", "App", 200),
+    ROUTE("DELETE", "/api/v1/apps/:id", sw_api_apps_delete, PROJECT(APP, ADMIN, W),
+          "Delete an app, its env vars and domains", "apps", NULL, NULL, 204),
+    ROUTE("GET", "/api/v1/apps/:id/env", sw_api_env_list, PROJECT(APP, VIEWER, R),
+          "An app's env var keys and flags (never values)", "env", NULL, "EnvList", 200),
+    ROUTE("PUT", "/api/v1/apps/:id/env", sw_api_env_bulk, PROJECT(APP, DEVELOPER, W),
+          "Set several env vars at once", "env", "EnvBulk", "EnvList", 200),
+    ROUTE("PUT", "/api/v1/apps/:id/env/:key", sw_api_env_put, PROJECT(APP, DEVELOPER, W),
+          "Set one env var", "env", "EnvPut", "EnvVar", 200),
+    ROUTE("DELETE", "/api/v1/apps/:id/env/:key", sw_api_env_delete, PROJECT(APP, DEVELOPER, W),
+          "Delete one env var", "env", NULL, NULL, 204),
+    ROUTE("GET", "/api/v1/apps/:id/domains", sw_api_domains_list_app, PROJECT(APP, VIEWER, R),
+          "An app's domains", "domains", NULL, "DomainList", 200),
+    ROUTE("POST", "/api/v1/apps/:id/domains", sw_api_domains_create, PROJECT(APP, DEVELOPER, W),
+          "Route a hostname to an app", "domains", "DomainCreate", "Domain", 201),
+    ROUTE("GET", "/api/v1/domains", sw_api_domains_list, USER(R), "Domains the caller can see",
+          "domains", NULL, "DomainList", 200),
+    ROUTE("DELETE", "/api/v1/domains/:id", sw_api_domains_delete, PROJECT(DOMAIN, ADMIN, W),
+          "Remove a domain", "domains", NULL, NULL, 204),
+
+    ROUTE("GET", "/api/v1/audit", sw_api_audit_list, USER(R),
+          "Audit entries the caller may read; filters actor_id, resource, action, project_id",
+          "audit", NULL, "AuditList", 200),
 };
 
 const size_t sw_api_routes_count = SW_ARRAY_SIZE(sw_api_routes);

@@ -91,6 +91,108 @@ static bool origin_allowed(sw_api_t *api, sw_http_req_t *req)
     return false;
 }
 
+/* ---- project-scoped routes: find the resource's project and the caller's role in it ---- */
+
+static const char *const project_lookup_sql[SW_FROM_MAX] = {
+    [SW_FROM_PROJECT] = "SELECT p.id, m.role FROM projects p LEFT JOIN project_members m "
+                        "ON m.project_id = p.id AND m.user_id = $2 WHERE p.id = $1",
+    [SW_FROM_ENVIRONMENT] = "SELECT e.project_id, m.role FROM environments e LEFT JOIN "
+                            "project_members m ON m.project_id = e.project_id AND m.user_id = $2 "
+                            "WHERE e.id = $1",
+    [SW_FROM_APP] = "SELECT a.project_id, m.role FROM apps a LEFT JOIN project_members m "
+                    "ON m.project_id = a.project_id AND m.user_id = $2 WHERE a.id = $1",
+    [SW_FROM_DOMAIN] = "SELECT a.project_id, m.role FROM domains d JOIN apps a ON a.id = d.app_id "
+                       "LEFT JOIN project_members m ON m.project_id = a.project_id "
+                       "AND m.user_id = $2 WHERE d.id = $1",
+    [SW_FROM_BODY_ENV] = "SELECT e.project_id, m.role FROM environments e LEFT JOIN "
+                         "project_members m ON m.project_id = e.project_id AND m.user_id = $2 "
+                         "WHERE e.id = $1",
+};
+
+static const char *const from_noun[SW_FROM_MAX] = {
+    [SW_FROM_PROJECT] = "project", [SW_FROM_ENVIRONMENT] = "environment", [SW_FROM_APP] = "app",
+    [SW_FROM_DOMAIN] = "domain",   [SW_FROM_BODY_ENV] = "environment",
+};
+
+static void not_found(sw_http_req_t *req)
+{
+    const sw_route_t *route = req->route;
+    char msg[64];
+    snprintf(msg, sizeof(msg), "no such %s", from_noun[route->access.project_from]);
+    sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", msg, NULL);
+}
+
+static void on_project(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_http_req_t *req = payload;
+    sw_api_req_t *ctx = sw_api_req(req);
+    sw_api_t *api = ctx->state;
+    const sw_route_t *route = req->route;
+    ctx->state = NULL;
+    if (status != 0) {
+        sw_api_db_error(req, status, res);
+        return;
+    }
+    if (sw_pg_result_rows(res) != 1) {
+        not_found(req);
+        return;
+    }
+    snprintf(ctx->project_id, sizeof(ctx->project_id), "%s", sw_pg_result_value(res, 0, 0));
+    ctx->project_role = sw_api_is_instance_admin(&ctx->principal)
+                            ? SW_PROJECT_ADMIN
+                            : sw_project_role_parse(sw_pg_result_value(res, 0, 1));
+    if (ctx->project_role == SW_PROJECT_NONE) {
+        not_found(req); /* a project the caller is not part of does not exist for them */
+        return;
+    }
+    if (ctx->project_role < route->access.project_role) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "this action needs the project role %s; you are %s",
+                 sw_project_role_name((sw_project_role_t)route->access.project_role),
+                 sw_project_role_name(ctx->project_role));
+        sw_http_respond_error(req, 403, "INSUFFICIENT_ROLE", msg, NULL);
+        return;
+    }
+    route->handler(req, api);
+}
+
+static void project_lookup(sw_api_t *api, sw_http_req_t *req)
+{
+    const sw_route_t *route = req->route;
+    sw_api_req_t *ctx = sw_api_req(req);
+    char id[SW_UUID_LEN + 1];
+    if (route->access.project_from == SW_FROM_BODY_ENV) {
+        json_t *body = sw_api_json(req);
+        if (!body)
+            return;
+        json_t *env = json_object_get(body, "environment_id");
+        if (!json_is_string(env)) {
+            sw_json_errors_t e;
+            sw_json_errors_init(&e);
+            sw_json_errors_add(&e, "environment_id", env ? "must be a string" : "is required");
+            sw_api_validation_error(req, &e);
+            return;
+        }
+        if (!sw_api_uuid_valid(sw_iov_from_cstr(json_string_value(env)))) {
+            not_found(req);
+            return;
+        }
+        snprintf(id, sizeof(id), "%s", json_string_value(env));
+    } else {
+        sw_iov_t param = sw_http_req_param(req, "id");
+        if (!sw_api_uuid_valid(param)) {
+            not_found(req);
+            return;
+        }
+        memcpy(id, param.base, SW_UUID_LEN);
+        id[SW_UUID_LEN] = '\0';
+    }
+    const char *params[] = {id, ctx->principal.user_id};
+    ctx->state = api;
+    sw_pg_query(api->pg, project_lookup_sql[route->access.project_from], 2, params, on_project,
+                req);
+}
+
 static void authorised(sw_api_t *api, sw_http_req_t *req)
 {
     const sw_route_t *route = req->route;
@@ -111,6 +213,10 @@ static void authorised(sw_api_t *api, sw_http_req_t *req)
                               "cross-origin request refused: a cookie-authenticated change "
                               "needs an Origin of this instance (or use a bearer token)",
                               NULL);
+        return;
+    }
+    if (route->access.project_from != SW_FROM_NONE) {
+        project_lookup(api, req);
         return;
     }
     route->handler(req, api);
@@ -163,6 +269,13 @@ static void on_request(sw_http_req_t *req, void *payload)
         return;
     }
 
+    const sw_route_t *route = req->route;
+    if (!api->migrated && !route->stateless) {
+        sw_http_add_header(req, "Retry-After", "1");
+        sw_http_respond_error(req, 503, "SERVICE_UNAVAILABLE",
+                              "starting up: the schema is not migrated yet", NULL);
+        return;
+    }
     sw_api_req_t *ctx = sw_api_req(req);
     sw_iov_t token = SW_IOV_NULL;
     sw_iov_t authz = sw_http_req_header(req, "authorization");
@@ -195,6 +308,11 @@ static void on_request(sw_http_req_t *req, void *payload)
 static void on_response(sw_http_req_t *req, void *payload)
 {
     sw_api_t *api = payload;
+    sw_api_req_t *ctx = req->user;
+    if (ctx && ctx->body) {
+        json_decref(ctx->body);
+        ctx->body = NULL;
+    }
     double secs = (double)(sw_now_ns() - req->start_ns) / 1e9;
     const char *route = req->route_pattern ? req->route_pattern : unmatched_route;
     sw_metrics_http_observe(api->metrics, route, req->method ? req->method : "UNKNOWN", req->status,

@@ -55,6 +55,11 @@ static const opt_t options[] = {
      "let outgoing webhooks reach private and loopback addresses"},
     {"port-range", OPT_STR, O(port_range), "20000-29999", 0, 0,
      "ports handed to app instances: lo-hi"},
+    {"max-replicas", OPT_U32, O(max_replicas), "10", 1, 1000, "most instances one app may run"},
+    {"allow-wildcard-domains", OPT_BOOL, O(allow_wildcard_domains), "false", 0, 0,
+     "accept *.example.com style domains"},
+    {"rate-limit-backend", OPT_STR, O(rate_limit_backend), "local", 0, 0,
+     "local (per process) or redis (shared by every slipwayd on the Redis)"},
     {"log-level", OPT_LOGLEVEL, O(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"max-header-bytes", OPT_U32, O(max_header_bytes), "16384", 1024, 1048576,
      "request line and headers, bytes (431 beyond)"},
@@ -344,6 +349,11 @@ static int validate(sw_config_t *cfg, sw_config_err_t *err)
     if (check_rate_limit(cfg->rate_limit) != 0) {
         snprintf(err->msg, sizeof(err->msg),
                  "SLIPWAY_RATE_LIMIT: expected <requests per second>/<burst> or off");
+        return -EINVAL;
+    }
+    if (strcmp(cfg->rate_limit_backend, "local") != 0 &&
+        strcmp(cfg->rate_limit_backend, "redis") != 0) {
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_RATE_LIMIT_BACKEND: expected local or redis");
         return -EINVAL;
     }
     if (check_port_range(cfg->port_range) != 0) {

@@ -1,0 +1,399 @@
+/* /api/v1/apps: the settings of an app. Every field a client sends is checked here; the
+ * statement then takes the checked fields as one jsonb parameter. Repository URLs and
+ * branch names are checked as hostile: they later reach git (as argv, never a shell). */
+#include <stdio.h>
+#include <string.h>
+
+#include "slipway/api.h"
+
+static const sw_api_sort_t app_sorts[] = {
+    {"name", "name"},
+    {"created_at", "created_at"},
+    {"updated_at", "updated_at"},
+    {"status", "status"},
+    {NULL, NULL},
+};
+
+static bool has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+static bool url_host_ok(const char *host, size_t len)
+{
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = host[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == ':' || c == '[' || c == ']'))
+            return false;
+    }
+    return host[0] != '-';
+}
+
+/* https://host/path, ssh://[user@]host[:port]/path, git@host:path, file:///path. */
+static const char *repo_url_problem(const char *u, bool allow_file)
+{
+    size_t n = strlen(u);
+    if (n > 2048)
+        return "must be at most 2048 characters";
+    if (n == 0)
+        return NULL; /* set later */
+    if (has_control(u) || strchr(u, ' ') || u[0] == '-')
+        return "must not contain spaces or control characters, nor start with '-'";
+    if (strncmp(u, "https://", 8) == 0 || strncmp(u, "ssh://", 6) == 0) {
+        const char *host = u + (u[0] == 'h' ? 8 : 6);
+        const char *end = host + strcspn(host, "/?#");
+        const char *at = memchr(host, '@', (size_t)(end - host));
+        if (at && u[0] == 'h')
+            return "must not carry credentials: use a deploy key or a token in an env var";
+        if (at)
+            host = at + 1;
+        if (!url_host_ok(host, (size_t)(end - host)))
+            return "has no valid host";
+        return NULL;
+    }
+    if (strncmp(u, "git@", 4) == 0) {
+        const char *colon = strchr(u + 4, ':');
+        if (!colon || !url_host_ok(u + 4, (size_t)(colon - u - 4)) || !colon[1])
+            return "must look like git@host:path";
+        return NULL;
+    }
+    if (strncmp(u, "file://", 7) == 0) {
+        if (!allow_file)
+            return "file:// repositories are disabled (SLIPWAY_ALLOW_FILE_REPOS)";
+        if (u[7] != '/' || strstr(u, "/../") || strstr(u, "/.."))
+            return "must be an absolute file:///path without '..'";
+        return NULL;
+    }
+    return "must start with https://, ssh://, git@host: or file://";
+}
+
+/* git check-ref-format rules, for a branch name. */
+static bool ref_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255 || s[0] == '-' || s[0] == '/' || s[n - 1] == '/' || s[n - 1] == '.')
+        return false;
+    if (strstr(s, "..") || strstr(s, "//") || strstr(s, "@{") || strstr(s, "/.") || s[0] == '.' ||
+        (n >= 5 && strcmp(s + n - 5, ".lock") == 0) || strcmp(s, "@") == 0)
+        return false;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x21 || c == 0x7f || strchr("~^:?*[\\", c))
+            return false;
+    }
+    return true;
+}
+
+/* Kubernetes quantities: cpu "500m", "2", "0.5"; memory "512Mi", "1Gi", "100M", "1048576". */
+static bool cpu_ok(const char *s)
+{
+    size_t n = strlen(s), digits = 0, frac = 0;
+    bool dot = false, nonzero = false;
+    if (n == 0 || n > 16)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] >= '0' && s[i] <= '9') {
+            nonzero |= s[i] != '0';
+            if (dot)
+                frac++;
+            else
+                digits++;
+        } else if (s[i] == '.' && !dot && i > 0) {
+            dot = true;
+        } else if (s[i] == 'm' && i == n - 1 && !dot && digits) {
+            return nonzero;
+        } else {
+            return false;
+        }
+    }
+    return digits && frac <= 3 && (!dot || frac > 0) && nonzero;
+}
+
+static bool memory_ok(const char *s)
+{
+    static const char *const units[] = {"", "k", "K", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"};
+    size_t n = strlen(s), digits = 0;
+    bool nonzero = false;
+    while (digits < n && s[digits] >= '0' && s[digits] <= '9')
+        nonzero |= s[digits++] != '0';
+    if (!digits || digits > 15 || !nonzero)
+        return false;
+    for (size_t i = 0; i < SW_ARRAY_SIZE(units); i++)
+        if (strcmp(s + digits, units[i]) == 0)
+            return true;
+    return false;
+}
+
+static void string_field(json_t *body, json_t *out, const char *field, size_t max,
+                         sw_json_errors_t *e)
+{
+    const char *v;
+    if (sw_json_get_string(body, field, false, 0, max, &v, e) == 0)
+        json_object_set_new(out, field, json_string(v));
+}
+
+/* Checks every field the client sent into out; create requires name. */
+static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_json_errors_t *e)
+{
+    static const char *const allowed[] = {"name",
+                                          "project_id",
+                                          "environment_id",
+                                          "repo_url",
+                                          "branch",
+                                          "build_command",
+                                          "start_command",
+                                          "dockerfile_path",
+                                          "runtime",
+                                          "port",
+                                          "health_check_path",
+                                          "replicas",
+                                          "resources",
+                                          "auto_deploy",
+                                          NULL};
+    const char *s;
+    long long n;
+    bool b;
+
+    if (sw_json_get_string(body, "name", create, 1, 63, &s, e) == 0) {
+        if (sw_api_dns_label(s))
+            json_object_set_new(out, "name", json_string(s));
+        else
+            sw_json_errors_add(e, "name",
+                               "must be a DNS label: a-z, 0-9 and '-', not at either "
+                               "end");
+    }
+    if (sw_json_get_string(body, "repo_url", false, 0, 4096, &s, e) == 0) {
+        const char *why = repo_url_problem(s, api->cfg->allow_file_repos);
+        if (why)
+            sw_json_errors_add(e, "repo_url", "%s", why);
+        else
+            json_object_set_new(out, "repo_url", json_string(s));
+    }
+    if (sw_json_get_string(body, "branch", false, 1, 255, &s, e) == 0) {
+        if (ref_name_ok(s))
+            json_object_set_new(out, "branch", json_string(s));
+        else
+            sw_json_errors_add(e, "branch", "is not a valid git branch name");
+    }
+    string_field(body, out, "build_command", 4096, e);
+    string_field(body, out, "start_command", 4096, e);
+    if (sw_json_get_string(body, "dockerfile_path", false, 0, 255, &s, e) == 0) {
+        if (s[0] == '/' || strstr(s, "..") || has_control(s))
+            sw_json_errors_add(e, "dockerfile_path",
+                               "must be a path inside the repository, without '..'");
+        else
+            json_object_set_new(out, "dockerfile_path", json_string(s));
+    }
+    if (sw_json_get_string(body, "runtime", false, 1, 16, &s, e) == 0) {
+        if (strcmp(s, "process") == 0 || strcmp(s, "container") == 0)
+            json_object_set_new(out, "runtime", json_string(s));
+        else
+            sw_json_errors_add(e, "runtime", "must be process or container");
+    }
+    if (sw_json_get_int(body, "port", false, 1, 65535, &n, e) == 0)
+        json_object_set_new(out, "port", json_integer(n));
+    if (sw_json_get_string(body, "health_check_path", false, 1, 1024, &s, e) == 0) {
+        if (s[0] != '/' || has_control(s) || strchr(s, ' '))
+            sw_json_errors_add(e, "health_check_path", "must be a path starting with /");
+        else
+            json_object_set_new(out, "health_check_path", json_string(s));
+    }
+    if (sw_json_get_int(body, "replicas", false, 1, api->cfg->max_replicas, &n, e) == 0)
+        json_object_set_new(out, "replicas", json_integer(n));
+    json_t *res = json_object_get(body, "resources");
+    if (res && !json_is_null(res)) {
+        json_t *r = json_object();
+        static const char *const res_allowed[] = {"cpu", "memory", NULL};
+        if (!json_is_object(res)) {
+            sw_json_errors_add(e, "resources", "must be an object {cpu, memory}");
+        } else {
+            const char *cpu = NULL, *mem = NULL;
+            sw_json_errors_t inner;
+            sw_json_errors_init(&inner);
+            if (sw_json_get_string(res, "cpu", false, 0, 16, &cpu, &inner) == 0 && *cpu &&
+                !cpu_ok(cpu))
+                sw_json_errors_add(e, "resources.cpu", "must be like 500m, 1 or 0.5");
+            else if (cpu)
+                json_object_set_new(r, "cpu", json_string(cpu));
+            if (sw_json_get_string(res, "memory", false, 0, 16, &mem, &inner) == 0 && *mem &&
+                !memory_ok(mem))
+                sw_json_errors_add(e, "resources.memory", "must be like 512Mi, 1Gi or 100M");
+            else if (mem)
+                json_object_set_new(r, "memory", json_string(mem));
+            if (sw_json_errors_any(&inner))
+                sw_json_errors_add(e, "resources", "cpu and memory must be strings");
+            sw_json_errors_free(&inner);
+            sw_json_reject_unknown(res, res_allowed, e);
+        }
+        json_object_set_new(out, "resources", r);
+    }
+    if (sw_json_get_bool(body, "auto_deploy", false, &b, e) == 0)
+        json_object_set_new(out, "auto_deploy", json_boolean(b));
+    sw_json_reject_unknown(body, allowed, e);
+}
+
+void sw_api_apps_list(sw_http_req_t *req, void *ctx)
+{
+    static const char *const statuses[] = {"idle", "deploying", "running", "stopped", "crashed"};
+    const sw_principal_t *p = sw_api_principal(req);
+    sw_json_errors_t e;
+    sw_json_errors_init(&e);
+    const char *project = NULL, *environment = NULL;
+    sw_api_uuid_filter(req, "project_id", &project, &e);
+    sw_api_uuid_filter(req, "environment_id", &environment, &e);
+    const char *status = sw_http_req_query(req, "status");
+    if (status) {
+        bool known = false;
+        for (size_t i = 0; i < SW_ARRAY_SIZE(statuses); i++)
+            known |= strcmp(status, statuses[i]) == 0;
+        if (!known)
+            sw_json_errors_add(&e, "status",
+                               "must be idle, deploying, running, stopped or crashed");
+    }
+    if (sw_json_errors_any(&e)) {
+        sw_api_validation_error(req, &e);
+        return;
+    }
+    sw_api_list_t l = {.from = "apps",
+                       .json_expr = "sw_app_json(x)",
+                       .sorts = app_sorts,
+                       .default_sort = "created_at"};
+    int user = sw_api_list_param(&l, p->user_id);
+    int admin = sw_api_list_param(&l, sw_api_is_instance_admin(p) ? "true" : "false");
+    sw_buf_printf(&l.where,
+                  " AND ($%d::bool OR x.project_id IN (SELECT project_id FROM project_members "
+                  "WHERE user_id = $%d::uuid))",
+                  admin, user);
+    if (project)
+        sw_api_list_where(&l, "x.project_id = $%d::uuid", project);
+    if (environment)
+        sw_api_list_where(&l, "x.environment_id = $%d::uuid", environment);
+    if (status)
+        sw_api_list_where(&l, "x.status = $%d", status);
+    sw_api_list_run(ctx, req, &l);
+}
+
+/* The audit CTE for a created or updated app a; actor, email and address are $n numbers. */
+#define APP_AUDIT(action, actor, email, addr)                                                      \
+    "au AS (" SW_AUDIT_INSERT "SELECT $" actor ", $" email ", '" action "', 'app', a.id::text, "   \
+    "a.project_id, $" addr ", json_build_object('name', a.name)::jsonb FROM a) "
+
+void sw_api_apps_create(sw_http_req_t *req, void *ctx)
+{
+    sw_api_t *api = ctx;
+    sw_api_req_t *r = sw_api_req(req);
+    json_t *body = sw_api_json(req); /* parsed by the access check already */
+    if (!body)
+        return;
+    sw_json_errors_t e;
+    sw_json_errors_init(&e);
+    json_t *fields = json_object();
+    read_app(api, body, true, fields, &e);
+    const char *project = NULL;
+    if (sw_json_get_string(body, "project_id", false, 1, 64, &project, &e) == 0 &&
+        strcmp(project, r->project_id) != 0)
+        sw_json_errors_add(&e, "project_id", "does not match the environment's project");
+    if (sw_json_errors_any(&e)) {
+        json_decref(fields);
+        sw_api_validation_error(req, &e);
+        return;
+    }
+    char *j = json_dumps(fields, JSON_COMPACT);
+    json_decref(fields);
+    const char *env = json_string_value(json_object_get(body, "environment_id"));
+    const char *params[] = {
+        j, r->project_id, env, r->principal.user_id, r->principal.email, req->client_addr};
+    sw_api_exec(api, req,
+                "WITH f AS (SELECT $1::jsonb AS j), "
+                "a AS (INSERT INTO apps (project_id, environment_id, name, repo_url, branch, "
+                "build_command, start_command, dockerfile_path, runtime, port, "
+                "health_check_path, replicas, cpu, memory, auto_deploy) "
+                "SELECT $2, $3, j->>'name', coalesce(j->>'repo_url', ''), "
+                "coalesce(j->>'branch', 'main'), coalesce(j->>'build_command', ''), "
+                "coalesce(j->>'start_command', ''), coalesce(j->>'dockerfile_path', ''), "
+                "coalesce(j->>'runtime', 'process'), coalesce((j->>'port')::int, 3000), "
+                "coalesce(j->>'health_check_path', '/'), coalesce((j->>'replicas')::int, 1), "
+                "coalesce(j->'resources'->>'cpu', ''), coalesce(j->'resources'->>'memory', ''), "
+                "coalesce((j->>'auto_deploy')::bool, false) FROM f RETURNING *), " APP_AUDIT(
+                    "app.created", "4", "5", "6") "SELECT sw_app_json(a) FROM a",
+                6, params, 201, "app not created",
+                "an app with this name exists in the environment");
+    free(j);
+}
+
+void sw_api_apps_get(sw_http_req_t *req, void *ctx)
+{
+    const char *id = sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base;
+    const char *params[] = {id};
+    sw_api_exec(ctx, req, "SELECT sw_app_json(a) FROM apps a WHERE a.id = $1", 1, params, 200,
+                "no such app", NULL);
+}
+
+void sw_api_apps_update(sw_http_req_t *req, void *ctx)
+{
+    sw_api_t *api = ctx;
+    sw_api_req_t *r = sw_api_req(req);
+    json_t *body = sw_api_json(req);
+    if (!body)
+        return;
+    sw_json_errors_t e;
+    sw_json_errors_init(&e);
+    if (json_object_get(body, "project_id"))
+        sw_json_errors_add(&e, "project_id", "cannot be changed");
+    if (json_object_get(body, "environment_id"))
+        sw_json_errors_add(&e, "environment_id", "cannot be changed");
+    json_t *fields = json_object();
+    read_app(api, body, false, fields, &e);
+    if (!sw_json_errors_any(&e) && json_object_size(fields) == 0)
+        sw_json_errors_add(&e, "body", "give at least one field to change");
+    if (sw_json_errors_any(&e)) {
+        json_decref(fields);
+        sw_api_validation_error(req, &e);
+        return;
+    }
+    char *j = json_dumps(fields, JSON_COMPACT);
+    json_decref(fields);
+    const char *id = sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base;
+    const char *params[] = {j, id, r->principal.user_id, r->principal.email, req->client_addr};
+    sw_api_exec(api, req,
+                "WITH f AS (SELECT $1::jsonb AS j), "
+                "a AS (UPDATE apps SET name = coalesce(j->>'name', name), "
+                "repo_url = coalesce(j->>'repo_url', repo_url), "
+                "branch = coalesce(j->>'branch', branch), "
+                "build_command = coalesce(j->>'build_command', build_command), "
+                "start_command = coalesce(j->>'start_command', start_command), "
+                "dockerfile_path = coalesce(j->>'dockerfile_path', dockerfile_path), "
+                "runtime = coalesce(j->>'runtime', runtime), "
+                "port = coalesce((j->>'port')::int, port), "
+                "health_check_path = coalesce(j->>'health_check_path', health_check_path), "
+                "replicas = coalesce((j->>'replicas')::int, replicas), "
+                "cpu = coalesce(j->'resources'->>'cpu', cpu), "
+                "memory = coalesce(j->'resources'->>'memory', memory), "
+                "auto_deploy = coalesce((j->>'auto_deploy')::bool, auto_deploy), "
+                "updated_at = now() FROM f WHERE id = $2 RETURNING apps.*), " APP_AUDIT(
+                    "app.updated", "3", "4", "5") "SELECT sw_app_json(a) FROM a",
+                5, params, 200, "no such app", "an app with this name exists in the environment");
+    free(j);
+}
+
+void sw_api_apps_delete(sw_http_req_t *req, void *ctx)
+{
+    sw_api_req_t *r = sw_api_req(req);
+    const char *id = sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base;
+    const char *params[] = {id, r->principal.user_id, r->principal.email, req->client_addr};
+    sw_api_exec(ctx, req,
+                "WITH c AS (SELECT (SELECT count(*) FROM app_env WHERE app_id = $1) AS env, "
+                "(SELECT count(*) FROM domains WHERE app_id = $1) AS domains), "
+                "d AS (DELETE FROM apps WHERE id = $1 RETURNING id, name, project_id), "
+                "au AS (" SW_AUDIT_INSERT "SELECT $2, $3, 'app.deleted', 'app', d.id::text, "
+                "d.project_id, $4, json_build_object('name', d.name, 'env_vars', c.env, "
+                "'domains', c.domains)::jsonb FROM d, c) "
+                "SELECT id FROM d",
+                4, params, 204, "no such app", NULL);
+}
