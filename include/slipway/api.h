@@ -26,6 +26,7 @@ typedef struct {
 } sw_health_check_t;
 
 typedef struct sw_api sw_api_t;
+typedef struct sw_api_limits sw_api_limits_t;
 struct sw_api {
     uv_loop_t *loop;
     const sw_config_t *cfg;
@@ -40,6 +41,7 @@ struct sw_api {
     sw_ratelimit_t *login_by_address; /* failed logins per client address */
     sw_ratelimit_t *login_by_account; /* failed logins and TOTP codes per account */
     char public_origin[256];          /* scheme://host[:port] of SLIPWAY_PUBLIC_URL */
+    sw_api_limits_t *limits;          /* API budget per address and per principal */
 
     sw_health_check_t db_check;
     sw_health_check_t redis_check;
@@ -66,8 +68,19 @@ typedef struct {
     /* project-scoped routes: the resource's project and the caller's role in it */
     char project_id[SW_UUID_LEN + 1];
     sw_project_role_t project_role;
-    json_t *body; /* the parsed body when the access check needed it (owned) */
+    json_t *body;       /* the parsed body when the access check needed it (owned) */
+    int resolve_status; /* of the credential lookup: 0, -ENOENT, or a backend error */
 } sw_api_req_t;
+
+/* ---- API rate limits (src/api/limits.c) ---- */
+
+typedef void (*sw_api_limit_cb)(sw_api_t *api, sw_http_req_t *req);
+sw_api_limits_t *sw_api_limits_new(const sw_config_t *cfg);
+void sw_api_limits_free(sw_api_limits_t *l);
+/* Takes a token from the caller's address bucket and, when authenticated, its principal's;
+ * adds the X-RateLimit-* headers; then calls cont, or answers 429 with Retry-After. Routes
+ * outside /api/v1 pass straight through. */
+void sw_api_limits_check(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont);
 
 /* Session lifetimes: sliding, and absolute from login. */
 #define SW_SESSION_IDLE_S     (7u * 24 * 3600)

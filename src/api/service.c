@@ -222,33 +222,45 @@ static void authorised(sw_api_t *api, sw_http_req_t *req)
     route->handler(req, api);
 }
 
-static void on_principal(int status, const sw_principal_t *p, void *payload)
+/* After the rate limit: refuse bad credentials, then authorise. */
+static void after_limits(sw_api_t *api, sw_http_req_t *req)
 {
-    sw_http_req_t *req = payload;
     sw_api_req_t *ctx = sw_api_req(req);
-    sw_api_t *api = ctx->state; /* carried across the lookup by on_request */
     const sw_route_t *route = req->route;
-    bool via_cookie = ctx->principal.via_cookie;
-
-    ctx->state = NULL;
-    if (status == 0) {
-        ctx->principal = *p;
-        ctx->principal.via_cookie = via_cookie;
-    } else if (status == -ENOENT) {
-        memset(&ctx->principal, 0, sizeof(ctx->principal));
+    if (ctx->resolve_status == -ENOENT) {
         /* A stale cookie must not lock anyone out of the public routes (the login page);
          * a bad bearer token is a client error worth saying so. */
-        if (!via_cookie || route->access.auth != SW_AUTH_PUBLIC) {
+        if (!ctx->principal.via_cookie || route->access.auth != SW_AUTH_PUBLIC) {
             sw_http_add_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
             sw_http_respond_error(req, 401, "AUTHENTICATION_ERROR",
                                   "the session or token is invalid, expired or revoked", NULL);
             return;
         }
-    } else {
-        sw_api_db_error(req, status, NULL);
+        ctx->principal.via_cookie = false;
+    } else if (ctx->resolve_status != 0) {
+        sw_api_db_error(req, ctx->resolve_status, NULL);
         return;
     }
     authorised(api, req);
+}
+
+static void on_principal(int status, const sw_principal_t *p, void *payload)
+{
+    sw_http_req_t *req = payload;
+    sw_api_req_t *ctx = sw_api_req(req);
+    sw_api_t *api = ctx->state; /* carried across the lookup by on_request */
+    bool via_cookie = ctx->principal.via_cookie;
+
+    ctx->state = NULL;
+    ctx->resolve_status = status;
+    if (status == 0) {
+        ctx->principal = *p;
+        ctx->principal.via_cookie = via_cookie;
+    } else {
+        memset(&ctx->principal, 0, sizeof(ctx->principal));
+        ctx->principal.via_cookie = via_cookie;
+    }
+    sw_api_limits_check(api, req, after_limits);
 }
 
 static void on_request(sw_http_req_t *req, void *payload)
@@ -298,7 +310,7 @@ static void on_request(sw_http_req_t *req, void *payload)
         ctx->principal.via_cookie = token.len > 0;
     }
     if (!token.len) {
-        authorised(api, req);
+        sw_api_limits_check(api, req, after_limits);
         return;
     }
     ctx->state = api;
@@ -498,6 +510,7 @@ int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigne
     api->login_by_address = sw_ratelimit_new(5, 60000, 5, 100000);
     api->login_by_account = sw_ratelimit_new(5, 60000, 5, 100000);
     url_origin(cfg->public_url, api->public_origin, sizeof(api->public_origin));
+    api->limits = sw_api_limits_new(cfg);
 
     sw_http_server_opts_t ho = {
         .max_header_bytes = cfg->max_header_bytes,
@@ -587,6 +600,8 @@ static void on_drained(sw_http_server_t *server, void *payload)
     sw_ratelimit_free(api->login_by_account);
     api->login_by_address = api->login_by_account = NULL;
     sw_secretbox_clear(&api->box);
+    sw_api_limits_free(api->limits);
+    api->limits = NULL;
     sw_pg_pool_close(api->pg, on_backend_closed, api);
     sw_redis_close(api->redis, on_backend_closed, api);
     api->pg = NULL;

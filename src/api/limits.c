@@ -1,0 +1,172 @@
+/* API rate limits: a token bucket per client address and one per principal. Local buckets by
+ * default; with SLIPWAY_RATE_LIMIT_BACKEND=redis one Lua script checks and takes from both
+ * buckets atomically, shared by every slipwayd on that Redis (and the local buckets stand in
+ * while Redis is unreachable). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slipway/api.h"
+#include "slipway/log.h"
+
+#define KEYS_MAX 200000
+
+/* KEYS: the buckets. ARGV: tokens per millisecond, burst. Answers {allowed, remaining,
+ * reset_ms, retry_ms} for the tightest bucket; takes one token from each only when every
+ * bucket has one. Time comes from Redis, so processes with skewed clocks agree. */
+static const char bucket_script[] =
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local rate = tonumber(ARGV[1]) local burst = tonumber(ARGV[2]) "
+    "local tokens = {} local ok = 1 "
+    "for i, key in ipairs(KEYS) do "
+    "  local v = redis.call('HMGET', key, 't', 'ts') "
+    "  local tk = tonumber(v[1]) or burst local ts = tonumber(v[2]) or now "
+    "  tk = math.min(burst, tk + math.max(0, now - ts) * rate) "
+    "  tokens[i] = tk if tk < 1 then ok = 0 end "
+    "end "
+    "local remaining = burst local reset = 0 local retry = 0 "
+    "for i, key in ipairs(KEYS) do "
+    "  local tk = tokens[i] if ok == 1 then tk = tk - 1 end "
+    "  redis.call('HSET', key, 't', tostring(tk), 'ts', now) "
+    "  redis.call('PEXPIRE', key, math.ceil(burst / rate) + 1000) "
+    "  if tk < remaining then remaining = tk end "
+    "  local r = math.ceil((burst - tk) / rate) if r > reset then reset = r end "
+    "  if tk < 1 then local w = math.ceil((1 - tk) / rate) if w > retry then retry = w end end "
+    "end "
+    "return {ok, math.floor(remaining), reset, retry}";
+
+struct sw_api_limits {
+    bool enabled;
+    bool redis;
+    uint32_t rps, burst;
+    sw_ratelimit_t *by_address;
+    sw_ratelimit_t *by_principal;
+};
+
+typedef struct {
+    sw_api_t *api;
+    sw_http_req_t *req;
+    sw_api_limit_cb cont;
+    char address_key[96];
+    char principal_key[96];
+} check_t;
+
+sw_api_limits_t *sw_api_limits_new(const sw_config_t *cfg)
+{
+    sw_api_limits_t *l = sw_calloc(1, sizeof(*l));
+    unsigned rps, burst;
+    if (strcmp(cfg->rate_limit, "off") != 0 &&
+        sscanf(cfg->rate_limit, "%u/%u", &rps, &burst) == 2) {
+        l->enabled = true;
+        l->rps = rps;
+        l->burst = burst;
+        l->redis = strcmp(cfg->rate_limit_backend, "redis") == 0;
+        l->by_address = sw_ratelimit_new(rps, 1000, burst, KEYS_MAX);
+        l->by_principal = sw_ratelimit_new(rps, 1000, burst, KEYS_MAX);
+    }
+    return l;
+}
+
+void sw_api_limits_free(sw_api_limits_t *l)
+{
+    if (!l)
+        return;
+    sw_ratelimit_free(l->by_address);
+    sw_ratelimit_free(l->by_principal);
+    free(l);
+}
+
+static void finish(check_t *c, bool allowed, uint32_t limit, uint64_t remaining, uint64_t reset_ms,
+                   uint64_t retry_ms)
+{
+    char v[32];
+    sw_http_req_t *req = c->req;
+    snprintf(v, sizeof(v), "%u", limit);
+    sw_http_add_header(req, "X-RateLimit-Limit", v);
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)remaining);
+    sw_http_add_header(req, "X-RateLimit-Remaining", v);
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)((reset_ms + 999) / 1000));
+    sw_http_add_header(req, "X-RateLimit-Reset", v);
+    if (!allowed) {
+        snprintf(v, sizeof(v), "%llu", (unsigned long long)SW_MAX((retry_ms + 999) / 1000, 1));
+        sw_http_add_header(req, "Retry-After", v);
+        sw_http_respond_error(req, 429, "RATE_LIMIT_EXCEEDED",
+                              "too many requests; slow down and retry after Retry-After seconds",
+                              NULL);
+        return;
+    }
+    c->cont(c->api, req);
+}
+
+static void check_local(check_t *c)
+{
+    sw_api_limits_t *l = c->api->limits;
+    uint64_t now = uv_now(c->api->loop);
+    sw_ratelimit_result_t a, p;
+    sw_ratelimit_take(l->by_address, c->address_key, 1, now, &a);
+    sw_ratelimit_result_t *tight = &a;
+    if (c->principal_key[0] && a.allowed) {
+        sw_ratelimit_take(l->by_principal, c->principal_key, 1, now, &p);
+        if (!p.allowed || p.remaining < a.remaining)
+            tight = &p;
+    }
+    finish(c, tight->allowed, l->burst, tight->remaining, tight->reset_ms, tight->retry_after_ms);
+}
+
+static void on_script(int status, const sw_redis_reply_t *reply, void *payload)
+{
+    check_t *c = payload;
+    if (status != 0 || !reply || reply->type != SW_REDIS_ARRAY || reply->elements != 4) {
+        if (status == 0 && reply && reply->type == SW_REDIS_ERROR)
+            sw_log_kv(SW_LOG_WARN, c->req->request_id, "rate limit script failed", "error",
+                      reply->str, NULL);
+        check_local(c); /* Redis is away: the local buckets still hold the line */
+        return;
+    }
+    finish(c, reply->element[0]->integer == 1, c->api->limits->burst,
+           (uint64_t)SW_MAX(reply->element[1]->integer, 0),
+           (uint64_t)SW_MAX(reply->element[2]->integer, 0),
+           (uint64_t)SW_MAX(reply->element[3]->integer, 0));
+}
+
+void sw_api_limits_check(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont)
+{
+    sw_api_limits_t *l = api->limits;
+    const sw_route_t *route = req->route;
+    if (!l->enabled || strncmp(route->pattern, "/api/v1/", 8) != 0) {
+        cont(api, req);
+        return;
+    }
+    const sw_principal_t *p = sw_api_principal(req);
+    check_t *c = sw_arena_calloc(&req->arena, sizeof(*c));
+    c->api = api;
+    c->req = req;
+    c->cont = cont;
+    snprintf(c->address_key, sizeof(c->address_key), "slipway:rl:a:%s", req->client_addr);
+    if (p->kind != SW_PRINCIPAL_NONE)
+        snprintf(c->principal_key, sizeof(c->principal_key), "slipway:rl:p:%s",
+                 p->kind == SW_PRINCIPAL_TOKEN ? p->token_id : p->user_id);
+    if (!l->redis || !sw_redis_up(api->redis)) {
+        check_local(c);
+        return;
+    }
+    char rate[32], burst[16];
+    snprintf(rate, sizeof(rate), "%.9f", (double)l->rps / 1000.0);
+    snprintf(burst, sizeof(burst), "%u", l->burst);
+    int nkeys = c->principal_key[0] ? 2 : 1;
+    const char *argv[] = {"EVAL",
+                          bucket_script,
+                          nkeys == 2 ? "2" : "1",
+                          c->address_key,
+                          nkeys == 2 ? c->principal_key : rate,
+                          nkeys == 2 ? rate : burst,
+                          burst};
+    size_t argvlen[7];
+    int argc = nkeys == 2 ? 7 : 6;
+    for (int i = 0; i < argc; i++)
+        argvlen[i] = strlen(argv[i]);
+    if (sw_redis_command(api->redis, on_script, c, argc, argv, argvlen) != 0)
+        check_local(c);
+}
