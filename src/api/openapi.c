@@ -158,6 +158,203 @@ static const struct {
                    "m\":[\"owner\",\"admin\",\"member\"]},\"password\":{\"type\":\"string\","
                    "\"minLength\":10,\"maxLength"
                    "\":256}},\"additionalProperties\":false,\"minProperties\":1}"},
+    {"Project", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":"
+                "\"uuid\"},\"name\":{\"type\""
+                ":\"string\"},\"description\":{\"type\":\"string\"},\"created_by\":{\"oneOf\":[{"
+                "\"type\":\"string\",\""
+                "format\":\"uuid\"},{\"type\":\"null\"}]},\"created_at\":{\"type\":\"string\","
+                "\"format\":\"date-time\""
+                "},\"updated_at\":{\"type\":\"string\",\"format\":\"date-time\"},\"role\":{"
+                "\"enum\":[\"admin\",\"devel"
+                "oper\",\"viewer\"]}},\"required\":[\"id\",\"name\",\"description\",\"created_by\","
+                "\"created_at\",\"u"
+                "pdated_at\",\"role\"],\"additionalProperties\":false}"},
+    {"ProjectList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
+     "components/"
+     "schemas/Project\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"require"
+     "d\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"ProjectCreate", "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\","
+                      "\"minLength\":1,\"maxLength\":100"
+                      "},\"description\":{\"type\":\"string\",\"maxLength\":1000}},\"required\":["
+                      "\"name\"],\"additionalP"
+                      "roperties\":false}"},
+    {"ProjectUpdate", "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\","
+                      "\"minLength\":1,\"maxLength\":100"
+                      "},\"description\":{\"type\":\"string\",\"maxLength\":1000}},"
+                      "\"additionalProperties\":false,\"mi"
+                      "nProperties\":1}"},
+    {"Member", "{\"type\":\"object\",\"properties\":{\"user_id\":{\"type\":\"string\",\"format\":"
+               "\"uuid\"},\"email\":{"
+               "\"type\":\"string\"},\"name\":{\"type\":\"string\"},\"role\":{\"enum\":[\"admin\","
+               "\"developer\",\"viewe"
+               "r\"]},\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"},\"updated_at\":"
+               "{\"type\":\"strin"
+               "g\",\"format\":\"date-time\"}},\"required\":[\"user_id\",\"email\",\"name\","
+               "\"role\",\"created_at\",\""
+               "updated_at\"],\"additionalProperties\":false}"},
+    {"MemberList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
+     "components/"
+     "schemas/Member\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"required"
+     "\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"MemberPut", "{\"type\":\"object\",\"properties\":{\"role\":{\"enum\":[\"admin\","
+                  "\"developer\",\"viewer\"]}},\"requ"
+                  "ired\":[\"role\"],\"additionalProperties\":false}"},
+    {"Environment", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":"
+                    "\"uuid\"},\"project_id\":{"
+                    "\"type\":\"string\",\"format\":\"uuid\"},\"name\":{\"type\":\"string\","
+                    "\"pattern\":\"^[a-z0-9]([a-z0-"
+                    "9-]{0,61}[a-z0-9])?$\"},\"created_at\":{\"type\":\"string\",\"format\":\"date-"
+                    "time\"},\"updated_"
+                    "at\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"id\","
+                    "\"project_id\",\"name\",\"cr"
+                    "eated_at\",\"updated_at\"],\"additionalProperties\":false}"},
+    {"EnvironmentList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
+     "components/"
+     "schemas/Environment\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"req"
+     "uired\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"EnvironmentWrite",
+     "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"pattern\":\"^[a-z0-9](["
+     "a-z0-9-"
+     "]{0,61}[a-z0-9])?$\"}},\"required\":[\"name\"],\"additionalProperties\":false}"},
+    {"App", "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"pattern\":\"^[a-"
+            "z0-9]([a-z0-9-"
+            "]{0,61}[a-z0-9])?$\"},\"repo_url\":{\"type\":\"string\",\"maxLength\":2048},"
+            "\"branch\":{\"type\":"
+            "\"string\",\"maxLength\":255},\"build_command\":{\"type\":\"string\",\"maxLength\":"
+            "4096},\"start_"
+            "command\":{\"type\":\"string\",\"maxLength\":4096},\"dockerfile_path\":{\"type\":"
+            "\"string\",\"maxL"
+            "ength\":255},\"runtime\":{\"enum\":[\"process\",\"container\"]},\"port\":{\"type\":"
+            "\"integer\",\"min"
+            "imum\":1,\"maximum\":65535},\"health_check_path\":{\"type\":\"string\",\"pattern\":\"^"
+            "/\"},\"repli"
+            "cas\":{\"type\":\"integer\",\"minimum\":1},\"resources\":{\"type\":\"object\","
+            "\"properties\":{\"cpu\""
+            ":{\"type\":\"string\"},\"memory\":{\"type\":\"string\"}},\"additionalProperties\":"
+            "false},\"auto_d"
+            "eploy\":{\"type\":\"boolean\"},\"id\":{\"type\":\"string\",\"format\":\"uuid\"},"
+            "\"project_id\":{\"type"
+            "\":\"string\",\"format\":\"uuid\"},\"environment_id\":{\"type\":\"string\",\"format\":"
+            "\"uuid\"},\"stat"
+            "us\":{\"enum\":[\"idle\",\"deploying\",\"running\",\"stopped\",\"crashed\"]},"
+            "\"endpoints\":{\"type\":"
+            "\"array\",\"items\":{\"type\":\"string\"}},\"active_deployment_id\":{\"oneOf\":[{"
+            "\"type\":\"string\""
+            ",\"format\":\"uuid\"},{\"type\":\"null\"}]},\"created_at\":{\"type\":\"string\","
+            "\"format\":\"date-tim"
+            "e\"},\"updated_at\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":["
+            "\"name\",\"repo_ur"
+            "l\",\"branch\",\"build_command\",\"start_command\",\"dockerfile_path\",\"runtime\","
+            "\"port\",\"heal"
+            "th_check_path\",\"replicas\",\"resources\",\"auto_deploy\",\"id\",\"project_id\","
+            "\"environment_i"
+            "d\",\"status\",\"endpoints\",\"active_deployment_id\",\"created_at\",\"updated_at\"],"
+            "\"additiona"
+            "lProperties\":false}"},
+    {"AppList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
+     "components/"
+     "schemas/App\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"required\":["
+     "\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"AppCreate", "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"pattern\":"
+                  "\"^[a-z0-9]([a-z0-9-"
+                  "]{0,61}[a-z0-9])?$\"},\"repo_url\":{\"type\":\"string\",\"maxLength\":2048},"
+                  "\"branch\":{\"type\":"
+                  "\"string\",\"maxLength\":255},\"build_command\":{\"type\":\"string\","
+                  "\"maxLength\":4096},\"start_"
+                  "command\":{\"type\":\"string\",\"maxLength\":4096},\"dockerfile_path\":{"
+                  "\"type\":\"string\",\"maxL"
+                  "ength\":255},\"runtime\":{\"enum\":[\"process\",\"container\"]},\"port\":{"
+                  "\"type\":\"integer\",\"min"
+                  "imum\":1,\"maximum\":65535},\"health_check_path\":{\"type\":\"string\","
+                  "\"pattern\":\"^/\"},\"repli"
+                  "cas\":{\"type\":\"integer\",\"minimum\":1},\"resources\":{\"type\":\"object\","
+                  "\"properties\":{\"cpu\""
+                  ":{\"type\":\"string\"},\"memory\":{\"type\":\"string\"}},"
+                  "\"additionalProperties\":false},\"auto_d"
+                  "eploy\":{\"type\":\"boolean\"},\"environment_id\":{\"type\":\"string\","
+                  "\"format\":\"uuid\"},\"projec"
+                  "t_id\":{\"type\":\"string\",\"format\":\"uuid\"}},\"required\":[\"name\","
+                  "\"environment_id\"],\"addit"
+                  "ionalProperties\":false}"},
+    {"AppUpdate",
+     "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"pattern\":\"^[a-z0-9](["
+     "a-z0-9-"
+     "]{0,61}[a-z0-9])?$\"},\"repo_url\":{\"type\":\"string\",\"maxLength\":2048},\"branch\":{"
+     "\"type\":"
+     "\"string\",\"maxLength\":255},\"build_command\":{\"type\":\"string\",\"maxLength\":4096},"
+     "\"start_"
+     "command\":{\"type\":\"string\",\"maxLength\":4096},\"dockerfile_path\":{\"type\":\"string\","
+     "\"maxL"
+     "ength\":255},\"runtime\":{\"enum\":[\"process\",\"container\"]},\"port\":{\"type\":"
+     "\"integer\",\"min"
+     "imum\":1,\"maximum\":65535},\"health_check_path\":{\"type\":\"string\",\"pattern\":\"^/"
+     "\"},\"repli"
+     "cas\":{\"type\":\"integer\",\"minimum\":1},\"resources\":{\"type\":\"object\",\"properties\":"
+     "{\"cpu\""
+     ":{\"type\":\"string\"},\"memory\":{\"type\":\"string\"}},\"additionalProperties\":false},"
+     "\"auto_d"
+     "eploy\":{\"type\":\"boolean\"}},\"additionalProperties\":false,\"minProperties\":1}"},
+    {"EnvVar", "{\"type\":\"object\",\"properties\":{\"key\":{\"type\":\"string\"},\"build_time\":{"
+               "\"type\":\"boolean"
+               "\"},\"runtime\":{\"type\":\"boolean\"},\"has_value\":{\"type\":\"boolean\"},"
+               "\"updated_at\":{\"type\":"
+               "\"string\",\"format\":\"date-time\"}},\"required\":[\"key\",\"build_time\","
+               "\"runtime\",\"has_value\""
+               ",\"updated_at\"],\"additionalProperties\":false}"},
+    {"EnvList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
+     "components/"
+     "schemas/EnvVar\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"required"
+     "\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"EnvBulk",
+     "{\"type\":\"object\",\"properties\":{\"vars\":{\"type\":\"object\",\"minProperties\":1,"
+     "\"maxPropert"
+     "ies\":100,\"propertyNames\":{\"pattern\":\"^[A-Za-z_][A-Za-z0-9_]*$\"},\"additionalPropertie"
+     "s\":{\"type\":\"string\",\"maxLength\":65536}}},\"required\":[\"vars\"],"
+     "\"additionalProperties\":"
+     "false}"},
+    {"EnvPut", "{\"type\":\"object\",\"properties\":{\"value\":{\"type\":\"string\",\"maxLength\":"
+               "65536},\"build_ti"
+               "me\":{\"type\":\"boolean\"},\"runtime\":{\"type\":\"boolean\"}},\"required\":["
+               "\"value\"],\"additiona"
+               "lProperties\":false}"},
+    {"Domain", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":"
+               "\"uuid\"},\"app_id\":{\"typ"
+               "e\":\"string\",\"format\":\"uuid\"},\"hostname\":{\"type\":\"string\"},\"created_"
+               "at\":{\"type\":\"stri"
+               "ng\",\"format\":\"date-time\"}},\"required\":[\"id\",\"app_id\",\"hostname\","
+               "\"created_at\"],\"addit"
+               "ionalProperties\":false}"},
+    {"DomainList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
+     "components/"
+     "schemas/Domain\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"required"
+     "\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"DomainCreate", "{\"type\":\"object\",\"properties\":{\"hostname\":{\"type\":\"string\","
+                     "\"maxLength\":253}},\"requir"
+                     "ed\":[\"hostname\"],\"additionalProperties\":false}"},
+    {"AuditEntry", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"at\":{"
+                   "\"type\":\"string\",\"format"
+                   "\":\"date-time\"},\"actor_id\":{\"oneOf\":[{\"type\":\"string\",\"format\":"
+                   "\"uuid\"},{\"type\":\"null\""
+                   "}]},\"actor_email\":{\"type\":\"string\"},\"action\":{\"type\":\"string\"},"
+                   "\"resource\":{\"type\":\"s"
+                   "tring\"},\"resource_id\":{\"type\":\"string\"},\"project_id\":{\"oneOf\":[{"
+                   "\"type\":\"string\",\"for"
+                   "mat\":\"uuid\"},{\"type\":\"null\"}]},\"address\":{\"type\":\"string\"},"
+                   "\"details\":{\"type\":\"object"
+                   "\"}},\"required\":[\"id\",\"at\",\"actor_id\",\"actor_email\",\"action\","
+                   "\"resource\",\"resource_id\""
+                   ",\"project_id\",\"address\",\"details\"],\"additionalProperties\":false}"},
+    {"AuditList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
+     "components/"
+     "schemas/AuditEntry\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"requ"
+     "ired\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
 };
 
 static json_t *schema_ref(const char *name)
@@ -242,11 +439,48 @@ static json_t *operation(const sw_route_t *r)
     static const char *const auth_names[SW_AUTH_MAX] = {"public", "user", "session"};
     json_object_set_new(
         op, "x-slipway-access",
-        json_pack("{s:s, s:o, s:o}", "auth", auth_names[r->access.auth], "role",
+        json_pack("{s:s, s:o, s:o, s:o}", "auth", auth_names[r->access.auth], "project_role",
+                  r->access.project_role
+                      ? json_string(sw_project_role_name((sw_project_role_t)r->access.project_role))
+                      : json_null(),
+                  "role",
                   r->access.role ? json_string(sw_user_role_name((sw_user_role_t)r->access.role))
                                  : json_null(),
                   "scope",
                   r->access.scope ? json_string(sw_scope_name(r->access.scope)) : json_null()));
+    if (r->response_schema && strlen(r->response_schema) > 4 &&
+        strcmp(r->response_schema + strlen(r->response_schema) - 4, "List") == 0) {
+        static const char *const list_params[][2] = {
+            {"page", "1-based page number"},
+            {"limit", "items per page, 1 to 100 (default 20)"},
+            {"offset", "items to skip, instead of page"},
+            {"sort", "field[:asc|desc]"},
+        };
+        json_t *qp = json_object_get(op, "parameters");
+        if (!qp) {
+            qp = json_array();
+            json_object_set_new(op, "parameters", qp);
+        }
+        for (size_t i = 0; i < SW_ARRAY_SIZE(list_params); i++)
+            json_array_append_new(qp, json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name",
+                                                list_params[i][0], "in", "query", "required", 0,
+                                                "description", list_params[i][1], "schema", "type",
+                                                i == 3 ? "string" : "integer"));
+    }
+    if (strncmp(r->pattern, "/api/v1/", 8) == 0 && !r->stateless)
+        json_object_set_new(responses, "429",
+                            json_pack("{s:s, s:o}", "description", "Rate limit exceeded", "content",
+                                      json_content(schema_ref("Error"))));
+    if (r->access.project_from != SW_FROM_NONE)
+        json_object_set_new(responses, "404",
+                            json_pack("{s:s, s:o}", "description",
+                                      "No such resource, or not visible to the caller", "content",
+                                      json_content(schema_ref("Error"))));
+    if (r->request_schema)
+        json_object_set_new(responses, "400",
+                            json_pack("{s:s, s:o}", "description",
+                                      "Validation error, with field details", "content",
+                                      json_content(schema_ref("Error"))));
     if (r->access.auth == SW_AUTH_PUBLIC)
         json_object_set_new(op, "security", json_array());
     else if (r->access.auth == SW_AUTH_SESSION)
