@@ -100,7 +100,8 @@ LANGUAGE sql STABLE AS $$
                              'dockerfile_path', a.dockerfile_path, 'runtime', a.runtime,
                              'port', a.port, 'health_check_path', a.health_check_path,
                              'replicas', a.replicas,
-                             'resources', json_build_object('cpu', a.cpu, 'memory', a.memory),
+                             'resources', json_strip_nulls(json_build_object(
+                                 'cpu', nullif(a.cpu, ''), 'memory', nullif(a.memory, ''))),
                              'auto_deploy', a.auto_deploy, 'status', a.status,
                              'endpoints', a.endpoints,
                              'active_deployment_id', a.active_deployment_id,

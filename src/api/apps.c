@@ -229,7 +229,17 @@ static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_j
             if (sw_json_errors_any(&inner))
                 sw_json_errors_add(e, "resources", "cpu and memory must be strings");
             sw_json_errors_free(&inner);
-            sw_json_reject_unknown(res, res_allowed, e);
+            const char *k;
+            json_t *v;
+            json_object_foreach(res, k, v)
+            {
+                bool known = false;
+                for (const char *const *a = res_allowed; *a; a++)
+                    known |= strcmp(*a, k) == 0;
+                if (!known)
+                    sw_json_errors_add(e, "resources", "unknown field %.32s: give cpu or memory",
+                                       k);
+            }
         }
         json_object_set_new(out, "resources", r);
     }

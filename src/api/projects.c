@@ -256,7 +256,7 @@ void sw_api_members_put(sw_http_req_t *req, void *ctx)
                             req->client_addr};
     sw_pg_query(api->pg,
                 "WITH u AS (SELECT id, email, name FROM users WHERE id = $2), " LOCK_ADMINS ", "
-                "ok AS (SELECT NOT ((SELECT role FROM t) = 'admin' AND $3 <> 'admin' "
+                "ok AS (SELECT NOT (coalesce((SELECT role FROM t), '') = 'admin' AND $3 <> 'admin' "
                 "AND (SELECT admins FROM n) <= 1) AS fine), "
                 "m AS (INSERT INTO project_members (project_id, user_id, role) "
                 "SELECT $1, u.id, $3 FROM u, ok WHERE ok.fine "
@@ -280,15 +280,16 @@ void sw_api_members_delete(sw_http_req_t *req, void *ctx)
     char *uid = sw_arena_iovdup(&req->arena, sw_http_req_param(req, "user_id")).base;
     const char *params[] = {r->project_id, uid, r->principal.user_id, r->principal.email,
                             req->client_addr};
-    sw_pg_query(api->pg,
-                "WITH " LOCK_ADMINS ", "
-                "d AS (DELETE FROM project_members WHERE project_id = $1 AND user_id = $2 "
-                "AND NOT ((SELECT role FROM t) = 'admin' AND (SELECT admins FROM n) <= 1) "
-                "RETURNING user_id, role), "
-                "a AS (" SW_AUDIT_INSERT "SELECT $3, $4, 'member.removed', 'project_member', "
-                "d.user_id::text, $1, $5, json_build_object('role', d.role)::jsonb FROM d) "
-                "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM d)",
-                5, params, on_member, m);
+    sw_pg_query(
+        api->pg,
+        "WITH " LOCK_ADMINS ", "
+        "d AS (DELETE FROM project_members WHERE project_id = $1 AND user_id = $2 "
+        "AND NOT (coalesce((SELECT role FROM t), '') = 'admin' AND (SELECT admins FROM n) <= 1) "
+        "RETURNING user_id, role), "
+        "a AS (" SW_AUDIT_INSERT "SELECT $3, $4, 'member.removed', 'project_member', "
+        "d.user_id::text, $1, $5, json_build_object('role', d.role)::jsonb FROM d) "
+        "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM d)",
+        5, params, on_member, m);
 }
 
 /* ---- environments ---- */

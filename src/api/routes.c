@@ -18,6 +18,11 @@
     {.method = m, .pattern = p, .handler = h, .access = acc, .summary = sum, .tag = tg, \
      .request_schema = rq, .response_schema = rs, .success_status = st, .stateless = false}
 
+/* A list with query filters. */
+#define LIST(p, h, acc, sum, tg, rs, f) \
+    {.method = "GET", .pattern = p, .handler = h, .access = acc, .summary = sum, .tag = tg, \
+     .response_schema = rs, .success_status = 200, .stateless = false, .filters = f}
+
 /* System routes answer without the schema, so probes work while migrations run. */
 #define SYSTEM(m, p, h, sum, rs) \
     {.method = m, .pattern = p, .handler = h, .access = PUBLIC, .summary = sum, \
@@ -115,9 +120,9 @@ const sw_route_t sw_api_routes[] = {
           PROJECT(ENVIRONMENT, ADMIN, W), "Delete an environment that holds no apps",
           "environments", NULL, NULL, 204),
 
-    ROUTE("GET", "/api/v1/apps", sw_api_apps_list, USER(R),
-          "Apps the caller can see; filters project_id, environment_id, status", "apps", NULL,
-          "AppList", 200),
+    LIST("/api/v1/apps", sw_api_apps_list, USER(R),
+         "Apps the caller can see; filters project_id, environment_id, status", "apps",
+         "AppList", "project_id,environment_id,status"),
     ROUTE("POST", "/api/v1/apps", sw_api_apps_create, PROJECT(BODY_ENV, DEVELOPER, W),
           "Create an app in an environment", "apps", "AppCreate", "App", 201),
     ROUTE("GET", "/api/v1/apps/:id", sw_api_apps_get, PROJECT(APP, VIEWER, R), "Get an app", "apps",
@@ -143,9 +148,9 @@ const sw_route_t sw_api_routes[] = {
     ROUTE("DELETE", "/api/v1/domains/:id", sw_api_domains_delete, PROJECT(DOMAIN, ADMIN, W),
           "Remove a domain", "domains", NULL, NULL, 204),
 
-    ROUTE("GET", "/api/v1/audit", sw_api_audit_list, USER(R),
-          "Audit entries the caller may read; filters actor_id, resource, action, project_id",
-          "audit", NULL, "AuditList", 200),
+    LIST("/api/v1/audit", sw_api_audit_list, USER(R),
+         "Audit entries the caller may read; filters actor_id, resource, action, project_id",
+         "audit", "AuditList", "actor_id,resource,action,project_id"),
 };
 
 const size_t sw_api_routes_count = SW_ARRAY_SIZE(sw_api_routes);

@@ -174,7 +174,10 @@ static void project_lookup(sw_api_t *api, sw_http_req_t *req)
             return;
         }
         if (!sw_api_uuid_valid(sw_iov_from_cstr(json_string_value(env)))) {
-            not_found(req);
+            sw_json_errors_t e;
+            sw_json_errors_init(&e);
+            sw_json_errors_add(&e, "environment_id", "must be a UUID");
+            sw_api_validation_error(req, &e);
             return;
         }
         snprintf(id, sizeof(id), "%s", json_string_value(env));

@@ -115,6 +115,8 @@ def test_every_operation_declares_access(auth, matrix_daemon):
         assert acc.get("auth") in ("public", "user", "session"), (method, path, acc)
         assert acc.get("role") in (None, "member", "admin", "owner"), (method, path, acc)
         assert acc.get("scope") in (None, "read", "write", "deploy", "admin"), (method, path, acc)
+        assert acc.get("project_role") in (None, "viewer", "developer", "admin"), (method, path,
+                                                                                   acc)
         if acc["auth"] == "public":
             assert op.get("security") == [], f"{method} {path}: public but has security"
     paths = {(m, p) for m, p, _ in ops}
@@ -125,7 +127,8 @@ def test_every_operation_declares_access(auth, matrix_daemon):
     access = {(m, p): op["x-slipway-access"] for m, p, op in ops}
     assert access[("GET", f"{API}/auth/state")]["auth"] == "public"
     assert access[("POST", f"{API}/tokens")]["auth"] == "session"
-    assert access[("GET", f"{API}/users")] == {"auth": "user", "role": "admin", "scope": "admin"}
+    assert access[("GET", f"{API}/users")] == {"auth": "user", "role": "admin", "scope": "admin",
+                                               "project_role": None}
     assert access[("GET", f"{API}/auth/me")]["scope"] == "read"
 
 
