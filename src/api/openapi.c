@@ -462,16 +462,16 @@ static json_t *operation(const sw_route_t *r)
             json_object_set_new(op, "parameters", qp);
         }
         for (const char *f = r->filters; f && *f;) {
-            size_t n = strcspn(f, ",");
-            char *name = sw_strndup(f, n);
-            bool is_id = n > 3 && strcmp(name + n - 3, "_id") == 0;
+            size_t flen = strcspn(f, ",");
+            char *name = sw_strndup(f, flen);
+            bool is_id = flen > 3 && strcmp(name + flen - 3, "_id") == 0;
             json_t *schema = is_id ? json_pack("{s:s, s:s}", "type", "string", "format", "uuid")
                                    : json_pack("{s:s}", "type", "string");
             json_array_append_new(qp, json_pack("{s:s, s:s, s:b, s:s, s:o}", "name", name, "in",
                                                 "query", "required", 0, "description", "filter",
                                                 "schema", schema));
             free(name);
-            f += n + (f[n] == ',');
+            f += flen + (f[flen] == ',');
         }
         for (size_t i = 0; i < SW_ARRAY_SIZE(list_params); i++)
             json_array_append_new(qp, json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name",
