@@ -68,8 +68,9 @@ typedef struct {
     /* project-scoped routes: the resource's project and the caller's role in it */
     char project_id[SW_UUID_LEN + 1];
     sw_project_role_t project_role;
-    json_t *body;       /* the parsed body when the access check needed it (owned) */
-    int resolve_status; /* of the credential lookup: 0, -ENOENT, or a backend error */
+    json_t *body;              /* the parsed body when the access check needed it (owned) */
+    int resolve_status;        /* of the credential lookup: 0, -ENOENT, or a backend error */
+    const char *resource_json; /* the project-scoped resource as the access check read it */
 } sw_api_req_t;
 
 /* ---- API rate limits (src/api/limits.c) ---- */

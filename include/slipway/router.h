@@ -22,7 +22,8 @@ typedef struct {
     const char *request_schema;  /* name in the schema table, or NULL */
     const char *response_schema; /* name in the schema table, or NULL */
     int success_status;
-    bool stateless; /* answers without the schema: served before migrations finish */
+    bool stateless;      /* answers without the schema: served before migrations finish */
+    const char *filters; /* a list's query filters, comma-separated ("project_id,status") */
 } sw_route_t;
 
 typedef struct sw_router sw_router_t;

@@ -339,6 +339,11 @@ void sw_api_apps_create(sw_http_req_t *req, void *ctx)
 
 void sw_api_apps_get(sw_http_req_t *req, void *ctx)
 {
+    const char *cached = sw_api_req(req)->resource_json;
+    if (cached) {
+        sw_api_respond_text(req, 200, cached);
+        return;
+    }
     const char *id = sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base;
     const char *params[] = {id};
     sw_api_exec(ctx, req, "SELECT sw_app_json(a) FROM apps a WHERE a.id = $1", 1, params, 200,

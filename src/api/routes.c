@@ -121,8 +121,8 @@ const sw_route_t sw_api_routes[] = {
           "environments", NULL, NULL, 204),
 
     LIST("/api/v1/apps", sw_api_apps_list, USER(R),
-         "Apps the caller can see; filters project_id, environment_id, status", "apps",
-         "AppList", "project_id,environment_id,status"),
+         "Apps the caller can see; filters project_id, environment_id, status", "apps", "AppList",
+         "project_id,environment_id,status"),
     ROUTE("POST", "/api/v1/apps", sw_api_apps_create, PROJECT(BODY_ENV, DEVELOPER, W),
           "Create an app in an environment", "apps", "AppCreate", "App", 201),
     ROUTE("GET", "/api/v1/apps/:id", sw_api_apps_get, PROJECT(APP, VIEWER, R), "Get an app", "apps",

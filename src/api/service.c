@@ -94,13 +94,16 @@ static bool origin_allowed(sw_api_t *api, sw_http_req_t *req)
 /* ---- project-scoped routes: find the resource's project and the caller's role in it ---- */
 
 static const char *const project_lookup_sql[SW_FROM_MAX] = {
-    [SW_FROM_PROJECT] = "SELECT p.id, m.role FROM projects p LEFT JOIN project_members m "
-                        "ON m.project_id = p.id AND m.user_id = $2 WHERE p.id = $1",
-    [SW_FROM_ENVIRONMENT] = "SELECT e.project_id, m.role FROM environments e LEFT JOIN "
+    [SW_FROM_PROJECT] = "SELECT p.id, m.role, sw_project_json(p) FROM projects p LEFT JOIN "
+                        "project_members m ON m.project_id = p.id AND m.user_id = $2 "
+                        "WHERE p.id = $1",
+    [SW_FROM_ENVIRONMENT] = "SELECT e.project_id, m.role, sw_environment_json(e) FROM "
+                            "environments e LEFT JOIN "
                             "project_members m ON m.project_id = e.project_id AND m.user_id = $2 "
                             "WHERE e.id = $1",
-    [SW_FROM_APP] = "SELECT a.project_id, m.role FROM apps a LEFT JOIN project_members m "
-                    "ON m.project_id = a.project_id AND m.user_id = $2 WHERE a.id = $1",
+    [SW_FROM_APP] = "SELECT a.project_id, m.role, sw_app_json(a) FROM apps a LEFT JOIN "
+                    "project_members m ON m.project_id = a.project_id AND m.user_id = $2 "
+                    "WHERE a.id = $1",
     [SW_FROM_DOMAIN] = "SELECT a.project_id, m.role FROM domains d JOIN apps a ON a.id = d.app_id "
                        "LEFT JOIN project_members m ON m.project_id = a.project_id "
                        "AND m.user_id = $2 WHERE d.id = $1",
@@ -138,6 +141,9 @@ static void on_project(int status, sw_pg_result_t *res, void *payload)
         return;
     }
     snprintf(ctx->project_id, sizeof(ctx->project_id), "%s", sw_pg_result_value(res, 0, 0));
+    /* The resource itself rides along, so a plain GET needs no second query. */
+    if (sw_pg_result_cols(res) > 2 && sw_pg_result_value(res, 0, 2))
+        ctx->resource_json = sw_arena_strdup(&req->arena, sw_pg_result_value(res, 0, 2));
     ctx->project_role = sw_api_is_instance_admin(&ctx->principal)
                             ? SW_PROJECT_ADMIN
                             : sw_project_role_parse(sw_pg_result_value(res, 0, 1));
