@@ -11,8 +11,13 @@
 #define PW_MEMLIMIT (19u * 1024u * 1024u)
 #define PW_ARGON2ID "$argon2id$"
 
-typedef struct {
+typedef struct pw_work pw_work_t;
+struct pw_work {
     uv_work_t req;
+    uv_loop_t *loop;
+    uv_work_cb work;
+    uv_after_work_cb after;
+    pw_work_t *next; /* waiting for a free slot */
     sw_password_hash_cb hash_cb;
     sw_password_verify_cb verify_cb;
     void *payload;
@@ -22,7 +27,59 @@ typedef struct {
     char hash[crypto_pwhash_STRBYTES];
     size_t len;
     char password[]; /* a copy, wiped with the rest of the struct */
-} pw_work_t;
+};
+
+/* At most one hash per spare core runs at a time: argon2id is built to eat CPU, and with every
+ * threadpool thread hashing the loop thread would be starved of its core, which is exactly
+ * the latency the threadpool was meant to protect. Excess work waits here, bounded. */
+#define PW_WAITING_MAX 1024
+static unsigned pw_running, pw_waiting;
+static pw_work_t *pw_wait_head, *pw_wait_tail;
+
+static unsigned pw_slots(void)
+{
+    unsigned n = uv_available_parallelism();
+    return n > 1 ? n - 1 : 1;
+}
+
+static int pw_submit(pw_work_t *w)
+{
+    if (pw_running < pw_slots()) {
+        int r = uv_queue_work(w->loop, &w->req, w->work, w->after);
+        if (r == 0)
+            pw_running++;
+        return r;
+    }
+    if (pw_waiting >= PW_WAITING_MAX)
+        return SW_ELIMIT;
+    w->next = NULL;
+    if (pw_wait_tail)
+        pw_wait_tail->next = w;
+    else
+        pw_wait_head = w;
+    pw_wait_tail = w;
+    pw_waiting++;
+    return 0;
+}
+
+/* A slot came free: start the oldest waiting work. */
+static void pw_done(void)
+{
+    pw_running--;
+    while (pw_wait_head && pw_running < pw_slots()) {
+        pw_work_t *w = pw_wait_head;
+        pw_wait_head = w->next;
+        if (!pw_wait_head)
+            pw_wait_tail = NULL;
+        pw_waiting--;
+        if (uv_queue_work(w->loop, &w->req, w->work, w->after) == 0) {
+            pw_running++;
+        } else {
+            pw_running++;
+            w->after(&w->req, UV_ECANCELED); /* runs pw_done again for it */
+        }
+    }
+}
 
 /* Unknown users are checked against this so their login costs the same as a real one. It is
  * made on first use, on the threadpool, so startup does not pay for it (that first unknown-user
@@ -72,6 +129,7 @@ static void hash_after(uv_work_t *req, int status)
     pw_work_t *w = sw_container_of(req, pw_work_t, req);
     size_t len = w->len;
 
+    pw_done();
     if (status < 0)
         w->status = status;
     w->hash_cb(w->status, w->status == 0 ? w->hash : NULL, w->payload);
@@ -100,6 +158,7 @@ static void verify_after(uv_work_t *req, int status)
     pw_work_t *w = sw_container_of(req, pw_work_t, req);
     size_t len = w->len;
 
+    pw_done();
     if (status < 0)
         w->status = status;
     w->verify_cb(w->status, w->status == 0 && w->match, w->payload);
@@ -116,7 +175,10 @@ int sw_password_hash(uv_loop_t *loop, const char *password, size_t len, sw_passw
         return -EINVAL;
     w = work_new(password, len, payload);
     w->hash_cb = cb;
-    r = uv_queue_work(loop, &w->req, hash_work, hash_after);
+    w->loop = loop;
+    w->work = hash_work;
+    w->after = hash_after;
+    r = pw_submit(w);
     if (r < 0)
         work_free(w, len);
     return r;
@@ -143,7 +205,10 @@ int sw_password_verify(uv_loop_t *loop, const char *hash, const char *password, 
         memcpy(w->hash, hash, hash_len + 1);
         w->have_hash = true;
     }
-    r = uv_queue_work(loop, &w->req, verify_work, verify_after);
+    w->loop = loop;
+    w->work = verify_work;
+    w->after = verify_after;
+    r = pw_submit(w);
     if (r < 0)
         work_free(w, len);
     return r;
