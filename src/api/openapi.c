@@ -141,8 +141,15 @@ static const struct {
                     "ems\":1,\"uniqueItems\":true},\"expires_in\":{\"type\":\"integer\","
                     "\"minimum\":60,\"maximum\":315"
                     "360000}},\"required\":[\"name\",\"scopes\"],\"additionalProperties\":false}"},
-    {"TokenCreated", "{\"allOf\":[{\"$ref\":\"#/components/schemas/"
-                     "Token\"},{\"type\":\"object\",\"properties\":{\"toke"
+    {"TokenCreated",
+     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uuid\"},\"name\":{\"type\":\"string\"},"
+     "\"scopes\":{\"type\":\"array\",\"items\":{\"enum\":[\"read\",\"write\",\"deploy\",\"admin\"]}},"
+     "\"expires_at\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}]},"
+     "\"last_used_at\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}]},"
+     "\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"},"
+     "\"token\":{\"type\":\"string\",\"description\":\"swt_ secret, shown only here\"}},"
+     "\"required\":[\"id\",\"name\",\"scopes\",\"expires_at\",\"created_at\",\"token\"],"
+     "\"additionalProperties\":false}"},{\"type\":\"object\",\"properties\":{\"toke"
                      "n\":{\"type\":\"string\",\"description\":\"swt_ secret, shown only "
                      "here\"}},\"required\":[\"toke"
                      "n\"]}]}"},
