@@ -149,10 +149,7 @@ static const struct {
      "\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"},"
      "\"token\":{\"type\":\"string\",\"description\":\"swt_ secret, shown only here\"}},"
      "\"required\":[\"id\",\"name\",\"scopes\",\"expires_at\",\"created_at\",\"token\"],"
-     "\"additionalProperties\":false}"},{\"type\":\"object\",\"properties\":{\"toke"
-                     "n\":{\"type\":\"string\",\"description\":\"swt_ secret, shown only "
-                     "here\"}},\"required\":[\"toke"
-                     "n\"]}]}"},
+     "\"additionalProperties\":false}"},
     {"UserCreate", "{\"type\":\"object\",\"properties\":{\"email\":{\"type\":\"string\","
                    "\"maxLength\":254},\"password\":"
                    "{\"type\":\"string\",\"minLength\":10,\"maxLength\":256},\"name\":{\"type\":"
