@@ -142,10 +142,14 @@ static const struct {
                     "\"minimum\":60,\"maximum\":315"
                     "360000}},\"required\":[\"name\",\"scopes\"],\"additionalProperties\":false}"},
     {"TokenCreated",
-     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uuid\"},\"name\":{\"type\":\"string\"},"
-     "\"scopes\":{\"type\":\"array\",\"items\":{\"enum\":[\"read\",\"write\",\"deploy\",\"admin\"]}},"
-     "\"expires_at\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}]},"
-     "\"last_used_at\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}]},"
+     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uuid\"},"
+     "\"name\":{\"type\":\"string\"},"
+     "\"scopes\":{\"type\":\"array\",\"items\":{\"enum\":[\"read\",\"write\",\"deploy\",\"admin\"]}"
+     "},"
+     "\"expires_at\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}"
+     "]},"
+     "\"last_used_at\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"date-time\"},{\"type\":"
+     "\"null\"}]},"
      "\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"},"
      "\"token\":{\"type\":\"string\",\"description\":\"swt_ secret, shown only here\"}},"
      "\"required\":[\"id\",\"name\",\"scopes\",\"expires_at\",\"created_at\",\"token\"],"
