@@ -46,6 +46,7 @@ typedef enum {
     SW_FROM_ENVIRONMENT, /* :id is an environment */
     SW_FROM_APP,         /* :id is an app */
     SW_FROM_DOMAIN,      /* :id is a domain */
+    SW_FROM_DEPLOYMENT,  /* :id is a deployment */
     SW_FROM_BODY_ENV,    /* the JSON body's environment_id */
     SW_FROM_MAX
 } sw_project_from_t;

@@ -225,6 +225,12 @@ void sw_api_domains_create(sw_http_req_t *req, void *ctx);
 void sw_api_domains_list(sw_http_req_t *req, void *ctx);
 void sw_api_domains_delete(sw_http_req_t *req, void *ctx);
 void sw_api_audit_list(sw_http_req_t *req, void *ctx);
+void sw_api_deployments_create(sw_http_req_t *req, void *ctx);
+void sw_api_deployments_list_app(sw_http_req_t *req, void *ctx);
+void sw_api_deployments_list(sw_http_req_t *req, void *ctx);
+void sw_api_deployments_get(sw_http_req_t *req, void *ctx);
+void sw_api_deployments_cancel(sw_http_req_t *req, void *ctx);
+void sw_api_deployments_logs(sw_http_req_t *req, void *ctx);
 
 /* Builds the OpenAPI 3.1 document from the route table (new reference). */
 json_t *sw_api_openapi(const sw_route_t *routes, size_t count);

@@ -14,13 +14,13 @@ typedef struct {
     const char *method; /* "GET" when NULL */
     const char *host;   /* IP literal or name (resolved with uv_getaddrinfo) */
     uint16_t port;
-    const char *path;             /* "/health"; must start with '/' */
-    const char *const *headers;   /* NULL-terminated "Name: value" lines, or NULL */
-    const char *body;             /* optional */
+    const char *path;           /* "/health"; must start with '/' */
+    const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
+    const char *body;           /* optional */
     size_t body_len;
-    uint32_t connect_timeout_ms;  /* 0: 5000 */
-    uint32_t timeout_ms;          /* whole request; 0: 10000 */
-    size_t max_body;              /* 0: 1 MiB; a longer body fails with -EMSGSIZE */
+    uint32_t connect_timeout_ms; /* 0: 5000 */
+    uint32_t timeout_ms;         /* whole request; 0: 10000 */
+    size_t max_body;             /* 0: 1 MiB; a longer body fails with -EMSGSIZE */
 } sw_httpc_req_t;
 
 /* status 0 with the HTTP status and body, or a negative code: -ETIMEDOUT, -ECONNREFUSED,

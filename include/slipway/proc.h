@@ -21,17 +21,17 @@ typedef void (*sw_proc_line_cb)(sw_proc_t *p, int stream, const char *line, size
 /* The process exited and both pipes are drained (every line delivered). exit_status is its
  * exit code, term_signal the signal that ended it (0: none); timed_out when the timeout
  * killed it. The proc may be freed from here (sw_proc_free). */
-typedef void (*sw_proc_exit_cb)(sw_proc_t *p, int64_t exit_status, int term_signal,
-                                bool timed_out, void *payload);
+typedef void (*sw_proc_exit_cb)(sw_proc_t *p, int64_t exit_status, int term_signal, bool timed_out,
+                                void *payload);
 
 typedef struct {
-    const char *file;  /* the program (argv[0] when NULL) */
-    char **argv;       /* NULL-terminated */
-    char **env;        /* NULL-terminated "K=V"; exactly the child's environment */
-    const char *cwd;   /* NULL: inherit */
-    uint32_t timeout_ms;      /* 0: none; on expiry the group gets SIGTERM, then SIGKILL */
-    uint32_t kill_grace_ms;   /* between SIGTERM and SIGKILL (default 5000) */
-    sw_proc_line_cb on_line;  /* may be NULL: output discarded */
+    const char *file;        /* the program (argv[0] when NULL) */
+    char **argv;             /* NULL-terminated */
+    char **env;              /* NULL-terminated "K=V"; exactly the child's environment */
+    const char *cwd;         /* NULL: inherit */
+    uint32_t timeout_ms;     /* 0: none; on expiry the group gets SIGTERM, then SIGKILL */
+    uint32_t kill_grace_ms;  /* between SIGTERM and SIGKILL (default 5000) */
+    sw_proc_line_cb on_line; /* may be NULL: output discarded */
     sw_proc_exit_cb on_exit;
     void *payload;
 } sw_proc_opts_t;

@@ -363,6 +363,60 @@ static const struct {
      "components/"
      "schemas/AuditEntry\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"requ"
      "ired\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"Deployment", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":"
+                   "\"uuid\"},\"app_id\":{\"typ"
+                   "e\":\"string\",\"format\":\"uuid\"},\"project_id\":{\"type\":\"string\","
+                   "\"format\":\"uuid\"},\"deploym"
+                   "ent_number\":{\"type\":\"integer\"},\"status\":{\"enum\":[\"pending\","
+                   "\"building\",\"deploying\",\"s"
+                   "uccess\",\"failed\",\"cancelled\",\"rolled_back\"]},\"stage\":{\"enum\":["
+                   "\"queued\",\"cloning_repo"
+                   "\",\"building_image\",\"starting_new\",\"health_check\",\"switching_traffic\","
+                   "\"stopping_old\","
+                   "\"completed\"]},\"progress\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":"
+                   "100},\"ref\":{\"type\":"
+                   "\"string\"},\"commit_sha\":{\"type\":\"string\"},\"commit_hash\":{\"type\":"
+                   "\"string\"},\"commit_mes"
+                   "sage\":{\"type\":\"string\"},\"error_message\":{\"oneOf\":[{\"type\":"
+                   "\"string\"},{\"type\":\"null\"}]"
+                   "},\"rolled_back_from\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"uuid\"},{"
+                   "\"type\":\"null\"}]},\""
+                   "is_active\":{\"type\":\"boolean\"},\"node_id\":{\"oneOf\":[{\"type\":"
+                   "\"string\"},{\"type\":\"null\"}]"
+                   "},\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"},\"started_at\":"
+                   "{\"oneOf\":[{\"type\""
+                   ":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}]},\"finished_at\":{"
+                   "\"oneOf\":[{\"type\":\"s"
+                   "tring\",\"format\":\"date-time\"},{\"type\":\"null\"}]},\"duration\":{"
+                   "\"oneOf\":[{\"type\":\"number\""
+                   "},{\"type\":\"null\"}]},\"queue_position\":{\"oneOf\":[{\"type\":\"integer\"},{"
+                   "\"type\":\"null\"}]}}"
+                   ",\"required\":[\"id\",\"app_id\",\"project_id\",\"deployment_number\","
+                   "\"status\",\"stage\",\"progre"
+                   "ss\",\"ref\",\"commit_sha\",\"commit_hash\",\"commit_message\",\"error_"
+                   "message\",\"rolled_back_f"
+                   "rom\",\"is_active\",\"node_id\",\"created_at\",\"started_at\",\"finished_at\","
+                   "\"duration\",\"queue"
+                   "_position\"],\"additionalProperties\":false}"},
+    {"DeploymentList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
+     "components/"
+     "schemas/Deployment\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"requ"
+     "ired\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"DeploymentCreate",
+     "{\"type\":\"object\",\"properties\":{\"ref\":{\"type\":\"string\",\"maxLength\":255},"
+     "\"commit_sha\":"
+     "{\"type\":\"string\",\"pattern\":\"^[0-9a-f]{7,40}$\"}},\"additionalProperties\":false}"},
+    {"DeploymentLogs",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"type\":"
+     "\"object\",\"prop"
+     "erties\":{\"seq\":{\"type\":\"integer\"},\"stream\":{\"enum\":[\"stdout\",\"stderr\","
+     "\"system\"]},\"li"
+     "ne\":{\"type\":\"string\"},\"timestamp\":{\"type\":\"string\",\"format\":\"date-time\"}},"
+     "\"required\""
+     ":[\"seq\",\"stream\",\"line\",\"timestamp\"],\"additionalProperties\":false}},\"next_seq\":{"
+     "\"typ"
+     "e\":\"integer\"}},\"required\":[\"data\",\"next_seq\"],\"additionalProperties\":false}"},
 };
 
 static json_t *schema_ref(const char *name)

@@ -13,6 +13,7 @@
 
 #define R SW_SCOPE_READ
 #define W SW_SCOPE_WRITE
+#define D SW_SCOPE_DEPLOY
 
 #define ROUTE(m, p, h, acc, sum, tg, rq, rs, st) \
     {.method = m, .pattern = p, .handler = h, .access = acc, .summary = sum, .tag = tg, \
@@ -147,6 +148,27 @@ const sw_route_t sw_api_routes[] = {
           "domains", NULL, "DomainList", 200),
     ROUTE("DELETE", "/api/v1/domains/:id", sw_api_domains_delete, PROJECT(DOMAIN, ADMIN, W),
           "Remove a domain", "domains", NULL, NULL, 204),
+
+    ROUTE("POST", "/api/v1/apps/:id/deployments", sw_api_deployments_create,
+          PROJECT(APP, DEVELOPER, D), "Deploy the app (its branch, or a ref or commit)",
+          "deployments", "DeploymentCreate", "Deployment", 202),
+    ROUTE("GET", "/api/v1/apps/:id/deployments", sw_api_deployments_list_app,
+          PROJECT(APP, VIEWER, R), "An app's deployments, newest first", "deployments", NULL,
+          "DeploymentList", 200),
+    LIST("/api/v1/deployments", sw_api_deployments_list, USER(R),
+         "Deployments the caller can see; filters app_id, status", "deployments", "DeploymentList",
+         "app_id,status"),
+    ROUTE("GET", "/api/v1/deployments/:id", sw_api_deployments_get, PROJECT(DEPLOYMENT, VIEWER, R),
+          "Get a deployment (with queue_position while pending)", "deployments", NULL, "Deployment",
+          200),
+    ROUTE("POST", "/api/v1/deployments/:id/cancel", sw_api_deployments_cancel,
+          PROJECT(DEPLOYMENT, DEVELOPER, D),
+          "Cancel: a pending one at once (200), a running one through its worker (202)",
+          "deployments", NULL, "Deployment", 200),
+    ROUTE("GET", "/api/v1/deployments/:id/logs", sw_api_deployments_logs,
+          PROJECT(DEPLOYMENT, VIEWER, R),
+          "Stored build and release output: ?since_seq= for what follows, ?lines= for the tail",
+          "deployments", NULL, "DeploymentLogs", 200),
 
     LIST("/api/v1/audit", sw_api_audit_list, USER(R),
          "Audit entries the caller may read; filters actor_id, resource, action, project_id",

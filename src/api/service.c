@@ -107,14 +107,21 @@ static const char *const project_lookup_sql[SW_FROM_MAX] = {
     [SW_FROM_DOMAIN] = "SELECT a.project_id, m.role FROM domains d JOIN apps a ON a.id = d.app_id "
                        "LEFT JOIN project_members m ON m.project_id = a.project_id "
                        "AND m.user_id = $2 WHERE d.id = $1",
+    [SW_FROM_DEPLOYMENT] = "SELECT d.project_id, m.role, sw_deployment_json(d) FROM "
+                           "deployments d LEFT JOIN project_members m ON m.project_id = "
+                           "d.project_id AND m.user_id = $2 WHERE d.id = $1",
     [SW_FROM_BODY_ENV] = "SELECT e.project_id, m.role FROM environments e LEFT JOIN "
                          "project_members m ON m.project_id = e.project_id AND m.user_id = $2 "
                          "WHERE e.id = $1",
 };
 
 static const char *const from_noun[SW_FROM_MAX] = {
-    [SW_FROM_PROJECT] = "project", [SW_FROM_ENVIRONMENT] = "environment", [SW_FROM_APP] = "app",
-    [SW_FROM_DOMAIN] = "domain",   [SW_FROM_BODY_ENV] = "environment",
+    [SW_FROM_PROJECT] = "project",
+    [SW_FROM_ENVIRONMENT] = "environment",
+    [SW_FROM_APP] = "app",
+    [SW_FROM_DOMAIN] = "domain",
+    [SW_FROM_BODY_ENV] = "environment",
+    [SW_FROM_DEPLOYMENT] = "deployment",
 };
 
 static void not_found(sw_http_req_t *req)

@@ -1,0 +1,270 @@
+/* /api/v1/.../deployments: trigger, read, cancel, logs. The row and its audit entry are
+ * written in one statement before the queue hears of it, so a trigger is never lost: if
+ * Redis does not take it, the workers' reconciler enqueues it later. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slipway/api.h"
+#include "slipway/queue.h"
+
+#define LOG_LINES_DEFAULT 1000
+#define LOG_LINES_MAX     10000
+
+static const sw_api_sort_t deployment_sorts[] = {
+    {"created_at", "created_at"},
+    {"deployment_number", "deployment_number"},
+    {"status", "status"},
+    {NULL, NULL},
+};
+
+static const char *const statuses[] = {"pending", "building",  "deploying",   "success",
+                                       "failed",  "cancelled", "rolled_back", NULL};
+
+static bool hex_ok(const char *s, size_t min, size_t max)
+{
+    size_t n = strlen(s);
+    if (n < min || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* The same rules as an app's branch (git check-ref-format). */
+static bool ref_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255 || s[0] == '-' || s[0] == '/' || s[0] == '.' || s[n - 1] == '/' ||
+        s[n - 1] == '.' || strstr(s, "..") || strstr(s, "//") || strstr(s, "@{") ||
+        strstr(s, "/.") || (n >= 5 && strcmp(s + n - 5, ".lock") == 0))
+        return false;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x21 || c == 0x7f || strchr("~^:?*[\\", c))
+            return false;
+    }
+    return true;
+}
+
+/* ---- POST apps/:id/deployments ---- */
+
+static void on_triggered(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_http_req_t *req = payload;
+    sw_api_t *api = sw_api_req(req)->state;
+    if (status != 0) {
+        sw_api_db_error(req, status, res);
+        return;
+    }
+    if (sw_pg_result_rows(res) != 1) {
+        sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such app", NULL);
+        return;
+    }
+    sw_queue_push(api->pg, api->redis, sw_pg_result_value(res, 0, 1),
+                  sw_pg_result_value(res, 0, 2));
+    sw_api_respond_text(req, 202, sw_pg_result_value(res, 0, 0));
+}
+
+void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
+{
+    static const char *const allowed[] = {"ref", "commit_sha", NULL};
+    sw_api_t *api = ctx;
+    sw_api_req_t *r = sw_api_req(req);
+    const char *ref = NULL, *sha = NULL;
+    sw_json_errors_t e;
+    sw_json_errors_init(&e);
+    if (req->body.len) {
+        json_t *body = sw_api_json(req);
+        if (!body)
+            return;
+        if (sw_json_get_string(body, "ref", false, 1, 255, &ref, &e) == 0 && !ref_ok(ref))
+            sw_json_errors_add(&e, "ref", "is not a valid git ref name");
+        if (sw_json_get_string(body, "commit_sha", false, 1, 40, &sha, &e) == 0 &&
+            !hex_ok(sha, 7, 40))
+            sw_json_errors_add(&e, "commit_sha", "must be 7 to 40 lower-case hex digits");
+        sw_json_reject_unknown(body, allowed, &e);
+    }
+    if (sw_json_errors_any(&e)) {
+        sw_api_validation_error(req, &e);
+        return;
+    }
+    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
+                            ref,
+                            sha,
+                            r->principal.user_id,
+                            r->principal.email,
+                            req->client_addr};
+    r->state = api;
+    sw_pg_query(api->pg,
+                "WITH n AS (UPDATE apps SET deployment_counter = deployment_counter + 1 "
+                "WHERE id = $1 RETURNING id, project_id, deployment_counter, branch), "
+                "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
+                "commit_sha, created_by) SELECT id, project_id, deployment_counter, "
+                "coalesce($2, branch), coalesce($3, ''), $4 FROM n RETURNING *), "
+                "a AS (" SW_AUDIT_INSERT "SELECT $4, $5, 'deployment.created', 'deployment', "
+                "d.id::text, d.project_id, $6, json_build_object('app_id', d.app_id, "
+                "'deployment_number', d.deployment_number, 'ref', d.ref)::jsonb FROM d) "
+                "SELECT sw_deployment_json(d), d.id, d.app_id FROM d",
+                6, params, on_triggered, req);
+}
+
+/* ---- lists and one ---- */
+
+void sw_api_deployments_list_app(sw_http_req_t *req, void *ctx)
+{
+    sw_api_list_t l = {.from = "deployments",
+                       .json_expr = "sw_deployment_json(x)",
+                       .sorts = deployment_sorts,
+                       .default_sort = "created_at:desc"};
+    sw_api_list_where(&l, "x.app_id = $%d::uuid",
+                      sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base);
+    sw_api_list_run(ctx, req, &l);
+}
+
+void sw_api_deployments_list(sw_http_req_t *req, void *ctx)
+{
+    const sw_principal_t *p = sw_api_principal(req);
+    sw_json_errors_t e;
+    sw_json_errors_init(&e);
+    const char *app = NULL;
+    sw_api_uuid_filter(req, "app_id", &app, &e);
+    const char *status = sw_http_req_query(req, "status");
+    if (status) {
+        bool known = false;
+        for (const char *const *s = statuses; *s; s++)
+            known |= strcmp(*s, status) == 0;
+        if (!known)
+            sw_json_errors_add(&e, "status",
+                               "must be one of pending, building, deploying, "
+                               "success, failed, cancelled, rolled_back");
+    }
+    if (sw_json_errors_any(&e)) {
+        sw_api_validation_error(req, &e);
+        return;
+    }
+    sw_api_list_t l = {.from = "deployments",
+                       .json_expr = "sw_deployment_json(x)",
+                       .sorts = deployment_sorts,
+                       .default_sort = "created_at:desc"};
+    int user = sw_api_list_param(&l, p->user_id);
+    int admin = sw_api_list_param(&l, sw_api_is_instance_admin(p) ? "true" : "false");
+    sw_buf_printf(&l.where,
+                  " AND ($%d::bool OR x.project_id IN (SELECT project_id FROM project_members "
+                  "WHERE user_id = $%d::uuid))",
+                  admin, user);
+    if (app)
+        sw_api_list_where(&l, "x.app_id = $%d::uuid", app);
+    if (status)
+        sw_api_list_where(&l, "x.status = $%d", status);
+    sw_api_list_run(ctx, req, &l);
+}
+
+void sw_api_deployments_get(sw_http_req_t *req, void *ctx)
+{
+    const char *cached = sw_api_req(req)->resource_json;
+    if (cached) {
+        sw_api_respond_text(req, 200, cached);
+        return;
+    }
+    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base};
+    sw_api_exec(ctx, req, "SELECT sw_deployment_json(d) FROM deployments d WHERE d.id = $1", 1,
+                params, 200, "no such deployment", NULL);
+}
+
+/* ---- POST deployments/:id/cancel ---- */
+
+static void on_cancelled(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_http_req_t *req = payload;
+    sw_api_t *api = sw_api_req(req)->state;
+    if (status != 0) {
+        sw_api_db_error(req, status, res);
+        return;
+    }
+    if (sw_pg_result_rows(res) != 1) {
+        sw_http_respond_error(req, 409, "RESOURCE_CONFLICT", "the deployment has already ended",
+                              NULL);
+        return;
+    }
+    const char *now = sw_pg_result_value(res, 0, 1);
+    if (strcmp(now, "cancelled") != 0) {
+        /* Running: its worker kills the step's process group and ends it. */
+        sw_queue_cancel(api->redis, sw_pg_result_value(res, 0, 2));
+        sw_api_respond_text(req, 202, sw_pg_result_value(res, 0, 0));
+        return;
+    }
+    sw_api_respond_text(req, 200, sw_pg_result_value(res, 0, 0));
+}
+
+void sw_api_deployments_cancel(sw_http_req_t *req, void *ctx)
+{
+    sw_api_t *api = ctx;
+    sw_api_req_t *r = sw_api_req(req);
+    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
+                            r->principal.user_id, r->principal.email, req->client_addr};
+    r->state = api;
+    sw_pg_query(api->pg,
+                "WITH c AS (UPDATE deployments SET cancel_requested = true, "
+                "status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END, "
+                "finished_at = CASE WHEN status = 'pending' THEN now() ELSE finished_at END, "
+                "started_at = CASE WHEN status = 'pending' THEN now() ELSE started_at END, "
+                "error_message = CASE WHEN status = 'pending' THEN 'cancelled before it started' "
+                "ELSE error_message END, updated_at = now() WHERE id = $1 "
+                "AND status IN ('pending', 'building', 'deploying') RETURNING *), "
+                "a AS (" SW_AUDIT_INSERT "SELECT $2, $3, 'deployment.cancelled', 'deployment', "
+                "c.id::text, c.project_id, $4, json_build_object('app_id', c.app_id)::jsonb "
+                "FROM c) "
+                "SELECT sw_deployment_json(c), c.status, c.id FROM c",
+                4, params, on_cancelled, req);
+}
+
+/* ---- GET deployments/:id/logs ---- */
+
+static void on_logs(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_http_req_t *req = payload;
+    if (status != 0) {
+        sw_api_db_error(req, status, res);
+        return;
+    }
+    sw_api_respond_text(req, 200, sw_pg_result_value(res, 0, 0));
+}
+
+void sw_api_deployments_logs(sw_http_req_t *req, void *ctx)
+{
+    sw_api_t *api = ctx;
+    sw_json_errors_t e;
+    sw_json_errors_init(&e);
+    unsigned long long lines = LOG_LINES_DEFAULT, since = 0;
+    const char *v = sw_http_req_query(req, "lines");
+    if (v &&
+        (sw_iov_to_u64(sw_iov_from_cstr(v), &lines) != 0 || lines < 1 || lines > LOG_LINES_MAX))
+        sw_json_errors_add(&e, "lines", "must be a whole number from 1 to %d", LOG_LINES_MAX);
+    const char *s = sw_http_req_query(req, "since_seq");
+    if (s && sw_iov_to_u64(sw_iov_from_cstr(s), &since) != 0)
+        sw_json_errors_add(&e, "since_seq", "must be a whole number");
+    const char *follow = sw_http_req_query(req, "follow");
+    if (follow && strcmp(follow, "false") != 0)
+        sw_json_errors_add(&e, "follow", "following is not available yet; poll with since_seq");
+    if (sw_json_errors_any(&e)) {
+        sw_api_validation_error(req, &e);
+        return;
+    }
+    char *slines = sw_arena_printf(&req->arena, "%llu", lines);
+    char *ssince = sw_arena_printf(&req->arena, "%llu", since);
+    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base, ssince,
+                            slines, s ? "true" : "false"};
+    /* With since_seq: the lines after it. Without: the last `lines` lines. */
+    sw_pg_query(api->pg,
+                "WITH l AS (SELECT e AS line, (e->>'seq')::bigint AS seq FROM "
+                "deployment_log_chunks c, jsonb_array_elements(c.lines) e "
+                "WHERE c.deployment_id = $1 AND c.last_seq > $2::bigint), "
+                "pick AS (SELECT * FROM l WHERE seq > $2::bigint ORDER BY "
+                "CASE WHEN $4::bool THEN seq ELSE -seq END LIMIT $3::int) "
+                "SELECT json_build_object('data', coalesce((SELECT json_agg(line ORDER BY seq) "
+                "FROM pick), '[]'::json), 'next_seq', coalesce((SELECT max(seq) FROM pick), "
+                "$2::bigint))",
+                4, params, on_logs, req);
+}

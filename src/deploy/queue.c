@@ -1,0 +1,59 @@
+/* Putting deployments on the Redis stream. */
+#include "slipway/queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slipway/common.h"
+
+typedef struct {
+    sw_pg_pool_t *pg;
+    char id[40];
+} push_t;
+
+static void on_marked(int status, sw_pg_result_t *res, void *payload)
+{
+    (void)status;
+    (void)res;
+    (void)payload;
+}
+
+static void on_added(int status, const sw_redis_reply_t *reply, void *payload)
+{
+    push_t *p = payload;
+    if (status == 0 && reply && reply->type == SW_REDIS_STRING) {
+        const char *params[] = {p->id};
+        sw_pg_query(p->pg, "UPDATE deployments SET enqueued = true WHERE id = $1", 1, params,
+                    on_marked, NULL);
+    }
+    free(p);
+}
+
+void sw_queue_push(sw_pg_pool_t *pg, sw_redis_t *redis, const char *deployment_id,
+                   const char *app_id)
+{
+    push_t *p = sw_calloc(1, sizeof(*p));
+    p->pg = pg;
+    snprintf(p->id, sizeof(p->id), "%s", deployment_id);
+    const char *argv[] = {"XADD", SW_QUEUE_STREAM, "*", "deployment", deployment_id, "app", app_id};
+    size_t argvlen[7];
+    for (int i = 0; i < 7; i++)
+        argvlen[i] = strlen(argv[i]);
+    if (sw_redis_command(redis, on_added, p, 7, argv, argvlen) != 0)
+        free(p);
+}
+
+static void on_published(int status, const sw_redis_reply_t *reply, void *payload)
+{
+    (void)status;
+    (void)reply;
+    (void)payload;
+}
+
+void sw_queue_cancel(sw_redis_t *redis, const char *deployment_id)
+{
+    const char *argv[] = {"PUBLISH", SW_QUEUE_CANCEL_CHANNEL, deployment_id};
+    size_t argvlen[] = {7, sizeof(SW_QUEUE_CANCEL_CHANNEL) - 1, strlen(deployment_id)};
+    sw_redis_command(redis, on_published, NULL, 3, argv, argvlen);
+}
