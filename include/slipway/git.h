@@ -10,6 +10,10 @@
 
 typedef struct sw_git_job sw_git_job_t;
 
+/* Jobs on one mirror take turns through flock() on this file inside mirror_dir; anything else
+ * that touches a mirror (gc, cleanup) takes the same lock first. */
+#define SW_GIT_MIRROR_LOCK "slipway.lock"
+
 typedef struct {
     const char *url;          /* https://, ssh://, git@host:path, file:// */
     const char *ref;          /* branch or tag name; "" or NULL: the remote's HEAD */
@@ -29,8 +33,9 @@ typedef struct {
 /* Progress on the loop thread: objects received so far out of total (total 0: unknown). */
 typedef void (*sw_git_progress_cb)(unsigned received, unsigned total, void *payload);
 /* Once, on the loop thread. status 0, -ECANCELED, -ETIMEDOUT, -ENOENT (no such ref or commit),
- * -EINVAL (bad options), or -EIO with error naming the cause (never credentials). res is
- * valid only during the call. */
+ * -EINVAL (bad options), -EEXIST (checkout_dir exists), another negative errno from the file
+ * system, or -EIO; on failure error names the cause (never credentials), on success it is
+ * NULL. res is valid only during the call, and NULL on failure. */
 typedef void (*sw_git_done_cb)(int status, const sw_git_result_t *res, const char *error,
                                void *payload);
 

@@ -1,0 +1,530 @@
+/* HTTP/1.1 client: one request per connection on the loop.
+ *
+ * A request resolves its host (unless it is an IP literal), connects, writes the whole
+ * request and parses the answer with llhttp. Every way it can end - answer, error, timeout,
+ * cancel - goes through finish(), which records the result and closes the handles; the
+ * callback runs from the last close callback, so it is never synchronous and the body is
+ * still alive while it runs. */
+#include "slipway/httpc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <llhttp.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "slipway/buf.h"
+#include "slipway/common.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_TIMEOUT_MS         10000
+#define DEFAULT_MAX_BODY           (1024 * 1024)
+#define MAX_RESPONSE_HEADER_BYTES  (64 * 1024)
+#define MAX_HOST_LEN               253
+#define MAX_METHOD_LEN             32
+#define MAX_PATH_LEN               8192
+#define READ_BUF_SIZE              16384
+#define HANDLE_COUNT               3 /* tcp, timer, connect_timer */
+
+typedef enum {
+    HC_RESOLVING,
+    HC_CONNECTING,
+    HC_EXCHANGING, /* writing the request and reading the answer */
+    HC_CLOSING,    /* the result is known; handles are closing */
+    HC_MAX
+} hc_state_t;
+
+struct sw_httpc {
+    uv_tcp_t tcp;
+    uv_timer_t timer;         /* the whole request */
+    uv_timer_t connect_timer; /* until connected */
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect_req;
+    uv_write_t write_req;
+    llhttp_t parser;
+    llhttp_settings_t settings;
+    hc_state_t state;
+    int closes_pending;
+    bool resolving; /* the getaddrinfo request has not called back: memory must outlive it */
+    bool delivered;
+    bool head;     /* a HEAD request: the answer has no body whatever it says */
+    bool complete; /* the final answer was parsed */
+    bool got_bytes;
+    int write_err; /* a failed write, reported only if no answer arrives */
+    int parse_err; /* why a callback refused the answer */
+    int result;
+    int http_status;
+    size_t max_body;
+    size_t header_bytes;
+    sw_buf_t out; /* the request */
+    sw_buf_t body;
+    sw_httpc_cb cb;
+    void *payload;
+    char rbuf[READ_BUF_SIZE];
+};
+
+/* ---- ending ---- */
+
+static void maybe_free(sw_httpc_t *c)
+{
+    if (!c->delivered || c->resolving)
+        return;
+    sw_buf_free(&c->out);
+    sw_buf_free(&c->body);
+    free(c);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    sw_httpc_t *c = h->data;
+    if (--c->closes_pending > 0)
+        return;
+    c->delivered = true;
+    if (c->result == 0)
+        c->cb(0, c->http_status, c->body.base ? c->body.base : "", c->body.len, c->payload);
+    else
+        c->cb(c->result, 0, NULL, 0, c->payload);
+    maybe_free(c);
+}
+
+static void finish(sw_httpc_t *c, int result)
+{
+    if (c->state == HC_CLOSING)
+        return;
+    c->state = HC_CLOSING;
+    c->result = result;
+    /* If the lookup already runs on the threadpool this fails and on_resolved frees later. */
+    if (c->resolving)
+        (void)uv_cancel((uv_req_t *)&c->gai);
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+    uv_close((uv_handle_t *)&c->timer, on_close);
+    uv_close((uv_handle_t *)&c->connect_timer, on_close);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    finish(t->data, -ETIMEDOUT);
+}
+
+/* ---- llhttp callbacks ---- */
+
+static int refuse(sw_httpc_t *c, int err)
+{
+    c->parse_err = err;
+    return HPE_USER;
+}
+
+static int count_header_bytes(llhttp_t *p, size_t len)
+{
+    sw_httpc_t *c = p->data;
+    c->header_bytes += len;
+    if (c->header_bytes > MAX_RESPONSE_HEADER_BYTES)
+        return refuse(c, -EMSGSIZE);
+    return 0;
+}
+
+static int on_header_data(llhttp_t *p, const char *at, size_t len)
+{
+    (void)at;
+    return count_header_bytes(p, len);
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    sw_httpc_t *c = p->data;
+    int status = llhttp_get_status_code(p);
+    c->http_status = status;
+    if (c->head)
+        return 1; /* tells llhttp there is no body */
+    bool bodyless = status / 100 == 1 || status == 204 || status == 304;
+    /* Refuse an announced oversize body before reading any of it. */
+    if (!bodyless && !(p->flags & F_CHUNKED) && (p->flags & F_CONTENT_LENGTH) &&
+        p->content_length > c->max_body)
+        return refuse(c, -EMSGSIZE);
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    sw_httpc_t *c = p->data;
+    if (len > c->max_body - c->body.len)
+        return refuse(c, -EMSGSIZE);
+    sw_buf_append(&c->body, at, len);
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    sw_httpc_t *c = p->data;
+    int status = llhttp_get_status_code(p);
+    if (status / 100 == 1 && status != 101) {
+        /* An interim answer (100 Continue): the final one follows on the same connection. */
+        c->header_bytes = 0;
+        sw_buf_reset(&c->body);
+        return HPE_PAUSED;
+    }
+    c->http_status = status;
+    c->complete = true;
+    /* Stop here: whatever follows the answer is not ours to parse. */
+    return HPE_PAUSED;
+}
+
+/* ---- reading and writing ---- */
+
+static void feed(sw_httpc_t *c, const char *data, size_t len)
+{
+    while (len > 0) {
+        llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+        if (c->complete) {
+            finish(c, 0);
+            return;
+        }
+        if (err == HPE_OK)
+            return;
+        if (err != HPE_PAUSED) {
+            finish(c, c->parse_err ? c->parse_err : -EPROTO);
+            return;
+        }
+        /* Paused after an interim answer: parse the rest of this read. */
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        llhttp_resume(&c->parser);
+        len -= (size_t)(pos - data);
+        data = pos;
+    }
+}
+
+static void on_eof(sw_httpc_t *c)
+{
+    if (!c->got_bytes && c->write_err) {
+        finish(c, c->write_err);
+        return;
+    }
+    /* Ends a body delimited by the connection close (no Content-Length, not chunked) by
+     * calling on_message_complete; anything else cut short is refused. */
+    (void)llhttp_finish(&c->parser);
+    finish(c, c->complete ? 0 : -EPROTO);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    sw_httpc_t *c = h->data;
+    (void)suggested;
+    /* One read is parsed completely before the next one starts. */
+    *buf = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    sw_httpc_t *c = s->data;
+    if (c->state != HC_EXCHANGING)
+        return;
+    if (nread == UV_EOF) {
+        on_eof(c);
+        return;
+    }
+    if (nread < 0) {
+        finish(c, (int)nread);
+        return;
+    }
+    if (nread == 0)
+        return;
+    c->got_bytes = true;
+    feed(c, buf->base, (size_t)nread);
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    sw_httpc_t *c = w->data;
+    /* A server may answer early (413) and close before reading everything: keep reading,
+     * and report the write error only if no answer comes. */
+    if (status < 0 && c->state == HC_EXCHANGING)
+        c->write_err = status;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    sw_httpc_t *c = req->data;
+    int rc = status;
+    if (c->state != HC_CONNECTING)
+        return; /* closed meanwhile: status is UV_ECANCELED */
+    if (rc < 0)
+        goto out;
+    uv_timer_stop(&c->connect_timer);
+    c->state = HC_EXCHANGING;
+    uv_buf_t buf = uv_buf_init(c->out.base, (unsigned)c->out.len);
+    rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    if (rc < 0)
+        goto out;
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+out:
+    if (rc < 0)
+        finish(c, rc);
+}
+
+static void start_connect(sw_httpc_t *c, const struct sockaddr *addr)
+{
+    c->state = HC_CONNECTING;
+    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);
+    if (rc < 0)
+        finish(c, rc);
+}
+
+/* getaddrinfo's own codes are translated here; the rest of Slipway sees errno values. */
+static int resolve_error(int rc)
+{
+    switch (rc) {
+    case UV_EAI_NONAME:
+    case UV_EAI_NODATA:
+    case UV_EAI_ADDRFAMILY:
+    case UV_EAI_FAMILY:
+        return -EHOSTUNREACH;
+    case UV_EAI_AGAIN:
+        return -EAGAIN;
+    case UV_EAI_MEMORY:
+        return -ENOMEM;
+    case UV_EAI_CANCELED:
+        return -ECANCELED;
+    default:
+        return rc <= UV_EAI_ADDRFAMILY && rc >= UV_EAI_PROTOCOL ? -EIO : rc;
+    }
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    sw_httpc_t *c = req->data;
+    c->resolving = false;
+    if (c->state != HC_RESOLVING) {
+        if (res)
+            uv_freeaddrinfo(res);
+        maybe_free(c);
+        return;
+    }
+    if (status < 0 || !res)
+        finish(c, status < 0 ? resolve_error(status) : -EHOSTUNREACH);
+    else
+        start_connect(c, res->ai_addr);
+    if (res)
+        uv_freeaddrinfo(res);
+}
+
+/* ---- validation and the request ---- */
+
+static bool method_valid(const char *m)
+{
+    size_t n = strlen(m);
+    if (n == 0 || n > MAX_METHOD_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = m[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')))
+            return false;
+    }
+    return true;
+}
+
+static bool path_valid(const char *p)
+{
+    if (p[0] != '/' || strlen(p) > MAX_PATH_LEN)
+        return false;
+    for (; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch <= ' ' || ch == 0x7f) /* CR, LF, space and other controls */
+            return false;
+    }
+    return true;
+}
+
+static bool name_valid(const char *h, size_t n)
+{
+    if (n == 0 || n > MAX_HOST_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = h[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '.' || ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+static bool header_is(const char *h, const char *name)
+{
+    size_t n = strlen(name);
+    return strncasecmp(h, name, n) == 0 && h[n] == ':';
+}
+
+static bool header_valid(const char *h)
+{
+    const char *colon = strchr(h, ':');
+    if (!colon || colon == h || strpbrk(h, "\r\n"))
+        return false;
+    for (const char *p = h; p < colon; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p))
+            return false; /* not a token: "Content-Length :" must not slip past the checks */
+    /* The client frames the body and the connection itself; a caller's copy would conflict. */
+    return !header_is(h, "content-length") && !header_is(h, "transfer-encoding") &&
+           !header_is(h, "connection");
+}
+
+/* A caller may name the virtual host or the agent itself (a proxy's admin API checks Host). */
+static bool caller_sets(const sw_httpc_req_t *req, const char *name)
+{
+    for (const char *const *hp = req->headers; hp && *hp; hp++)
+        if (header_is(*hp, name))
+            return true;
+    return false;
+}
+
+typedef struct {
+    char name[MAX_HOST_LEN + 1]; /* without brackets */
+    bool literal;
+    bool v6;
+    struct sockaddr_storage addr;
+} host_t;
+
+static int parse_host(const char *host, uint16_t port, host_t *out)
+{
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+        if (!memchr(host, ':', n))
+            return -EINVAL; /* brackets are for IPv6 literals only */
+    }
+    if (n == 0 || n > MAX_HOST_LEN)
+        return -EINVAL;
+    memcpy(out->name, host, n);
+    out->name[n] = '\0';
+    if (uv_ip4_addr(out->name, port, (struct sockaddr_in *)&out->addr) == 0) {
+        out->literal = true;
+        return 0;
+    }
+    if (memchr(out->name, ':', n)) {
+        if (strpbrk(out->name, "\r\n ") ||
+            uv_ip6_addr(out->name, port, (struct sockaddr_in6 *)&out->addr) != 0)
+            return -EINVAL;
+        out->literal = true;
+        out->v6 = true;
+        return 0;
+    }
+    return name_valid(out->name, n) ? 0 : -EINVAL;
+}
+
+static void build_request(sw_buf_t *b, const char *method, const sw_httpc_req_t *req,
+                          const host_t *h)
+{
+    sw_buf_reserve(b, 256 + strlen(req->path) + req->body_len);
+    sw_buf_printf(b, "%s %s HTTP/1.1\r\n", method, req->path);
+    if (!caller_sets(req, "host")) {
+        sw_buf_printf(b, "Host: %s%s%s", h->v6 ? "[" : "", h->name, h->v6 ? "]" : "");
+        if (req->port != 80)
+            sw_buf_printf(b, ":%u", (unsigned)req->port);
+        sw_buf_append(b, "\r\n", 2);
+    }
+    if (!caller_sets(req, "user-agent"))
+        sw_buf_append_cstr(b, "User-Agent: slipway\r\n");
+    sw_buf_append_cstr(b, "Connection: close\r\n");
+    for (const char *const *hp = req->headers; hp && *hp; hp++) {
+        sw_buf_append_cstr(b, *hp);
+        sw_buf_append(b, "\r\n", 2);
+    }
+    if (req->body)
+        sw_buf_printf(b, "Content-Length: %zu\r\n", req->body_len);
+    sw_buf_append(b, "\r\n", 2);
+    if (req->body_len)
+        sw_buf_append(b, req->body, req->body_len);
+}
+
+int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb, void *payload,
+                     sw_httpc_t **out)
+{
+    host_t host = {0};
+    sw_httpc_t *c = NULL;
+    int rc = -EINVAL;
+
+    if (!loop || !req || !cb || !out || !req->host || !req->path || req->port == 0)
+        goto out;
+    const char *method = req->method ? req->method : "GET";
+    if (!method_valid(method) || !path_valid(req->path))
+        goto out;
+    /* uv_buf_t lengths are unsigned int; no legitimate request comes near this. */
+    if ((!req->body && req->body_len) || req->body_len > UINT_MAX / 2)
+        goto out;
+    for (const char *const *hp = req->headers; hp && *hp; hp++)
+        if (!header_valid(*hp))
+            goto out;
+    rc = parse_host(req->host, req->port, &host);
+    if (rc < 0)
+        goto out;
+
+    c = sw_calloc(1, sizeof(*c));
+    rc = uv_tcp_init(loop, &c->tcp);
+    if (rc < 0)
+        goto out;
+    c->cb = cb;
+    c->payload = payload;
+    c->head = strcmp(method, "HEAD") == 0;
+    c->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
+    c->state = HC_RESOLVING;
+    build_request(&c->out, method, req, &host);
+
+    llhttp_settings_init(&c->settings);
+    c->settings.on_status = on_header_data;
+    c->settings.on_header_field = on_header_data;
+    c->settings.on_header_value = on_header_data;
+    c->settings.on_headers_complete = on_headers_complete;
+    c->settings.on_body = on_body;
+    c->settings.on_message_complete = on_message_complete;
+    llhttp_init(&c->parser, HTTP_RESPONSE, &c->settings);
+    c->parser.data = c;
+
+    uv_timer_init(loop, &c->timer);
+    uv_timer_init(loop, &c->connect_timer);
+    c->tcp.data = c->timer.data = c->connect_timer.data = c;
+    c->gai.data = c->connect_req.data = c->write_req.data = c;
+    c->closes_pending = HANDLE_COUNT;
+    uv_timer_start(&c->timer, on_timeout, req->timeout_ms ? req->timeout_ms : DEFAULT_TIMEOUT_MS,
+                   0);
+    uv_timer_start(&c->connect_timer, on_timeout,
+                   req->connect_timeout_ms ? req->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS,
+                   0);
+
+    /* From here every failure is reported through cb, which the close callbacks make
+     * asynchronous. */
+    if (host.literal) {
+        start_connect(c, (const struct sockaddr *)&host.addr);
+    } else {
+        char service[8];
+        snprintf(service, sizeof(service), "%u", (unsigned)req->port);
+        struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                                 .ai_socktype = SOCK_STREAM,
+                                 .ai_protocol = IPPROTO_TCP,
+                                 .ai_flags = AI_NUMERICSERV};
+        int grc = uv_getaddrinfo(loop, &c->gai, on_resolved, host.name, service, &hints);
+        if (grc < 0)
+            finish(c, resolve_error(grc));
+        else
+            c->resolving = true;
+    }
+    *out = c;
+    c = NULL;
+    rc = 0;
+out:
+    if (c) {
+        /* Only uv_tcp_init failed: no handle exists yet. */
+        sw_buf_free(&c->out);
+        free(c);
+    }
+    return rc;
+}
+
+void sw_httpc_cancel(sw_httpc_t *c)
+{
+    if (c)
+        finish(c, -ECANCELED);
+}
