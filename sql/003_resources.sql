@@ -32,7 +32,9 @@ CREATE TABLE environments (
 CREATE TABLE apps (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     project_id uuid NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
-    environment_id uuid NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+    -- No cascade: deleting an environment that still holds an app fails, even one created
+    -- while the delete waited (a NOT EXISTS check would read an older snapshot).
+    environment_id uuid NOT NULL REFERENCES environments (id),
     name text NOT NULL CHECK (name ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
     repo_url text NOT NULL DEFAULT '',
     branch text NOT NULL DEFAULT 'main',

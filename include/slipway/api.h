@@ -15,6 +15,7 @@
 #include "slipway/ratelimit.h"
 #include "slipway/redis.h"
 #include "slipway/router.h"
+#include "slipway/worker.h"
 
 typedef struct {
     bool ok;
@@ -42,6 +43,8 @@ struct sw_api {
     sw_ratelimit_t *login_by_account; /* failed logins and TOTP codes per account */
     char public_origin[256];          /* scheme://host[:port] of SLIPWAY_PUBLIC_URL */
     sw_api_limits_t *limits;          /* API budget per address and per principal */
+    sw_worker_t *worker;              /* roles worker and all, once migrations ran */
+    char node[160];                   /* this process in leases and node_id */
 
     sw_health_check_t db_check;
     sw_health_check_t redis_check;
@@ -71,6 +74,9 @@ typedef struct {
     json_t *body;              /* the parsed body when the access check needed it (owned) */
     int resolve_status;        /* of the credential lookup: 0, -ENOENT, or a backend error */
     const char *resource_json; /* the project-scoped resource as the access check read it */
+    sw_iov_t token;            /* the credential offered, if any */
+    bool limit_checked;
+    uint64_t limit_remaining, limit_reset_ms; /* the tighter rate-limit bucket so far */
 } sw_api_req_t;
 
 /* ---- API rate limits (src/api/limits.c) ---- */
@@ -78,10 +84,13 @@ typedef struct {
 typedef void (*sw_api_limit_cb)(sw_api_t *api, sw_http_req_t *req);
 sw_api_limits_t *sw_api_limits_new(const sw_config_t *cfg);
 void sw_api_limits_free(sw_api_limits_t *l);
-/* Takes a token from the caller's address bucket and, when authenticated, its principal's;
- * adds the X-RateLimit-* headers; then calls cont, or answers 429 with Retry-After. Routes
- * outside /api/v1 pass straight through. */
-void sw_api_limits_check(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont);
+/* Takes a token from the caller's address bucket (before credentials are even looked up),
+ * then calls cont or answers 429 with Retry-After. */
+void sw_api_limits_address(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont);
+/* Takes a token from the principal's bucket when authenticated, adds the X-RateLimit-* headers
+ * for the tighter of the two buckets, then calls cont or answers 429. Routes outside /api/v1
+ * pass both checks straight through. */
+void sw_api_limits_principal(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont);
 
 /* Session lifetimes: sliding, and absolute from login. */
 #define SW_SESSION_IDLE_S     (7u * 24 * 3600)

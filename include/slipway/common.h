@@ -25,6 +25,7 @@ enum sw_error {
     SW_EREDIS,               /* Redis answered with an error */
     SW_ECANCELED,            /* the operation was abandoned (shutdown, owner gone) */
     SW_ELIMIT,               /* a configured limit was reached */
+    SW_EREFERENCED,          /* a foreign key refused the change (rows still refer to it) */
     SW_E_MAX
 };
 

@@ -31,6 +31,15 @@ typedef struct {
     uint32_t max_replicas;
     bool allow_wildcard_domains;
     char *rate_limit_backend; /* "local" | "redis" */
+
+    /* deployments */
+    uint32_t worker_concurrency;
+    uint32_t clone_timeout_ms;
+    uint32_t build_timeout_ms;
+    uint32_t health_timeout_ms;
+    uint32_t stop_grace_ms;
+    uint32_t lease_ttl_ms;
+    uint32_t keep_builds;
     sw_log_level_t log_level;
 
     /* HTTP limits and timeouts */

@@ -14,9 +14,9 @@ typedef struct sw_pg_pool sw_pg_pool_t;
 typedef struct sw_pg_result sw_pg_result_t;
 
 /* status: 0, SW_EUNAVAIL (no connection could take it), -ETIMEDOUT, SW_EDB (the server
- * refused the query; see sw_pg_result_error), SW_EUNIQUE (unique violation), or
- * SW_ECANCELED (the pool is closing). res is valid only during the callback; NULL unless
- * status is 0, SW_EDB or SW_EUNIQUE. */
+ * refused the query; see sw_pg_result_error), SW_EUNIQUE (unique violation), SW_EREFERENCED
+ * (foreign key), or SW_ECANCELED (the pool is closing). res is valid only during the callback; NULL
+ * unless status is 0, SW_EDB or SW_EUNIQUE. */
 typedef void (*sw_pg_cb)(int status, sw_pg_result_t *res, void *payload);
 
 typedef struct {

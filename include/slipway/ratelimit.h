@@ -27,6 +27,8 @@ void sw_ratelimit_take(sw_ratelimit_t *rl, const char *key, uint32_t cost, uint6
 /* Looks without taking. */
 void sw_ratelimit_peek(sw_ratelimit_t *rl, const char *key, uint64_t now_ms,
                        sw_ratelimit_result_t *out);
+/* Gives back tokens taken for an attempt that turned out not to count (a successful login). */
+void sw_ratelimit_refund(sw_ratelimit_t *rl, const char *key, uint32_t cost);
 /* Forgets a key (e.g. after a successful login). */
 void sw_ratelimit_reset(sw_ratelimit_t *rl, const char *key);
 

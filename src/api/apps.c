@@ -51,8 +51,16 @@ static const char *repo_url_problem(const char *u, bool allow_file)
         const char *at = memchr(host, '@', (size_t)(end - host));
         if (at && u[0] == 'h')
             return "must not carry credentials: use a deploy key or a token in an env var";
-        if (at)
+        if (at) {
+            /* ssh reads a user starting with '-' as an option (-oProxyCommand=...). */
+            if (host[0] == '-')
+                return "has an invalid user";
+            for (const char *p = host; p < at; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+                    return "has an invalid user";
             host = at + 1;
+        }
         if (!url_host_ok(host, (size_t)(end - host)))
             return "has no valid host";
         return NULL;

@@ -95,6 +95,19 @@ static void audit_event(sw_api_t *api, sw_http_req_t *req, const char *actor_id,
                 6, params, on_audited, NULL);
 }
 
+/* A refused hash job: a full queue is load, not a fault. */
+static void hash_refused(sw_http_req_t *req, int r)
+{
+    wipe_body(req);
+    if (r == SW_ELIMIT) {
+        sw_http_add_header(req, "Retry-After", "1");
+        sw_http_respond_error(req, 503, "SERVICE_UNAVAILABLE",
+                              "too many password checks in progress; retry shortly", NULL);
+        return;
+    }
+    sw_http_respond_error(req, 500, "INTERNAL_ERROR", "password check failed", NULL);
+}
+
 static bool read_password(json_t *body, const char *field, bool enforce_min, const char **out,
                           size_t *len, sw_json_errors_t *e)
 {
@@ -141,7 +154,9 @@ static void on_session_issued(int status, sw_pg_result_t *res, void *payload)
     }
     json_object_set_new(obj, "token", json_string(is->token));
     set_session_cookie(is->api, req, is->token, SW_SESSION_ABSOLUTE_S);
+    sodium_memzero(is->token, sizeof(is->token));
     sw_http_respond_json(req, is->status, obj);
+    return;
 out:
     sodium_memzero(is->token, sizeof(is->token));
 }
@@ -251,7 +266,7 @@ static void hash_for_account(flow_t *f)
 {
     int r = sw_password_hash(f->api->loop, f->password, f->password_len, on_account_hashed, f);
     if (r != 0)
-        sw_http_respond_error(f->req, 500, "INTERNAL_ERROR", "password hashing failed", NULL);
+        hash_refused(f->req, r);
 }
 
 static void on_setup_checked(int status, sw_pg_result_t *res, void *payload)
@@ -334,9 +349,8 @@ static void login_failed(flow_t *f, const char *field, const char *message)
     sw_api_t *api = f->api;
     sw_http_req_t *req = f->req;
     sw_ratelimit_result_t rl;
-    uint64_t now = uv_now(api->loop);
-    sw_ratelimit_take(api->login_by_address, req->client_addr, 1, now, &rl);
-    sw_ratelimit_take(api->login_by_account, f->email, 1, now, &rl);
+    /* The address paid for this attempt when it began. */
+    sw_ratelimit_take(api->login_by_account, f->email, 1, uv_now(api->loop), &rl);
     audit_event(api, req, f->user_found ? f->user_id : NULL, f->email, "auth.login_failed",
                 field ? "{\"reason\":\"totp\"}" : "{\"reason\":\"password\"}");
     wipe_body(req);
@@ -351,6 +365,7 @@ static void login_failed(flow_t *f, const char *field, const char *message)
 static void login_succeeded(flow_t *f)
 {
     sw_ratelimit_reset(f->api->login_by_account, f->email);
+    sw_ratelimit_refund(f->api->login_by_address, f->req->client_addr, 1);
     wipe_body(f->req);
     session_issue(f->api, f->req, f->user_id, 200);
 }
@@ -416,6 +431,7 @@ static void login_second_factor(flow_t *f)
     sw_api_t *api = f->api;
     if (!f->totp || !*f->totp) {
         /* The password was right: say what is missing, without counting a failure. */
+        sw_ratelimit_refund(api->login_by_address, f->req->client_addr, 1);
         wipe_body(f->req);
         sw_http_add_header(f->req, "WWW-Authenticate", "Bearer");
         sw_http_respond_error(f->req, 401, "AUTHENTICATION_ERROR",
@@ -492,23 +508,14 @@ static void on_login_user(int status, sw_pg_result_t *res, void *payload)
     }
     int r =
         sw_password_verify(f->api->loop, hash, f->password, f->password_len, on_login_verified, f);
-    if (r != 0) {
-        wipe_body(f->req);
-        sw_http_respond_error(f->req, 500, "INTERNAL_ERROR", "password check failed", NULL);
-    }
+    if (r != 0)
+        hash_refused(f->req, r);
 }
 
 void sw_api_auth_login(sw_http_req_t *req, void *ctx)
 {
     static const char *const allowed[] = {"email", "password", "totp", NULL};
     sw_api_t *api = ctx;
-    sw_ratelimit_result_t rl;
-    sw_ratelimit_peek(api->login_by_address, req->client_addr, uv_now(api->loop), &rl);
-    if (!rl.allowed) {
-        wipe_body(req);
-        too_many(req, rl.retry_after_ms);
-        return;
-    }
     json_t *body = sw_api_body(req);
     if (!body)
         return;
@@ -533,6 +540,15 @@ void sw_api_auth_login(sw_http_req_t *req, void *ctx)
     f->password = sw_arena_strndup(&req->arena, password, f->password_len);
     f->totp = totp ? sw_arena_strdup(&req->arena, totp) : NULL;
     json_decref(body);
+    /* Every attempt pays up front, so concurrent guesses cannot outrun the limit; a success
+     * gets its token back. */
+    sw_ratelimit_result_t rl;
+    sw_ratelimit_take(api->login_by_address, req->client_addr, 1, uv_now(api->loop), &rl);
+    if (!rl.allowed) {
+        wipe_body(req);
+        too_many(req, rl.retry_after_ms);
+        return;
+    }
     const char *params[] = {f->email};
     sw_pg_query(api->pg,
                 "SELECT id, password_hash, totp_enabled, totp_secret, totp_last_counter "
@@ -770,8 +786,6 @@ typedef struct {
 
 static void oauth_refuse(oauth_t *o)
 {
-    sw_ratelimit_result_t rl;
-    sw_ratelimit_take(o->api->login_by_address, o->req->client_addr, 1, uv_now(o->api->loop), &rl);
     sodium_memzero(o->secret, sizeof(o->secret));
     wipe_body(o->req);
     sw_http_add_header(o->req, "WWW-Authenticate", "Basic realm=\"slipway\"");
@@ -781,19 +795,21 @@ static void oauth_refuse(oauth_t *o)
 static void on_oauth_issued(int status, sw_pg_result_t *res, void *payload)
 {
     oauth_t *o = payload;
+    json_t *body = NULL;
+    if (status == 0 && sw_pg_result_rows(res) == 1)
+        body = json_pack("{s:s, s:s, s:I, s:s}", "access_token", o->token, "token_type", "Bearer",
+                         "expires_in", (json_int_t)atoll(sw_pg_result_value(res, 0, 0)), "scope",
+                         o->scope);
+    sodium_memzero(o->token, sizeof(o->token));
     if (status != 0) {
         sw_api_db_error(o->req, status, res);
-    } else if (sw_pg_result_rows(res) != 1) {
+    } else if (!body) {
         oauth_refuse(o);
     } else {
+        sw_ratelimit_refund(o->api->login_by_address, o->req->client_addr, 1);
         sw_http_add_header(o->req, "Cache-Control", "no-store");
-        sw_http_respond_json(o->req, 200,
-                             json_pack("{s:s, s:s, s:I, s:s}", "access_token", o->token,
-                                       "token_type", "Bearer", "expires_in",
-                                       (json_int_t)atoll(sw_pg_result_value(res, 0, 0)), "scope",
-                                       o->scope));
+        sw_http_respond_json(o->req, 200, body);
     }
-    sodium_memzero(o->token, sizeof(o->token));
 }
 
 static void on_oauth_client(int status, sw_pg_result_t *res, void *payload)
@@ -873,7 +889,7 @@ void sw_api_auth_token(sw_http_req_t *req, void *ctx)
 {
     sw_api_t *api = ctx;
     sw_ratelimit_result_t rl;
-    sw_ratelimit_peek(api->login_by_address, req->client_addr, uv_now(api->loop), &rl);
+    sw_ratelimit_take(api->login_by_address, req->client_addr, 1, uv_now(api->loop), &rl);
     if (!rl.allowed) {
         wipe_body(req);
         too_many(req, rl.retry_after_ms);

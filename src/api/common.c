@@ -39,6 +39,10 @@ void sw_api_db_error(sw_http_req_t *req, int status, sw_pg_result_t *res)
     case SW_EUNIQUE:
         sw_http_respond_error(req, 409, "RESOURCE_CONFLICT", "the resource already exists", NULL);
         return;
+    case SW_EREFERENCED:
+        sw_http_respond_error(req, 409, "RESOURCE_CONFLICT",
+                              "other resources still refer to this one", NULL);
+        return;
     default:
         sw_log_kv(SW_LOG_ERROR, req->request_id, "query failed", "error",
                   res ? sw_pg_result_error(res) : sw_strerror(status), NULL);

@@ -109,7 +109,8 @@ void sw_api_env_bulk(sw_http_req_t *req, void *ctx)
         return;
     }
     const char *id = app_id(req);
-    /* Keys are [A-Za-z0-9_] and sealed values base64url: both are safe in an array literal. */
+    /* Keys are [A-Za-z0-9_] and sealed values base64url, so quoting each element is enough
+     * (unquoted, a key named NULL would read as SQL NULL). */
     sw_buf_t keys = SW_BUF_INIT, sealed = SW_BUF_INIT;
     sw_buf_append_char(&keys, '{');
     sw_buf_append_char(&sealed, '{');
@@ -119,8 +120,12 @@ void sw_api_env_bulk(sw_http_req_t *req, void *ctx)
             sw_buf_append_char(&keys, ',');
             sw_buf_append_char(&sealed, ',');
         }
+        sw_buf_append_char(&keys, '"');
         sw_buf_append_cstr(&keys, key);
+        sw_buf_append_char(&keys, '"');
+        sw_buf_append_char(&sealed, '"');
         seal(api, id, key, json_string_value(value), json_string_length(value), &sealed);
+        sw_buf_append_char(&sealed, '"');
     }
     sw_buf_append_char(&keys, '}');
     sw_buf_append_char(&sealed, '}');

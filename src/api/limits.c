@@ -49,8 +49,8 @@ typedef struct {
     sw_api_t *api;
     sw_http_req_t *req;
     sw_api_limit_cb cont;
-    char address_key[96];
-    char principal_key[96];
+    bool principal_phase;
+    char key[96];
 } check_t;
 
 sw_api_limits_t *sw_api_limits_new(const sw_config_t *cfg)
@@ -78,18 +78,32 @@ void sw_api_limits_free(sw_api_limits_t *l)
     free(l);
 }
 
-static void finish(check_t *c, bool allowed, uint32_t limit, uint64_t remaining, uint64_t reset_ms,
+static void emit_headers(sw_api_t *api, sw_http_req_t *req)
+{
+    sw_api_req_t *ctx = sw_api_req(req);
+    char v[32];
+    snprintf(v, sizeof(v), "%u", api->limits->burst);
+    sw_http_add_header(req, "X-RateLimit-Limit", v);
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)ctx->limit_remaining);
+    sw_http_add_header(req, "X-RateLimit-Remaining", v);
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)((ctx->limit_reset_ms + 999) / 1000));
+    sw_http_add_header(req, "X-RateLimit-Reset", v);
+}
+
+/* Records one bucket's answer (keeping the tighter of two), then refuses or goes on. */
+static void finish(check_t *c, bool allowed, uint64_t remaining, uint64_t reset_ms,
                    uint64_t retry_ms)
 {
-    char v[32];
     sw_http_req_t *req = c->req;
-    snprintf(v, sizeof(v), "%u", limit);
-    sw_http_add_header(req, "X-RateLimit-Limit", v);
-    snprintf(v, sizeof(v), "%llu", (unsigned long long)remaining);
-    sw_http_add_header(req, "X-RateLimit-Remaining", v);
-    snprintf(v, sizeof(v), "%llu", (unsigned long long)((reset_ms + 999) / 1000));
-    sw_http_add_header(req, "X-RateLimit-Reset", v);
+    sw_api_req_t *ctx = sw_api_req(req);
+    if (!ctx->limit_checked || remaining < ctx->limit_remaining) {
+        ctx->limit_remaining = remaining;
+        ctx->limit_reset_ms = reset_ms;
+    }
+    ctx->limit_checked = true;
     if (!allowed) {
+        char v[32];
+        emit_headers(c->api, req);
         snprintf(v, sizeof(v), "%llu", (unsigned long long)SW_MAX((retry_ms + 999) / 1000, 1));
         sw_http_add_header(req, "Retry-After", v);
         sw_http_respond_error(req, 429, "RATE_LIMIT_EXCEEDED",
@@ -97,22 +111,18 @@ static void finish(check_t *c, bool allowed, uint32_t limit, uint64_t remaining,
                               NULL);
         return;
     }
+    if (c->principal_phase)
+        emit_headers(c->api, req);
     c->cont(c->api, req);
 }
 
 static void check_local(check_t *c)
 {
     sw_api_limits_t *l = c->api->limits;
-    uint64_t now = uv_now(c->api->loop);
-    sw_ratelimit_result_t a, p;
-    sw_ratelimit_take(l->by_address, c->address_key, 1, now, &a);
-    sw_ratelimit_result_t *tight = &a;
-    if (c->principal_key[0] && a.allowed) {
-        sw_ratelimit_take(l->by_principal, c->principal_key, 1, now, &p);
-        if (!p.allowed || p.remaining < a.remaining)
-            tight = &p;
-    }
-    finish(c, tight->allowed, l->burst, tight->remaining, tight->reset_ms, tight->retry_after_ms);
+    sw_ratelimit_result_t r;
+    sw_ratelimit_take(c->principal_phase ? l->by_principal : l->by_address, c->key, 1,
+                      uv_now(c->api->loop), &r);
+    finish(c, r.allowed, r.remaining, r.reset_ms, r.retry_after_ms);
 }
 
 static void on_script(int status, const sw_redis_reply_t *reply, void *payload)
@@ -125,29 +135,36 @@ static void on_script(int status, const sw_redis_reply_t *reply, void *payload)
         check_local(c); /* Redis is away: the local buckets still hold the line */
         return;
     }
-    finish(c, reply->element[0]->integer == 1, c->api->limits->burst,
-           (uint64_t)SW_MAX(reply->element[1]->integer, 0),
+    finish(c, reply->element[0]->integer == 1, (uint64_t)SW_MAX(reply->element[1]->integer, 0),
            (uint64_t)SW_MAX(reply->element[2]->integer, 0),
            (uint64_t)SW_MAX(reply->element[3]->integer, 0));
 }
 
-void sw_api_limits_check(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont)
+static void check(sw_api_t *api, sw_http_req_t *req, bool principal_phase, sw_api_limit_cb cont)
 {
     sw_api_limits_t *l = api->limits;
     const sw_route_t *route = req->route;
+    const sw_principal_t *p = sw_api_principal(req);
     if (!l->enabled || strncmp(route->pattern, "/api/v1/", 8) != 0) {
         cont(api, req);
         return;
     }
-    const sw_principal_t *p = sw_api_principal(req);
     check_t *c = sw_arena_calloc(&req->arena, sizeof(*c));
     c->api = api;
     c->req = req;
     c->cont = cont;
-    snprintf(c->address_key, sizeof(c->address_key), "slipway:rl:a:%s", req->client_addr);
-    if (p->kind != SW_PRINCIPAL_NONE)
-        snprintf(c->principal_key, sizeof(c->principal_key), "slipway:rl:p:%s",
+    c->principal_phase = principal_phase;
+    if (principal_phase) {
+        if (p->kind == SW_PRINCIPAL_NONE) {
+            emit_headers(api, req); /* the address bucket's answer stands */
+            cont(api, req);
+            return;
+        }
+        snprintf(c->key, sizeof(c->key), "slipway:rl:p:%s",
                  p->kind == SW_PRINCIPAL_TOKEN ? p->token_id : p->user_id);
+    } else {
+        snprintf(c->key, sizeof(c->key), "slipway:rl:a:%s", req->client_addr);
+    }
     if (!l->redis || !sw_redis_up(api->redis)) {
         check_local(c);
         return;
@@ -155,18 +172,20 @@ void sw_api_limits_check(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont
     char rate[32], burst[16];
     snprintf(rate, sizeof(rate), "%.9f", (double)l->rps / 1000.0);
     snprintf(burst, sizeof(burst), "%u", l->burst);
-    int nkeys = c->principal_key[0] ? 2 : 1;
-    const char *argv[] = {"EVAL",
-                          bucket_script,
-                          nkeys == 2 ? "2" : "1",
-                          c->address_key,
-                          nkeys == 2 ? c->principal_key : rate,
-                          nkeys == 2 ? rate : burst,
-                          burst};
-    size_t argvlen[7];
-    int argc = nkeys == 2 ? 7 : 6;
-    for (int i = 0; i < argc; i++)
+    const char *argv[] = {"EVAL", bucket_script, "1", c->key, rate, burst};
+    size_t argvlen[6];
+    for (int i = 0; i < 6; i++)
         argvlen[i] = strlen(argv[i]);
-    if (sw_redis_command(api->redis, on_script, c, argc, argv, argvlen) != 0)
+    if (sw_redis_command(api->redis, on_script, c, 6, argv, argvlen) != 0)
         check_local(c);
+}
+
+void sw_api_limits_address(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont)
+{
+    check(api, req, false, cont);
+}
+
+void sw_api_limits_principal(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont)
+{
+    check(api, req, true, cont);
 }

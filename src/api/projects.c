@@ -382,11 +382,11 @@ void sw_api_environments_update(sw_http_req_t *req, void *ctx)
 static void on_environment_deleted(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0) {
+    if (status != 0 && status != SW_EREFERENCED) {
         sw_api_db_error(req, status, res);
         return;
     }
-    if (strcmp(sw_pg_result_value(res, 0, 0), "0") == 0) {
+    if (status == SW_EREFERENCED || strcmp(sw_pg_result_value(res, 0, 0), "0") == 0) {
         sw_http_respond_error(req, 409, "RESOURCE_CONFLICT",
                               "the environment still holds apps: delete or move them first", NULL);
         return;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "slipway/api.h"
 #include "slipway/log.h"
@@ -276,7 +277,20 @@ static void on_principal(int status, const sw_principal_t *p, void *payload)
         memset(&ctx->principal, 0, sizeof(ctx->principal));
         ctx->principal.via_cookie = via_cookie;
     }
-    sw_api_limits_check(api, req, after_limits);
+    sw_api_limits_principal(api, req, after_limits);
+}
+
+/* After the address bucket: look up the credentials, if any. */
+static void identify(sw_api_t *api, sw_http_req_t *req)
+{
+    sw_api_req_t *ctx = sw_api_req(req);
+    sw_iov_t token = ctx->token;
+    if (!token.len) {
+        sw_api_limits_principal(api, req, after_limits);
+        return;
+    }
+    ctx->state = api;
+    sw_auth_resolve(api->auth, token.base, token.len, on_principal, req);
 }
 
 static void on_request(sw_http_req_t *req, void *payload)
@@ -304,6 +318,11 @@ static void on_request(sw_http_req_t *req, void *payload)
                               "starting up: the schema is not migrated yet", NULL);
         return;
     }
+    if (route->stateless) {
+        /* Probes and the API description need no identity: never look one up for them. */
+        route->handler(req, api);
+        return;
+    }
     sw_api_req_t *ctx = sw_api_req(req);
     sw_iov_t token = SW_IOV_NULL;
     sw_iov_t authz = sw_http_req_header(req, "authorization");
@@ -325,12 +344,8 @@ static void on_request(sw_http_req_t *req, void *payload)
         token = sw_http_req_cookie(req, "slipway_session");
         ctx->principal.via_cookie = token.len > 0;
     }
-    if (!token.len) {
-        sw_api_limits_check(api, req, after_limits);
-        return;
-    }
-    ctx->state = api;
-    sw_auth_resolve(api->auth, token.base, token.len, on_principal, req);
+    ctx->token = token;
+    sw_api_limits_address(api, req, identify);
 }
 
 static void on_response(sw_http_req_t *req, void *payload)
@@ -379,6 +394,15 @@ static void migrate_after(uv_work_t *w, int status)
         snprintf(n, sizeof(n), "%d", api->migrate_applied);
         api->migrated = true;
         sw_log_kv(SW_LOG_INFO, NULL, "migrations applied", "applied", n, NULL);
+        if (api->cfg->role != SW_NODE_API && !api->worker) {
+            int r =
+                sw_worker_start(&api->worker, api->loop, api->cfg, api->pg, &api->box, api->node);
+            if (r != 0)
+                sw_log_kv(SW_LOG_ERROR, NULL, "the deployment worker did not start", "error",
+                          sw_strerror(r), NULL);
+            else
+                sw_log_kv(SW_LOG_INFO, NULL, "deployment worker started", "node", api->node, NULL);
+        }
         return;
     }
     sw_log_kv(SW_LOG_WARN, NULL, "migrations failed; retrying", "error", api->migrate_err, NULL);
@@ -554,6 +578,19 @@ int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigne
     migrate_schedule(api);
     sw_api_health_start(api);
 
+    const char *host = getenv("HOSTNAME");
+    char hostname[128] = "";
+    if (gethostname(hostname, sizeof(hostname) - 1) != 0)
+        snprintf(hostname, sizeof(hostname), "%s", host ? host : "node");
+    /* A configured node name is stable across restarts, so a restarted worker recognises the
+     * deployments it owned; without one, the process id keeps several local workers apart. */
+    if (cfg->node_name[0])
+        snprintf(api->node, sizeof(api->node), "%s-%u", cfg->node_name, worker_index);
+    else
+        snprintf(api->node, sizeof(api->node), "%s-%d", hostname, (int)getpid());
+
+    if (cfg->role == SW_NODE_WORKER)
+        return 0; /* a worker-only process serves no HTTP */
     char *list = sw_strdup(cfg->listen), *save = NULL;
     for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         r = sw_http_server_listen(api->http, item);
@@ -600,11 +637,30 @@ static void on_backend_closed(void *payload)
     closed_one(payload);
 }
 
+static void close_backends(sw_api_t *api);
+
+static void on_worker_stopped(void *payload)
+{
+    close_backends(payload);
+}
+
 static void on_drained(sw_http_server_t *server, void *payload)
 {
     sw_api_t *api = payload;
     (void)server;
-    /* Requests are finished: now nothing needs the backends. */
+    /* Requests are finished; running deployments go back to the queue next. */
+    if (api->worker) {
+        sw_worker_t *w = api->worker;
+        api->worker = NULL;
+        sw_worker_stop(w, on_worker_stopped, api);
+        return;
+    }
+    close_backends(api);
+}
+
+static void close_backends(sw_api_t *api)
+{
+    /* Now nothing needs the backends. */
     api->closes_pending = 4;
     api->health_timer.data = api;
     api->migrate_timer.data = api;

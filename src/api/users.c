@@ -272,6 +272,8 @@ static void on_update_hashed(int status, const char *hash, void *payload)
     users_t *u = payload;
     wipe_body(u->req);
     if (status != 0) {
+        json_decref(u->fields);
+        u->fields = NULL;
         sw_http_respond_error(u->req, 500, "INTERNAL_ERROR", "password hashing failed", NULL);
         return;
     }
@@ -319,8 +321,12 @@ void sw_api_users_update(sw_http_req_t *req, void *ctx)
     }
     json_decref(body);
     if (u->password) {
-        if (sw_password_hash(u->api->loop, u->password, u->password_len, on_update_hashed, u) != 0)
+        if (sw_password_hash(u->api->loop, u->password, u->password_len, on_update_hashed, u) !=
+            0) {
+            json_decref(u->fields);
+            u->fields = NULL;
             sw_http_respond_error(req, 500, "INTERNAL_ERROR", "password hashing failed", NULL);
+        }
     } else {
         update_run(u, NULL);
     }

@@ -39,6 +39,7 @@ struct sw_auth {
     size_t count;
     entry_t *lru_head, *lru_tail; /* head: most recently used */
     bool sub_was_up;
+    uint64_t generation; /* bumped by every invalidation */
 };
 
 typedef struct {
@@ -46,6 +47,7 @@ typedef struct {
     sw_auth_cb cb;
     void *payload;
     bool api_token;
+    uint64_t generation; /* when the lookup started */
     char hash[SW_TOKEN_HASH_HEX];
 } lookup_t;
 
@@ -256,6 +258,15 @@ static void copy_field(char *dst, size_t size, const char *src)
     snprintf(dst, size, "%s", src ? src : "");
 }
 
+/* The user's JSON is kept only whole: a cut copy would be answered as broken JSON. */
+static void copy_user_json(sw_principal_t *p, const char *json)
+{
+    if (json && strlen(json) < sizeof(p->user_json))
+        memcpy(p->user_json, json, strlen(json) + 1);
+    else
+        p->user_json[0] = '\0';
+}
+
 static void on_touched(int status, sw_pg_result_t *res, void *payload)
 {
     (void)status;
@@ -303,7 +314,7 @@ static void on_looked_up(int status, sw_pg_result_t *res, void *payload)
         if (sw_scopes_parse_pg(sw_pg_result_value(res, 0, 4), &p.scopes) != 0)
             p.scopes = 0;
         expires = atoll(sw_pg_result_value(res, 0, 5));
-        copy_field(p.user_json, sizeof(p.user_json), sw_pg_result_value(res, 0, 6));
+        copy_user_json(&p, sw_pg_result_value(res, 0, 6));
     } else {
         copy_field(p.session_id, sizeof(p.session_id), sw_pg_result_value(res, 0, 0));
         copy_field(p.token_id, sizeof(p.token_id), sw_pg_result_value(res, 0, 4));
@@ -315,14 +326,16 @@ static void on_looked_up(int status, sw_pg_result_t *res, void *payload)
             p.scopes = SW_SCOPE_ALL; /* an interactive session acts with the user's full role */
         }
         expires = atoll(sw_pg_result_value(res, 0, 6));
-        copy_field(p.user_json, sizeof(p.user_json), sw_pg_result_value(res, 0, 7));
+        copy_user_json(&p, sw_pg_result_value(res, 0, 7));
     }
     p.expires_ms = expires < 0 ? UINT64_MAX : (uint64_t)expires;
     if (p.role == SW_ROLE_NONE) {
         l->cb(-ENOENT, NULL, l->payload);
         goto out;
     }
-    cache_put(auth, &p);
+    /* A lookup that read the rows before an invalidation landed must not cache them. */
+    if (l->generation == auth->generation)
+        cache_put(auth, &p);
     l->cb(0, &p, l->payload);
 out:
     free(l);
@@ -371,6 +384,7 @@ void sw_auth_resolve(sw_auth_t *auth, const char *token, size_t len, sw_auth_cb 
     l->cb = cb;
     l->payload = payload;
     l->api_token = api_token;
+    l->generation = auth->generation;
     memcpy(l->hash, hash, sizeof(hash));
     char idle[16];
     snprintf(idle, sizeof(idle), "%u", auth->opts.session_idle_s);
@@ -408,6 +422,7 @@ static void on_message(const char *channel, size_t channel_len, const char *data
         return;
     memcpy(id, data + 2, len - 2);
     id[len - 2] = '\0';
+    auth->generation++;
     drop_matching(auth, data[0], id);
 }
 
@@ -426,6 +441,7 @@ static void invalidate(sw_auth_t *auth, char kind, const char *id)
 {
     char msg[80];
     int n = snprintf(msg, sizeof(msg), "%c:%s", kind, id);
+    auth->generation++;
     drop_matching(auth, kind, id);
     const char *argv[] = {"PUBLISH", CHANNEL, msg};
     const size_t argvlen[] = {7, sizeof(CHANNEL) - 1, (size_t)n};

@@ -68,6 +68,8 @@ const char *sw_strerror(int err)
         return "canceled";
     case SW_ELIMIT:
         return "limit reached";
+    case SW_EREFERENCED:
+        return "still referenced";
     default:
         break;
     }

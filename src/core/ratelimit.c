@@ -248,3 +248,13 @@ void sw_ratelimit_reset(sw_ratelimit_t *rl, const char *key)
     if (e)
         entry_free(rl, e);
 }
+
+void sw_ratelimit_refund(sw_ratelimit_t *rl, const char *key, uint32_t cost)
+{
+    size_t len = strnlen(key, KEY_MAX);
+    entry_t *e = lookup(rl, key, len, key_hash(rl, key, len));
+    if (!e)
+        return;
+    uint64_t back = (uint64_t)cost * rl->period_ms;
+    e->tokens = e->tokens + back > rl->capacity ? rl->capacity : e->tokens + back;
+}

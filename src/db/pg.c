@@ -186,6 +186,8 @@ static int map_error(const PGresult *r)
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     if (state && strcmp(state, "23505") == 0)
         return SW_EUNIQUE;
+    if (state && strcmp(state, "23503") == 0)
+        return SW_EREFERENCED;
     return SW_EDB;
 }
 
@@ -210,7 +212,7 @@ static void query_answer(sw_pg_pool_t *pool, query_t *q, int status)
     q->answered = true;
     q->status = status;
     sw_histogram_observe(&pool->durations, (double)(sw_now_ns() - q->start_ns) / 1e9);
-    if (status != 0 && status != SW_EDB && status != SW_EUNIQUE) {
+    if (status != 0 && status != SW_EDB && status != SW_EUNIQUE && status != SW_EREFERENCED) {
         PQclear(q->res.pg);
         q->res.pg = NULL;
     }

@@ -23,6 +23,8 @@
 #define LINGER_MS      2000
 #define REQ_FREE_MAX   256
 #define KEEP_BUF_BYTES 65536
+/* Answers written but not yet taken by the peer; beyond this, reading pauses. */
+#define WRITE_QUEUE_MAX (1u << 20)
 
 typedef enum {
     CONN_OPEN,      /* reading and answering */
@@ -89,6 +91,7 @@ struct sw_http_server {
     uv_check_t reaper;     /* releases answered requests after the callback that answered */
     sw_http_req_t *dead;   /* waiting for the reaper */
     unsigned handles_open; /* drain_timer and reaper */
+    uint64_t live;         /* requests not yet recycled, with or without a connection */
     bool handles_closing;
     sw_http_server_stats_t stats;
     char date[40];
@@ -98,6 +101,7 @@ struct sw_http_server {
 };
 
 static void conn_close(sw_http_conn_t *c);
+static bool conn_saturated(const sw_http_conn_t *c);
 static void conn_free(sw_http_conn_t *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
@@ -125,12 +129,14 @@ static sw_http_req_t *req_new(sw_http_conn_t *c)
     r->state = SW_HTTP_REQ_PARSING;
     r->start_ns = sw_now_ns();
     s->stats.requests++;
+    s->live++;
     return r;
 }
 
 static void req_recycle(sw_http_req_t *r)
 {
     sw_http_server_t *s = r->server;
+    s->live--;
     sw_arena_reset(&r->arena);
     /* Keep small buffers for reuse; give big ones back. */
     if (r->body.cap > KEEP_BUF_BYTES)
@@ -160,6 +166,8 @@ static void req_recycle(sw_http_req_t *r)
     s->nfree++;
 }
 
+static void server_check_drained(sw_http_server_t *s);
+
 static void on_reap(uv_check_t *h)
 {
     sw_http_server_t *s = h->data;
@@ -169,6 +177,9 @@ static void on_reap(uv_check_t *h)
         req_recycle(r);
     }
     uv_check_stop(h);
+    /* Requests that outlived their connection have finished: draining may be over. */
+    if (s->draining && !s->handles_closing)
+        server_check_drained(s);
 }
 
 /* A request is never freed inside the call that answered it: handlers may still hold its
@@ -815,7 +826,7 @@ static void conn_feed(sw_http_conn_t *c, const char *data, size_t len)
 {
     c->in_feed = true;
     while (len > 0 && c->state == CONN_OPEN) {
-        if (c->queued >= c->server->opts.max_pipelined && !c->parsing) {
+        if (conn_saturated(c) && !c->parsing) {
             /* Too many unanswered requests: keep the rest and stop reading. */
             sw_buf_append(&c->pending, data, len);
             if (!c->read_paused) {
@@ -892,11 +903,19 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     conn_feed(c, buf->base, (size_t)nread);
 }
 
+/* A peer that sends requests but does not read answers must not make us buffer without
+ * bound: unanswered requests and unwritten answers both count against the pipeline. */
+static bool conn_saturated(const sw_http_conn_t *c)
+{
+    return c->queued + c->writes_pending >= c->server->opts.max_pipelined ||
+           uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) >= WRITE_QUEUE_MAX;
+}
+
 static void conn_maybe_resume(sw_http_conn_t *c)
 {
     if (!c->read_paused || c->in_feed || c->state != CONN_OPEN || c->read_eof)
         return;
-    if (c->queued >= c->server->opts.max_pipelined)
+    if (conn_saturated(c))
         return;
     c->read_paused = false;
     if (c->pending.len) {
@@ -1113,7 +1132,7 @@ static void on_server_handle_closed(uv_handle_t *h)
 
 static void server_check_drained(sw_http_server_t *s)
 {
-    if (!s->draining || s->handles_closing || s->conns || s->listeners_open)
+    if (!s->draining || s->handles_closing || s->conns || s->listeners_open || s->live)
         return;
     s->handles_closing = true;
     on_reap(&s->reaper);

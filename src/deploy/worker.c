@@ -1,0 +1,1273 @@
+/* The deployment worker.
+ *
+ * Queue: one consumer in the group of the Redis stream; an entry is acknowledged only when
+ * its deployment has reached a terminal state, so a worker that dies leaves it pending in
+ * the group, where another worker claims it (XAUTOCLAIM) once it has been idle longer than a
+ * lease. Ownership of an app is a Redis key set with NX and a TTL, renewed every second
+ * while the worker holds it. PostgreSQL stays the truth: a claimed entry whose deployment is
+ * already running under a lapsed lease is failed as abandoned, never left as it was.
+ *
+ * A run walks: claim the row -> fetch (libgit2, threadpool) -> build (child process) ->
+ * start the new instances -> health check -> switch the app's endpoints -> stop the old
+ * instances. Every line of output is masked, numbered and written in chunks at most every
+ * 100 ms. */
+#include "slipway/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include "slipway/buf.h"
+#include "slipway/git.h"
+#include "slipway/httpc.h"
+#include "slipway/log.h"
+#include "slipway/proc.h"
+#include "slipway/queue.h"
+#include "slipway/redis.h"
+
+#define TICK_MS        1000
+#define CLAIM_EVERY_MS 5000
+#define RECONCILE_MS   5000
+#define LOG_FLUSH_MS   100
+#define HEALTH_POLL_MS 200
+#define READ_BLOCK_MS  "1000"
+#define MAX_INSTANCES  64
+#define SECRETS_MAX    256
+
+typedef enum {
+    RUN_CLAIMING,
+    RUN_FETCHING,
+    RUN_BUILDING,
+    RUN_STARTING,
+    RUN_CHECKING,
+    RUN_SWITCHING,
+    RUN_DONE,
+    RUN_MAX
+} run_state_t;
+
+typedef struct instance instance_t;
+typedef struct run run_t;
+
+struct instance {
+    instance_t *next;
+    sw_worker_t *w;
+    char app_id[40];
+    char deployment_id[40];
+    sw_proc_t *proc;
+    uint16_t port;
+    bool stopping; /* asked to stop: an exit is expected */
+    bool healthy;
+    unsigned restarts;
+    uv_timer_t restart_timer;
+    char **argv;
+    char **env;
+    char *cwd;
+};
+
+struct run {
+    run_t *next;
+    sw_worker_t *w;
+    run_state_t state;
+    char entry_id[64];
+    char id[40];
+    char app_id[40];
+    char *repo_url, *ref, *commit_sha, *build_cmd, *start_cmd, *health_path;
+    int replicas;
+    char build_dir[512];
+    char **build_env;
+    char **run_env;
+    char *secrets[SECRETS_MAX];
+    size_t nsecrets;
+    bool cancelled;
+    bool handback; /* the worker is stopping: back to the queue, not failed */
+    char error[512];
+    sw_git_job_t *git;
+    sw_proc_t *build;
+    instance_t *fresh[MAX_INSTANCES];
+    int nfresh;
+    sw_httpc_t *probe;
+    uint64_t health_deadline;
+    uv_timer_t timer; /* health polling */
+    uv_timer_t log_timer;
+    unsigned closes;
+    /* logs */
+    long long seq;
+    long long flushed_seq;
+    sw_buf_t pending; /* JSON objects separated by ',' */
+    long long pending_first;
+    bool flushing;
+    bool finished;
+};
+
+struct sw_worker {
+    uv_loop_t *loop;
+    const sw_config_t *cfg;
+    sw_pg_pool_t *pg;
+    sw_redis_t *redis;
+    const sw_secretbox_t *box;
+    char node[128];
+    uv_timer_t tick;
+    uint64_t next_claim, next_reconcile;
+    bool reading;
+    bool group_ready;
+    bool stopping;
+    run_t *runs;
+    unsigned nruns;
+    instance_t *instances;
+    bool redis_closing;
+    unsigned closes;
+    void (*on_stopped)(void *payload);
+    void *stopped_payload;
+};
+
+static void read_next(sw_worker_t *w);
+static void maybe_stopped(sw_worker_t *w);
+static void run_fail(run_t *r, const char *fmt, ...) SW_PRINTF(2, 3);
+static void run_finish(run_t *r, const char *status);
+
+/* ---- small helpers ---- */
+
+static void ignore_pg(int status, sw_pg_result_t *res, void *payload)
+{
+    (void)payload;
+    if (status != 0 && status != SW_ECANCELED)
+        sw_log_kv(SW_LOG_WARN, NULL, "worker query failed", "error",
+                  res ? sw_pg_result_error(res) : sw_strerror(status), NULL);
+}
+
+static void ignore_redis(int status, const sw_redis_reply_t *reply, void *payload)
+{
+    (void)status;
+    (void)reply;
+    (void)payload;
+}
+
+static void redis_cmd(sw_worker_t *w, sw_redis_cb cb, void *payload, int argc, const char **argv)
+{
+    size_t lens[16];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (sw_redis_command(w->redis, cb ? cb : ignore_redis, payload, argc, argv, lens) != 0 && cb)
+        cb(SW_EUNAVAIL, NULL, payload);
+}
+
+static char *dupstr(const char *s)
+{
+    return sw_strdup(s ? s : "");
+}
+
+/* Frees a NULL-terminated vector, wiping each string: env vectors hold secrets. */
+static void free_strv(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++) {
+        sodium_memzero(*p, strlen(*p));
+        free(*p);
+    }
+    free(v);
+}
+
+static void lease_key(const char *app_id, char *out, size_t size)
+{
+    snprintf(out, size, "slipway:lease:app:%s", app_id);
+}
+
+/* Deletes or extends the lease only while this worker still holds it. */
+static const char lease_release_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0";
+static const char lease_renew_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+
+static void lease_value(sw_worker_t *w, const char *deployment_id, char *out, size_t size)
+{
+    snprintf(out, size, "%s:%s", w->node, deployment_id);
+}
+
+/* ---- logs: masked, numbered, flushed in chunks at most every 100 ms ---- */
+
+static void log_flush(run_t *r);
+
+static void on_log_written(int status, sw_pg_result_t *res, void *payload)
+{
+    run_t *r = payload;
+    (void)res;
+    r->flushing = false;
+    if (status != 0 && status != SW_ECANCELED)
+        sw_log_kv(SW_LOG_WARN, NULL, "deployment log chunk not stored", "deployment", r->id,
+                  "error", sw_strerror(status), NULL);
+    if (r->pending.len && !uv_is_active((uv_handle_t *)&r->log_timer) && !r->finished)
+        uv_timer_start(&r->log_timer, (uv_timer_cb)log_flush, LOG_FLUSH_MS, 0);
+    if (r->finished && r->pending.len)
+        log_flush(r);
+}
+
+static void log_flush(run_t *r)
+{
+    if (r->flushing || r->pending.len == 0)
+        return;
+    char first[24], last[24];
+    snprintf(first, sizeof(first), "%lld", r->pending_first);
+    snprintf(last, sizeof(last), "%lld", r->seq);
+    sw_buf_t lines = SW_BUF_INIT;
+    sw_buf_append_char(&lines, '[');
+    sw_buf_append(&lines, r->pending.base, r->pending.len);
+    sw_buf_append_char(&lines, ']');
+    sw_buf_reset(&r->pending);
+    const char *params[] = {r->id, first, last, lines.base};
+    r->flushing = true;
+    if (sw_pg_query(r->w->pg,
+                    "INSERT INTO deployment_log_chunks (deployment_id, first_seq, last_seq, "
+                    "lines) VALUES ($1, $2::bigint, $3::bigint, $4::jsonb) "
+                    "ON CONFLICT DO NOTHING",
+                    4, params, on_log_written, r) != 0)
+        r->flushing = false;
+    sw_buf_free(&lines);
+}
+
+static void on_log_timer(uv_timer_t *t)
+{
+    log_flush(t->data);
+}
+
+/* Replaces every known secret value of the app with *** before the line goes anywhere. */
+static void mask(run_t *r, sw_buf_t *line)
+{
+    for (size_t i = 0; i < r->nsecrets; i++) {
+        size_t n = strlen(r->secrets[i]);
+        if (n < 3)
+            continue; /* masking "1" or "on" would shred every line and hide nothing */
+        char *hit;
+        size_t from = 0;
+        while ((hit = memmem(line->base + from, line->len - from, r->secrets[i], n))) {
+            size_t at = (size_t)(hit - line->base);
+            sw_buf_t out = SW_BUF_INIT;
+            sw_buf_append(&out, line->base, at);
+            sw_buf_append(&out, "***", 3);
+            sw_buf_append(&out, line->base + at + n, line->len - at - n);
+            sw_buf_free(line);
+            *line = out;
+            from = at + 3;
+        }
+    }
+}
+
+static void run_log(run_t *r, const char *stream, const char *text, size_t len)
+{
+    sw_buf_t line = SW_BUF_INIT;
+    sw_buf_append(&line, text, len);
+    mask(r, &line);
+    char ts[40];
+    sw_time_rfc3339(ts, sizeof(ts), sw_wall_ms());
+    r->seq++;
+    if (r->pending.len == 0)
+        r->pending_first = r->seq;
+    else
+        sw_buf_append_char(&r->pending, ',');
+    sw_buf_printf(&r->pending, "{\"seq\":%lld,\"stream\":\"%s\",\"line\":\"", r->seq, stream);
+    sw_buf_append_json_str(&r->pending, line.base, line.len);
+    sw_buf_printf(&r->pending, "\",\"timestamp\":\"%s\"}", ts);
+    sodium_memzero(line.base, line.cap);
+    sw_buf_free(&line);
+    if (!uv_is_active((uv_handle_t *)&r->log_timer) && !r->flushing)
+        uv_timer_start(&r->log_timer, on_log_timer, LOG_FLUSH_MS, 0);
+}
+
+static void run_system(run_t *r, const char *fmt, ...) SW_PRINTF(2, 3);
+static void run_system(run_t *r, const char *fmt, ...)
+{
+    sw_buf_t b = SW_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    sw_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    run_log(r, "system", b.base, b.len);
+    sw_buf_free(&b);
+}
+
+/* ---- status ---- */
+
+static void run_status(run_t *r, const char *status, const char *stage, int progress)
+{
+    char p[8];
+    snprintf(p, sizeof(p), "%d", progress);
+    const char *params[] = {r->id, status, stage, p};
+    sw_pg_query(r->w->pg,
+                "UPDATE deployments SET status = $2, stage = $3, progress = $4::int, "
+                "updated_at = now() WHERE id = $1 AND status IN ('building', 'deploying')",
+                4, params, ignore_pg, NULL);
+}
+
+/* ---- instances: the app's running processes, supervised ---- */
+
+static void instance_start(instance_t *in);
+
+static void instance_free(instance_t *in)
+{
+    free_strv(in->argv);
+    free_strv(in->env);
+    free(in->cwd);
+    free(in);
+}
+
+static void on_restart_timer_closed(uv_handle_t *h)
+{
+    instance_free(h->data);
+}
+
+static void instance_unlink(instance_t *in)
+{
+    sw_worker_t *w = in->w;
+    for (instance_t **pp = &w->instances; *pp; pp = &(*pp)->next) {
+        if (*pp == in) {
+            *pp = in->next;
+            break;
+        }
+    }
+}
+
+static void instance_release(instance_t *in)
+{
+    sw_worker_t *w = in->w;
+    instance_unlink(in);
+    uv_close((uv_handle_t *)&in->restart_timer, on_restart_timer_closed);
+    if (w->stopping)
+        maybe_stopped(w);
+}
+
+static void on_restart(uv_timer_t *t)
+{
+    instance_t *in = t->data;
+    if (!in->stopping && !in->w->stopping)
+        instance_start(in);
+}
+
+static void on_instance_line(sw_proc_t *p, int stream, const char *line, size_t len, void *payload)
+{
+    /* Runtime output joins the live streams with the hub; until then it is not kept. */
+    (void)p;
+    (void)stream;
+    (void)line;
+    (void)len;
+    (void)payload;
+}
+
+static void on_instance_exit(sw_proc_t *p, int64_t exit_status, int term_signal, bool timed_out,
+                             void *payload)
+{
+    instance_t *in = payload;
+    (void)timed_out;
+    sw_proc_free(p);
+    in->proc = NULL;
+    if (in->stopping || in->w->stopping) {
+        instance_release(in);
+        return;
+    }
+    /* Crashed: restart with backoff, 1 s doubling to 30 s. */
+    char code[32];
+    snprintf(code, sizeof(code), "%lld/%d", (long long)exit_status, term_signal);
+    sw_log_kv(SW_LOG_WARN, NULL, "app instance exited; restarting", "app", in->app_id, "exit", code,
+              NULL);
+    uint64_t delay = 1000u << SW_MIN(in->restarts, 5u);
+    in->restarts++;
+    uv_timer_start(&in->restart_timer, on_restart, SW_MIN(delay, 30000u), 0);
+}
+
+static void instance_start(instance_t *in)
+{
+    sw_proc_opts_t o = {
+        .file = "/bin/sh",
+        .argv = in->argv,
+        .env = in->env,
+        .cwd = in->cwd,
+        .kill_grace_ms = in->w->cfg->stop_grace_ms,
+        .on_line = on_instance_line,
+        .on_exit = on_instance_exit,
+        .payload = in,
+    };
+    if (sw_proc_spawn(&in->proc, in->w->loop, &o) != 0) {
+        in->proc = NULL;
+        uv_timer_start(&in->restart_timer, on_restart, 1000, 0);
+    }
+}
+
+static void instance_stop(instance_t *in)
+{
+    in->stopping = true;
+    uv_timer_stop(&in->restart_timer);
+    if (in->proc)
+        sw_proc_stop(in->proc, in->w->cfg->stop_grace_ms);
+    else
+        instance_release(in);
+}
+
+/* A free TCP port on loopback within SLIPWAY_PORT_RANGE. */
+static uint16_t pick_port(sw_worker_t *w)
+{
+    unsigned lo = 20000, hi = 29999;
+    sscanf(w->cfg->port_range, "%u-%u", &lo, &hi);
+    unsigned span = hi - lo + 1;
+    unsigned start = randombytes_uniform(span);
+    for (unsigned i = 0; i < span; i++) {
+        uint16_t port = (uint16_t)(lo + (start + i) % span);
+        bool used = false;
+        for (instance_t *in = w->instances; in; in = in->next)
+            used |= in->port == port;
+        if (used)
+            continue;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return 0;
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        close(fd);
+        if (ok)
+            return port;
+    }
+    return 0;
+}
+
+/* ---- the run ---- */
+
+static void run_free(run_t *r)
+{
+    free(r->repo_url);
+    free(r->ref);
+    free(r->commit_sha);
+    free(r->build_cmd);
+    free(r->start_cmd);
+    free(r->health_path);
+    free_strv(r->build_env);
+    free_strv(r->run_env);
+    for (size_t i = 0; i < r->nsecrets; i++) {
+        sodium_memzero(r->secrets[i], strlen(r->secrets[i]));
+        free(r->secrets[i]);
+    }
+    sw_buf_free(&r->pending);
+    free(r);
+}
+
+static void on_run_handle_closed(uv_handle_t *h)
+{
+    run_t *r = h->data;
+    if (--r->closes == 0)
+        run_free(r);
+}
+
+static void run_unlink(run_t *r)
+{
+    sw_worker_t *w = r->w;
+    for (run_t **pp = &w->runs; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            w->nruns--;
+            break;
+        }
+    }
+}
+
+/* Acknowledges the entry, gives the lease back and lets the run go. */
+static void run_release(run_t *r)
+{
+    sw_worker_t *w = r->w;
+    char key[96], value[200];
+    lease_key(r->app_id, key, sizeof(key));
+    lease_value(w, r->id, value, sizeof(value));
+    if (r->entry_id[0]) {
+        const char *ack[] = {"XACK", SW_QUEUE_STREAM, SW_QUEUE_GROUP, r->entry_id};
+        redis_cmd(w, NULL, NULL, 4, ack);
+    }
+    const char *del[] = {"EVAL", lease_release_script, "1", key, value};
+    redis_cmd(w, NULL, NULL, 5, del);
+    r->finished = true;
+    log_flush(r);
+    run_unlink(r);
+    uv_timer_stop(&r->timer);
+    uv_timer_stop(&r->log_timer);
+    r->closes = 2;
+    uv_close((uv_handle_t *)&r->timer, on_run_handle_closed);
+    uv_close((uv_handle_t *)&r->log_timer, on_run_handle_closed);
+    if (w->stopping)
+        maybe_stopped(w);
+    else
+        read_next(w);
+}
+
+static void run_finish(run_t *r, const char *status)
+{
+    r->state = RUN_DONE;
+    for (int i = 0; i < r->nfresh; i++)
+        if (r->fresh[i])
+            instance_stop(r->fresh[i]);
+    r->nfresh = 0;
+    if (r->handback && strcmp(status, "success") != 0) {
+        /* Shutting down: the entry stays unacknowledged and the row pending, so the next
+         * worker to claim it runs it from the start. */
+        const char *params[] = {r->id};
+        sw_pg_query(r->w->pg,
+                    "UPDATE deployments SET status = 'pending', stage = 'queued', progress = 0, "
+                    "node_id = '', started_at = NULL, updated_at = now() WHERE id = $1 "
+                    "AND status IN ('building', 'deploying')",
+                    1, params, ignore_pg, NULL);
+        run_system(r, "handed back to the queue: the worker is stopping");
+        r->entry_id[0] = '\0';
+        run_release(r);
+        return;
+    }
+    const char *params[] = {r->id, status, r->error};
+    sw_pg_query(r->w->pg,
+                "UPDATE deployments SET status = $2, error_message = $3, finished_at = now(), "
+                "stage = CASE WHEN $2 = 'success' THEN 'completed' ELSE stage END, "
+                "progress = CASE WHEN $2 = 'success' THEN 100 ELSE progress END, "
+                "updated_at = now() WHERE id = $1",
+                3, params, ignore_pg, NULL);
+    run_system(r, "deployment %s%s%s", status, r->error[0] ? ": " : "", r->error);
+    run_release(r);
+}
+
+static void run_fail(run_t *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->error, sizeof(r->error), fmt, ap);
+    va_end(ap);
+    run_finish(r, r->cancelled ? "cancelled" : "failed");
+}
+
+/* ---- release: switch traffic once every new instance is healthy ---- */
+
+static void on_switched(int status, sw_pg_result_t *res, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        run_fail(r, "switching traffic failed: %s",
+                 res ? sw_pg_result_error(res) : sw_strerror(status));
+        return;
+    }
+    /* The new instances serve now: the old ones of this app go. */
+    run_status(r, "deploying", "stopping_old", 95);
+    sw_worker_t *w = r->w;
+    for (instance_t *in = w->instances, *next; in; in = next) {
+        next = in->next;
+        if (strcmp(in->app_id, r->app_id) != 0 || strcmp(in->deployment_id, r->id) == 0 ||
+            in->stopping)
+            continue;
+        run_system(r, "stopping the previous instance on port %u", in->port);
+        instance_stop(in);
+    }
+    r->nfresh = 0; /* they belong to the app now */
+    r->error[0] = '\0';
+    run_finish(r, "success");
+}
+
+static void switch_traffic(run_t *r)
+{
+    r->state = RUN_SWITCHING;
+    run_status(r, "deploying", "switching_traffic", 90);
+    sw_buf_t endpoints = SW_BUF_INIT;
+    sw_buf_append_char(&endpoints, '{');
+    for (int i = 0; i < r->nfresh; i++)
+        sw_buf_printf(&endpoints, "%s127.0.0.1:%u", i ? "," : "", r->fresh[i]->port);
+    sw_buf_append_char(&endpoints, '}');
+    const char *params[] = {r->app_id, r->id, endpoints.base};
+    sw_pg_query(r->w->pg,
+                "WITH a AS (UPDATE apps SET endpoints = $3::text[], status = 'running', "
+                "active_deployment_id = $2, updated_at = now() WHERE id = $1 RETURNING id), "
+                "o AS (UPDATE deployments SET is_active = (id = $2) WHERE app_id = $1 "
+                "AND (is_active OR id = $2) RETURNING id) "
+                "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM o)",
+                3, params, on_switched, r);
+    sw_buf_free(&endpoints);
+}
+
+static void probe_next(run_t *r);
+
+static void on_probe(int status, int http_status, const char *body, size_t len, void *payload)
+{
+    run_t *r = payload;
+    (void)body;
+    (void)len;
+    r->probe = NULL;
+    if (r->state != RUN_CHECKING)
+        return;
+    if (r->cancelled) {
+        run_fail(r, "cancelled during the health check");
+        return;
+    }
+    int i = 0;
+    while (i < r->nfresh && r->fresh[i]->healthy)
+        i++;
+    if (status == 0 && http_status >= 200 && http_status < 300) {
+        r->fresh[i]->healthy = true;
+        run_system(r, "instance on port %u is healthy", r->fresh[i]->port);
+        if (i + 1 == r->nfresh) {
+            switch_traffic(r);
+            return;
+        }
+    }
+    if (uv_now(r->w->loop) >= r->health_deadline) {
+        run_fail(r, "health check failed: GET %s on port %u did not answer 2xx within %u ms",
+                 r->health_path, r->fresh[i]->port, r->w->cfg->health_timeout_ms);
+        return;
+    }
+    uv_timer_start(&r->timer, (uv_timer_cb)probe_next, HEALTH_POLL_MS, 0);
+}
+
+static void probe_next(run_t *r)
+{
+    if (r->state != RUN_CHECKING)
+        return;
+    int i = 0;
+    while (i < r->nfresh && r->fresh[i]->healthy)
+        i++;
+    sw_httpc_req_t q = {
+        .host = "127.0.0.1",
+        .port = r->fresh[i]->port,
+        .path = r->health_path,
+        .connect_timeout_ms = 1000,
+        .timeout_ms = 2000,
+        .max_body = 64 * 1024,
+    };
+    if (sw_httpc_request(r->w->loop, &q, on_probe, r, &r->probe) != 0)
+        run_fail(r, "health check could not start");
+}
+
+static void on_probe_timer(uv_timer_t *t)
+{
+    probe_next(t->data);
+}
+
+static void release(run_t *r)
+{
+    sw_worker_t *w = r->w;
+    r->state = RUN_STARTING;
+    run_status(r, "deploying", "starting_new", 70);
+    if (!r->start_cmd[0]) {
+        run_fail(r, "the app has no start_command");
+        return;
+    }
+    for (int i = 0; i < r->replicas && i < MAX_INSTANCES; i++) {
+        instance_t *in = sw_calloc(1, sizeof(*in));
+        in->w = w;
+        snprintf(in->app_id, sizeof(in->app_id), "%s", r->app_id);
+        snprintf(in->deployment_id, sizeof(in->deployment_id), "%s", r->id);
+        in->port = pick_port(w);
+        uv_timer_init(w->loop, &in->restart_timer);
+        in->restart_timer.data = in;
+        in->next = w->instances;
+        w->instances = in;
+        r->fresh[r->nfresh++] = in;
+        if (!in->port) {
+            run_fail(r, "no free port in SLIPWAY_PORT_RANGE %s", w->cfg->port_range);
+            return;
+        }
+        in->argv = sw_calloc(4, sizeof(char *));
+        in->argv[0] = sw_strdup("/bin/sh");
+        in->argv[1] = sw_strdup("-c");
+        in->argv[2] = sw_strdup(r->start_cmd);
+        size_t n = 0;
+        while (r->run_env[n])
+            n++;
+        in->env = sw_calloc(n + 2, sizeof(char *));
+        for (size_t k = 0; k < n; k++)
+            in->env[k] = sw_strdup(r->run_env[k]);
+        char port[24];
+        snprintf(port, sizeof(port), "PORT=%u", in->port);
+        in->env[n] = sw_strdup(port);
+        in->cwd = sw_strdup(r->build_dir);
+        run_system(r, "starting instance %d on port %u", i + 1, in->port);
+        instance_start(in);
+        if (!in->proc) {
+            run_fail(r, "the start command could not be spawned");
+            return;
+        }
+    }
+    r->state = RUN_CHECKING;
+    run_status(r, "deploying", "health_check", 80);
+    r->health_deadline = uv_now(w->loop) + w->cfg->health_timeout_ms;
+    uv_timer_start(&r->timer, on_probe_timer, 50, 0);
+}
+
+/* ---- build ---- */
+
+static void on_build_line(sw_proc_t *p, int stream, const char *line, size_t len, void *payload)
+{
+    (void)p;
+    run_log(payload, stream == SW_PROC_STDERR ? "stderr" : "stdout", line, len);
+}
+
+static void on_build_exit(sw_proc_t *p, int64_t exit_status, int term_signal, bool timed_out,
+                          void *payload)
+{
+    run_t *r = payload;
+    sw_proc_free(p);
+    r->build = NULL;
+    if (r->cancelled) {
+        run_fail(r, "cancelled during the build");
+        return;
+    }
+    if (timed_out) {
+        run_fail(r, "build timed out after %u ms", r->w->cfg->build_timeout_ms);
+        return;
+    }
+    if (term_signal) {
+        run_fail(r, "build failed: killed by signal %d", term_signal);
+        return;
+    }
+    if (exit_status != 0) {
+        run_fail(r, "build failed: exit code %lld", (long long)exit_status);
+        return;
+    }
+    run_system(r, "build succeeded");
+    release(r);
+}
+
+static void build(run_t *r)
+{
+    r->state = RUN_BUILDING;
+    run_status(r, "building", "building_image", 40);
+    if (!r->build_cmd[0]) {
+        run_system(r, "no build_command: nothing to build");
+        release(r);
+        return;
+    }
+    char *argv[] = {"/bin/sh", "-c", r->build_cmd, NULL};
+    sw_proc_opts_t o = {
+        .file = "/bin/sh",
+        .argv = argv,
+        .env = r->build_env,
+        .cwd = r->build_dir,
+        .timeout_ms = r->w->cfg->build_timeout_ms,
+        .kill_grace_ms = 500,
+        .on_line = on_build_line,
+        .on_exit = on_build_exit,
+        .payload = r,
+    };
+    run_system(r, "running the build command");
+    if (sw_proc_spawn(&r->build, r->w->loop, &o) != 0) {
+        r->build = NULL;
+        run_fail(r, "build failed: the build command could not be spawned");
+    }
+}
+
+/* ---- fetch ---- */
+
+static void on_git_progress(unsigned received, unsigned total, void *payload)
+{
+    run_t *r = payload;
+    if (total)
+        run_status(r, "building", "cloning_repo", (int)(5 + 30 * (uint64_t)received / total));
+}
+
+static void on_fetched(int status, const sw_git_result_t *res, const char *error, void *payload)
+{
+    run_t *r = payload;
+    r->git = NULL;
+    if (r->cancelled || status == -ECANCELED) {
+        run_fail(r, "cancelled while fetching the repository");
+        return;
+    }
+    if (status != 0) {
+        run_fail(r, "clone failed: %s", error && *error ? error : sw_strerror(status));
+        return;
+    }
+    const char *params[] = {r->id, res->commit_hash, res->commit_message};
+    sw_pg_query(r->w->pg,
+                "UPDATE deployments SET commit_hash = $2, commit_message = $3, updated_at = now() "
+                "WHERE id = $1",
+                3, params, ignore_pg, NULL);
+    run_system(r, "checked out %.12s", res->commit_hash);
+    build(r);
+}
+
+static void fetch(run_t *r)
+{
+    sw_worker_t *w = r->w;
+    r->state = RUN_FETCHING;
+    if (!r->repo_url[0]) {
+        run_fail(r, "clone failed: the app has no repo_url");
+        return;
+    }
+    char hash[SW_TOKEN_HASH_HEX], mirror[512], parent[512], builds[512];
+    sw_token_hash(r->repo_url, strlen(r->repo_url), hash);
+    /* A data directory too long for these paths is refused rather than cut short. */
+    if (snprintf(mirror, sizeof(mirror), "%s/repos/%.32s.git", w->cfg->data_dir, hash) >=
+            (int)sizeof(mirror) ||
+        snprintf(parent, sizeof(parent), "%s/builds/%s", w->cfg->data_dir, r->app_id) >=
+            (int)sizeof(parent) ||
+        snprintf(r->build_dir, sizeof(r->build_dir), "%s/%s", parent, r->id) >=
+            (int)sizeof(r->build_dir) ||
+        snprintf(builds, sizeof(builds), "%s/builds", w->cfg->data_dir) >= (int)sizeof(builds)) {
+        run_fail(r, "clone failed: SLIPWAY_DATA_DIR is too long");
+        return;
+    }
+    mkdir(builds, 0700);
+    mkdir(parent, 0700);
+    sw_git_opts_t o = {
+        .url = r->repo_url,
+        .ref = r->commit_sha[0] ? NULL : r->ref,
+        .commit_sha = r->commit_sha[0] ? r->commit_sha : NULL,
+        .mirror_dir = mirror,
+        .checkout_dir = r->build_dir,
+        .allow_file = w->cfg->allow_file_repos,
+        .timeout_ms = w->cfg->clone_timeout_ms,
+    };
+    run_system(r, "fetching %s", r->commit_sha[0] ? r->commit_sha : r->ref);
+    int rc = sw_git_checkout(w->loop, &o, on_git_progress, on_fetched, r, &r->git);
+    if (rc != 0) {
+        r->git = NULL;
+        run_fail(r, "clone failed: %s", sw_strerror(rc));
+    }
+}
+
+/* ---- claim: the row, then the app's env ---- */
+
+static char **base_env(const char *home)
+{
+    char **env = sw_calloc(SECRETS_MAX + 8, sizeof(char *));
+    env[0] = sw_strdup("PATH=/usr/local/bin:/usr/bin:/bin");
+    char h[600];
+    snprintf(h, sizeof(h), "HOME=%s", home);
+    env[1] = sw_strdup(h);
+    env[2] = sw_strdup("LANG=C.UTF-8");
+    return env;
+}
+
+static void env_push(char **env, const char *key, const char *value, size_t len)
+{
+    size_t n = 0;
+    while (env[n])
+        n++;
+    if (n >= SECRETS_MAX + 6)
+        return;
+    sw_buf_t b = SW_BUF_INIT;
+    sw_buf_printf(&b, "%s=", key);
+    sw_buf_append(&b, value, len);
+    env[n] = sw_buf_steal(&b);
+}
+
+static void on_env(int status, sw_pg_result_t *res, void *payload)
+{
+    run_t *r = payload;
+    if (r->cancelled) {
+        run_fail(r, "cancelled before the fetch");
+        return;
+    }
+    if (status != 0) {
+        run_fail(r, "could not read the app's env vars: %s", sw_strerror(status));
+        return;
+    }
+    r->build_env = base_env(r->build_dir);
+    r->run_env = base_env(r->build_dir);
+    for (int i = 0; i < sw_pg_result_rows(res) && r->nsecrets < SECRETS_MAX; i++) {
+        const char *key = sw_pg_result_value(res, i, 0);
+        const char *sealed = sw_pg_result_value(res, i, 1);
+        char ad[320];
+        sw_buf_t value = SW_BUF_INIT;
+        snprintf(ad, sizeof(ad), "app_env:%s:%s", r->app_id, key);
+        if (sw_secretbox_open(r->w->box, sealed, strlen(sealed), ad, &value) != 0) {
+            sw_buf_free(&value);
+            run_fail(r, "env var %s cannot be decrypted (was the master key changed?)", key);
+            return;
+        }
+        if (!value.base)
+            sw_buf_reserve(&value, 0);
+        if (strcmp(sw_pg_result_value(res, i, 2), "t") == 0)
+            env_push(r->build_env, key, value.base, value.len);
+        if (strcmp(sw_pg_result_value(res, i, 3), "t") == 0)
+            env_push(r->run_env, key, value.base, value.len);
+        r->secrets[r->nsecrets++] = sw_strndup(value.base, value.len);
+        sodium_memzero(value.base, value.cap);
+        sw_buf_free(&value);
+    }
+    fetch(r);
+}
+
+static void on_claimed(int status, sw_pg_result_t *res, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        /* The row could not be read: leave the entry pending for a later claim. */
+        r->entry_id[0] = '\0';
+        r->state = RUN_DONE;
+        run_release(r);
+        return;
+    }
+    if (sw_pg_result_rows(res) != 1) {
+        /* Cancelled, finished, or running under a lapsed lease: settled below, then acked. */
+        const char *params[] = {r->id};
+        sw_pg_query(r->w->pg,
+                    "UPDATE deployments SET status = 'failed', finished_at = now(), "
+                    "error_message = 'abandoned: the worker running it stopped', "
+                    "updated_at = now() WHERE id = $1 AND status IN ('building', 'deploying')",
+                    1, params, ignore_pg, NULL);
+        r->state = RUN_DONE;
+        run_release(r);
+        return;
+    }
+    r->repo_url = dupstr(sw_pg_result_value(res, 0, 0));
+    r->ref = dupstr(sw_pg_result_value(res, 0, 1));
+    r->commit_sha = dupstr(sw_pg_result_value(res, 0, 2));
+    r->build_cmd = dupstr(sw_pg_result_value(res, 0, 3));
+    r->start_cmd = dupstr(sw_pg_result_value(res, 0, 4));
+    r->health_path = dupstr(sw_pg_result_value(res, 0, 5));
+    r->replicas = atoi(sw_pg_result_value(res, 0, 6));
+    if (r->replicas < 1)
+        r->replicas = 1;
+    snprintf(r->app_id, sizeof(r->app_id), "%s", sw_pg_result_value(res, 0, 7));
+    run_system(r, "deployment claimed by %s", r->w->node);
+    if (r->cancelled) {
+        run_fail(r, "cancelled before the fetch");
+        return;
+    }
+    const char *params[] = {r->app_id};
+    sw_pg_query(r->w->pg,
+                "SELECT key, value_sealed, build_time, runtime FROM app_env WHERE app_id = $1 "
+                "ORDER BY key",
+                1, params, on_env, r);
+}
+
+static void run_start(sw_worker_t *w, const char *entry_id, const char *deployment_id,
+                      const char *app_id)
+{
+    run_t *r = sw_calloc(1, sizeof(*r));
+    r->w = w;
+    snprintf(r->entry_id, sizeof(r->entry_id), "%s", entry_id);
+    snprintf(r->id, sizeof(r->id), "%s", deployment_id);
+    snprintf(r->app_id, sizeof(r->app_id), "%s", app_id);
+    uv_timer_init(w->loop, &r->timer);
+    uv_timer_init(w->loop, &r->log_timer);
+    r->timer.data = r;
+    r->log_timer.data = r;
+    r->next = w->runs;
+    w->runs = r;
+    w->nruns++;
+    const char *params[] = {r->id, w->node};
+    sw_pg_query(w->pg,
+                "UPDATE deployments d SET status = 'building', stage = 'cloning_repo', "
+                "progress = 5, started_at = now(), node_id = $2, updated_at = now() "
+                "FROM apps a WHERE d.id = $1 AND a.id = d.app_id AND d.status = 'pending' "
+                "AND NOT d.cancel_requested RETURNING a.repo_url, d.ref, d.commit_sha, "
+                "a.build_command, a.start_command, a.health_check_path, a.replicas, a.id",
+                2, params, on_claimed, r);
+}
+
+/* ---- entries and leases ---- */
+
+typedef struct {
+    sw_worker_t *w;
+    char entry_id[64];
+    char deployment_id[40];
+    char app_id[40];
+} entry_t;
+
+static void on_lease(int status, const sw_redis_reply_t *reply, void *payload)
+{
+    entry_t *e = payload;
+    sw_worker_t *w = e->w;
+    if (!w->stopping && status == 0 && reply && reply->type == SW_REDIS_STATUS) {
+        run_start(w, e->entry_id, e->deployment_id, e->app_id);
+    }
+    /* Otherwise another deployment of this app holds the lease: the entry stays pending in
+     * the group, and XAUTOCLAIM brings it back once it has waited a lease's length. */
+    free(e);
+    w->reading = false;
+    read_next(w);
+}
+
+static void handle_entry(sw_worker_t *w, const sw_redis_reply_t *entry)
+{
+    if (entry->type != SW_REDIS_ARRAY || entry->elements != 2 ||
+        entry->element[0]->type != SW_REDIS_STRING || entry->element[1]->type != SW_REDIS_ARRAY)
+        return;
+    entry_t *e = sw_calloc(1, sizeof(*e));
+    e->w = w;
+    snprintf(e->entry_id, sizeof(e->entry_id), "%.*s", (int)entry->element[0]->len,
+             entry->element[0]->str);
+    const sw_redis_reply_t *fields = entry->element[1];
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const sw_redis_reply_t *k = fields->element[i], *v = fields->element[i + 1];
+        if (k->type != SW_REDIS_STRING || v->type != SW_REDIS_STRING || v->len >= 40)
+            continue;
+        if (k->len == 10 && memcmp(k->str, "deployment", 10) == 0)
+            snprintf(e->deployment_id, sizeof(e->deployment_id), "%.*s", (int)v->len, v->str);
+        else if (k->len == 3 && memcmp(k->str, "app", 3) == 0)
+            snprintf(e->app_id, sizeof(e->app_id), "%.*s", (int)v->len, v->str);
+    }
+    for (run_t *r = w->runs; r; r = r->next) {
+        if (strcmp(r->id, e->deployment_id) == 0) {
+            free(e); /* already ours and running */
+            return;
+        }
+    }
+    if (!e->deployment_id[0] || !e->app_id[0]) {
+        const char *ack[] = {"XACK", SW_QUEUE_STREAM, SW_QUEUE_GROUP, e->entry_id};
+        redis_cmd(w, NULL, NULL, 4, ack);
+        free(e);
+        return;
+    }
+    char key[96], value[200], ttl[24];
+    lease_key(e->app_id, key, sizeof(key));
+    lease_value(w, e->deployment_id, value, sizeof(value));
+    snprintf(ttl, sizeof(ttl), "%u", w->cfg->lease_ttl_ms);
+    const char *argv[] = {"SET", key, value, "NX", "PX", ttl};
+    w->reading = true; /* hold further reads until the lease answer */
+    redis_cmd(w, on_lease, e, 6, argv);
+}
+
+static void on_read(int status, const sw_redis_reply_t *reply, void *payload)
+{
+    sw_worker_t *w = payload;
+    w->reading = false;
+    if (w->stopping)
+        return;
+    if (status != 0 || !reply || reply->type != SW_REDIS_ARRAY) {
+        if (reply && reply->type == SW_REDIS_ERROR && strstr(reply->str, "NOGROUP"))
+            w->group_ready = false;
+        return; /* nil (BLOCK timed out) or an error: the tick reads again */
+    }
+    /* [[stream, [[id, [k, v, ...]], ...]]] */
+    for (size_t s = 0; s < reply->elements; s++) {
+        const sw_redis_reply_t *stream = reply->element[s];
+        if (stream->type != SW_REDIS_ARRAY || stream->elements != 2)
+            continue;
+        const sw_redis_reply_t *entries = stream->element[1];
+        for (size_t i = 0; i < entries->elements; i++)
+            handle_entry(w, entries->element[i]);
+    }
+    if (!w->reading)
+        read_next(w);
+}
+
+static void read_next(sw_worker_t *w)
+{
+    if (w->stopping || w->reading || !w->group_ready || w->nruns >= w->cfg->worker_concurrency ||
+        !sw_redis_up(w->redis))
+        return;
+    w->reading = true;
+    const char *argv[] = {"XREADGROUP",  "GROUP",   SW_QUEUE_GROUP,  w->node, "COUNT", "1", "BLOCK",
+                          READ_BLOCK_MS, "STREAMS", SW_QUEUE_STREAM, ">"};
+    redis_cmd(w, on_read, w, 11, argv);
+}
+
+/* ---- the tick: group, leases, claims, reconciliation ---- */
+
+static void on_group(int status, const sw_redis_reply_t *reply, void *payload)
+{
+    sw_worker_t *w = payload;
+    if (status == 0 && reply &&
+        (reply->type == SW_REDIS_STATUS ||
+         (reply->type == SW_REDIS_ERROR && strstr(reply->str, "BUSYGROUP")))) {
+        w->group_ready = true;
+        read_next(w);
+    }
+}
+
+static void on_claim(int status, const sw_redis_reply_t *reply, void *payload)
+{
+    sw_worker_t *w = payload;
+    /* [next-cursor, [[id, fields], ...], [deleted ids]] */
+    if (status != 0 || !reply || reply->type != SW_REDIS_ARRAY || reply->elements < 2 ||
+        w->stopping)
+        return;
+    const sw_redis_reply_t *entries = reply->element[1];
+    for (size_t i = 0; i < entries->elements && w->nruns < w->cfg->worker_concurrency; i++)
+        if (!w->reading)
+            handle_entry(w, entries->element[i]);
+}
+
+typedef struct {
+    sw_worker_t *w;
+} reconcile_t;
+
+static void on_unqueued(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_worker_t *w = payload;
+    if (status != 0 || w->stopping)
+        return;
+    for (int i = 0; i < sw_pg_result_rows(res); i++)
+        sw_queue_push(w->pg, w->redis, sw_pg_result_value(res, i, 0),
+                      sw_pg_result_value(res, i, 1));
+}
+
+static void reconcile(sw_worker_t *w)
+{
+    /* Triggers that Redis did not take: put them on the stream now. */
+    sw_pg_query(w->pg,
+                "SELECT id, app_id FROM deployments WHERE status = 'pending' AND NOT enqueued "
+                "AND NOT cancel_requested ORDER BY created_at LIMIT 100",
+                0, NULL, on_unqueued, w);
+    /* Deployments this node owned before it restarted, and that no run here holds. */
+    sw_buf_t held = SW_BUF_INIT;
+    sw_buf_append_char(&held, '{');
+    for (run_t *r = w->runs; r; r = r->next)
+        sw_buf_printf(&held, "%s%s", held.len > 1 ? "," : "", r->id);
+    sw_buf_append_char(&held, '}');
+    const char *params[] = {w->node, held.base};
+    sw_pg_query(w->pg,
+                "UPDATE deployments SET status = 'failed', finished_at = now(), "
+                "error_message = 'abandoned: the worker running it stopped', updated_at = now() "
+                "WHERE node_id = $1 AND status IN ('building', 'deploying') "
+                "AND NOT (id = ANY ($2::uuid[]))",
+                2, params, ignore_pg, NULL);
+    sw_buf_free(&held);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    sw_worker_t *w = t->data;
+    uint64_t now = uv_now(w->loop);
+    if (w->stopping || !sw_redis_up(w->redis))
+        return;
+    if (!w->group_ready) {
+        const char *argv[] = {"XGROUP", "CREATE", SW_QUEUE_STREAM, SW_QUEUE_GROUP, "0", "MKSTREAM"};
+        redis_cmd(w, on_group, w, 6, argv);
+        return;
+    }
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%u", w->cfg->lease_ttl_ms);
+    for (run_t *r = w->runs; r; r = r->next) {
+        char key[96], value[200];
+        lease_key(r->app_id, key, sizeof(key));
+        lease_value(w, r->id, value, sizeof(value));
+        const char *argv[] = {"EVAL", lease_renew_script, "1", key, value, ttl};
+        redis_cmd(w, NULL, NULL, 6, argv);
+    }
+    if (now >= w->next_claim && !w->reading && w->nruns < w->cfg->worker_concurrency) {
+        w->next_claim = now + CLAIM_EVERY_MS;
+        const char *argv[] = {"XAUTOCLAIM", SW_QUEUE_STREAM, SW_QUEUE_GROUP, w->node,
+                              ttl,          "0-0",           "COUNT",        "4"};
+        redis_cmd(w, on_claim, w, 8, argv);
+    }
+    if (now >= w->next_reconcile) {
+        w->next_reconcile = now + RECONCILE_MS;
+        reconcile(w);
+    }
+    read_next(w);
+}
+
+/* ---- cancellation ---- */
+
+/* Stops whatever step r is in; the step's own completion then ends the run. */
+static void run_interrupt(run_t *r)
+{
+    r->cancelled = true;
+    switch (r->state) {
+    case RUN_FETCHING:
+        if (r->git)
+            sw_git_cancel(r->git);
+        break;
+    case RUN_BUILDING:
+        if (r->build)
+            sw_proc_stop(r->build, 500); /* the whole group, SIGKILL after half a second */
+        break;
+    case RUN_STARTING:
+    case RUN_CHECKING:
+        uv_timer_stop(&r->timer);
+        if (r->probe)
+            sw_httpc_cancel(r->probe);
+        else
+            run_fail(r, "cancelled during the health check");
+        break;
+    default:
+        break; /* claiming or switching: it ends on its own in a moment */
+    }
+}
+
+static void on_cancel_message(const char *channel, size_t channel_len, const char *data, size_t len,
+                              void *payload)
+{
+    sw_worker_t *w = payload;
+    (void)channel;
+    (void)channel_len;
+    for (run_t *r = w->runs; r; r = r->next) {
+        if (strlen(r->id) != len || memcmp(r->id, data, len) != 0 || r->cancelled)
+            continue;
+        run_system(r, "cancel requested");
+        run_interrupt(r);
+        break;
+    }
+}
+
+/* ---- lifetime ---- */
+
+static void on_worker_handle_closed(uv_handle_t *h)
+{
+    sw_worker_t *w = h->data;
+    if (--w->closes > 0)
+        return;
+    void (*cb)(void *) = w->on_stopped;
+    void *payload = w->stopped_payload;
+    free(w);
+    if (cb)
+        cb(payload);
+}
+
+static void on_worker_redis_closed(void *payload)
+{
+    sw_worker_t *w = payload;
+    w->closes = 1;
+    uv_close((uv_handle_t *)&w->tick, on_worker_handle_closed);
+}
+
+int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_pg_pool_t *pg,
+                    const sw_secretbox_t *box, const char *node)
+{
+    sw_worker_t *w = sw_calloc(1, sizeof(*w));
+    w->loop = loop;
+    w->cfg = cfg;
+    w->pg = pg;
+    w->box = box;
+    snprintf(w->node, sizeof(w->node), "%s", node);
+    /* Its own Redis connections: XREADGROUP blocks, and must not hold up the API's commands. */
+    sw_redis_opts_t ro = {.url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms + 2000};
+    int r = sw_redis_new(&w->redis, loop, &ro);
+    if (r != 0) {
+        free(w);
+        return r;
+    }
+    sw_redis_subscribe(w->redis, SW_QUEUE_CANCEL_CHANNEL, on_cancel_message, w);
+    uv_timer_init(loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, 50, TICK_MS);
+    *out = w;
+    return 0;
+}
+
+/* Once every run and instance is gone, the connections close, then the tick, then free. */
+static void maybe_stopped(sw_worker_t *w)
+{
+    if (!w->stopping || w->runs || w->instances || w->redis_closing)
+        return;
+    w->redis_closing = true;
+    sw_redis_close(w->redis, on_worker_redis_closed, w);
+}
+
+void sw_worker_stop(sw_worker_t *w, void (*on_stopped)(void *payload), void *payload)
+{
+    w->stopping = true;
+    w->on_stopped = on_stopped;
+    w->stopped_payload = payload;
+    uv_timer_stop(&w->tick);
+    for (run_t *r = w->runs, *next; r; r = next) {
+        next = r->next;
+        r->handback = true;
+        run_interrupt(r);
+    }
+    for (instance_t *in = w->instances, *next; in; in = next) {
+        next = in->next;
+        if (!in->stopping)
+            instance_stop(in);
+    }
+    maybe_stopped(w);
+}
