@@ -196,6 +196,12 @@ static void lease_value(sw_worker_t *w, const char *deployment_id, char *out, si
 /* ---- logs: masked, numbered, flushed in chunks at most every 100 ms ---- */
 
 static void log_flush(run_t *r);
+static void run_close(run_t *r);
+
+static void on_log_timer(uv_timer_t *t)
+{
+    log_flush(t->data);
+}
 
 static void on_log_written(int status, sw_pg_result_t *res, void *payload)
 {
@@ -205,10 +211,16 @@ static void on_log_written(int status, sw_pg_result_t *res, void *payload)
     if (status != 0 && status != SW_ECANCELED)
         sw_log_kv(SW_LOG_WARN, NULL, "deployment log chunk not stored", "deployment", r->id,
                   "error", sw_strerror(status), NULL);
-    if (r->pending.len && !uv_is_active((uv_handle_t *)&r->log_timer) && !r->finished)
-        uv_timer_start(&r->log_timer, (uv_timer_cb)log_flush, LOG_FLUSH_MS, 0);
-    if (r->finished && r->pending.len)
-        log_flush(r);
+    if (r->finished) {
+        /* The run ended while this chunk was on its way: write the rest, then let it go. */
+        if (r->pending.len)
+            log_flush(r);
+        if (!r->flushing)
+            run_close(r);
+        return;
+    }
+    if (r->pending.len && !uv_is_active((uv_handle_t *)&r->log_timer))
+        uv_timer_start(&r->log_timer, on_log_timer, LOG_FLUSH_MS, 0);
 }
 
 static void log_flush(run_t *r)
@@ -234,10 +246,6 @@ static void log_flush(run_t *r)
     sw_buf_free(&lines);
 }
 
-static void on_log_timer(uv_timer_t *t)
-{
-    log_flush(t->data);
-}
 
 /* Replaces every known secret value of the app with *** before the line goes anywhere. */
 static void mask(run_t *r, sw_buf_t *line)
@@ -464,6 +472,14 @@ static void on_run_handle_closed(uv_handle_t *h)
         run_free(r);
 }
 
+/* Frees the run once its handles are closed; only after its last log chunk is answered. */
+static void run_close(run_t *r)
+{
+    r->closes = 2;
+    uv_close((uv_handle_t *)&r->timer, on_run_handle_closed);
+    uv_close((uv_handle_t *)&r->log_timer, on_run_handle_closed);
+}
+
 static void run_unlink(run_t *r)
 {
     sw_worker_t *w = r->w;
@@ -490,13 +506,12 @@ static void run_release(run_t *r)
     const char *del[] = {"EVAL", lease_release_script, "1", key, value};
     redis_cmd(w, NULL, NULL, 5, del);
     r->finished = true;
-    log_flush(r);
     run_unlink(r);
     uv_timer_stop(&r->timer);
     uv_timer_stop(&r->log_timer);
-    r->closes = 2;
-    uv_close((uv_handle_t *)&r->timer, on_run_handle_closed);
-    uv_close((uv_handle_t *)&r->log_timer, on_run_handle_closed);
+    log_flush(r);
+    if (!r->flushing)
+        run_close(r); /* otherwise the last chunk's answer does it */
     if (w->stopping)
         maybe_stopped(w);
     else
