@@ -209,7 +209,6 @@ void sw_api_deployments_cancel(sw_http_req_t *req, void *ctx)
                 "WITH c AS (UPDATE deployments SET cancel_requested = true, "
                 "status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END, "
                 "finished_at = CASE WHEN status = 'pending' THEN now() ELSE finished_at END, "
-                "started_at = CASE WHEN status = 'pending' THEN now() ELSE started_at END, "
                 "error_message = CASE WHEN status = 'pending' THEN 'cancelled before it started' "
                 "ELSE error_message END, updated_at = now() WHERE id = $1 "
                 "AND status IN ('pending', 'building', 'deploying') RETURNING *), "

@@ -54,6 +54,7 @@ typedef enum {
 
 typedef struct instance instance_t;
 typedef struct run run_t;
+typedef struct entry entry_t;
 
 struct instance {
     instance_t *next;
@@ -121,6 +122,9 @@ struct sw_worker {
     run_t *runs;
     unsigned nruns;
     instance_t *instances;
+    entry_t *waiting; /* entries whose app is busy: retried when it frees up, and each tick */
+    unsigned nwaiting;
+    unsigned leasing; /* lease requests in flight */
     bool redis_closing;
     unsigned closes;
     void (*on_stopped)(void *payload);
@@ -129,6 +133,7 @@ struct sw_worker {
 
 static void read_next(sw_worker_t *w);
 static void maybe_stopped(sw_worker_t *w);
+static void retry_waiting(sw_worker_t *w, const char *app_id);
 static void run_fail(run_t *r, const char *fmt, ...) SW_PRINTF(2, 3);
 static void run_finish(run_t *r, const char *status);
 
@@ -245,7 +250,6 @@ static void log_flush(run_t *r)
         r->flushing = false;
     sw_buf_free(&lines);
 }
-
 
 /* Replaces every known secret value of the app with *** before the line goes anywhere. */
 static void mask(run_t *r, sw_buf_t *line)
@@ -512,10 +516,12 @@ static void run_release(run_t *r)
     log_flush(r);
     if (!r->flushing)
         run_close(r); /* otherwise the last chunk's answer does it */
-    if (w->stopping)
+    if (w->stopping) {
         maybe_stopped(w);
-    else
-        read_next(w);
+        return;
+    }
+    retry_waiting(w, r->app_id);
+    read_next(w);
 }
 
 static void run_finish(run_t *r, const char *status)
@@ -606,6 +612,7 @@ static void switch_traffic(run_t *r)
 }
 
 static void probe_next(run_t *r);
+static void on_probe_timer(uv_timer_t *t);
 
 static void on_probe(int status, int http_status, const char *body, size_t len, void *payload)
 {
@@ -635,7 +642,7 @@ static void on_probe(int status, int http_status, const char *body, size_t len, 
                  r->health_path, r->fresh[i]->port, r->w->cfg->health_timeout_ms);
         return;
     }
-    uv_timer_start(&r->timer, (uv_timer_cb)probe_next, HEALTH_POLL_MS, 0);
+    uv_timer_start(&r->timer, on_probe_timer, HEALTH_POLL_MS, 0);
 }
 
 static void probe_next(run_t *r)
@@ -820,8 +827,6 @@ static void fetch(run_t *r)
             (int)sizeof(mirror) ||
         snprintf(parent, sizeof(parent), "%s/builds/%s", w->cfg->data_dir, r->app_id) >=
             (int)sizeof(parent) ||
-        snprintf(r->build_dir, sizeof(r->build_dir), "%s/%s", parent, r->id) >=
-            (int)sizeof(r->build_dir) ||
         snprintf(builds, sizeof(builds), "%s/builds", w->cfg->data_dir) >= (int)sizeof(builds)) {
         run_fail(r, "clone failed: SLIPWAY_DATA_DIR is too long");
         return;
@@ -830,8 +835,11 @@ static void fetch(run_t *r)
     mkdir(parent, 0700);
     sw_git_opts_t o = {
         .url = r->repo_url,
-        .ref = r->commit_sha[0] ? NULL : r->ref,
-        .commit_sha = r->commit_sha[0] ? r->commit_sha : NULL,
+        /* An abbreviated sha resolves like a ref; a full one is looked up as a commit. */
+        .ref = strlen(r->commit_sha) == 40 ? NULL
+               : r->commit_sha[0]          ? r->commit_sha
+                                           : r->ref,
+        .commit_sha = strlen(r->commit_sha) == 40 ? r->commit_sha : NULL,
         .mirror_dir = mirror,
         .checkout_dir = r->build_dir,
         .allow_file = w->cfg->allow_file_repos,
@@ -880,6 +888,11 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
     }
     if (status != 0) {
         run_fail(r, "could not read the app's env vars: %s", sw_strerror(status));
+        return;
+    }
+    if (snprintf(r->build_dir, sizeof(r->build_dir), "%s/builds/%s/%s", r->w->cfg->data_dir,
+                 r->app_id, r->id) >= (int)sizeof(r->build_dir)) {
+        run_fail(r, "SLIPWAY_DATA_DIR is too long");
         return;
     }
     r->build_env = base_env(r->build_dir);
@@ -979,25 +992,67 @@ static void run_start(sw_worker_t *w, const char *entry_id, const char *deployme
 
 /* ---- entries and leases ---- */
 
-typedef struct {
+struct entry {
+    entry_t *next; /* in w->waiting */
     sw_worker_t *w;
     char entry_id[64];
     char deployment_id[40];
     char app_id[40];
-} entry_t;
+};
+
+#define WAITING_MAX 1024
+
+static void lease_try(sw_worker_t *w, entry_t *e);
 
 static void on_lease(int status, const sw_redis_reply_t *reply, void *payload)
 {
     entry_t *e = payload;
     sw_worker_t *w = e->w;
+    w->leasing--;
     if (!w->stopping && status == 0 && reply && reply->type == SW_REDIS_STATUS) {
         run_start(w, e->entry_id, e->deployment_id, e->app_id);
+        free(e);
+    } else if (!w->stopping && w->nwaiting < WAITING_MAX) {
+        /* Another deployment of this app holds the lease: wait our turn, in order. */
+        e->next = NULL;
+        entry_t **pp = &w->waiting;
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = e;
+        w->nwaiting++;
+    } else {
+        free(e); /* the entry stays pending in the group; XAUTOCLAIM brings it back */
     }
-    /* Otherwise another deployment of this app holds the lease: the entry stays pending in
-     * the group, and XAUTOCLAIM brings it back once it has waited a lease's length. */
-    free(e);
-    w->reading = false;
     read_next(w);
+}
+
+static void lease_try(sw_worker_t *w, entry_t *e)
+{
+    char key[96], value[200], ttl[24];
+    lease_key(e->app_id, key, sizeof(key));
+    lease_value(w, e->deployment_id, value, sizeof(value));
+    snprintf(ttl, sizeof(ttl), "%u", w->cfg->lease_ttl_ms);
+    const char *argv[] = {"SET", key, value, "NX", "PX", ttl};
+    w->leasing++;
+    redis_cmd(w, on_lease, e, 6, argv);
+}
+
+/* Retries waiting entries (of one app, or all when app_id is NULL), oldest first. */
+static void retry_waiting(sw_worker_t *w, const char *app_id)
+{
+    entry_t **pp = &w->waiting;
+    while (*pp && w->nruns + w->leasing < w->cfg->worker_concurrency) {
+        entry_t *e = *pp;
+        if (app_id && strcmp(e->app_id, app_id) != 0) {
+            pp = &e->next;
+            continue;
+        }
+        *pp = e->next;
+        w->nwaiting--;
+        lease_try(w, e);
+        if (app_id)
+            break; /* one per app at a time anyway */
+    }
 }
 
 static void handle_entry(sw_worker_t *w, const sw_redis_reply_t *entry)
@@ -1025,19 +1080,19 @@ static void handle_entry(sw_worker_t *w, const sw_redis_reply_t *entry)
             return;
         }
     }
+    for (entry_t *q = w->waiting; q; q = q->next) {
+        if (strcmp(q->entry_id, e->entry_id) == 0) {
+            free(e); /* already waiting here */
+            return;
+        }
+    }
     if (!e->deployment_id[0] || !e->app_id[0]) {
         const char *ack[] = {"XACK", SW_QUEUE_STREAM, SW_QUEUE_GROUP, e->entry_id};
         redis_cmd(w, NULL, NULL, 4, ack);
         free(e);
         return;
     }
-    char key[96], value[200], ttl[24];
-    lease_key(e->app_id, key, sizeof(key));
-    lease_value(w, e->deployment_id, value, sizeof(value));
-    snprintf(ttl, sizeof(ttl), "%u", w->cfg->lease_ttl_ms);
-    const char *argv[] = {"SET", key, value, "NX", "PX", ttl};
-    w->reading = true; /* hold further reads until the lease answer */
-    redis_cmd(w, on_lease, e, 6, argv);
+    lease_try(w, e);
 }
 
 static void on_read(int status, const sw_redis_reply_t *reply, void *payload)
@@ -1060,14 +1115,13 @@ static void on_read(int status, const sw_redis_reply_t *reply, void *payload)
         for (size_t i = 0; i < entries->elements; i++)
             handle_entry(w, entries->element[i]);
     }
-    if (!w->reading)
-        read_next(w);
+    read_next(w);
 }
 
 static void read_next(sw_worker_t *w)
 {
-    if (w->stopping || w->reading || !w->group_ready || w->nruns >= w->cfg->worker_concurrency ||
-        !sw_redis_up(w->redis))
+    if (w->stopping || w->reading || w->leasing || !w->group_ready ||
+        w->nruns >= w->cfg->worker_concurrency || !sw_redis_up(w->redis))
         return;
     w->reading = true;
     const char *argv[] = {"XREADGROUP",  "GROUP",   SW_QUEUE_GROUP,  w->node, "COUNT", "1", "BLOCK",
@@ -1097,8 +1151,7 @@ static void on_claim(int status, const sw_redis_reply_t *reply, void *payload)
         return;
     const sw_redis_reply_t *entries = reply->element[1];
     for (size_t i = 0; i < entries->elements && w->nruns < w->cfg->worker_concurrency; i++)
-        if (!w->reading)
-            handle_entry(w, entries->element[i]);
+        handle_entry(w, entries->element[i]);
 }
 
 typedef struct {
@@ -1158,7 +1211,8 @@ static void on_tick(uv_timer_t *t)
         const char *argv[] = {"EVAL", lease_renew_script, "1", key, value, ttl};
         redis_cmd(w, NULL, NULL, 6, argv);
     }
-    if (now >= w->next_claim && !w->reading && w->nruns < w->cfg->worker_concurrency) {
+    retry_waiting(w, NULL);
+    if (now >= w->next_claim && w->nruns < w->cfg->worker_concurrency) {
         w->next_claim = now + CLAIM_EVERY_MS;
         const char *argv[] = {"XAUTOCLAIM", SW_QUEUE_STREAM, SW_QUEUE_GROUP, w->node,
                               ttl,          "0-0",           "COUNT",        "4"};
@@ -1271,6 +1325,12 @@ static void maybe_stopped(sw_worker_t *w)
 void sw_worker_stop(sw_worker_t *w, void (*on_stopped)(void *payload), void *payload)
 {
     w->stopping = true;
+    while (w->waiting) {
+        entry_t *e = w->waiting;
+        w->waiting = e->next;
+        free(e); /* unacknowledged: the group keeps them for the next worker */
+    }
+    w->nwaiting = 0;
     w->on_stopped = on_stopped;
     w->stopped_payload = payload;
     uv_timer_stop(&w->tick);
