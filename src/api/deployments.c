@@ -110,6 +110,17 @@ void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
                 6, params, on_triggered, req);
 }
 
+static void on_rollback(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_http_req_t *req = payload;
+    if (status == 0 && sw_pg_result_rows(res) != 1) {
+        sw_http_respond_error(req, 409, "RESOURCE_CONFLICT",
+                              "only a deployment that succeeded can be rolled back to", NULL);
+        return;
+    }
+    on_triggered(status, res, payload);
+}
+
 /* ---- lists and one ---- */
 
 void sw_api_deployments_list_app(sw_http_req_t *req, void *ctx)
@@ -266,4 +277,30 @@ void sw_api_deployments_logs(sw_http_req_t *req, void *ctx)
                 "FROM pick), '[]'::json), 'next_seq', coalesce((SELECT max(seq) FROM pick), "
                 "$2::bigint))",
                 4, params, on_logs, req);
+}
+
+/* ---- POST deployments/:id/rollback ---- */
+
+void sw_api_deployments_rollback(sw_http_req_t *req, void *ctx)
+{
+    sw_api_t *api = ctx;
+    sw_api_req_t *r = sw_api_req(req);
+    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
+                            r->principal.user_id, r->principal.email, req->client_addr};
+    r->state = api;
+    /* Only a release that once succeeded has an artifact worth releasing again. */
+    sw_pg_query(api->pg,
+                "WITH s AS (SELECT * FROM deployments WHERE id = $1 "
+                "AND status IN ('success', 'rolled_back')), "
+                "n AS (UPDATE apps a SET deployment_counter = deployment_counter + 1 FROM s "
+                "WHERE a.id = s.app_id RETURNING a.id, a.project_id, a.deployment_counter), "
+                "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
+                "commit_sha, commit_hash, commit_message, rolled_back_from, created_by) "
+                "SELECT n.id, n.project_id, n.deployment_counter, s.ref, s.commit_hash, "
+                "s.commit_hash, s.commit_message, s.id, $2 FROM n, s RETURNING *), "
+                "a AS (" SW_AUDIT_INSERT "SELECT $2, $3, 'deployment.rollback', 'deployment', "
+                "d.id::text, d.project_id, $4, json_build_object('app_id', d.app_id, "
+                "'rolled_back_from', d.rolled_back_from)::jsonb FROM d) "
+                "SELECT sw_deployment_json(d), d.id, d.app_id FROM d",
+                4, params, on_rollback, req);
 }

@@ -80,6 +80,7 @@ struct run {
     char id[40];
     char app_id[40];
     char *repo_url, *ref, *commit_sha, *build_cmd, *start_cmd, *health_path;
+    char rollback_of[40]; /* a rollback releases this deployment's build again */
     int replicas;
     char build_dir[512];
     char **build_env;
@@ -600,14 +601,16 @@ static void switch_traffic(run_t *r)
     for (int i = 0; i < r->nfresh; i++)
         sw_buf_printf(&endpoints, "%s127.0.0.1:%u", i ? "," : "", r->fresh[i]->port);
     sw_buf_append_char(&endpoints, '}');
-    const char *params[] = {r->app_id, r->id, endpoints.base};
+    const char *params[] = {r->app_id, r->id, endpoints.base, r->rollback_of[0] ? "true" : "false"};
+    /* A rollback marks the release it replaces rolled_back. */
     sw_pg_query(r->w->pg,
                 "WITH a AS (UPDATE apps SET endpoints = $3::text[], status = 'running', "
                 "active_deployment_id = $2, updated_at = now() WHERE id = $1 RETURNING id), "
-                "o AS (UPDATE deployments SET is_active = (id = $2) WHERE app_id = $1 "
+                "o AS (UPDATE deployments SET is_active = (id = $2), status = CASE WHEN $4::bool "
+                "AND is_active AND id <> $2 THEN 'rolled_back' ELSE status END WHERE app_id = $1 "
                 "AND (is_active OR id = $2) RETURNING id) "
                 "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM o)",
-                3, params, on_switched, r);
+                4, params, on_switched, r);
     sw_buf_free(&endpoints);
 }
 
@@ -891,7 +894,8 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
         return;
     }
     if (snprintf(r->build_dir, sizeof(r->build_dir), "%s/builds/%s/%s", r->w->cfg->data_dir,
-                 r->app_id, r->id) >= (int)sizeof(r->build_dir)) {
+                 r->app_id,
+                 r->rollback_of[0] ? r->rollback_of : r->id) >= (int)sizeof(r->build_dir)) {
         run_fail(r, "SLIPWAY_DATA_DIR is too long");
         return;
     }
@@ -917,6 +921,17 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
         r->secrets[r->nsecrets++] = sw_strndup(value.base, value.len);
         sodium_memzero(value.base, value.cap);
         sw_buf_free(&value);
+    }
+    if (r->rollback_of[0]) {
+        struct stat st;
+        if (stat(r->build_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            run_fail(r, "rollback failed: the build of deployment %s is no longer on this node",
+                     r->rollback_of);
+            return;
+        }
+        run_system(r, "rolling back to the build of deployment %s", r->rollback_of);
+        release(r); /* no fetch, no build: the earlier artifact as it was */
+        return;
     }
     fetch(r);
 }
@@ -953,6 +968,8 @@ static void on_claimed(int status, sw_pg_result_t *res, void *payload)
     if (r->replicas < 1)
         r->replicas = 1;
     snprintf(r->app_id, sizeof(r->app_id), "%s", sw_pg_result_value(res, 0, 7));
+    const char *rb = sw_pg_result_value(res, 0, 8);
+    snprintf(r->rollback_of, sizeof(r->rollback_of), "%s", rb ? rb : "");
     run_system(r, "deployment claimed by %s", r->w->node);
     if (r->cancelled) {
         run_fail(r, "cancelled before the fetch");
@@ -986,7 +1003,8 @@ static void run_start(sw_worker_t *w, const char *entry_id, const char *deployme
                 "progress = 5, started_at = now(), node_id = $2, updated_at = now() "
                 "FROM apps a WHERE d.id = $1 AND a.id = d.app_id AND d.status = 'pending' "
                 "AND NOT d.cancel_requested RETURNING a.repo_url, d.ref, d.commit_sha, "
-                "a.build_command, a.start_command, a.health_check_path, a.replicas, a.id",
+                "a.build_command, a.start_command, a.health_check_path, a.replicas, a.id, "
+                "d.rolled_back_from",
                 2, params, on_claimed, r);
 }
 
