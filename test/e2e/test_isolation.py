@@ -70,6 +70,8 @@ def attempts(b, wa, wb, a):
         ("GET", f"apps/{aid}/domains", None),
         ("POST", f"apps/{aid}/domains", {"hostname": hostname("intruder")}),
         ("DELETE", f"domains/{did}", None),
+        ("GET", f"apps/{aid}/deployments", None),
+        ("POST", f"apps/{aid}/deployments", {}),
     ]
 
 
