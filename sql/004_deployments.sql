@@ -19,6 +19,9 @@ CREATE TABLE deployments (
     commit_message text NOT NULL DEFAULT '',
     error_message text NOT NULL DEFAULT '',
     rolled_back_from uuid REFERENCES deployments (id) ON DELETE SET NULL,
+    -- the deployment whose build directory this release uses (NULL: its own); set by
+    -- rollback, start and restart, always to the deployment that actually built it
+    build_of uuid REFERENCES deployments (id) ON DELETE SET NULL,
     is_active boolean NOT NULL DEFAULT false,
     node_id text NOT NULL DEFAULT '',
     enqueued boolean NOT NULL DEFAULT false, -- has an entry in the Redis stream

@@ -241,6 +241,9 @@ void sw_api_deployments_get(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_cancel(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_logs(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_rollback(sw_http_req_t *req, void *ctx);
+void sw_api_apps_start(sw_http_req_t *req, void *ctx);
+void sw_api_apps_restart(sw_http_req_t *req, void *ctx);
+void sw_api_apps_stop(sw_http_req_t *req, void *ctx);
 
 /* Builds the OpenAPI 3.1 document from the route table (new reference). */
 json_t *sw_api_openapi(const sw_route_t *routes, size_t count);

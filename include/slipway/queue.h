@@ -16,6 +16,11 @@
  * enqueues it later, so no trigger is lost. */
 void sw_queue_push(sw_pg_pool_t *pg, sw_redis_t *redis, const char *deployment_id,
                    const char *app_id);
+/* App instance control for every worker: "stop:<app id>". */
+#define SW_QUEUE_CONTROL_CHANNEL "slipway:app:control"
+
+/* Tells every worker to stop the app's instances. */
+void sw_queue_stop_app(sw_redis_t *redis, const char *app_id);
 /* Tells every worker to cancel a running deployment. */
 void sw_queue_cancel(sw_redis_t *redis, const char *deployment_id);
 

@@ -295,12 +295,93 @@ void sw_api_deployments_rollback(sw_http_req_t *req, void *ctx)
                 "n AS (UPDATE apps a SET deployment_counter = deployment_counter + 1 FROM s "
                 "WHERE a.id = s.app_id RETURNING a.id, a.project_id, a.deployment_counter), "
                 "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
-                "commit_sha, commit_hash, commit_message, rolled_back_from, created_by) "
+                "commit_sha, commit_hash, commit_message, rolled_back_from, build_of, created_by) "
                 "SELECT n.id, n.project_id, n.deployment_counter, s.ref, s.commit_hash, "
-                "s.commit_hash, s.commit_message, s.id, $2 FROM n, s RETURNING *), "
+                "s.commit_hash, s.commit_message, s.id, coalesce(s.build_of, s.id), $2 "
+                "FROM n, s RETURNING *), "
                 "a AS (" SW_AUDIT_INSERT "SELECT $2, $3, 'deployment.rollback', 'deployment', "
                 "d.id::text, d.project_id, $4, json_build_object('app_id', d.app_id, "
                 "'rolled_back_from', d.rolled_back_from)::jsonb FROM d) "
                 "SELECT sw_deployment_json(d), d.id, d.app_id FROM d",
                 4, params, on_rollback, req);
+}
+
+/* ---- POST apps/:id/{start,restart,stop} ---- */
+
+static void on_released_again(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_http_req_t *req = payload;
+    if (status == 0 && sw_pg_result_rows(res) != 1) {
+        sw_http_respond_error(req, 409, "RESOURCE_CONFLICT",
+                              "the app has no successful deployment to start", NULL);
+        return;
+    }
+    on_triggered(status, res, payload);
+}
+
+/* start and restart: a new deployment that releases the active build again. New instances
+ * come up and pass their health check before the old ones (if any) stop. */
+static void release_again(sw_http_req_t *req, sw_api_t *api, const char *action)
+{
+    sw_api_req_t *r = sw_api_req(req);
+    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
+                            r->principal.user_id, r->principal.email, req->client_addr, action};
+    r->state = api;
+    sw_pg_query(api->pg,
+                "WITH s AS (SELECT d.* FROM apps a JOIN deployments d ON "
+                "d.id = a.active_deployment_id WHERE a.id = $1), "
+                "n AS (UPDATE apps a SET deployment_counter = deployment_counter + 1 FROM s "
+                "WHERE a.id = s.app_id RETURNING a.id, a.project_id, a.deployment_counter), "
+                "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
+                "commit_sha, commit_hash, commit_message, build_of, created_by) "
+                "SELECT n.id, n.project_id, n.deployment_counter, s.ref, s.commit_hash, "
+                "s.commit_hash, s.commit_message, coalesce(s.build_of, s.id), $2 FROM n, s "
+                "RETURNING *), "
+                "a AS (" SW_AUDIT_INSERT "SELECT $2, $3, $5, 'app', d.app_id::text, "
+                "d.project_id, $4, json_build_object('deployment_id', d.id)::jsonb FROM d) "
+                "SELECT sw_deployment_json(d), d.id, d.app_id FROM d",
+                5, params, on_released_again, req);
+}
+
+void sw_api_apps_start(sw_http_req_t *req, void *ctx)
+{
+    release_again(req, ctx, "app.start");
+}
+
+void sw_api_apps_restart(sw_http_req_t *req, void *ctx)
+{
+    release_again(req, ctx, "app.restart");
+}
+
+static void on_stopped(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_http_req_t *req = payload;
+    sw_api_t *api = sw_api_req(req)->state;
+    if (status != 0) {
+        sw_api_db_error(req, status, res);
+        return;
+    }
+    if (sw_pg_result_rows(res) != 1) {
+        sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such app", NULL);
+        return;
+    }
+    /* Every worker stops the instances of this app it runs. */
+    sw_queue_stop_app(api->redis, sw_pg_result_value(res, 0, 1));
+    sw_api_respond_text(req, 202, sw_pg_result_value(res, 0, 0));
+}
+
+void sw_api_apps_stop(sw_http_req_t *req, void *ctx)
+{
+    sw_api_t *api = ctx;
+    sw_api_req_t *r = sw_api_req(req);
+    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
+                            r->principal.user_id, r->principal.email, req->client_addr};
+    r->state = api;
+    sw_pg_query(api->pg,
+                "WITH a AS (UPDATE apps SET status = 'stopped', endpoints = '{}', "
+                "updated_at = now() WHERE id = $1 RETURNING *), "
+                "au AS (" SW_AUDIT_INSERT "SELECT $2, $3, 'app.stop', 'app', a.id::text, "
+                "a.project_id, $4, '{}'::jsonb FROM a) "
+                "SELECT sw_app_json(a), a.id FROM a",
+                4, params, on_stopped, req);
 }

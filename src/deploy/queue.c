@@ -57,3 +57,12 @@ void sw_queue_cancel(sw_redis_t *redis, const char *deployment_id)
     size_t argvlen[] = {7, sizeof(SW_QUEUE_CANCEL_CHANNEL) - 1, strlen(deployment_id)};
     sw_redis_command(redis, on_published, NULL, 3, argv, argvlen);
 }
+
+void sw_queue_stop_app(sw_redis_t *redis, const char *app_id)
+{
+    char msg[64];
+    int n = snprintf(msg, sizeof(msg), "stop:%s", app_id);
+    const char *argv[] = {"PUBLISH", SW_QUEUE_CONTROL_CHANNEL, msg};
+    size_t argvlen[] = {7, sizeof(SW_QUEUE_CONTROL_CHANNEL) - 1, (size_t)n};
+    sw_redis_command(redis, on_published, NULL, 3, argv, argvlen);
+}

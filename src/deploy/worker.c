@@ -80,7 +80,8 @@ struct run {
     char id[40];
     char app_id[40];
     char *repo_url, *ref, *commit_sha, *build_cmd, *start_cmd, *health_path;
-    char rollback_of[40]; /* a rollback releases this deployment's build again */
+    char rollback_of[40]; /* release this deployment's build again (rollback, start, restart) */
+    bool rollback;        /* ...and mark the release it replaces rolled_back */
     int replicas;
     char build_dir[512];
     char **build_env;
@@ -601,7 +602,7 @@ static void switch_traffic(run_t *r)
     for (int i = 0; i < r->nfresh; i++)
         sw_buf_printf(&endpoints, "%s127.0.0.1:%u", i ? "," : "", r->fresh[i]->port);
     sw_buf_append_char(&endpoints, '}');
-    const char *params[] = {r->app_id, r->id, endpoints.base, r->rollback_of[0] ? "true" : "false"};
+    const char *params[] = {r->app_id, r->id, endpoints.base, r->rollback ? "true" : "false"};
     /* A rollback marks the release it replaces rolled_back. */
     sw_pg_query(r->w->pg,
                 "WITH a AS (UPDATE apps SET endpoints = $3::text[], status = 'running', "
@@ -929,7 +930,8 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
                      r->rollback_of);
             return;
         }
-        run_system(r, "rolling back to the build of deployment %s", r->rollback_of);
+        run_system(r, "%s the build of deployment %s",
+                   r->rollback ? "rolling back to" : "releasing again", r->rollback_of);
         release(r); /* no fetch, no build: the earlier artifact as it was */
         return;
     }
@@ -969,7 +971,9 @@ static void on_claimed(int status, sw_pg_result_t *res, void *payload)
         r->replicas = 1;
     snprintf(r->app_id, sizeof(r->app_id), "%s", sw_pg_result_value(res, 0, 7));
     const char *rb = sw_pg_result_value(res, 0, 8);
-    snprintf(r->rollback_of, sizeof(r->rollback_of), "%s", rb ? rb : "");
+    const char *again = sw_pg_result_value(res, 0, 9);
+    r->rollback = rb != NULL;
+    snprintf(r->rollback_of, sizeof(r->rollback_of), "%s", again ? again : rb ? rb : "");
     run_system(r, "deployment claimed by %s", r->w->node);
     if (r->cancelled) {
         run_fail(r, "cancelled before the fetch");
@@ -1004,7 +1008,7 @@ static void run_start(sw_worker_t *w, const char *entry_id, const char *deployme
                 "FROM apps a WHERE d.id = $1 AND a.id = d.app_id AND d.status = 'pending' "
                 "AND NOT d.cancel_requested RETURNING a.repo_url, d.ref, d.commit_sha, "
                 "a.build_command, a.start_command, a.health_check_path, a.replicas, a.id, "
-                "d.rolled_back_from",
+                "d.rolled_back_from, d.build_of",
                 2, params, on_claimed, r);
 }
 
@@ -1286,6 +1290,24 @@ static void on_cancel_message(const char *channel, size_t channel_len, const cha
     }
 }
 
+static void on_control_message(const char *channel, size_t channel_len, const char *data,
+                               size_t len, void *payload)
+{
+    sw_worker_t *w = payload;
+    char app[40];
+    (void)channel;
+    (void)channel_len;
+    if (len != 5 + 36 || memcmp(data, "stop:", 5) != 0)
+        return;
+    memcpy(app, data + 5, 36);
+    app[36] = '\0';
+    for (instance_t *in = w->instances, *next; in; in = next) {
+        next = in->next;
+        if (strcmp(in->app_id, app) == 0 && !in->stopping)
+            instance_stop(in);
+    }
+}
+
 /* ---- lifetime ---- */
 
 static void on_worker_handle_closed(uv_handle_t *h)
@@ -1324,6 +1346,7 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
         return r;
     }
     sw_redis_subscribe(w->redis, SW_QUEUE_CANCEL_CHANNEL, on_cancel_message, w);
+    sw_redis_subscribe(w->redis, SW_QUEUE_CONTROL_CHANNEL, on_control_message, w);
     uv_timer_init(loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, 50, TICK_MS);

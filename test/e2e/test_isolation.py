@@ -72,6 +72,9 @@ def attempts(b, wa, wb, a):
         ("DELETE", f"domains/{did}", None),
         ("GET", f"apps/{aid}/deployments", None),
         ("POST", f"apps/{aid}/deployments", {}),
+        ("POST", f"apps/{aid}/start", None),
+        ("POST", f"apps/{aid}/restart", None),
+        ("POST", f"apps/{aid}/stop", None),
     ]
 
 

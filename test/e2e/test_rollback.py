@@ -49,3 +49,43 @@ def test_rollback_needs_a_successful_deployment(droot, dres, hello_repo):
     assert r.json()["error"]["code"] == "RESOURCE_CONFLICT"
     assert droot.post("deployments/00000000-0000-4000-8000-000000000000/rollback"
                       ).status_code == 404
+
+
+def test_stop_start_restart(droot, dres, hello_repo):
+    app = hello_app(dres, droot, hello_repo)
+    deps = Deployments(droot)
+    first, _ = deps.deploy(app["id"])
+    assert first["status"] == "success", first
+    ep = droot.get(f"apps/{app['id']}").json()["endpoints"][0]
+    assert fetch(ep) == (200, "v1")
+
+    r = droot.post(f"apps/{app['id']}/stop")
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "stopped" and r.json()["endpoints"] == []
+    wait_for(lambda: refused(ep), timeout=15, message="the instance to stop")
+
+    r = droot.post(f"apps/{app['id']}/start")
+    assert r.status_code == 202, r.text
+    started, _ = deps.wait_terminal(r.json()["id"])
+    assert started["status"] == "success", (started["error_message"], deps.tail(started["id"]))
+    assert started["commit_hash"] == first["commit_hash"]
+    a = droot.get(f"apps/{app['id']}").json()
+    assert a["status"] == "running" and a["active_deployment_id"] == started["id"]
+    ep2 = a["endpoints"][0]
+    assert fetch(ep2) == (200, "v1")
+    assert deps.get(first["id"])["status"] == "success", "a start is not a rollback"
+
+    r = droot.post(f"apps/{app['id']}/restart")
+    assert r.status_code == 202, r.text
+    restarted, _ = deps.wait_terminal(r.json()["id"])
+    assert restarted["status"] == "success", (restarted["error_message"], deps.tail(restarted["id"]))
+    ep3 = droot.get(f"apps/{app['id']}").json()["endpoints"][0]
+    assert fetch(ep3) == (200, "v1")
+    wait_for(lambda: refused(ep2), timeout=15, message="the pre-restart instance to stop")
+
+
+def test_start_needs_a_deployment(droot, dres, hello_repo):
+    app = hello_app(dres, droot, hello_repo)
+    r = droot.post(f"apps/{app['id']}/start")
+    assert r.status_code == 409, r.text
+    assert droot.post(f"apps/{app['id']}/restart").status_code == 409
