@@ -10,10 +10,13 @@ module stored shows up in any response body):
   droot        its owner (a conftest Principal)
   dres         resources_kit.Res on that daemon (projects, apps, env vars, members)
   hello_repo   HelloRepo: a bare git repository holding contrib/examples/hello, committed
+  stray_instances  autouse: after the daemons stop, kills (and warns about) any process
+               still running in the test's build directories
 
 Helpers: HelloRepo, hello_app (an app of the example, deployable as is), Deployments (deploy,
 get, wait_terminal with the status history it saw, logs), fetch (GET on an app instance),
-procs_matching (processes whose command line holds a string), parse_ts, free_port_range.
+refused (nothing listens on an endpoint), procs_matching / wait_gone (processes whose
+command line holds a string), parse_ts, free_port_range, make_deploy_env.
 """
 
 import os
@@ -36,10 +39,10 @@ from resources_kit import SECRET_VALUES, Res, assert_invalid, response_log, secr
 
 __all__ = [
     "API", "DEP_KEYS", "HELLO_DIR", "TERMINAL", "STAGE_ORDER", "STATUS_ORDER", "Deployments",
-    "HelloRepo", "SECRET_VALUES", "assert_invalid", "deploy_env", "ddaemon", "dres", "droot",
-    "error_of", "fetch", "free_port_range", "hello_app", "hello_repo", "make_deploy_env",
-    "parse_ts", "procs_matching", "procs_under", "stray_instances", "response_log", "secret_value", "uid", "wait_for",
-    "wait_gone", "refused",
+    "HelloRepo", "Res", "SECRET_VALUES", "assert_invalid", "deploy_env", "ddaemon", "dres",
+    "droot", "error_of", "fetch", "free_port_range", "hello_app", "hello_repo",
+    "make_deploy_env", "parse_ts", "procs_matching", "procs_under", "refused", "response_log",
+    "secret_value", "stray_instances", "uid", "wait_for", "wait_gone",
 ]
 
 HELLO_DIR = REPO / "contrib" / "examples" / "hello"

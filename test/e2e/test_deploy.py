@@ -299,7 +299,6 @@ def health_env():
 def test_unhealthy_release_keeps_old(auth, health_env, hello_repo):
     d = auth.daemon(env=health_env)
     root = auth.setup_owner(d)
-    from resources_kit import Res
     res = Res(auth, d)
     app = hello_app(res, root, hello_repo)
     deps = Deployments(root)
@@ -465,7 +464,6 @@ def test_trigger_while_redis_is_down(auth, redis_factory, hello_repo):
     rs = redis_factory()
     d = auth.daemon(env=make_deploy_env(), redis=rs)
     root = auth.setup_owner(d)
-    from resources_kit import Res
     res = Res(auth, d)
     app = hello_app(res, root, hello_repo)
     deps = Deployments(root)
