@@ -45,6 +45,7 @@ struct sw_api {
     sw_api_limits_t *limits;          /* API budget per address and per principal */
     sw_worker_t *worker;              /* roles worker and all, once migrations ran */
     char node[160];                   /* this process in leases and node_id */
+    sw_buf_t openapi;                 /* the rendered /api/v1/openapi.json */
 
     sw_health_check_t db_check;
     sw_health_check_t redis_check;

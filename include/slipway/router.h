@@ -22,6 +22,7 @@ typedef struct {
     const char *request_schema;  /* name in the schema table, or NULL */
     const char *response_schema; /* name in the schema table, or NULL */
     int success_status;
+    int other_status;    /* a second success status the route may answer (0: none) */
     bool stateless;      /* answers without the schema: served before migrations finish */
     const char *filters; /* a list's query filters, comma-separated ("project_id,status") */
 } sw_route_t;

@@ -478,6 +478,11 @@ static json_t *operation(const sw_route_t *r)
                             json_pack("{s:{s:{s:s}}}", "text/plain", "schema", "type", "string"));
     else if (strcmp(r->pattern, "/api/v1/openapi.json") == 0)
         json_object_set_new(ok, "content", json_content(json_pack("{s:s}", "type", "object")));
+    if (r->other_status) {
+        char other[8];
+        snprintf(other, sizeof(other), "%d", r->other_status);
+        json_object_set_new(responses, other, json_deep_copy(ok));
+    }
     json_object_set_new(responses, code, ok);
     if (strcmp(r->pattern, "/health") == 0 || strcmp(r->pattern, "/ready") == 0)
         json_object_set_new(
@@ -608,6 +613,13 @@ json_t *sw_api_openapi(const sw_route_t *routes, size_t count)
 
 void sw_api_get_openapi(sw_http_req_t *req, void *ctx)
 {
-    (void)ctx;
-    sw_http_respond_json(req, 200, sw_api_openapi(sw_api_routes, sw_api_routes_count));
+    sw_api_t *api = ctx;
+    /* The document only changes with the binary: build it once per process. */
+    if (!api->openapi.base) {
+        json_t *doc = sw_api_openapi(sw_api_routes, sw_api_routes_count);
+        sw_json_dump(&api->openapi, doc);
+        sw_buf_append_char(&api->openapi, '\n');
+        json_decref(doc);
+    }
+    sw_http_respond(req, 200, "application/json", api->openapi.base, api->openapi.len);
 }

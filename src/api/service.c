@@ -280,6 +280,17 @@ static void on_principal(int status, const sw_principal_t *p, void *payload)
     sw_api_limits_principal(api, req, after_limits);
 }
 
+static void run_handler(sw_api_t *api, sw_http_req_t *req)
+{
+    const sw_route_t *route = req->route;
+    route->handler(req, api);
+}
+
+static void stateless_after_address(sw_api_t *api, sw_http_req_t *req)
+{
+    sw_api_limits_principal(api, req, run_handler); /* anonymous: adds the headers */
+}
+
 /* After the address bucket: look up the credentials, if any. */
 static void identify(sw_api_t *api, sw_http_req_t *req)
 {
@@ -319,8 +330,12 @@ static void on_request(sw_http_req_t *req, void *payload)
         return;
     }
     if (route->stateless) {
-        /* Probes and the API description need no identity: never look one up for them. */
-        route->handler(req, api);
+        /* Probes and the API description need no identity: never look one up for them. The
+         * description still spends the address's API budget. */
+        if (strncmp(route->pattern, "/api/v1/", 8) == 0)
+            sw_api_limits_address(api, req, stateless_after_address);
+        else
+            route->handler(req, api);
         return;
     }
     sw_api_req_t *ctx = sw_api_req(req);
@@ -623,6 +638,7 @@ static void closed_one(sw_api_t *api)
     api->router = NULL;
     sw_metrics_free(api->metrics);
     api->metrics = NULL;
+    sw_buf_free(&api->openapi);
     if (api->on_stopped)
         api->on_stopped(api);
 }
