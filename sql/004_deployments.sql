@@ -62,3 +62,11 @@ LANGUAGE sql STABLE AS $$
             WHERE p.status = 'pending' AND (p.created_at, p.id) < (d.created_at, d.id))
         END)
 $$;
+
+-- This instance's identity: Redis keys carry it, so instances sharing one Redis never read
+-- each other's queues.
+CREATE TABLE instance (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    id uuid NOT NULL DEFAULT gen_random_uuid()
+);
+INSERT INTO instance DEFAULT VALUES;

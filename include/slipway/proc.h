@@ -41,6 +41,10 @@ int sw_proc_spawn(sw_proc_t **out, uv_loop_t *loop, const sw_proc_opts_t *opts);
 pid_t sw_proc_pid(const sw_proc_t *p);
 /* Sends signum to the whole process group (no-op once exited). */
 void sw_proc_signal(sw_proc_t *p, int signum);
+/* Stops reading the child's output (it blocks once the pipes fill): backpressure for a
+ * caller that cannot store lines as fast as they come. Output is never dropped. */
+void sw_proc_pause(sw_proc_t *p);
+void sw_proc_resume(sw_proc_t *p);
 /* SIGTERM to the group, SIGKILL after grace_ms if it is still there. */
 void sw_proc_stop(sw_proc_t *p, uint32_t grace_ms);
 /* Frees after on_exit (or closes everything and frees if still running, killing the group

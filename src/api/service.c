@@ -8,6 +8,7 @@
 
 #include "slipway/api.h"
 #include "slipway/log.h"
+#include "slipway/queue.h"
 
 #define MIGRATE_RETRY_MAX_MS 10000
 
@@ -388,6 +389,7 @@ static void on_response(sw_http_req_t *req, void *payload)
 /* ---- migrations: on the threadpool, retried with backoff until they succeed ---- */
 
 static void migrate_schedule(sw_api_t *api);
+static void on_instance_retry(uv_timer_t *t);
 static void on_drained(sw_http_server_t *server, void *payload);
 
 static void migrate_work(uv_work_t *w)
@@ -396,6 +398,41 @@ static void migrate_work(uv_work_t *w)
     api->migrate_applied = 0;
     api->migrate_status = sw_migrate_run(api->cfg->database_url, &api->migrate_applied,
                                          api->migrate_err, sizeof(api->migrate_err));
+}
+
+static void instance_load(sw_api_t *api);
+
+/* The instance id names the queue's Redis keys; the worker starts once it is known. */
+static void on_instance(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_api_t *api = payload;
+    if (api->stopping)
+        return;
+    if (status != 0 || sw_pg_result_rows(res) != 1) {
+        uv_timer_start(&api->migrate_timer, on_instance_retry, 1000, 0);
+        return;
+    }
+    sw_queue_set_instance(sw_pg_result_value(res, 0, 0));
+    if (api->cfg->role != SW_NODE_API && !api->worker) {
+        int r = sw_worker_start(&api->worker, api->loop, api->cfg, api->pg, &api->box, api->node);
+        if (r != 0)
+            sw_log_kv(SW_LOG_ERROR, NULL, "the deployment worker did not start", "error",
+                      sw_strerror(r), NULL);
+        else
+            sw_log_kv(SW_LOG_INFO, NULL, "deployment worker started", "node", api->node, NULL);
+    }
+}
+
+static void instance_load(sw_api_t *api)
+{
+    sw_pg_query(api->pg, "SELECT id FROM instance", 0, NULL, on_instance, api);
+}
+
+static void on_instance_retry(uv_timer_t *t)
+{
+    sw_api_t *api = sw_container_of(t, sw_api_t, migrate_timer);
+    if (!api->stopping)
+        instance_load(api);
 }
 
 static void migrate_after(uv_work_t *w, int status)
@@ -409,15 +446,7 @@ static void migrate_after(uv_work_t *w, int status)
         snprintf(n, sizeof(n), "%d", api->migrate_applied);
         api->migrated = true;
         sw_log_kv(SW_LOG_INFO, NULL, "migrations applied", "applied", n, NULL);
-        if (api->cfg->role != SW_NODE_API && !api->worker) {
-            int r =
-                sw_worker_start(&api->worker, api->loop, api->cfg, api->pg, &api->box, api->node);
-            if (r != 0)
-                sw_log_kv(SW_LOG_ERROR, NULL, "the deployment worker did not start", "error",
-                          sw_strerror(r), NULL);
-            else
-                sw_log_kv(SW_LOG_INFO, NULL, "deployment worker started", "node", api->node, NULL);
-        }
+        instance_load(api);
         return;
     }
     sw_log_kv(SW_LOG_WARN, NULL, "migrations failed; retrying", "error", api->migrate_err, NULL);

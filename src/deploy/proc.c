@@ -49,6 +49,7 @@ struct sw_proc {
     bool timed_out;
     bool reported; /* on_exit was called */
     bool freeing;  /* sw_proc_free was called: no callback of the caller runs any more */
+    bool paused;   /* the caller cannot take more lines now: the pipes are not read */
 };
 
 static void on_close(uv_handle_t *h)
@@ -215,8 +216,9 @@ static void on_process_exit(uv_process_t *h, int64_t exit_status, int term_signa
      * reused while any member lives, so this reaches only them. */
     if (p->stopping)
         kill_group(p, SIGKILL);
-    /* A grandchild may hold the pipes open; bound the wait for its output. */
-    if (!p->out.eof || !p->err.eof)
+    /* A grandchild may hold the pipes open; bound the wait for its output (not while the
+     * caller has paused reading: that output is waited for, not abandoned). */
+    if ((!p->out.eof || !p->err.eof) && !p->paused)
         uv_timer_start(&p->drain_timer, on_drain, DRAIN_MS, 0);
     maybe_report(p);
 }
@@ -343,4 +345,29 @@ void sw_proc_free(sw_proc_t *p)
     /* A live child is reaped first (SIGKILL makes that prompt); on_process_exit closes it. */
     if (p->exited || !p->spawned)
         close_handle((uv_handle_t *)&p->process);
+}
+
+void sw_proc_pause(sw_proc_t *p)
+{
+    if (p->paused || p->freeing)
+        return;
+    p->paused = true;
+    if (!p->out.eof)
+        uv_read_stop((uv_stream_t *)&p->out.pipe);
+    if (!p->err.eof)
+        uv_read_stop((uv_stream_t *)&p->err.pipe);
+    uv_timer_stop(&p->drain_timer);
+}
+
+void sw_proc_resume(sw_proc_t *p)
+{
+    if (!p->paused || p->freeing)
+        return;
+    p->paused = false;
+    if (!p->out.eof)
+        uv_read_start((uv_stream_t *)&p->out.pipe, on_alloc, on_read);
+    if (!p->err.eof)
+        uv_read_start((uv_stream_t *)&p->err.pipe, on_alloc, on_read);
+    if (p->exited && (!p->out.eof || !p->err.eof))
+        uv_timer_start(&p->drain_timer, on_drain, DRAIN_MS, 0);
 }

@@ -36,10 +36,13 @@
 #define CLAIM_EVERY_MS 5000
 #define RECONCILE_MS   5000
 #define LOG_FLUSH_MS   100
-#define HEALTH_POLL_MS 200
-#define READ_BLOCK_MS  "1000"
-#define MAX_INSTANCES  64
-#define SECRETS_MAX    256
+/* Output waiting to be stored; beyond it the build's pipes stop being read (backpressure),
+ * so a build printing as fast as it can costs bounded memory. */
+#define LOG_PENDING_MAX (512u * 1024u)
+#define HEALTH_POLL_MS  200
+#define READ_BLOCK_MS   "1000"
+#define MAX_INSTANCES   64
+#define SECRETS_MAX     256
 
 typedef enum {
     RUN_CLAIMING,
@@ -107,6 +110,8 @@ struct run {
     long long pending_first;
     bool flushing;
     bool finished;
+    bool output_paused;    /* the build's pipes are not read while a big chunk is stored */
+    char final_status[16]; /* written once the last log chunk is stored */
 };
 
 struct sw_worker {
@@ -203,7 +208,7 @@ static void lease_value(sw_worker_t *w, const char *deployment_id, char *out, si
 /* ---- logs: masked, numbered, flushed in chunks at most every 100 ms ---- */
 
 static void log_flush(run_t *r);
-static void run_close(run_t *r);
+static void run_persist(run_t *r);
 
 static void on_log_timer(uv_timer_t *t)
 {
@@ -219,12 +224,16 @@ static void on_log_written(int status, sw_pg_result_t *res, void *payload)
         sw_log_kv(SW_LOG_WARN, NULL, "deployment log chunk not stored", "deployment", r->id,
                   "error", sw_strerror(status), NULL);
     if (r->finished) {
-        /* The run ended while this chunk was on its way: write the rest, then let it go. */
+        /* The run ended while this chunk was on its way: write the rest, then its status. */
         if (r->pending.len)
             log_flush(r);
         if (!r->flushing)
-            run_close(r);
+            run_persist(r);
         return;
+    }
+    if (r->output_paused && r->pending.len < LOG_PENDING_MAX / 2 && r->build) {
+        r->output_paused = false;
+        sw_proc_resume(r->build);
     }
     if (r->pending.len && !uv_is_active((uv_handle_t *)&r->log_timer))
         uv_timer_start(&r->log_timer, on_log_timer, LOG_FLUSH_MS, 0);
@@ -292,6 +301,10 @@ static void run_log(run_t *r, const char *stream, const char *text, size_t len)
     sw_buf_printf(&r->pending, "\",\"timestamp\":\"%s\"}", ts);
     sodium_memzero(line.base, line.cap);
     sw_buf_free(&line);
+    if (r->pending.len >= LOG_PENDING_MAX && r->build && !r->output_paused) {
+        r->output_paused = true;
+        sw_proc_pause(r->build);
+    }
     if (!uv_is_active((uv_handle_t *)&r->log_timer) && !r->flushing)
         uv_timer_start(&r->log_timer, on_log_timer, LOG_FLUSH_MS, 0);
 }
@@ -499,31 +512,67 @@ static void run_unlink(run_t *r)
 }
 
 /* Acknowledges the entry, gives the lease back and lets the run go. */
-static void run_release(run_t *r)
+/* The end of a run, in an order that survives a crash at any point: the last log lines,
+ * then the final status, then the stream entry is acknowledged and the lease given back. */
+static void run_done(run_t *r)
 {
     sw_worker_t *w = r->w;
     char key[96], value[200];
     lease_key(r->app_id, key, sizeof(key));
     lease_value(w, r->id, value, sizeof(value));
     if (r->entry_id[0]) {
-        const char *ack[] = {"XACK", SW_QUEUE_STREAM, SW_QUEUE_GROUP, r->entry_id};
+        const char *ack[] = {"XACK", sw_queue_stream(), SW_QUEUE_GROUP, r->entry_id};
         redis_cmd(w, NULL, NULL, 4, ack);
     }
     const char *del[] = {"EVAL", lease_release_script, "1", key, value};
     redis_cmd(w, NULL, NULL, 5, del);
-    r->finished = true;
+    char app[40];
+    snprintf(app, sizeof(app), "%s", r->app_id);
     run_unlink(r);
-    uv_timer_stop(&r->timer);
-    uv_timer_stop(&r->log_timer);
-    log_flush(r);
-    if (!r->flushing)
-        run_close(r); /* otherwise the last chunk's answer does it */
+    run_close(r);
     if (w->stopping) {
         maybe_stopped(w);
         return;
     }
-    retry_waiting(w, r->app_id);
+    retry_waiting(w, app);
     read_next(w);
+}
+
+static void on_persisted(int status, sw_pg_result_t *res, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        ignore_pg(status, res, NULL);
+        r->entry_id[0] = '\0'; /* not acknowledged: a later claim settles it */
+    }
+    run_done(r);
+}
+
+static void run_persist(run_t *r)
+{
+    if (!r->final_status[0]) {
+        run_done(r);
+        return;
+    }
+    const char *params[] = {r->id, r->final_status, r->error};
+    if (sw_pg_query(r->w->pg,
+                    "UPDATE deployments SET status = $2, error_message = $3, finished_at = now(), "
+                    "stage = CASE WHEN $2 = 'success' THEN 'completed' ELSE stage END, "
+                    "progress = CASE WHEN $2 = 'success' THEN 100 ELSE progress END, "
+                    "updated_at = now() WHERE id = $1",
+                    3, params, on_persisted, r) != 0)
+        on_persisted(SW_EUNAVAIL, NULL, r);
+}
+
+/* Stops the run's timers and stores what is left: logs, then status, then the rest. */
+static void run_release(run_t *r)
+{
+    r->finished = true;
+    uv_timer_stop(&r->timer);
+    uv_timer_stop(&r->log_timer);
+    log_flush(r);
+    if (!r->flushing)
+        run_persist(r); /* otherwise the last chunk's answer does it */
 }
 
 static void run_finish(run_t *r, const char *status)
@@ -547,13 +596,7 @@ static void run_finish(run_t *r, const char *status)
         run_release(r);
         return;
     }
-    const char *params[] = {r->id, status, r->error};
-    sw_pg_query(r->w->pg,
-                "UPDATE deployments SET status = $2, error_message = $3, finished_at = now(), "
-                "stage = CASE WHEN $2 = 'success' THEN 'completed' ELSE stage END, "
-                "progress = CASE WHEN $2 = 'success' THEN 100 ELSE progress END, "
-                "updated_at = now() WHERE id = $1",
-                3, params, ignore_pg, NULL);
+    snprintf(r->final_status, sizeof(r->final_status), "%s", status);
     run_system(r, "deployment %s%s%s", status, r->error[0] ? ": " : "", r->error);
     run_release(r);
 }
@@ -1109,7 +1152,7 @@ static void handle_entry(sw_worker_t *w, const sw_redis_reply_t *entry)
         }
     }
     if (!e->deployment_id[0] || !e->app_id[0]) {
-        const char *ack[] = {"XACK", SW_QUEUE_STREAM, SW_QUEUE_GROUP, e->entry_id};
+        const char *ack[] = {"XACK", sw_queue_stream(), SW_QUEUE_GROUP, e->entry_id};
         redis_cmd(w, NULL, NULL, 4, ack);
         free(e);
         return;
@@ -1146,8 +1189,9 @@ static void read_next(sw_worker_t *w)
         w->nruns >= w->cfg->worker_concurrency || !sw_redis_up(w->redis))
         return;
     w->reading = true;
-    const char *argv[] = {"XREADGROUP",  "GROUP",   SW_QUEUE_GROUP,  w->node, "COUNT", "1", "BLOCK",
-                          READ_BLOCK_MS, "STREAMS", SW_QUEUE_STREAM, ">"};
+    const char *argv[] = {"XREADGROUP", "GROUP", SW_QUEUE_GROUP, w->node,   "COUNT",
+                          "1",          "BLOCK", READ_BLOCK_MS,  "STREAMS", sw_queue_stream(),
+                          ">"};
     redis_cmd(w, on_read, w, 11, argv);
 }
 
@@ -1220,7 +1264,8 @@ static void on_tick(uv_timer_t *t)
     if (w->stopping || !sw_redis_up(w->redis))
         return;
     if (!w->group_ready) {
-        const char *argv[] = {"XGROUP", "CREATE", SW_QUEUE_STREAM, SW_QUEUE_GROUP, "0", "MKSTREAM"};
+        const char *argv[] = {"XGROUP",       "CREATE", sw_queue_stream(),
+                              SW_QUEUE_GROUP, "0",      "MKSTREAM"};
         redis_cmd(w, on_group, w, 6, argv);
         return;
     }
@@ -1236,8 +1281,8 @@ static void on_tick(uv_timer_t *t)
     retry_waiting(w, NULL);
     if (now >= w->next_claim && w->nruns < w->cfg->worker_concurrency) {
         w->next_claim = now + CLAIM_EVERY_MS;
-        const char *argv[] = {"XAUTOCLAIM", SW_QUEUE_STREAM, SW_QUEUE_GROUP, w->node,
-                              ttl,          "0-0",           "COUNT",        "4"};
+        const char *argv[] = {
+            "XAUTOCLAIM", sw_queue_stream(), SW_QUEUE_GROUP, w->node, ttl, "0-0", "COUNT", "4"};
         redis_cmd(w, on_claim, w, 8, argv);
     }
     if (now >= w->next_reconcile) {
@@ -1345,8 +1390,8 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
         free(w);
         return r;
     }
-    sw_redis_subscribe(w->redis, SW_QUEUE_CANCEL_CHANNEL, on_cancel_message, w);
-    sw_redis_subscribe(w->redis, SW_QUEUE_CONTROL_CHANNEL, on_control_message, w);
+    sw_redis_subscribe(w->redis, sw_queue_cancel_channel(), on_cancel_message, w);
+    sw_redis_subscribe(w->redis, sw_queue_control_channel(), on_control_message, w);
     uv_timer_init(loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, 50, TICK_MS);
