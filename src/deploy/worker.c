@@ -38,8 +38,8 @@
 #define LOG_FLUSH_MS   100
 /* Output waiting to be stored; beyond it the build's pipes stop being read (backpressure),
  * so a build printing as fast as it can costs bounded memory. */
-#define LOG_PENDING_MAX (512u * 1024u)
-#define HEALTH_POLL_MS  200
+#define LOG_PENDING_MAX (2u * 1024u * 1024u)
+#define HEALTH_POLL_MS  50
 #define READ_BLOCK_MS   "1000"
 #define MAX_INSTANCES   64
 #define SECRETS_MAX     256
