@@ -190,8 +190,8 @@ int main(int argc, char **argv)
         sw_config_free(&cfg);
         return 1;
     }
-    sw_log_kv(SW_LOG_INFO, NULL, "starting", "version", SW_VERSION, "role", sw_node_role_name(cfg.role),
-              NULL);
+    sw_log_kv(SW_LOG_INFO, NULL, "starting", "version", SW_VERSION, "role",
+              sw_node_role_name(cfg.role), NULL);
     int r = cfg.http_workers > 1 ? supervise(&cfg) : run_process(&cfg, 0);
     sw_config_free(&cfg);
     sw_log_set_process_field(NULL, NULL);
