@@ -160,6 +160,11 @@ typedef struct {
 int sw_api_list_param(sw_api_list_t *l, const char *value);
 /* Adds " AND <cond>" where cond is a printf format taking the placeholder number. */
 void sw_api_list_where(sw_api_list_t *l, const char *cond_fmt, const char *value);
+/* Restricts a list to what p may see: instance admins everything, others the rows whose
+ * project (x.<column>) they belong to (as project admin, with admins_only). The placeholder
+ * numbers of the user id and admin flag are returned for json_expr to reuse (may be NULL). */
+void sw_api_list_visible(sw_api_list_t *l, const sw_principal_t *p, const char *column,
+                         bool admins_only, int *user_param, int *admin_param);
 /* Reads ?page, ?limit, ?offset and ?sort, runs the query and answers the envelope (or 400). */
 void sw_api_list_run(sw_api_t *api, sw_http_req_t *req, sw_api_list_t *l);
 /* Runs a mutation whose statement answers one row and one column, the resource's JSON: answers

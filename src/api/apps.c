@@ -282,12 +282,7 @@ void sw_api_apps_list(sw_http_req_t *req, void *ctx)
                        .json_expr = "sw_app_json(x)",
                        .sorts = app_sorts,
                        .default_sort = "created_at"};
-    int user = sw_api_list_param(&l, p->user_id);
-    int admin = sw_api_list_param(&l, sw_api_is_instance_admin(p) ? "true" : "false");
-    sw_buf_printf(&l.where,
-                  " AND ($%d::bool OR x.project_id IN (SELECT project_id FROM project_members "
-                  "WHERE user_id = $%d::uuid))",
-                  admin, user);
+    sw_api_list_visible(&l, p, "project_id", false, NULL, NULL);
     if (project)
         sw_api_list_where(&l, "x.project_id = $%d::uuid", project);
     if (environment)

@@ -37,12 +37,7 @@ void sw_api_audit_list(sw_http_req_t *req, void *ctx)
         .sorts = audit_sorts,
         .default_sort = "at:desc",
     };
-    int user = sw_api_list_param(&l, p->user_id);
-    int admin = sw_api_list_param(&l, sw_api_is_instance_admin(p) ? "true" : "false");
-    sw_buf_printf(&l.where,
-                  " AND ($%d::bool OR x.project_id IN (SELECT project_id FROM project_members "
-                  "WHERE user_id = $%d::uuid AND role = 'admin'))",
-                  admin, user);
+    sw_api_list_visible(&l, p, "project_id", true, NULL, NULL);
     if (actor)
         sw_api_list_where(&l, "x.actor_id = $%d::uuid", actor);
     if (project)

@@ -346,3 +346,19 @@ void sw_api_exec(sw_api_t *api, sw_http_req_t *req, const char *sql, int nparams
     x->conflict = conflict;
     sw_pg_query(api->pg, sql, nparams, params, on_exec, x);
 }
+
+void sw_api_list_visible(sw_api_list_t *l, const sw_principal_t *p, const char *column,
+                         bool admins_only, int *user_param, int *admin_param)
+{
+    int user = sw_api_list_param(l, p->user_id);
+    int admin = sw_api_list_param(l, sw_api_is_instance_admin(p) ? "true" : "false");
+    /* column is a constant of the caller's, never request data. */
+    sw_buf_printf(&l->where,
+                  " AND ($%d::bool OR x.%s IN (SELECT project_id FROM project_members "
+                  "WHERE user_id = $%d::uuid%s))",
+                  admin, column, user, admins_only ? " AND role = 'admin'" : "");
+    if (user_param)
+        *user_param = user;
+    if (admin_param)
+        *admin_param = admin;
+}

@@ -83,12 +83,7 @@ void sw_api_domains_list(sw_http_req_t *req, void *ctx)
                        .json_expr = DOMAIN_JSON,
                        .sorts = domain_sorts,
                        .default_sort = "hostname"};
-    int user = sw_api_list_param(&l, p->user_id);
-    int admin = sw_api_list_param(&l, sw_api_is_instance_admin(p) ? "true" : "false");
-    sw_buf_printf(&l.where,
-                  " AND ($%d::bool OR x.project_id IN (SELECT project_id FROM project_members "
-                  "WHERE user_id = $%d::uuid))",
-                  admin, user);
+    sw_api_list_visible(&l, p, "project_id", false, NULL, NULL);
     sw_api_list_run(ctx, req, &l);
 }
 

@@ -7,11 +7,6 @@
 
 #include "slipway/api.h"
 
-static const char *caller_is_admin(sw_http_req_t *req)
-{
-    return sw_api_is_instance_admin(sw_api_principal(req)) ? "true" : "false";
-}
-
 /* Validates a DNS label (environment and app names). */
 bool sw_api_dns_label(const char *s)
 {
@@ -37,12 +32,8 @@ void sw_api_projects_list(sw_http_req_t *req, void *ctx)
 {
     const sw_principal_t *p = sw_api_principal(req);
     sw_api_list_t l = {.from = "projects", .sorts = project_sorts, .default_sort = "created_at"};
-    int user = sw_api_list_param(&l, p->user_id);
-    int admin = sw_api_list_param(&l, caller_is_admin(req));
-    sw_buf_printf(&l.where,
-                  " AND ($%d::bool OR x.id IN (SELECT project_id FROM project_members "
-                  "WHERE user_id = $%d::uuid))",
-                  admin, user);
+    int user, admin;
+    sw_api_list_visible(&l, p, "id", false, &user, &admin);
     l.json_expr = sw_arena_printf(
         &req->arena,
         "(sw_project_json(x)::jsonb || jsonb_build_object('role', CASE WHEN $%d::bool THEN "
