@@ -46,15 +46,22 @@ def start_b(auth, a, env):
     return auth.daemon(env=env, database_url=a.database_url)
 
 
-def wait_building_image(deps, dep_id, timeout=20.0):
+def wait_building_image(deps, dep_id, timeout=40.0):
+    seen = {}
+
     def building():
         d = deps.get(dep_id)
+        seen["last"] = (d["status"], d["stage"], d["queue_position"], d["node_id"])
         assert d["status"] not in TERMINAL, f"deployment ended before its build ran: {d}; " \
                                             f"log: {deps.tail(dep_id)}"
         return d["status"] == "building" and d["stage"] == "building_image" and d
 
-    return wait_for(building, timeout=timeout,
-                    message=f"deployment {dep_id} building / building_image")
+    try:
+        return wait_for(building, timeout=timeout,
+                        message=f"deployment {dep_id} building / building_image")
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}; last seen (status, stage, queue_position, node): "
+                           f"{seen.get('last')}; log: {deps.tail(dep_id)}") from e
 
 
 def db_row(auth, d, dep_id):
