@@ -274,34 +274,49 @@ void sw_api_deployments_logs(sw_http_req_t *req, void *ctx)
                 4, params, on_logs, req);
 }
 
-/* ---- POST deployments/:id/rollback ---- */
+/* ---- rollback, start, restart, stop ---- */
+
+/* A new deployment that releases an existing build again: no fetch, no build. source_sql
+ * picks the deployment whose build it is ($1 is the path id); a rollback also records
+ * rolled_back_from, so the release it replaces is marked rolled_back. */
+static void release_build(sw_http_req_t *req, sw_api_t *api, const char *source_sql, bool rollback,
+                          const char *action, sw_pg_cb cb)
+{
+    sw_api_req_t *r = sw_api_req(req);
+    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
+                            r->principal.user_id,
+                            r->principal.email,
+                            req->client_addr,
+                            rollback ? "true" : "false",
+                            action};
+    sw_buf_t sql = SW_BUF_INIT;
+    sw_buf_printf(&sql,
+                  "WITH s AS (%s), "
+                  "n AS (UPDATE apps a SET deployment_counter = deployment_counter + 1 FROM s "
+                  "WHERE a.id = s.app_id RETURNING a.id, a.project_id, a.deployment_counter), "
+                  "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
+                  "commit_sha, commit_hash, commit_message, rolled_back_from, build_of, "
+                  "created_by) SELECT n.id, n.project_id, n.deployment_counter, s.ref, "
+                  "s.commit_hash, s.commit_hash, s.commit_message, CASE WHEN $5::bool THEN s.id "
+                  "END, coalesce(s.build_of, s.id), $2 FROM n, s RETURNING *), "
+                  "a AS (" SW_AUDIT_INSERT "SELECT $2, $3, $6, 'deployment', d.id::text, "
+                  "d.project_id, $4, json_build_object('app_id', d.app_id, 'build_of', "
+                  "d.build_of, 'rolled_back_from', d.rolled_back_from)::jsonb FROM d) "
+                  "SELECT sw_deployment_json(d), d.id, d.app_id FROM d",
+                  source_sql);
+    r->state = api;
+    sw_pg_query(api->pg, sql.base, 6, params, cb, req);
+    sw_buf_free(&sql);
+}
 
 void sw_api_deployments_rollback(sw_http_req_t *req, void *ctx)
 {
-    sw_api_t *api = ctx;
-    sw_api_req_t *r = sw_api_req(req);
-    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
-                            r->principal.user_id, r->principal.email, req->client_addr};
-    r->state = api;
     /* Only a release that once succeeded has an artifact worth releasing again. */
-    sw_pg_query(api->pg,
-                "WITH s AS (SELECT * FROM deployments WHERE id = $1 "
-                "AND status IN ('success', 'rolled_back')), "
-                "n AS (UPDATE apps a SET deployment_counter = deployment_counter + 1 FROM s "
-                "WHERE a.id = s.app_id RETURNING a.id, a.project_id, a.deployment_counter), "
-                "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
-                "commit_sha, commit_hash, commit_message, rolled_back_from, build_of, created_by) "
-                "SELECT n.id, n.project_id, n.deployment_counter, s.ref, s.commit_hash, "
-                "s.commit_hash, s.commit_message, s.id, coalesce(s.build_of, s.id), $2 "
-                "FROM n, s RETURNING *), "
-                "a AS (" SW_AUDIT_INSERT "SELECT $2, $3, 'deployment.rollback', 'deployment', "
-                "d.id::text, d.project_id, $4, json_build_object('app_id', d.app_id, "
-                "'rolled_back_from', d.rolled_back_from)::jsonb FROM d) "
-                "SELECT sw_deployment_json(d), d.id, d.app_id FROM d",
-                4, params, on_rollback, req);
+    release_build(req, ctx,
+                  "SELECT * FROM deployments WHERE id = $1 AND status IN ('success', "
+                  "'rolled_back')",
+                  true, "deployment.rollback", on_rollback);
 }
-
-/* ---- POST apps/:id/{start,restart,stop} ---- */
 
 static void on_released_again(int status, sw_pg_result_t *res, void *payload)
 {
@@ -314,28 +329,14 @@ static void on_released_again(int status, sw_pg_result_t *res, void *payload)
     on_triggered(status, res, payload);
 }
 
-/* start and restart: a new deployment that releases the active build again. New instances
- * come up and pass their health check before the old ones (if any) stop. */
+/* start and restart release the active build again: new instances turn healthy before the
+ * old ones (if any) stop. */
 static void release_again(sw_http_req_t *req, sw_api_t *api, const char *action)
 {
-    sw_api_req_t *r = sw_api_req(req);
-    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
-                            r->principal.user_id, r->principal.email, req->client_addr, action};
-    r->state = api;
-    sw_pg_query(api->pg,
-                "WITH s AS (SELECT d.* FROM apps a JOIN deployments d ON "
-                "d.id = a.active_deployment_id WHERE a.id = $1), "
-                "n AS (UPDATE apps a SET deployment_counter = deployment_counter + 1 FROM s "
-                "WHERE a.id = s.app_id RETURNING a.id, a.project_id, a.deployment_counter), "
-                "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
-                "commit_sha, commit_hash, commit_message, build_of, created_by) "
-                "SELECT n.id, n.project_id, n.deployment_counter, s.ref, s.commit_hash, "
-                "s.commit_hash, s.commit_message, coalesce(s.build_of, s.id), $2 FROM n, s "
-                "RETURNING *), "
-                "a AS (" SW_AUDIT_INSERT "SELECT $2, $3, $5, 'app', d.app_id::text, "
-                "d.project_id, $4, json_build_object('deployment_id', d.id)::jsonb FROM d) "
-                "SELECT sw_deployment_json(d), d.id, d.app_id FROM d",
-                5, params, on_released_again, req);
+    release_build(req, api,
+                  "SELECT d.* FROM apps a JOIN deployments d ON d.id = a.active_deployment_id "
+                  "WHERE a.id = $1",
+                  false, action, on_released_again);
 }
 
 void sw_api_apps_start(sw_http_req_t *req, void *ctx)
