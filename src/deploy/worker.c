@@ -323,14 +323,22 @@ static void run_system(run_t *r, const char *fmt, ...)
 
 /* ---- status ---- */
 
+#define STAGES                                                                                     \
+    "ARRAY['queued', 'cloning_repo', 'building_image', 'starting_new', 'health_check', "           \
+    "'switching_traffic', 'stopping_old', 'completed']"
+
 static void run_status(run_t *r, const char *status, const char *stage, int progress)
 {
     char p[8];
     snprintf(p, sizeof(p), "%d", progress);
     const char *params[] = {r->id, status, stage, p};
+    /* Updates travel on different pool connections and may land out of order: a stage never
+     * moves backwards, and progress never drops. */
     sw_pg_query(r->w->pg,
                 "UPDATE deployments SET status = $2, stage = $3, progress = $4::int, "
-                "updated_at = now() WHERE id = $1 AND status IN ('building', 'deploying')",
+                "updated_at = now() WHERE id = $1 AND status IN ('building', 'deploying') "
+                "AND (array_position(" STAGES ", stage), progress) <= "
+                "(array_position(" STAGES ", $3::text), $4::int)",
                 4, params, ignore_pg, NULL);
 }
 
