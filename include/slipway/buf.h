@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "slipway/common.h"
 
@@ -52,5 +53,24 @@ void sw_buf_reset(sw_buf_t *b);
 void sw_buf_free(sw_buf_t *b);
 /* Hands the heap string to the caller; the buffer is SW_BUF_INIT afterwards. */
 char *sw_buf_steal(sw_buf_t *b);
+
+/* An immutable byte block shared by reference: one encoded message written to many peers.
+ * Only the loop's thread touches the count. */
+typedef struct sw_shared {
+    uint32_t refs;
+    uint32_t len;
+    char data[];
+} sw_shared_t;
+
+/* A copy of data with one reference. */
+sw_shared_t *sw_shared_new(const void *data, size_t len);
+/* Adopts a buffer's bytes (the buffer is SW_BUF_INIT afterwards). */
+sw_shared_t *sw_shared_from_buf(sw_buf_t *b);
+static inline sw_shared_t *sw_shared_ref(sw_shared_t *s)
+{
+    s->refs++;
+    return s;
+}
+void sw_shared_unref(sw_shared_t *s);
 
 #endif

@@ -130,4 +130,58 @@ const char *sw_http_status_text(int status);
 /* The envelope code for an HTTP status: 404 -> RESOURCE_NOT_FOUND, ... */
 const char *sw_http_error_code(int status);
 
+/* ---- streams: long responses and upgraded connections ----
+ *
+ * A handler may answer with a stream instead of a body: the status line and headers go out
+ * without a length, and the connection stops reading requests. With SW_HTTP_STREAM_CHUNKED
+ * each write is one chunk of a chunked body and sw_http_stream_end sends the last chunk, so
+ * the client can tell a complete stream from a cut one. With status 101 the connection is
+ * upgraded: bytes are written raw and the peer's bytes (including any that arrived after
+ * the request) go to on_data. The connection closes when the stream ends. */
+typedef struct sw_http_stream sw_http_stream_t;
+
+typedef struct {
+    /* Bytes from the peer. Without it, input is read and discarded (so a close is seen). */
+    void (*on_data)(sw_http_stream_t *st, const char *data, size_t len, void *ud);
+    /* A write completed and the bytes still queued fell to SW_HTTP_STREAM_LOW_WATER or
+     * below: room to write more. */
+    void (*on_writable)(sw_http_stream_t *st, void *ud);
+    /* The server is draining: finish soon (a WebSocket says 1001). The drain timeout
+     * closes streams that do not. */
+    void (*on_shutdown)(sw_http_stream_t *st, void *ud);
+    /* The connection is gone, for whatever reason (including sw_http_stream_end and _close).
+     * The last call: st is invalid when it returns. Not called from inside
+     * sw_http_stream_open, _write, _end or _close: always later, from the loop. */
+    void (*on_close)(sw_http_stream_t *st, void *ud);
+} sw_http_stream_cbs_t;
+
+#define SW_HTTP_STREAM_CHUNKED   1u
+#define SW_HTTP_STREAM_LOW_WATER (16u * 1024u)
+
+/* Answers req with status, content_type (may be NULL) and the headers added so far, and
+ * turns the connection into a stream. The request is finished by this call (do not respond
+ * to it again; its arena is released on the next loop iteration). Returns NULL when the
+ * connection is already gone; then nothing was sent and no callback will come. If earlier
+ * pipelined responses are still unwritten, the stream's bytes queue behind them. */
+sw_http_stream_t *sw_http_stream_open(sw_http_req_t *req, int status, const char *content_type,
+                                      unsigned flags, const sw_http_stream_cbs_t *cbs, void *ud);
+/* Queues bytes (copied). Returns 0, or -EPIPE once the stream is closing or closed. Writes
+ * of zero bytes are ignored (a zero-length chunk would end a chunked body). */
+int sw_http_stream_write(sw_http_stream_t *st, const void *data, size_t len);
+/* Queues a shared block by reference (the stream takes its own reference). */
+int sw_http_stream_write_shared(sw_http_stream_t *st, sw_shared_t *block);
+/* Bytes queued and not yet taken by the kernel. */
+size_t sw_http_stream_pending(const sw_http_stream_t *st);
+/* Ends the stream gracefully: the last chunk if chunked, everything queued flushed, then
+ * the connection shut down and closed. */
+void sw_http_stream_end(sw_http_stream_t *st);
+/* Closes the connection now, dropping anything unwritten. */
+void sw_http_stream_close(sw_http_stream_t *st);
+/* The peer's address (without port), for logs. */
+const char *sw_http_stream_peer(const sw_http_stream_t *st);
+void sw_http_stream_set_user(sw_http_stream_t *st, void *ud);
+
+/* Open streams on this server, for metrics. */
+uint64_t sw_http_server_streams(const sw_http_server_t *server);
+
 #endif

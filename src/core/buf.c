@@ -180,3 +180,29 @@ char *sw_buf_steal(sw_buf_t *b)
     *b = SW_BUF_INIT;
     return s;
 }
+
+sw_shared_t *sw_shared_new(const void *data, size_t len)
+{
+    if (len > UINT32_MAX)
+        sw_oom();
+    sw_shared_t *s = sw_malloc(sizeof(*s) + len + 1);
+    s->refs = 1;
+    s->len = (uint32_t)len;
+    if (len)
+        memcpy(s->data, data, len);
+    s->data[len] = '\0';
+    return s;
+}
+
+sw_shared_t *sw_shared_from_buf(sw_buf_t *b)
+{
+    sw_shared_t *s = sw_shared_new(b->base ? b->base : "", b->len);
+    sw_buf_free(b);
+    return s;
+}
+
+void sw_shared_unref(sw_shared_t *s)
+{
+    if (s && --s->refs == 0)
+        free(s);
+}
