@@ -48,6 +48,7 @@ struct sw_http_req {
     sw_buf_t body;
     bool keep_alive;
     bool head; /* HEAD: respond without the body */
+    bool upgrade; /* asked for a protocol upgrade (Connection: upgrade) */
     char request_id[65];
     char client_addr[48]; /* the peer's IP address, without the port */
     uint64_t start_ns;

@@ -28,6 +28,7 @@
 
 typedef enum {
     CONN_OPEN,      /* reading and answering */
+    CONN_STREAM,    /* a stream (long response or upgraded connection) owns it */
     CONN_CLOSING,   /* answering what is queued, then closing (no more requests read) */
     CONN_LINGERING, /* write side shut; discarding input until EOF or the linger timer */
     CONN_CLOSED,    /* uv_close called */
@@ -40,6 +41,7 @@ typedef enum {
     TIMER_BODY,
     TIMER_IDLE,
     TIMER_LINGER,
+    TIMER_STREAM_START, /* hands an upgraded stream the bytes that came with its request */
     TIMER_MAX
 } timer_kind_t;
 
@@ -66,13 +68,32 @@ struct sw_http_conn {
     bool read_eof;
     sw_buf_t pending; /* unparsed input kept while reading is paused */
     uint32_t writes_pending;
+    bool upgrade_wait; /* an upgrade request is with its handler: input is held back */
+    sw_http_stream_t *stream;
     char peer[48];
+};
+
+struct sw_http_stream {
+    sw_http_conn_t *conn;
+    sw_http_stream_cbs_t cbs;
+    void *ud;
+    bool chunked;
+    bool upgraded;
+    bool active; /* its response head has been handed to the socket */
+    bool ending;
+    sw_http_req_t *head; /* the request whose answer opens the stream, until it is written */
+    size_t queued; /* bytes handed to uv_write and not yet written, plus early */
+    sw_buf_t early; /* bytes written before the stream's turn came (pipelining) */
 };
 
 typedef struct {
     uv_write_t req;
     sw_http_conn_t *conn;
-    sw_http_req_t *http_req;
+    sw_http_req_t *http_req; /* a response, or NULL for stream bytes */
+    sw_shared_t *shared;     /* a stream block, held until written */
+    size_t bytes;            /* stream bytes this write accounts for */
+    char chunk_head[20];
+    char data[]; /* copied stream bytes */
 } write_ctx_t;
 
 struct sw_http_server {
@@ -93,6 +114,7 @@ struct sw_http_server {
     unsigned handles_open; /* drain_timer and reaper */
     uint64_t live;         /* requests not yet recycled, with or without a connection */
     bool handles_closing;
+    uint64_t streams;
     sw_http_server_stats_t stats;
     char date[40];
     uint64_t date_at;
@@ -110,6 +132,11 @@ static void conn_feed(sw_http_conn_t *c, const char *data, size_t len);
 static void conn_maybe_resume(sw_http_conn_t *c);
 static void conn_set_timer(sw_http_conn_t *c, timer_kind_t kind);
 static void server_check_drained(sw_http_server_t *s);
+static void conn_finish_closing(sw_http_conn_t *c);
+static void stream_activate(sw_http_conn_t *c);
+static void stream_after_write(sw_http_conn_t *c);
+static void stream_start_input(sw_http_conn_t *c);
+static void stream_read(sw_http_conn_t *c, ssize_t nread, const uv_buf_t *buf);
 
 /* ---- requests ---- */
 
@@ -222,6 +249,8 @@ const char *sw_http_status_text(int status)
     switch (status) {
     case 100:
         return "Continue";
+    case 101:
+        return "Switching Protocols";
     case 200:
         return "OK";
     case 201:
@@ -262,6 +291,8 @@ const char *sw_http_status_text(int status)
         return "Expectation Failed";
     case 422:
         return "Unprocessable Content";
+    case 426:
+        return "Upgrade Required";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -307,6 +338,8 @@ const char *sw_http_error_code(int status)
         return "URI_TOO_LONG";
     case 417:
         return "EXPECTATION_FAILED";
+    case 426:
+        return "UPGRADE_REQUIRED";
     case 429:
         return "RATE_LIMIT_EXCEEDED";
     case 431:
@@ -472,7 +505,11 @@ static void on_write(uv_write_t *wreq, int status)
     write_ctx_t *w = sw_container_of(wreq, write_ctx_t, req);
     sw_http_conn_t *c = w->conn;
     c->writes_pending--;
-    write_done(c, w->http_req);
+    if (w->http_req)
+        write_done(c, w->http_req);
+    else if (c->stream)
+        c->stream->queued -= w->bytes;
+    sw_shared_unref(w->shared);
     free(w);
     if (c->state == CONN_CLOSED)
         return; /* canceled by uv_close; the close callback frees the connection */
@@ -480,7 +517,10 @@ static void on_write(uv_write_t *wreq, int status)
         conn_close(c);
         return;
     }
-    conn_flush(c);
+    if (c->stream && c->stream->active)
+        stream_after_write(c);
+    else
+        conn_flush(c);
 }
 
 static void conn_flush(sw_http_conn_t *c)
@@ -488,10 +528,16 @@ static void conn_flush(sw_http_conn_t *c)
     while (c->head && c->head->state == SW_HTTP_REQ_DONE && c->state != CONN_CLOSED &&
            c->state != CONN_LINGERING) {
         sw_http_req_t *r = conn_dequeue(c);
+        /* A stream's response head: once it is on its way, the stream owns the connection. */
+        bool opens_stream = c->stream && c->stream->head == r;
         uv_buf_t buf = uv_buf_init(r->out.base, (unsigned)r->out.len);
         int n = c->writes_pending ? UV_EAGAIN : uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
         if (n == (int)buf.len) {
             write_done(c, r);
+            if (opens_stream) {
+                stream_activate(c);
+                return;
+            }
             continue;
         }
         if (n < 0 && n != UV_EAGAIN) {
@@ -503,7 +549,7 @@ static void conn_flush(sw_http_conn_t *c)
             buf.base += n;
             buf.len -= (size_t)n;
         }
-        write_ctx_t *w = sw_malloc(sizeof(*w));
+        write_ctx_t *w = sw_calloc(1, sizeof(*w));
         w->conn = c;
         w->http_req = r;
         if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
@@ -513,6 +559,10 @@ static void conn_flush(sw_http_conn_t *c)
             return;
         }
         c->writes_pending++;
+        if (opens_stream) {
+            stream_activate(c);
+            return;
+        }
     }
     if (c->state == CONN_CLOSED)
         return;
@@ -564,6 +614,9 @@ static void on_timer(uv_timer_t *t)
     case TIMER_IDLE:
     case TIMER_LINGER:
         conn_close(c);
+        break;
+    case TIMER_STREAM_START:
+        stream_start_input(c);
         break;
     default:
         break;
@@ -744,9 +797,12 @@ static int on_headers_complete(llhttp_t *p)
     }
 
     if (p->upgrade) {
-        /* Protocol upgrades (WebSocket) arrive with the live-stream work; until then the
-         * request is answered as an ordinary one. */
+        /* The parser stops at an upgrade; we keep it parsing as HTTP and let conn_feed hold
+         * back whatever follows the request, which belongs to the new protocol if the
+         * handler upgrades and is never parsed as HTTP if it does not. */
         p->upgrade = 0;
+        r->upgrade = true;
+        r->keep_alive = false;
     }
     bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > o->max_body_bytes)
@@ -844,7 +900,20 @@ static void conn_feed(sw_http_conn_t *c, const char *data, size_t len)
             llhttp_resume(&c->parser);
             data += used;
             len -= used;
+            bool upgrade = c->parsing->upgrade;
             dispatch(c, c->parsing);
+            if (upgrade) {
+                /* What follows belongs to the protocol the handler may switch to: keep it,
+                 * and read nothing more until the handler has decided. */
+                sw_buf_append(&c->pending, data, len);
+                if (c->state == CONN_OPEN)
+                    c->upgrade_wait = true;
+                if (!c->read_paused && !c->read_eof) {
+                    uv_read_stop((uv_stream_t *)&c->tcp);
+                    c->read_paused = true;
+                }
+                break;
+            }
             continue;
         }
         parse_failed(c, err);
@@ -877,6 +946,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         s->rbuf_busy = false;
     if (nread == 0)
         return;
+    if (c->state == CONN_STREAM) {
+        stream_read(c, nread, buf);
+        return;
+    }
     if (nread < 0) {
         c->read_eof = true;
         uv_read_stop(stream);
@@ -913,7 +986,7 @@ static bool conn_saturated(const sw_http_conn_t *c)
 
 static void conn_maybe_resume(sw_http_conn_t *c)
 {
-    if (!c->read_paused || c->in_feed || c->state != CONN_OPEN || c->read_eof)
+    if (!c->read_paused || c->in_feed || c->state != CONN_OPEN || c->read_eof || c->upgrade_wait)
         return;
     if (conn_saturated(c))
         return;
@@ -941,6 +1014,15 @@ static void conn_free(sw_http_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     s->stats.connections--;
+    if (c->stream) {
+        sw_http_stream_t *st = c->stream;
+        c->stream = NULL;
+        s->streams--;
+        if (st->cbs.on_close)
+            st->cbs.on_close(st, st->ud);
+        sw_buf_free(&st->early);
+        free(st);
+    }
     sw_buf_free(&c->field);
     sw_buf_free(&c->value);
     sw_buf_free(&c->pending);
@@ -1023,6 +1105,287 @@ static void on_connection(uv_stream_t *listener, int status)
     c->state = CONN_OPEN;
     conn_set_timer(c, TIMER_HEADER);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---- streams ---- */
+
+static void stream_begin_closing(sw_http_conn_t *c)
+{
+    c->state = CONN_CLOSING;
+    conn_finish_closing(c);
+}
+
+/* Drops the first skip bytes of bufs[0..*n). */
+static void bufs_advance(uv_buf_t *bufs, unsigned *n, size_t skip)
+{
+    unsigned i = 0;
+    while (i < *n && skip >= bufs[i].len) {
+        skip -= bufs[i].len;
+        i++;
+    }
+    if (i < *n) {
+        bufs[i].base += skip;
+        bufs[i].len -= skip;
+    }
+    memmove(bufs, bufs + i, (*n - i) * sizeof(*bufs));
+    *n -= i;
+}
+
+/* Frames (unless raw) and writes len bytes at data, which live in shared when it is set;
+ * what the socket does not take at once is queued, copied unless shared. */
+static int stream_queue(sw_http_stream_t *st, const char *data, size_t len, sw_shared_t *shared,
+                        bool raw)
+{
+    sw_http_conn_t *c = st->conn;
+    char head[20];
+    uv_buf_t bufs[3];
+    unsigned n = 0;
+    bool framed = st->chunked && !raw;
+    if (framed) {
+        int hl = snprintf(head, sizeof(head), "%zx\r\n", len);
+        bufs[n++] = uv_buf_init(head, (unsigned)hl);
+    }
+    bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+    if (framed)
+        bufs[n++] = uv_buf_init((char *)"\r\n", 2);
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+
+    if (!st->active) {
+        /* Earlier pipelined answers are still being made: wait behind them. */
+        for (unsigned i = 0; i < n; i++)
+            sw_buf_append(&st->early, bufs[i].base, bufs[i].len);
+        st->queued += total;
+        return 0;
+    }
+    size_t done = 0;
+    if (c->writes_pending == 0) {
+        int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+        if (r < 0 && r != UV_EAGAIN) {
+            conn_close(c);
+            return -EPIPE;
+        }
+        if (r > 0)
+            done = (size_t)r;
+        if (done == total)
+            return 0;
+    }
+    size_t rest = total - done;
+    write_ctx_t *w;
+    if (shared) {
+        w = sw_calloc(1, sizeof(*w));
+        w->shared = sw_shared_ref(shared);
+        if (framed) {
+            memcpy(w->chunk_head, head, bufs[0].len);
+            bufs[0].base = w->chunk_head;
+        }
+        bufs_advance(bufs, &n, done);
+    } else {
+        w = sw_calloc(1, sizeof(*w) + rest);
+        char *p = w->data;
+        bufs_advance(bufs, &n, done);
+        for (unsigned i = 0; i < n; i++) {
+            memcpy(p, bufs[i].base, bufs[i].len);
+            p += bufs[i].len;
+        }
+        bufs[0] = uv_buf_init(w->data, (unsigned)rest);
+        n = 1;
+    }
+    w->conn = c;
+    w->bytes = rest;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_write) != 0) {
+        sw_shared_unref(w->shared);
+        free(w);
+        conn_close(c);
+        return -EPIPE;
+    }
+    c->writes_pending++;
+    st->queued += rest;
+    return 0;
+}
+
+/* The stream's response head is on its way: nothing behind it is HTTP any more. */
+static void stream_activate(sw_http_conn_t *c)
+{
+    sw_http_stream_t *st = c->stream;
+    st->active = true;
+    st->head = NULL;
+    while (c->head) {
+        sw_http_req_t *r = conn_dequeue(c);
+        if (r->state == SW_HTTP_REQ_HANDLING)
+            r->conn = NULL; /* its handler finishes into the void */
+        else
+            req_release(r);
+    }
+    c->parsing = NULL;
+    if (st->early.len) {
+        sw_buf_t early = st->early;
+        st->early = SW_BUF_INIT;
+        st->queued -= early.len;
+        int r = stream_queue(st, early.base, early.len, NULL, true);
+        sw_buf_free(&early);
+        if (r != 0)
+            return;
+    }
+    if (st->upgraded) {
+        /* The bytes that came with the request go to on_data from the loop, not from inside
+         * the call that opened the stream. */
+        conn_set_timer(c, TIMER_STREAM_START);
+    } else {
+        sw_buf_free(&c->pending);
+        if (c->read_paused && !c->read_eof) {
+            c->read_paused = false;
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        }
+    }
+    if (st->ending && c->writes_pending == 0)
+        stream_begin_closing(c);
+}
+
+static void stream_start_input(sw_http_conn_t *c)
+{
+    sw_http_stream_t *st = c->stream;
+    if (!st || c->state != CONN_STREAM)
+        return;
+    sw_buf_t pending = c->pending;
+    c->pending = SW_BUF_INIT;
+    if (pending.len && st->cbs.on_data)
+        st->cbs.on_data(st, pending.base, pending.len, st->ud);
+    sw_buf_free(&pending);
+    if (c->state == CONN_STREAM && c->read_paused && !c->read_eof) {
+        c->read_paused = false;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+static void stream_read(sw_http_conn_t *c, ssize_t nread, const uv_buf_t *buf)
+{
+    sw_http_stream_t *st = c->stream;
+    if (nread < 0) {
+        /* The peer is gone (or half-closed: a stream has nothing more to hear from it). */
+        c->read_eof = true;
+        conn_close(c);
+        return;
+    }
+    if (st->active && st->upgraded && st->cbs.on_data)
+        st->cbs.on_data(st, buf->base, (size_t)nread, st->ud);
+    /* Anything else a stream's peer sends is read and dropped. */
+}
+
+static void stream_after_write(sw_http_conn_t *c)
+{
+    sw_http_stream_t *st = c->stream;
+    if (c->state != CONN_STREAM)
+        return;
+    if (st->ending) {
+        if (c->writes_pending == 0)
+            stream_begin_closing(c);
+        return;
+    }
+    if (st->queued <= SW_HTTP_STREAM_LOW_WATER && st->cbs.on_writable)
+        st->cbs.on_writable(st, st->ud);
+}
+
+sw_http_stream_t *sw_http_stream_open(sw_http_req_t *req, int status, const char *content_type,
+                                      unsigned flags, const sw_http_stream_cbs_t *cbs, void *ud)
+{
+    if (req->state != SW_HTTP_REQ_HANDLING && req->state != SW_HTTP_REQ_PARSING)
+        return NULL;
+    sw_http_conn_t *c = req->conn;
+    sw_http_server_t *s = req->server;
+    if (!c || c->state != CONN_OPEN || s->draining) {
+        /* Gone, closing or shutting down: an ordinary answer (discarded if gone). */
+        req->keep_alive = false;
+        sw_http_respond_error(req, 503, NULL, "the server is shutting down", NULL);
+        return NULL;
+    }
+    sw_http_stream_t *st = sw_calloc(1, sizeof(*st));
+    st->conn = c;
+    st->cbs = *cbs;
+    st->ud = ud;
+    st->upgraded = status == 101;
+    st->chunked = !st->upgraded && (flags & SW_HTTP_STREAM_CHUNKED);
+    st->head = req;
+    c->stream = st;
+    c->state = CONN_STREAM;
+    c->upgrade_wait = false;
+    s->streams++;
+    conn_set_timer(c, TIMER_NONE);
+
+    req->status = status;
+    req->keep_alive = false;
+    sw_buf_reset(&req->out);
+    sw_buf_printf(&req->out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Request-Id: %s\r\n", status,
+                  sw_http_status_text(status), server_date(s), req->request_id);
+    if (content_type)
+        sw_buf_printf(&req->out, "Content-Type: %s\r\n", content_type);
+    if (st->chunked)
+        sw_buf_append_cstr(&req->out, "Transfer-Encoding: chunked\r\n");
+    sw_buf_append(&req->out, req->resp_headers.base ? req->resp_headers.base : "",
+                  req->resp_headers.len);
+    /* An upgrade names its own Connection header; anything else ends with the stream. */
+    sw_buf_append_cstr(&req->out, st->upgraded ? "\r\n" : "Connection: close\r\n\r\n");
+    req->state = SW_HTTP_REQ_DONE;
+    if (s->opts.on_response)
+        s->opts.on_response(req, s->opts.payload);
+    conn_flush(c);
+    return st;
+}
+
+int sw_http_stream_write(sw_http_stream_t *st, const void *data, size_t len)
+{
+    if (st->conn->state != CONN_STREAM || st->ending)
+        return -EPIPE;
+    if (len == 0)
+        return 0;
+    return stream_queue(st, data, len, NULL, false);
+}
+
+int sw_http_stream_write_shared(sw_http_stream_t *st, sw_shared_t *block)
+{
+    if (st->conn->state != CONN_STREAM || st->ending)
+        return -EPIPE;
+    if (block->len == 0)
+        return 0;
+    return stream_queue(st, block->data, block->len, block, false);
+}
+
+size_t sw_http_stream_pending(const sw_http_stream_t *st)
+{
+    return st->queued;
+}
+
+void sw_http_stream_end(sw_http_stream_t *st)
+{
+    sw_http_conn_t *c = st->conn;
+    if (st->ending || c->state != CONN_STREAM)
+        return;
+    if (st->chunked && stream_queue(st, "0\r\n\r\n", 5, NULL, true) != 0)
+        return;
+    st->ending = true;
+    if (st->active && c->writes_pending == 0)
+        stream_begin_closing(c);
+}
+
+void sw_http_stream_close(sw_http_stream_t *st)
+{
+    conn_close(st->conn);
+}
+
+const char *sw_http_stream_peer(const sw_http_stream_t *st)
+{
+    return st->conn->peer;
+}
+
+void sw_http_stream_set_user(sw_http_stream_t *st, void *ud)
+{
+    st->ud = ud;
+}
+
+uint64_t sw_http_server_streams(const sw_http_server_t *server)
+{
+    return server->streams;
 }
 
 /* ---- server ---- */
@@ -1160,6 +1523,8 @@ void sw_http_server_drain(sw_http_server_t *s)
         next = c->next;
         if (c->state == CONN_OPEN && !c->head && !c->parsing)
             conn_close(c);
+        else if (c->state == CONN_STREAM && c->stream->cbs.on_shutdown)
+            c->stream->cbs.on_shutdown(c->stream, c->stream->ud);
         /* Busy connections answer what they have with Connection: close (see conn_flush). */
     }
     uv_timer_start(&s->drain_timer, on_drain_timeout, s->opts.drain_timeout_ms, 0);

@@ -5,7 +5,9 @@
 #include <cmocka.h>
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -26,7 +28,98 @@ typedef struct {
     unsigned hold; /* how many to hold before answering them all */
     uv_timer_t release;
     int drained;
+    const char *close_when; /* the client hangs up once the reply holds this */
+    /* streams */
+    sw_http_stream_t *stream;
+    sw_buf_t echoed;
+    int stream_closes;
+    int shutdowns;
+    bool drain_on_close;
 } fixture_t;
+
+static void stream_on_data(sw_http_stream_t *st, const char *data, size_t len, void *ud)
+{
+    fixture_t *f = ud;
+    sw_buf_append(&f->echoed, data, len);
+    if (memmem(f->echoed.base, f->echoed.len, "bye", 3)) {
+        sw_http_stream_write(st, "echo:", 5);
+        sw_http_stream_write(st, f->echoed.base, f->echoed.len);
+        sw_http_stream_end(st);
+    }
+}
+
+static void stream_on_shutdown(sw_http_stream_t *st, void *ud)
+{
+    fixture_t *f = ud;
+    f->shutdowns++;
+    sw_http_stream_write(st, "goodbye", 7);
+    sw_http_stream_end(st);
+}
+
+static void stream_on_close(sw_http_stream_t *st, void *ud)
+{
+    fixture_t *f = ud;
+    (void)st;
+    f->stream_closes++;
+    f->stream = NULL;
+    if (f->drain_on_close)
+        sw_http_server_drain(f->server);
+}
+
+static void on_drain_now(uv_timer_t *t)
+{
+    fixture_t *f = t->data;
+    sw_http_server_drain(f->server);
+}
+
+static const sw_http_stream_cbs_t stream_cbs = {
+    .on_data = stream_on_data,
+    .on_shutdown = stream_on_shutdown,
+    .on_close = stream_on_close,
+};
+
+/* Stream endpoints: /stream writes a chunked body in three kinds of write (one big enough to
+ * queue) and ends; /upgrade echoes; /forever writes once and waits for the drain. */
+static bool stream_request(fixture_t *f, sw_http_req_t *req)
+{
+    if (sw_iov_eq_cstr(req->path, "/stream")) {
+        sw_http_add_header(req, "Cache-Control", "no-cache");
+        f->stream = sw_http_stream_open(req, 200, "text/plain", SW_HTTP_STREAM_CHUNKED,
+                                        &stream_cbs, f);
+        assert_non_null(f->stream);
+        assert_int_equal(sw_http_stream_write(f->stream, "alpha,", 6), 0);
+        sw_shared_t *block = sw_shared_new("beta,", 5);
+        assert_int_equal(sw_http_stream_write_shared(f->stream, block), 0);
+        sw_shared_unref(block);
+        sw_buf_t big = SW_BUF_INIT;
+        for (int i = 0; i < 300000; i++)
+            sw_buf_append_cstr(&big, "0123456789");
+        sw_shared_t *large = sw_shared_from_buf(&big);
+        assert_int_equal(sw_http_stream_write_shared(f->stream, large), 0);
+        sw_shared_unref(large);
+        assert_int_equal(sw_http_stream_write(f->stream, ",omega", 6), 0);
+        sw_http_stream_end(f->stream);
+        assert_int_equal(sw_http_stream_write(f->stream, "late", 4), -EPIPE);
+        return true;
+    }
+    if (sw_iov_eq_cstr(req->path, "/upgrade")) {
+        assert_true(req->upgrade);
+        sw_http_add_header(req, "Upgrade", "echo");
+        sw_http_add_header(req, "Connection", "Upgrade");
+        f->stream = sw_http_stream_open(req, 101, NULL, 0, &stream_cbs, f);
+        assert_non_null(f->stream);
+        return true;
+    }
+    if (sw_iov_eq_cstr(req->path, "/forever")) {
+        f->stream = sw_http_stream_open(req, 200, "text/plain", SW_HTTP_STREAM_CHUNKED,
+                                        &stream_cbs, f);
+        sw_http_stream_write(f->stream, "tick;", 5);
+        if (!f->drain_on_close)
+            uv_timer_start(&f->release, on_drain_now, 1, 0);
+        return true;
+    }
+    return false;
+}
 
 static void answer(sw_http_req_t *req)
 {
@@ -48,6 +141,8 @@ static void on_release(uv_timer_t *t)
 static void on_request(sw_http_req_t *req, void *payload)
 {
     fixture_t *f = payload;
+    if (stream_request(f, req))
+        return;
     if (f->hold && f->nheld < SW_ARRAY_SIZE(f->held)) {
         f->held[f->nheld++] = req;
         if (f->nheld == f->hold)
@@ -92,10 +187,13 @@ static void *client(void *arg)
             if (n <= 0)
                 break;
             sw_buf_append(&f->reply, buf, (size_t)n);
+            if (f->close_when && strstr(f->reply.base, f->close_when))
+                break;
         }
     }
     close(fd);
-    uv_async_send(&f->done);
+    if (!f->drain_on_close)
+        uv_async_send(&f->done);
     return NULL;
 }
 
@@ -137,6 +235,7 @@ static void run(fixture_t *f, const sw_http_server_opts_t *extra)
     pthread_join(th, NULL);
     assert_true(f->drained);
     sw_http_server_free(f->server);
+    sw_buf_free(&f->echoed);
     assert_int_equal(uv_loop_close(&f->loop), 0);
 }
 
@@ -262,6 +361,125 @@ static void test_garbage_is_400_and_head_has_no_body(void **state)
     sw_buf_free(&f.reply);
 }
 
+/* Decodes a chunked body that starts at p; returns false if it is malformed or cut. */
+static bool dechunk(const char *p, sw_buf_t *out)
+{
+    for (;;) {
+        char *end;
+        unsigned long n = strtoul(p, &end, 16);
+        if (end == p || strncmp(end, "\r\n", 2) != 0)
+            return false;
+        p = end + 2;
+        if (n == 0)
+            return strncmp(p, "\r\n", 2) == 0;
+        if (strlen(p) < n + 2 || strncmp(p + n, "\r\n", 2) != 0)
+            return false;
+        sw_buf_append(out, p, n);
+        p += n + 2;
+    }
+}
+
+static void test_chunked_stream_delivers_every_write_then_ends(void **state)
+{
+    (void)state;
+    fixture_t f = {0};
+    static const char req[] = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n";
+    f.request = req;
+    f.request_len = sizeof(req) - 1;
+    run(&f, NULL);
+    assert_non_null(strstr(f.reply.base, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(f.reply.base, "Transfer-Encoding: chunked\r\n"));
+    assert_non_null(strstr(f.reply.base, "Cache-Control: no-cache\r\n"));
+    assert_non_null(strstr(f.reply.base, "Connection: close\r\n"));
+    assert_null(strstr(f.reply.base, "Content-Length"));
+    sw_buf_t body = SW_BUF_INIT;
+    assert_true(dechunk(strstr(f.reply.base, "\r\n\r\n") + 4, &body));
+    assert_int_equal(body.len, 6 + 5 + 3000000 + 6);
+    assert_memory_equal(body.base, "alpha,beta,0123456789", 21);
+    assert_string_equal(body.base + body.len - 6, ",omega");
+    assert_int_equal(f.stream_closes, 1);
+    sw_buf_free(&body);
+    sw_buf_free(&f.reply);
+}
+
+static void test_upgrade_hands_over_bytes_sent_with_the_request(void **state)
+{
+    (void)state;
+    fixture_t f = {0};
+    /* The first bytes of the new protocol arrive in the same packet as the request. */
+    static const char req[] = "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                              "Upgrade: echo\r\n\r\nGET / HTTP/1.1\r\n\r\nbye";
+    f.request = req;
+    f.request_len = sizeof(req) - 1;
+    run(&f, NULL);
+    assert_non_null(strstr(f.reply.base, "HTTP/1.1 101 Switching Protocols\r\n"));
+    assert_non_null(strstr(f.reply.base, "Connection: Upgrade\r\n"));
+    assert_null(strstr(f.reply.base, "Connection: close"));
+    /* Raw bytes, not parsed as another HTTP request. */
+    assert_non_null(strstr(f.reply.base, "\r\n\r\necho:GET / HTTP/1.1\r\n\r\nbye"));
+    assert_null(strstr(f.reply.base, "400"));
+    assert_int_equal(f.stream_closes, 1);
+    sw_buf_free(&f.reply);
+}
+
+static void test_stream_waits_behind_earlier_pipelined_answer(void **state)
+{
+    (void)state;
+    fixture_t f = {0};
+    static const char req[] = "GET /slow HTTP/1.1\r\nX-Request-Id: s1\r\n\r\n"
+                              "GET /stream HTTP/1.1\r\nX-Request-Id: s2\r\n\r\n"
+                              "GET /never HTTP/1.1\r\nX-Request-Id: s3\r\n\r\n";
+    f.request = req;
+    f.request_len = sizeof(req) - 1;
+    f.hold = 1; /* /slow is answered a little later, after /stream has been opened */
+    run(&f, NULL);
+    char ids[128];
+    request_ids(f.reply.base, ids, sizeof(ids));
+    assert_string_equal(ids, "s1,s2,");
+    const char *slow = strstr(f.reply.base, "GET /slow body=0");
+    const char *stream = strstr(f.reply.base, "Transfer-Encoding: chunked");
+    assert_non_null(slow);
+    assert_non_null(stream);
+    assert_true(slow < stream);
+    sw_buf_t body = SW_BUF_INIT;
+    assert_true(dechunk(strstr(stream, "\r\n\r\n") + 4, &body));
+    assert_int_equal(body.len, 3000017);
+    sw_buf_free(&body);
+    sw_buf_free(&f.reply);
+}
+
+static void test_drain_asks_streams_to_finish(void **state)
+{
+    (void)state;
+    fixture_t f = {0};
+    static const char req[] = "GET /forever HTTP/1.1\r\n\r\n";
+    f.request = req;
+    f.request_len = sizeof(req) - 1;
+    run(&f, NULL);
+    assert_int_equal(f.shutdowns, 1);
+    assert_int_equal(f.stream_closes, 1);
+    sw_buf_t body = SW_BUF_INIT;
+    assert_true(dechunk(strstr(f.reply.base, "\r\n\r\n") + 4, &body));
+    assert_string_equal(body.base, "tick;goodbye");
+    sw_buf_free(&body);
+    sw_buf_free(&f.reply);
+}
+
+static void test_peer_hanging_up_closes_the_stream(void **state)
+{
+    (void)state;
+    fixture_t f = {0};
+    static const char req[] = "GET /forever HTTP/1.1\r\n\r\n";
+    f.request = req;
+    f.request_len = sizeof(req) - 1;
+    f.close_when = "tick;";
+    f.drain_on_close = true; /* the server drains only once on_close has been seen */
+    run(&f, NULL);
+    assert_int_equal(f.stream_closes, 1);
+    assert_int_equal(f.shutdowns, 0);
+    sw_buf_free(&f.reply);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +489,11 @@ int main(void)
         cmocka_unit_test(test_too_many_headers_is_431),
         cmocka_unit_test(test_chunked_body_over_limit_is_413),
         cmocka_unit_test(test_garbage_is_400_and_head_has_no_body),
+        cmocka_unit_test(test_chunked_stream_delivers_every_write_then_ends),
+        cmocka_unit_test(test_upgrade_hands_over_bytes_sent_with_the_request),
+        cmocka_unit_test(test_stream_waits_behind_earlier_pipelined_answer),
+        cmocka_unit_test(test_drain_asks_streams_to_finish),
+        cmocka_unit_test(test_peer_hanging_up_closes_the_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
