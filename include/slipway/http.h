@@ -184,5 +184,7 @@ void sw_http_stream_set_user(sw_http_stream_t *st, void *ud);
 
 /* Open streams on this server, for metrics. */
 uint64_t sw_http_server_streams(const sw_http_server_t *server);
+/* The loop the server runs on, for the timers of a protocol that takes over a stream. */
+uv_loop_t *sw_http_server_loop(const sw_http_server_t *server);
 
 #endif

@@ -1388,6 +1388,11 @@ uint64_t sw_http_server_streams(const sw_http_server_t *server)
     return server->streams;
 }
 
+uv_loop_t *sw_http_server_loop(const sw_http_server_t *server)
+{
+    return server->loop;
+}
+
 /* ---- server ---- */
 
 int sw_http_server_new(sw_http_server_t **out, uv_loop_t *loop, const sw_http_server_opts_t *opts)
