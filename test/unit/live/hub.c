@@ -36,6 +36,7 @@ struct conn {
     long long skip_upto;
     long long hold_at;
     bool dedupe;
+    bool hold_lagged; /* hold the next lagged message once */
     long long last_seq;
     int filtered_lagged;
 };
@@ -74,8 +75,13 @@ static size_t conn_pending(const void *p)
 static sw_hub_verdict_t conn_filter(void *p, const sw_hub_msg_t *m)
 {
     conn_t *c = p;
-    if (m->type == SW_HUB_LAGGED)
+    if (m->type == SW_HUB_LAGGED) {
         c->filtered_lagged++;
+        if (c->hold_lagged) {
+            c->hold_lagged = false;
+            return SW_HUB_HOLD;
+        }
+    }
     if (!c->filter_on)
         return SW_HUB_SEND;
     if (c->hold_at && m->seq == c->hold_at) {
@@ -517,6 +523,41 @@ static void test_push_history(void **state)
         assert_int_equal(frame_seq(&c, i), want[i]);
     assert_non_null(strstr(c.frames[5]->data, "{\"s\":1}"));
     assert_non_null(strstr(c.frames[7]->data, "\"type\":\"end\""));
+    sw_hub_unwatch(w);
+    fx_close(&fx);
+    conn_reset(&c);
+}
+
+/* A held lagged message is reported again on resume, counting what was dropped meanwhile;
+ * pushes obey the same bounds as published messages. */
+static void test_lagged_held_and_push_bounds(void **state)
+{
+    (void)state;
+    fx_t fx;
+    conn_t c = {.hold_lagged = true};
+    sw_hub_opts_t opts = {.queue_max_msgs = 3};
+    fx_open(&fx, &opts);
+    sw_hub_watcher_t *w = sw_hub_watch(fx.hub, "t", &nd_sink, &c, true);
+    for (int i = 1; i <= 5; i++)
+        publish_line(fx.hub, "t", i);
+    sw_hub_watcher_resume(w); /* the filter holds the lagged message for 2 */
+    assert_int_equal(c.nframes, 0);
+    assert_int_equal(c.filtered_lagged, 1);
+    for (int i = 6; i <= 7; i++) {
+        sw_hub_msg_t *m = line(i);
+        sw_hub_watcher_push(w, m);
+        sw_hub_msg_unref(m);
+    }
+    assert_int_equal(sw_hub_watcher_queued(w), 3);
+    sw_hub_watcher_resume(w);
+    assert_int_equal(c.nframes, 4);
+    assert_non_null(strstr(c.frames[0]->data, "{\"dropped\":4}"));
+    for (size_t i = 1; i < 4; i++)
+        assert_int_equal(frame_seq(&c, i), (long long)i + 4);
+    sw_hub_stats_t st;
+    sw_hub_stats(fx.hub, &st);
+    assert_int_equal(st.dropped[SW_HUB_ENC_NDJSON], 4);
+    assert_int_equal(st.sent[SW_HUB_ENC_NDJSON], 4);
     sw_hub_unwatch(w);
     fx_close(&fx);
     conn_reset(&c);
@@ -1055,6 +1096,7 @@ int main(void)
         cmocka_unit_test(test_write_window),
         cmocka_unit_test(test_hold_filter_skip),
         cmocka_unit_test(test_push_history),
+        cmocka_unit_test(test_lagged_held_and_push_bounds),
         cmocka_unit_test(test_send_refused),
         cmocka_unit_test(test_unwatch_during_delivery),
         cmocka_unit_test(test_unwatch_self_on_writable),
