@@ -246,6 +246,7 @@ void sw_api_deployments_list(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_get(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_cancel(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_logs(sw_http_req_t *req, void *ctx);
+void sw_api_apps_logs(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_rollback(sw_http_req_t *req, void *ctx);
 void sw_api_apps_start(sw_http_req_t *req, void *ctx);
 void sw_api_apps_restart(sw_http_req_t *req, void *ctx);

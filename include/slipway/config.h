@@ -40,6 +40,7 @@ typedef struct {
     uint32_t stop_grace_ms;
     uint32_t lease_ttl_ms;
     uint32_t keep_builds;
+    uint32_t runtime_log_lines; /* kept per app */
     sw_log_level_t log_level;
 
     /* HTTP limits and timeouts */

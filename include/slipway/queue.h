@@ -4,6 +4,7 @@
 #define SLIPWAY_QUEUE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "slipway/pg.h"
 #include "slipway/redis.h"
@@ -18,6 +19,9 @@ bool sw_queue_ready(void);
 const char *sw_queue_stream(void);
 const char *sw_queue_cancel_channel(void);  /* cancel requests for running deployments */
 const char *sw_queue_control_channel(void); /* "stop:<app id>" */
+/* The Redis list holding an app's last runtime log lines (slipway:<id>:applog:<app id>);
+ * "" until the instance is known. */
+void sw_queue_applog_key(const char *app_id, char *out, size_t size);
 
 /* Adds the deployment to the stream and, once Redis took it, marks the row enqueued. Best
  * effort: if Redis is away the row stays pending and not enqueued, and a worker's reconciler

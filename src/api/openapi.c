@@ -407,6 +407,14 @@ static const struct {
      "{\"type\":\"object\",\"properties\":{\"ref\":{\"type\":\"string\",\"maxLength\":255},"
      "\"commit_sha\":"
      "{\"type\":\"string\",\"pattern\":\"^[0-9a-f]{7,40}$\"}},\"additionalProperties\":false}"},
+    {"AppLogs",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"type\":"
+     "\"object\",\"properties\":{\"seq\":{\"type\":\"integer\"},\"stream\":{\"enum\":["
+     "\"stdout\",\"stderr\",\"system\"]},\"line\":{\"type\":\"string\"},\"instance\":{"
+     "\"type\":\"string\"},\"timestamp\":{\"type\":\"string\",\"format\":\"date-time\"}},"
+     "\"required\":[\"seq\",\"stream\",\"line\",\"instance\",\"timestamp\"],"
+     "\"additionalProperties\":false}}},\"required\":[\"data\"],\"additionalProperties\":"
+     "false}"},
     {"DeploymentLogs",
      "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"type\":"
      "\"object\",\"prop"

@@ -159,6 +159,9 @@ const sw_route_t sw_api_routes[] = {
           NULL, "Deployment", 202),
     ROUTE("POST", "/api/v1/apps/:id/stop", sw_api_apps_stop, PROJECT(APP, DEVELOPER, D),
           "Stop every instance of the app", "apps", NULL, "App", 202),
+    ROUTE("GET", "/api/v1/apps/:id/logs", sw_api_apps_logs, PROJECT(APP, VIEWER, R),
+          "The last lines (?lines=, 1-1000, default 100) of the app's runtime output, oldest "
+          "first", "apps", NULL, "AppLogs", 200),
     ROUTE("GET", "/api/v1/apps/:id/deployments", sw_api_deployments_list_app,
           PROJECT(APP, VIEWER, R), "An app's deployments, newest first", "deployments", NULL,
           "DeploymentList", 200),

@@ -414,7 +414,8 @@ static void on_instance(int status, sw_pg_result_t *res, void *payload)
     }
     sw_queue_set_instance(sw_pg_result_value(res, 0, 0));
     if (api->cfg->role != SW_NODE_API && !api->worker) {
-        int r = sw_worker_start(&api->worker, api->loop, api->cfg, api->pg, &api->box, api->node);
+        int r = sw_worker_start(&api->worker, api->loop, api->cfg, api->pg, &api->box, NULL,
+                                api->node);
         if (r != 0)
             sw_log_kv(SW_LOG_ERROR, NULL, "the deployment worker did not start", "error",
                       sw_strerror(r), NULL);

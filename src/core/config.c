@@ -73,6 +73,8 @@ static const opt_t options[] = {
     {"lease-ttl-ms", OPT_U32, O(lease_ttl_ms), "15000", 1000, 600000,
      "a worker's hold on an app's deployment; another takes over once it lapses"},
     {"keep-builds", OPT_U32, O(keep_builds), "5", 1, 1000, "build directories kept per app"},
+    {"runtime-log-lines", OPT_U32, O(runtime_log_lines), "1000", 10, 100000,
+     "runtime output lines kept per app (the last ones, in Redis)"},
     {"log-level", OPT_LOGLEVEL, O(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"max-header-bytes", OPT_U32, O(max_header_bytes), "16384", 1024, 1048576,
      "request line and headers, bytes (431 beyond)"},

@@ -7,10 +7,11 @@
 
 #include "slipway/common.h"
 
-static char stream_name[96], cancel_name[96], control_name[96];
+static char instance[48], stream_name[96], cancel_name[96], control_name[96];
 
 void sw_queue_set_instance(const char *instance_id)
 {
+    snprintf(instance, sizeof(instance), "%.40s", instance_id);
     snprintf(stream_name, sizeof(stream_name), "slipway:%.40s:deploy", instance_id);
     snprintf(cancel_name, sizeof(cancel_name), "slipway:%.40s:deploy:cancel", instance_id);
     snprintf(control_name, sizeof(control_name), "slipway:%.40s:app:control", instance_id);
@@ -34,6 +35,14 @@ const char *sw_queue_cancel_channel(void)
 const char *sw_queue_control_channel(void)
 {
     return control_name;
+}
+
+void sw_queue_applog_key(const char *app_id, char *out, size_t size)
+{
+    if (!instance[0])
+        snprintf(out, size, "%s", "");
+    else
+        snprintf(out, size, "slipway:%s:applog:%.40s", instance, app_id);
 }
 
 typedef struct {

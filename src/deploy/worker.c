@@ -13,17 +13,21 @@
  * 100 ms. */
 #include "slipway/worker.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <unistd.h>
 
+#include "slipway/applog.h"
 #include "slipway/buf.h"
 #include "slipway/git.h"
 #include "slipway/httpc.h"
@@ -55,6 +59,14 @@ typedef enum {
     RUN_MAX
 } run_state_t;
 
+/* An app's secret values, shared by a run and the instances it starts: their output is
+ * masked with the values they were given. */
+typedef struct {
+    unsigned refs;
+    size_t n;
+    char *v[SECRETS_MAX];
+} secrets_t;
+
 typedef struct instance instance_t;
 typedef struct run run_t;
 typedef struct entry entry_t;
@@ -65,6 +77,8 @@ struct instance {
     char app_id[40];
     char deployment_id[40];
     sw_proc_t *proc;
+    char name[24]; /* in log lines: the deployment's first 8 hex digits and the replica */
+    secrets_t *secrets;
     uint16_t port;
     bool stopping; /* asked to stop: an exit is expected */
     bool healthy;
@@ -89,8 +103,10 @@ struct run {
     char build_dir[512];
     char **build_env;
     char **run_env;
-    char *secrets[SECRETS_MAX];
-    size_t nsecrets;
+    secrets_t *secrets;
+    const char *stage; /* the last stage written, for status messages */
+    int progress;
+    bool relaunch; /* restarting the active release after slipwayd restarted: no deployment */
     bool cancelled;
     bool handback; /* the worker is stopping: back to the queue, not failed */
     char error[512];
@@ -120,7 +136,13 @@ struct sw_worker {
     sw_pg_pool_t *pg;
     sw_redis_t *redis;
     const sw_secretbox_t *box;
+    sw_hub_t *hub;
+    sw_applogs_t *applogs;
     char node[128];
+    int lock_fd;         /* holds the data directory's worker lock; -1: not ours */
+    char **relaunch_ids; /* apps this node ran before it restarted, to start again */
+    size_t nrelaunch;
+    bool relaunch_querying;
     uv_timer_t tick;
     uint64_t next_claim, next_reconcile;
     bool reading;
@@ -143,6 +165,10 @@ static void maybe_stopped(sw_worker_t *w);
 static void retry_waiting(sw_worker_t *w, const char *app_id);
 static void run_fail(run_t *r, const char *fmt, ...) SW_PRINTF(2, 3);
 static void run_finish(run_t *r, const char *status);
+static void run_done(run_t *r);
+static void state_save(sw_worker_t *w);
+static void builds_prune(run_t *r);
+static void relaunch_query(sw_worker_t *w);
 
 /* ---- small helpers ---- */
 
@@ -185,6 +211,34 @@ static void free_strv(char **v)
         free(*p);
     }
     free(v);
+}
+
+static secrets_t *secrets_ref(secrets_t *sec)
+{
+    if (sec)
+        sec->refs++;
+    return sec;
+}
+
+static void secrets_unref(secrets_t *sec)
+{
+    if (!sec || --sec->refs)
+        return;
+    for (size_t i = 0; i < sec->n; i++) {
+        sodium_memzero(sec->v[i], strlen(sec->v[i]));
+        free(sec->v[i]);
+    }
+    free(sec);
+}
+
+/* "12 s" when whole seconds, "1500 ms" otherwise: for messages naming a timeout. */
+static const char *duration(uint32_t ms, char *out, size_t size)
+{
+    if (ms % 1000 == 0)
+        snprintf(out, size, "%u s", ms / 1000);
+    else
+        snprintf(out, size, "%u ms", ms);
+    return out;
 }
 
 static void lease_key(const char *app_id, char *out, size_t size)
@@ -263,15 +317,15 @@ static void log_flush(run_t *r)
 }
 
 /* Replaces every known secret value of the app with *** before the line goes anywhere. */
-static void mask(run_t *r, sw_buf_t *line)
+static void mask(const secrets_t *sec, sw_buf_t *line)
 {
-    for (size_t i = 0; i < r->nsecrets; i++) {
-        size_t n = strlen(r->secrets[i]);
+    for (size_t i = 0; sec && i < sec->n; i++) {
+        size_t n = strlen(sec->v[i]);
         if (n < 3)
             continue; /* masking "1" or "on" would shred every line and hide nothing */
         char *hit;
         size_t from = 0;
-        while ((hit = memmem(line->base + from, line->len - from, r->secrets[i], n))) {
+        while ((hit = memmem(line->base + from, line->len - from, sec->v[i], n))) {
             size_t at = (size_t)(hit - line->base);
             sw_buf_t out = SW_BUF_INIT;
             sw_buf_append(&out, line->base, at);
@@ -284,11 +338,48 @@ static void mask(run_t *r, sw_buf_t *line)
     }
 }
 
-static void run_log(run_t *r, const char *stream, const char *text, size_t len)
+/* A line of an app instance (or about one), masked, into the app's runtime log. */
+static void app_log(sw_worker_t *w, const char *app_id, const secrets_t *sec, const char *stream,
+                    const char *instance, const char *text, size_t len)
 {
     sw_buf_t line = SW_BUF_INIT;
     sw_buf_append(&line, text, len);
-    mask(r, &line);
+    if (!line.base)
+        sw_buf_reserve(&line, 0);
+    mask(sec, &line);
+    sw_applogs_line(w->applogs, app_id, stream, instance, line.base, line.len);
+    sodium_memzero(line.base, line.cap);
+    sw_buf_free(&line);
+}
+
+static void app_system(sw_worker_t *w, const char *app_id, const char *fmt, ...) SW_PRINTF(3, 4);
+static void app_system(sw_worker_t *w, const char *app_id, const char *fmt, ...)
+{
+    sw_buf_t b = SW_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    sw_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    sw_applogs_line(w->applogs, app_id, "system", "slipwayd", b.base, b.len);
+    sw_buf_free(&b);
+}
+
+static void deployment_topic(const run_t *r, char *out, size_t size)
+{
+    snprintf(out, size, "deployment:%s", r->id);
+}
+
+static void run_log(run_t *r, const char *stream, const char *text, size_t len)
+{
+    if (r->relaunch) {
+        app_log(r->w, r->app_id, r->secrets, stream, "slipwayd", text, len);
+        return;
+    }
+    sw_buf_t line = SW_BUF_INIT;
+    sw_buf_append(&line, text, len);
+    if (!line.base)
+        sw_buf_reserve(&line, 0);
+    mask(r->secrets, &line);
     char ts[40];
     sw_time_rfc3339(ts, sizeof(ts), sw_wall_ms());
     r->seq++;
@@ -296,9 +387,22 @@ static void run_log(run_t *r, const char *stream, const char *text, size_t len)
         r->pending_first = r->seq;
     else
         sw_buf_append_char(&r->pending, ',');
+    size_t at = r->pending.len;
     sw_buf_printf(&r->pending, "{\"seq\":%lld,\"stream\":\"%s\",\"line\":\"", r->seq, stream);
     sw_buf_append_json_str(&r->pending, line.base, line.len);
-    sw_buf_printf(&r->pending, "\",\"timestamp\":\"%s\"}", ts);
+    sw_buf_append_char(&r->pending, '"');
+    if (r->w->hub) {
+        /* The same masked line and seq the database gets, without the timestamp. */
+        char topic[64];
+        deployment_topic(r, topic, sizeof(topic));
+        sw_buf_t data = SW_BUF_INIT;
+        sw_buf_append(&data, r->pending.base + at, r->pending.len - at);
+        sw_buf_append_char(&data, '}');
+        sw_applogs_publish(r->w->hub, topic, SW_HUB_LOG, r->seq, data.base, data.len);
+        sodium_memzero(data.base, data.cap);
+        sw_buf_free(&data);
+    }
+    sw_buf_printf(&r->pending, ",\"timestamp\":\"%s\"}", ts);
     sodium_memzero(line.base, line.cap);
     sw_buf_free(&line);
     if (r->pending.len >= LOG_PENDING_MAX && r->build && !r->output_paused) {
@@ -327,8 +431,71 @@ static void run_system(run_t *r, const char *fmt, ...)
     "ARRAY['queued', 'cloning_repo', 'building_image', 'starting_new', 'health_check', "           \
     "'switching_traffic', 'stopping_old', 'completed']"
 
+static const char *stage_message(const char *status, const char *stage)
+{
+    static const char *const names[][2] = {
+        {"queued", "waiting in the queue"},
+        {"cloning_repo", "fetching the repository"},
+        {"building_image", "running the build"},
+        {"starting_new", "starting the new instances"},
+        {"health_check", "waiting for the health check"},
+        {"switching_traffic", "switching traffic to the new instances"},
+        {"stopping_old", "stopping the previous instances"},
+        {"completed", "deployed"},
+    };
+    if (strcmp(status, "failed") == 0)
+        return "deployment failed";
+    if (strcmp(status, "cancelled") == 0)
+        return "deployment cancelled";
+    for (size_t i = 0; i < SW_ARRAY_SIZE(names); i++)
+        if (strcmp(names[i][0], stage) == 0)
+            return names[i][1];
+    return "";
+}
+
+/* A status message on the deployment's topic (DESIGN.md §6). */
+static void publish_status(sw_hub_t *hub, const char *id, const char *status, const char *stage,
+                           int progress, const char *error)
+{
+    if (!hub)
+        return;
+    char topic[64];
+    snprintf(topic, sizeof(topic), "deployment:%s", id);
+    sw_buf_t b = SW_BUF_INIT;
+    sw_buf_printf(&b,
+                  "{\"deployment_id\":\"%s\",\"status\":\"%s\",\"stage\":\"%s\",\"progress\":%d,"
+                  "\"message\":\"%s\",\"error_message\":",
+                  id, status, stage, progress, stage_message(status, stage));
+    if (error && *error) {
+        sw_buf_append_char(&b, '"');
+        sw_buf_append_json_str(&b, error, strlen(error));
+        sw_buf_append_char(&b, '"');
+    } else {
+        sw_buf_append_cstr(&b, "null");
+    }
+    sw_buf_append_char(&b, '}');
+    sw_applogs_publish(hub, topic, SW_HUB_STATUS, 0, b.base, b.len);
+    sw_buf_free(&b);
+}
+
+static void publish_end(sw_hub_t *hub, const char *id)
+{
+    char topic[64];
+    snprintf(topic, sizeof(topic), "deployment:%s", id);
+    char data[80];
+    int n = snprintf(data, sizeof(data), "{\"deployment_id\":\"%s\"}", id);
+    sw_applogs_publish(hub, topic, SW_HUB_END, 0, data, (size_t)n);
+}
+
 static void run_status(run_t *r, const char *status, const char *stage, int progress)
 {
+    if (r->relaunch)
+        return;
+    if (!r->stage || strcmp(r->stage, stage) != 0 || progress > r->progress) {
+        r->stage = stage;
+        r->progress = progress;
+    }
+    publish_status(r->w->hub, r->id, status, stage, progress, NULL);
     char p[8];
     snprintf(p, sizeof(p), "%d", progress);
     const char *params[] = {r->id, status, stage, p};
@@ -348,6 +515,7 @@ static void instance_start(instance_t *in);
 
 static void instance_free(instance_t *in)
 {
+    secrets_unref(in->secrets);
     free_strv(in->argv);
     free_strv(in->env);
     free(in->cwd);
@@ -374,6 +542,7 @@ static void instance_release(instance_t *in)
 {
     sw_worker_t *w = in->w;
     instance_unlink(in);
+    state_save(w);
     uv_close((uv_handle_t *)&in->restart_timer, on_restart_timer_closed);
     if (w->stopping)
         maybe_stopped(w);
@@ -388,12 +557,10 @@ static void on_restart(uv_timer_t *t)
 
 static void on_instance_line(sw_proc_t *p, int stream, const char *line, size_t len, void *payload)
 {
-    /* Runtime output joins the live streams with the hub; until then it is not kept. */
+    instance_t *in = payload;
     (void)p;
-    (void)stream;
-    (void)line;
-    (void)len;
-    (void)payload;
+    app_log(in->w, in->app_id, in->secrets, stream == SW_PROC_STDERR ? "stderr" : "stdout",
+            in->name, line, len);
 }
 
 static void on_instance_exit(sw_proc_t *p, int64_t exit_status, int term_signal, bool timed_out,
@@ -412,9 +579,16 @@ static void on_instance_exit(sw_proc_t *p, int64_t exit_status, int term_signal,
     snprintf(code, sizeof(code), "%lld/%d", (long long)exit_status, term_signal);
     sw_log_kv(SW_LOG_WARN, NULL, "app instance exited; restarting", "app", in->app_id, "exit", code,
               NULL);
-    uint64_t delay = 1000u << SW_MIN(in->restarts, 5u);
+    uint64_t delay = SW_MIN(1000u << SW_MIN(in->restarts, 5u), 30000u);
     in->restarts++;
-    uv_timer_start(&in->restart_timer, on_restart, SW_MIN(delay, 30000u), 0);
+    if (term_signal)
+        app_system(in->w, in->app_id, "instance %s was killed by signal %d; restarting in %u s",
+                   in->name, term_signal, (unsigned)(delay / 1000));
+    else
+        app_system(in->w, in->app_id, "instance %s exited with code %lld; restarting in %u s",
+                   in->name, (long long)exit_status, (unsigned)(delay / 1000));
+    state_save(in->w);
+    uv_timer_start(&in->restart_timer, on_restart, delay, 0);
 }
 
 static void instance_start(instance_t *in)
@@ -432,17 +606,21 @@ static void instance_start(instance_t *in)
     if (sw_proc_spawn(&in->proc, in->w->loop, &o) != 0) {
         in->proc = NULL;
         uv_timer_start(&in->restart_timer, on_restart, 1000, 0);
+        return;
     }
+    state_save(in->w);
 }
 
 static void instance_stop(instance_t *in)
 {
     in->stopping = true;
     uv_timer_stop(&in->restart_timer);
-    if (in->proc)
+    if (in->proc) {
         sw_proc_stop(in->proc, in->w->cfg->stop_grace_ms);
-    else
+        state_save(in->w);
+    } else {
         instance_release(in);
+    }
 }
 
 /* A free TCP port on loopback within SLIPWAY_PORT_RANGE. */
@@ -484,10 +662,7 @@ static void run_free(run_t *r)
     free(r->health_path);
     free_strv(r->build_env);
     free_strv(r->run_env);
-    for (size_t i = 0; i < r->nsecrets; i++) {
-        sodium_memzero(r->secrets[i], strlen(r->secrets[i]));
-        free(r->secrets[i]);
-    }
+    secrets_unref(r->secrets);
     sw_buf_free(&r->pending);
     free(r);
 }
@@ -552,6 +727,19 @@ static void on_persisted(int status, sw_pg_result_t *res, void *payload)
     if (status != 0) {
         ignore_pg(status, res, NULL);
         r->entry_id[0] = '\0'; /* not acknowledged: a later claim settles it */
+    } else if (!r->relaunch) {
+        /* The row says it now: a watcher that sees the end finds everything stored. */
+        bool ok = strcmp(r->final_status, "success") == 0;
+        publish_status(r->w->hub, r->id, r->final_status,
+                       ok         ? "completed"
+                       : r->stage ? r->stage
+                                  : "queued",
+                       ok ? 100 : r->progress, r->error);
+        publish_end(r->w->hub, r->id);
+        if (ok) {
+            builds_prune(r); /* still holding the app's lease: no other run uses its builds */
+            return;
+        }
     }
     run_done(r);
 }
@@ -560,6 +748,22 @@ static void run_persist(run_t *r)
 {
     if (!r->final_status[0]) {
         run_done(r);
+        return;
+    }
+    if (r->relaunch) {
+        if (strcmp(r->final_status, "success") == 0) {
+            run_done(r);
+            return;
+        }
+        /* The release that served before the restart does not come back: say so. */
+        sw_log_kv(SW_LOG_WARN, NULL, "app not relaunched", "app", r->app_id, "error", r->error,
+                  NULL);
+        const char *params[] = {r->app_id, r->id};
+        if (sw_pg_query(r->w->pg,
+                        "UPDATE apps SET status = 'crashed', endpoints = '{}', updated_at = now() "
+                        "WHERE id = $1 AND active_deployment_id = $2 AND status = 'running'",
+                        2, params, on_persisted, r) != 0)
+            on_persisted(SW_EUNAVAIL, NULL, r);
         return;
     }
     const char *params[] = {r->id, r->final_status, r->error};
@@ -594,11 +798,15 @@ static void run_finish(run_t *r, const char *status)
         /* Shutting down: the entry stays unacknowledged and the row pending, so the next
          * worker to claim it runs it from the start. */
         const char *params[] = {r->id};
-        sw_pg_query(r->w->pg,
-                    "UPDATE deployments SET status = 'pending', stage = 'queued', progress = 0, "
-                    "node_id = '', started_at = NULL, updated_at = now() WHERE id = $1 "
-                    "AND status IN ('building', 'deploying')",
-                    1, params, ignore_pg, NULL);
+        if (!r->relaunch) {
+            sw_pg_query(
+                r->w->pg,
+                "UPDATE deployments SET status = 'pending', stage = 'queued', progress = 0, "
+                "node_id = '', started_at = NULL, updated_at = now() WHERE id = $1 "
+                "AND status IN ('building', 'deploying')",
+                1, params, ignore_pg, NULL);
+            publish_status(r->w->hub, r->id, "pending", "queued", 0, NULL);
+        }
         run_system(r, "handed back to the queue: the worker is stopping");
         r->entry_id[0] = '\0';
         run_release(r);
@@ -628,6 +836,10 @@ static void on_switched(int status, sw_pg_result_t *res, void *payload)
                  res ? sw_pg_result_error(res) : sw_strerror(status));
         return;
     }
+    if (r->relaunch && sw_pg_result_rows(res) != 1) {
+        run_fail(r, "the app was stopped or released again meanwhile");
+        return;
+    }
     /* The new instances serve now: the old ones of this app go. */
     run_status(r, "deploying", "stopping_old", 95);
     sw_worker_t *w = r->w;
@@ -641,6 +853,7 @@ static void on_switched(int status, sw_pg_result_t *res, void *payload)
     }
     r->nfresh = 0; /* they belong to the app now */
     r->error[0] = '\0';
+    state_save(w);
     run_finish(r, "success");
 }
 
@@ -654,6 +867,15 @@ static void switch_traffic(run_t *r)
         sw_buf_printf(&endpoints, "%s127.0.0.1:%u", i ? "," : "", r->fresh[i]->port);
     sw_buf_append_char(&endpoints, '}');
     const char *params[] = {r->app_id, r->id, endpoints.base, r->rollback ? "true" : "false"};
+    if (r->relaunch) {
+        /* The same release serves again, on new ports. */
+        sw_pg_query(r->w->pg,
+                    "UPDATE apps SET endpoints = $3::text[], updated_at = now() WHERE id = $1 "
+                    "AND active_deployment_id = $2 AND status = 'running' RETURNING id",
+                    3, params, on_switched, r);
+        sw_buf_free(&endpoints);
+        return;
+    }
     /* A rollback marks the release it replaces rolled_back. */
     sw_pg_query(r->w->pg,
                 "WITH a AS (UPDATE apps SET endpoints = $3::text[], status = 'running', "
@@ -693,8 +915,11 @@ static void on_probe(int status, int http_status, const char *body, size_t len, 
         }
     }
     if (uv_now(r->w->loop) >= r->health_deadline) {
-        run_fail(r, "health check failed: GET %s on port %u did not answer 2xx within %u ms",
-                 r->health_path, r->fresh[i]->port, r->w->cfg->health_timeout_ms);
+        char d[32];
+        run_fail(r,
+                 "health check failed: timed out after %s (GET %s on port %u never answered 2xx)",
+                 duration(r->w->cfg->health_timeout_ms, d, sizeof(d)), r->health_path,
+                 r->fresh[i]->port);
         return;
     }
     uv_timer_start(&r->timer, on_probe_timer, HEALTH_POLL_MS, 0);
@@ -738,6 +963,8 @@ static void release(run_t *r)
         in->w = w;
         snprintf(in->app_id, sizeof(in->app_id), "%s", r->app_id);
         snprintf(in->deployment_id, sizeof(in->deployment_id), "%s", r->id);
+        snprintf(in->name, sizeof(in->name), "%.8s-%d", r->id, i + 1);
+        in->secrets = secrets_ref(r->secrets);
         in->port = pick_port(w);
         uv_timer_init(w->loop, &in->restart_timer);
         in->restart_timer.data = in;
@@ -789,12 +1016,15 @@ static void on_build_exit(sw_proc_t *p, int64_t exit_status, int term_signal, bo
     run_t *r = payload;
     sw_proc_free(p);
     r->build = NULL;
+    state_save(r->w);
     if (r->cancelled) {
         run_fail(r, "cancelled during the build");
         return;
     }
     if (timed_out) {
-        run_fail(r, "build timed out after %u ms", r->w->cfg->build_timeout_ms);
+        char d[32];
+        run_fail(r, "build timed out after %s",
+                 duration(r->w->cfg->build_timeout_ms, d, sizeof(d)));
         return;
     }
     if (term_signal) {
@@ -834,7 +1064,9 @@ static void build(run_t *r)
     if (sw_proc_spawn(&r->build, r->w->loop, &o) != 0) {
         r->build = NULL;
         run_fail(r, "build failed: the build command could not be spawned");
+        return;
     }
+    state_save(r->w);
 }
 
 /* ---- fetch ---- */
@@ -852,6 +1084,12 @@ static void on_fetched(int status, const sw_git_result_t *res, const char *error
     r->git = NULL;
     if (r->cancelled || status == -ECANCELED) {
         run_fail(r, "cancelled while fetching the repository");
+        return;
+    }
+    if (status == -ETIMEDOUT) {
+        char d[32];
+        run_fail(r, "clone timed out after %s",
+                 duration(r->w->cfg->clone_timeout_ms, d, sizeof(d)));
         return;
     }
     if (status != 0) {
@@ -953,7 +1191,9 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
     }
     r->build_env = base_env(r->build_dir);
     r->run_env = base_env(r->build_dir);
-    for (int i = 0; i < sw_pg_result_rows(res) && r->nsecrets < SECRETS_MAX; i++) {
+    secrets_t *sec = r->secrets = sw_calloc(1, sizeof(*sec));
+    sec->refs = 1;
+    for (int i = 0; i < sw_pg_result_rows(res) && sec->n < SECRETS_MAX; i++) {
         const char *key = sw_pg_result_value(res, i, 0);
         const char *sealed = sw_pg_result_value(res, i, 1);
         char ad[320];
@@ -970,15 +1210,20 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
             env_push(r->build_env, key, value.base, value.len);
         if (strcmp(sw_pg_result_value(res, i, 3), "t") == 0)
             env_push(r->run_env, key, value.base, value.len);
-        r->secrets[r->nsecrets++] = sw_strndup(value.base, value.len);
+        sec->v[sec->n++] = sw_strndup(value.base, value.len);
         sodium_memzero(value.base, value.cap);
         sw_buf_free(&value);
     }
     if (r->rollback_of[0]) {
         struct stat st;
         if (stat(r->build_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            run_fail(r, "rollback failed: the build of deployment %s is no longer on this node",
-                     r->rollback_of);
+            run_fail(r,
+                     "%s failed: the build of deployment %s is no longer on this node (pruned: "
+                     "only the last %u builds of an app are kept, or built on another node)",
+                     r->relaunch   ? "relaunch"
+                     : r->rollback ? "rollback"
+                                   : "release",
+                     r->rollback_of, r->w->cfg->keep_builds);
             return;
         }
         run_system(r, "%s the build of deployment %s",
@@ -987,6 +1232,43 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
         return;
     }
     fetch(r);
+}
+
+/* Deployments failed as abandoned (RETURNING id, stage, progress, error_message): their
+ * watchers hear the end. */
+static void on_abandoned(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_hub_t *hub = payload;
+    if (status == 0) {
+        for (int i = 0; i < sw_pg_result_rows(res); i++) {
+            const char *id = sw_pg_result_value(res, i, 0);
+            publish_status(hub, id, "failed", sw_pg_result_value(res, i, 1),
+                           atoi(sw_pg_result_value(res, i, 2)), sw_pg_result_value(res, i, 3));
+            publish_end(hub, id);
+        }
+    } else {
+        ignore_pg(status, res, NULL);
+    }
+}
+
+static void fail_abandoned(sw_worker_t *w, const char *sql, int nparams, const char *const *params)
+{
+    sw_pg_query(w->pg, sql, nparams, params, w->hub ? on_abandoned : ignore_pg, w->hub);
+}
+
+/* What a run needs from its app and deployment, in the claim's column order. */
+static void run_fields(run_t *r, sw_pg_result_t *res)
+{
+    r->repo_url = dupstr(sw_pg_result_value(res, 0, 0));
+    r->ref = dupstr(sw_pg_result_value(res, 0, 1));
+    r->commit_sha = dupstr(sw_pg_result_value(res, 0, 2));
+    r->build_cmd = dupstr(sw_pg_result_value(res, 0, 3));
+    r->start_cmd = dupstr(sw_pg_result_value(res, 0, 4));
+    r->health_path = dupstr(sw_pg_result_value(res, 0, 5));
+    r->replicas = atoi(sw_pg_result_value(res, 0, 6));
+    if (r->replicas < 1)
+        r->replicas = 1;
+    snprintf(r->app_id, sizeof(r->app_id), "%s", sw_pg_result_value(res, 0, 7));
 }
 
 static void on_claimed(int status, sw_pg_result_t *res, void *payload)
@@ -1002,25 +1284,17 @@ static void on_claimed(int status, sw_pg_result_t *res, void *payload)
     if (sw_pg_result_rows(res) != 1) {
         /* Cancelled, finished, or running under a lapsed lease: settled below, then acked. */
         const char *params[] = {r->id};
-        sw_pg_query(r->w->pg,
-                    "UPDATE deployments SET status = 'failed', finished_at = now(), "
-                    "error_message = 'abandoned: the worker running it stopped', "
-                    "updated_at = now() WHERE id = $1 AND status IN ('building', 'deploying')",
-                    1, params, ignore_pg, NULL);
+        fail_abandoned(r->w,
+                       "UPDATE deployments SET status = 'failed', finished_at = now(), "
+                       "error_message = 'abandoned: the worker running it stopped', "
+                       "updated_at = now() WHERE id = $1 AND status IN ('building', 'deploying') "
+                       "RETURNING id, stage, progress, error_message",
+                       1, params);
         r->state = RUN_DONE;
         run_release(r);
         return;
     }
-    r->repo_url = dupstr(sw_pg_result_value(res, 0, 0));
-    r->ref = dupstr(sw_pg_result_value(res, 0, 1));
-    r->commit_sha = dupstr(sw_pg_result_value(res, 0, 2));
-    r->build_cmd = dupstr(sw_pg_result_value(res, 0, 3));
-    r->start_cmd = dupstr(sw_pg_result_value(res, 0, 4));
-    r->health_path = dupstr(sw_pg_result_value(res, 0, 5));
-    r->replicas = atoi(sw_pg_result_value(res, 0, 6));
-    if (r->replicas < 1)
-        r->replicas = 1;
-    snprintf(r->app_id, sizeof(r->app_id), "%s", sw_pg_result_value(res, 0, 7));
+    run_fields(r, res);
     const char *rb = sw_pg_result_value(res, 0, 8);
     const char *again = sw_pg_result_value(res, 0, 9);
     r->rollback = rb != NULL;
@@ -1037,7 +1311,7 @@ static void on_claimed(int status, sw_pg_result_t *res, void *payload)
                 1, params, on_env, r);
 }
 
-static void run_start(sw_worker_t *w, const char *entry_id, const char *deployment_id,
+static run_t *run_new(sw_worker_t *w, const char *entry_id, const char *deployment_id,
                       const char *app_id)
 {
     run_t *r = sw_calloc(1, sizeof(*r));
@@ -1052,6 +1326,13 @@ static void run_start(sw_worker_t *w, const char *entry_id, const char *deployme
     r->next = w->runs;
     w->runs = r;
     w->nruns++;
+    return r;
+}
+
+static void run_start(sw_worker_t *w, const char *entry_id, const char *deployment_id,
+                      const char *app_id)
+{
+    run_t *r = run_new(w, entry_id, deployment_id, app_id);
     const char *params[] = {r->id, w->node};
     sw_pg_query(w->pg,
                 "UPDATE deployments d SET status = 'building', stage = 'cloning_repo', "
@@ -1071,7 +1352,52 @@ struct entry {
     char entry_id[64];
     char deployment_id[40];
     char app_id[40];
+    bool relaunch; /* not from the stream: the app's active release, to start again */
 };
+
+/* ---- relaunch: the releases this node served before it restarted ---- */
+
+static void on_relaunch_row(int status, sw_pg_result_t *res, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0 || sw_pg_result_rows(res) != 1 || r->w->stopping) {
+        /* Stopped, deleted or released again meanwhile: nothing to bring back. */
+        r->state = RUN_DONE;
+        run_release(r);
+        return;
+    }
+    /* The row: repo_url, ref, commit_sha, build_command, start_command, health path,
+     * replicas, app id, rolled_back_from, build_of; nothing is fetched or built. */
+    run_fields(r, res);
+    snprintf(r->rollback_of, sizeof(r->rollback_of), "%s", sw_pg_result_value(res, 0, 9));
+    run_system(r, "slipwayd restarted: starting the active release (deployment %s) again", r->id);
+    const char *params[] = {r->app_id};
+    sw_pg_query(r->w->pg,
+                "SELECT key, value_sealed, build_time, runtime FROM app_env WHERE app_id = $1 "
+                "ORDER BY key",
+                1, params, on_env, r);
+}
+
+static void relaunch_start(sw_worker_t *w, entry_t *e)
+{
+    run_t *r = run_new(w, "", e->deployment_id, e->app_id);
+    r->relaunch = true;
+    for (instance_t *in = w->instances; in; in = in->next) {
+        if (strcmp(in->app_id, e->app_id) == 0 && !in->stopping) {
+            /* A deployment already started it again. */
+            r->state = RUN_DONE;
+            run_release(r);
+            return;
+        }
+    }
+    const char *params[] = {e->app_id, e->deployment_id};
+    sw_pg_query(w->pg,
+                "SELECT '', '', '', '', a.start_command, a.health_check_path, a.replicas, a.id, "
+                "NULL, coalesce(d.build_of, d.id) FROM apps a JOIN deployments d "
+                "ON d.id = a.active_deployment_id WHERE a.id = $1 AND d.id = $2 "
+                "AND a.status = 'running'",
+                2, params, on_relaunch_row, r);
+}
 
 #define WAITING_MAX 1024
 
@@ -1083,7 +1409,10 @@ static void on_lease(int status, const sw_redis_reply_t *reply, void *payload)
     sw_worker_t *w = e->w;
     w->leasing--;
     if (!w->stopping && status == 0 && reply && reply->type == SW_REDIS_STATUS) {
-        run_start(w, e->entry_id, e->deployment_id, e->app_id);
+        if (e->relaunch)
+            relaunch_start(w, e);
+        else
+            run_start(w, e->entry_id, e->deployment_id, e->app_id);
         free(e);
     } else if (!w->stopping && w->nwaiting < WAITING_MAX) {
         /* Another deployment of this app holds the lease: wait our turn, in order. */
@@ -1256,12 +1585,12 @@ static void reconcile(sw_worker_t *w)
         sw_buf_printf(&held, "%s%s", held.len > 1 ? "," : "", r->id);
     sw_buf_append_char(&held, '}');
     const char *params[] = {w->node, held.base};
-    sw_pg_query(w->pg,
-                "UPDATE deployments SET status = 'failed', finished_at = now(), "
-                "error_message = 'abandoned: the worker running it stopped', updated_at = now() "
-                "WHERE node_id = $1 AND status IN ('building', 'deploying') "
-                "AND NOT (id = ANY ($2::uuid[]))",
-                2, params, ignore_pg, NULL);
+    fail_abandoned(w,
+                   "UPDATE deployments SET status = 'failed', finished_at = now(), "
+                   "error_message = 'abandoned: the worker running it stopped', updated_at = now() "
+                   "WHERE node_id = $1 AND status IN ('building', 'deploying') "
+                   "AND NOT (id = ANY ($2::uuid[])) RETURNING id, stage, progress, error_message",
+                   2, params);
     sw_buf_free(&held);
 }
 
@@ -1271,6 +1600,7 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(w->loop);
     if (w->stopping || !sw_redis_up(w->redis))
         return;
+    relaunch_query(w);
     if (!w->group_ready) {
         const char *argv[] = {"XGROUP",       "CREATE", sw_queue_stream(),
                               SW_QUEUE_GROUP, "0",      "MKSTREAM"};
@@ -1361,6 +1691,321 @@ static void on_control_message(const char *channel, size_t channel_len, const ch
     }
 }
 
+/* ---- builds: keep the last SLIPWAY_KEEP_BUILDS per app ---- */
+
+typedef struct {
+    uv_work_t work;
+    run_t *r;
+    char dir[512]; /* builds/<app> */
+    char **ids;    /* deployments that built, newest first */
+    bool *protect; /* the active release's build, or one an instance runs from */
+    size_t n;
+    unsigned keep;
+    unsigned removed;
+} prune_t;
+
+/* Removes path (relative to parent) and everything under it, never following a link. */
+static void remove_tree(int parent, const char *name, int depth)
+{
+    if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
+        return;
+    if (depth > 128)
+        return;
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    /* Two passes: entries removed while reading may hide others from the first one. */
+    for (int pass = 0; pass < 2; pass++) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                remove_tree(dirfd(d), e->d_name, depth + 1);
+        if (unlinkat(parent, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+            break;
+        rewinddir(d);
+    }
+    closedir(d);
+}
+
+static void prune_work(uv_work_t *req)
+{
+    prune_t *p = req->data;
+    int dir = open(p->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir < 0)
+        return;
+    unsigned present = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        struct stat st;
+        if (fstatat(dir, p->ids[i], &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (++present <= p->keep || p->protect[i])
+            continue;
+        remove_tree(dir, p->ids[i], 0);
+        p->removed++;
+    }
+    close(dir);
+}
+
+static void prune_done(uv_work_t *req, int status)
+{
+    prune_t *p = req->data;
+    (void)status;
+    if (p->removed) {
+        char n[16];
+        snprintf(n, sizeof(n), "%u", p->removed);
+        sw_log_kv(SW_LOG_INFO, NULL, "old build directories removed", "app", p->r->app_id,
+                  "removed", n, NULL);
+    }
+    for (size_t i = 0; i < p->n; i++)
+        free(p->ids[i]);
+    free(p->ids);
+    free(p->protect);
+    run_t *r = p->r;
+    free(p);
+    run_done(r);
+}
+
+static void on_prune_list(int status, sw_pg_result_t *res, void *payload)
+{
+    run_t *r = payload;
+    sw_worker_t *w = r->w;
+    if (status != 0 || sw_pg_result_rows(res) <= (int)w->cfg->keep_builds) {
+        run_done(r);
+        return;
+    }
+    prune_t *p = sw_calloc(1, sizeof(*p));
+    p->r = r;
+    p->keep = w->cfg->keep_builds;
+    p->work.data = p;
+    snprintf(p->dir, sizeof(p->dir), "%s/builds/%s", w->cfg->data_dir, r->app_id);
+    p->n = (size_t)sw_pg_result_rows(res);
+    p->ids = sw_calloc(p->n, sizeof(char *));
+    p->protect = sw_calloc(p->n, sizeof(bool));
+    for (size_t i = 0; i < p->n; i++) {
+        p->ids[i] = sw_strdup(sw_pg_result_value(res, (int)i, 0));
+        p->protect[i] = strcmp(sw_pg_result_value(res, (int)i, 1), "t") == 0;
+        char path[600];
+        snprintf(path, sizeof(path), "%s/%s", p->dir, p->ids[i]);
+        /* An instance still running from it (one stopping, say) keeps it. */
+        for (instance_t *in = w->instances; in; in = in->next)
+            p->protect[i] |= in->cwd && strcmp(in->cwd, path) == 0;
+    }
+    if (uv_queue_work(w->loop, &p->work, prune_work, prune_done) != 0) {
+        p->n = 0;
+        prune_done(&p->work, 0);
+    }
+}
+
+/* Lists the app's builds, newest first, with the one the active release runs from. */
+static void builds_prune(run_t *r)
+{
+    const char *params[] = {r->app_id};
+    if (sw_pg_query(r->w->pg,
+                    "SELECT d.id, d.id IS NOT DISTINCT FROM (SELECT coalesce(x.build_of, x.id) "
+                    "FROM apps a JOIN deployments x ON x.id = a.active_deployment_id "
+                    "WHERE a.id = $1) FROM deployments d WHERE d.app_id = $1 "
+                    "AND d.build_of IS NULL ORDER BY d.deployment_number DESC",
+                    1, params, on_prune_list, r) != 0)
+        run_done(r);
+}
+
+/* ---- the node's state file: what to clean up and start again after a restart ----
+ *
+ * SLIPWAY_DATA_DIR/worker.state names the apps this worker serves and the process groups it
+ * started (each with its leader's start time, so a reused pid is never mistaken for one of
+ * ours). A worker that starts kills the groups its predecessor left, then starts the apps
+ * again from their active release. worker.lock keeps two live workers from sharing it. */
+
+#define STATE_FILE "worker.state"
+#define LOCK_FILE  "worker.lock"
+
+static bool read_small(const char *path, char *out, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, out, size - 1);
+    close(fd);
+    if (n < 0)
+        return false;
+    out[n] = '\0';
+    return true;
+}
+
+static void boot_id(char *out, size_t size)
+{
+    if (!read_small("/proc/sys/kernel/random/boot_id", out, size))
+        out[0] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+}
+
+/* Field 22 of /proc/<pid>/stat (ticks after boot); 0 when there is no such process. */
+static unsigned long long proc_starttime(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!read_small(path, buf, sizeof(buf)))
+        return 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p)
+        return 0;
+    char *save = NULL;
+    int field = 2;
+    for (char *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+        if (++field == 22)
+            return strtoull(tok, NULL, 10);
+    return 0;
+}
+
+static void state_group(sw_buf_t *b, sw_proc_t *proc)
+{
+    if (!proc)
+        return;
+    pid_t pid = sw_proc_pid(proc);
+    unsigned long long start = proc_starttime(pid);
+    if (start)
+        sw_buf_printf(b, "group %d %llu\n", (int)pid, start);
+}
+
+static void state_save(sw_worker_t *w)
+{
+    /* A stopping worker keeps the last list: its apps start again with the next one. */
+    if (w->lock_fd < 0 || w->stopping)
+        return;
+    char boot[64], path[600], tmp[610];
+    boot_id(boot, sizeof(boot));
+    sw_buf_t b = SW_BUF_INIT;
+    sw_buf_printf(&b, "boot %s\n", boot);
+    for (instance_t *in = w->instances; in; in = in->next) {
+        bool seen = false;
+        for (instance_t *o = w->instances; o != in; o = o->next)
+            seen |= !o->stopping && strcmp(o->app_id, in->app_id) == 0;
+        /* Instances of a release still being checked are not the app's yet. */
+        bool fresh = false;
+        for (run_t *r = w->runs; r; r = r->next)
+            for (int i = 0; i < r->nfresh; i++)
+                fresh |= r->fresh[i] == in && !r->relaunch;
+        if (!seen && !in->stopping && !fresh)
+            sw_buf_printf(&b, "app %s\n", in->app_id);
+        state_group(&b, in->proc);
+    }
+    for (run_t *r = w->runs; r; r = r->next)
+        state_group(&b, r->build);
+    snprintf(path, sizeof(path), "%s/" STATE_FILE, w->cfg->data_dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, b.base, b.len) == (ssize_t)b.len;
+    if (fd >= 0)
+        close(fd);
+    if (!ok || rename(tmp, path) != 0)
+        sw_log_kv(SW_LOG_WARN, NULL, "worker state not saved", "path", path, "error",
+                  strerror(errno), NULL);
+    sw_buf_free(&b);
+}
+
+/* Takes the data directory's worker lock, kills what the previous worker left running, and
+ * remembers its apps for the relaunch. */
+static void state_load(sw_worker_t *w)
+{
+    char path[600], boot[64], text[64 * 1024];
+    w->lock_fd = -1;
+    snprintf(path, sizeof(path), "%s/" LOCK_FILE, w->cfg->data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        sw_log_kv(SW_LOG_WARN, NULL,
+                  "another worker uses this data directory: instances are not relaunched "
+                  "after a restart",
+                  "path", path, NULL);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    w->lock_fd = fd;
+    snprintf(path, sizeof(path), "%s/" STATE_FILE, w->cfg->data_dir);
+    if (!read_small(path, text, sizeof(text)))
+        text[0] = '\0';
+    boot_id(boot, sizeof(boot));
+    bool same_boot = false;
+    char *save = NULL;
+    unsigned killed = 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char word[16], arg[64];
+        unsigned long long start = 0;
+        if (sscanf(line, "%15s %63s %llu", word, arg, &start) < 2)
+            continue;
+        if (strcmp(word, "boot") == 0) {
+            same_boot = strcmp(arg, boot) == 0;
+        } else if (strcmp(word, "app") == 0 && strlen(arg) == 36 && w->nrelaunch < 4096) {
+            w->relaunch_ids = sw_realloc(w->relaunch_ids, (w->nrelaunch + 2) * sizeof(char *));
+            w->relaunch_ids[w->nrelaunch++] = sw_strdup(arg);
+            w->relaunch_ids[w->nrelaunch] = NULL;
+        } else if (strcmp(word, "group") == 0 && same_boot) {
+            pid_t pgid = (pid_t)atoi(arg);
+            unsigned long long now = proc_starttime(pgid);
+            /* The leader gone, its group's id cannot have been handed out again while
+             * members remain; the leader alive, it must be the same process. */
+            if (pgid > 1 && (now == 0 || now == start) && kill(-pgid, SIGKILL) == 0)
+                killed++;
+        }
+    }
+    char apps[16], groups[16];
+    snprintf(apps, sizeof(apps), "%zu", w->nrelaunch);
+    snprintf(groups, sizeof(groups), "%u", killed);
+    sw_log_kv(SW_LOG_INFO, NULL, "worker state loaded", "apps", apps, "killed_groups", groups,
+              NULL);
+}
+
+static void on_relaunch_list(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_worker_t *w = payload;
+    w->relaunch_querying = false;
+    if (status != 0 || w->stopping)
+        return; /* the next tick asks again */
+    char n[16], of[16];
+    snprintf(n, sizeof(n), "%d", sw_pg_result_rows(res));
+    snprintf(of, sizeof(of), "%zu", w->nrelaunch);
+    sw_log_kv(SW_LOG_INFO, NULL, "relaunch", "apps", n, "listed", of, NULL);
+    for (int i = 0; i < sw_pg_result_rows(res); i++) {
+        entry_t *e = sw_calloc(1, sizeof(*e));
+        e->w = w;
+        e->relaunch = true;
+        snprintf(e->app_id, sizeof(e->app_id), "%s", sw_pg_result_value(res, i, 0));
+        snprintf(e->deployment_id, sizeof(e->deployment_id), "%s", sw_pg_result_value(res, i, 1));
+        e->next = w->waiting;
+        w->waiting = e;
+        w->nwaiting++;
+    }
+    free_strv(w->relaunch_ids);
+    w->relaunch_ids = NULL;
+    w->nrelaunch = 0;
+    retry_waiting(w, NULL);
+}
+
+/* Apps of the previous worker that are still meant to run (not stopped since). */
+static void relaunch_query(sw_worker_t *w)
+{
+    if (!w->nrelaunch || w->relaunch_querying)
+        return;
+    sw_buf_t ids = SW_BUF_INIT;
+    sw_buf_append_char(&ids, '{');
+    for (size_t i = 0; i < w->nrelaunch; i++)
+        sw_buf_printf(&ids, "%s%s", i ? "," : "", w->relaunch_ids[i]);
+    sw_buf_append_char(&ids, '}');
+    const char *params[] = {ids.base};
+    w->relaunch_querying = true;
+    if (sw_pg_query(w->pg,
+                    "SELECT id, active_deployment_id FROM apps WHERE id = ANY ($1::uuid[]) "
+                    "AND status = 'running' AND active_deployment_id IS NOT NULL",
+                    1, params, on_relaunch_list, w) != 0)
+        w->relaunch_querying = false;
+    sw_buf_free(&ids);
+}
+
 /* ---- lifetime ---- */
 
 static void on_worker_handle_closed(uv_handle_t *h)
@@ -1370,6 +2015,9 @@ static void on_worker_handle_closed(uv_handle_t *h)
         return;
     void (*cb)(void *) = w->on_stopped;
     void *payload = w->stopped_payload;
+    if (w->lock_fd >= 0)
+        close(w->lock_fd);
+    free_strv(w->relaunch_ids);
     free(w);
     if (cb)
         cb(payload);
@@ -1383,13 +2031,14 @@ static void on_worker_redis_closed(void *payload)
 }
 
 int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_pg_pool_t *pg,
-                    const sw_secretbox_t *box, const char *node)
+                    const sw_secretbox_t *box, sw_hub_t *hub, const char *node)
 {
     sw_worker_t *w = sw_calloc(1, sizeof(*w));
     w->loop = loop;
     w->cfg = cfg;
     w->pg = pg;
     w->box = box;
+    w->hub = hub;
     snprintf(w->node, sizeof(w->node), "%s", node);
     /* Its own Redis connections: XREADGROUP blocks, and must not hold up the API's commands. */
     sw_redis_opts_t ro = {.url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms + 2000};
@@ -1398,6 +2047,10 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
         free(w);
         return r;
     }
+    sw_applogs_opts_t lo = {
+        .loop = loop, .redis = w->redis, .hub = hub, .max_lines = cfg->runtime_log_lines};
+    w->applogs = sw_applogs_new(&lo);
+    state_load(w);
     sw_redis_subscribe(w->redis, sw_queue_cancel_channel(), on_cancel_message, w);
     sw_redis_subscribe(w->redis, sw_queue_control_channel(), on_control_message, w);
     uv_timer_init(loop, &w->tick);
@@ -1407,13 +2060,20 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
     return 0;
 }
 
-/* Once every run and instance is gone, the connections close, then the tick, then free. */
+static void on_applogs_closed(void *payload)
+{
+    sw_worker_t *w = payload;
+    sw_redis_close(w->redis, on_worker_redis_closed, w);
+}
+
+/* Once every run and instance is gone, the last runtime lines are stored, the connections
+ * close, then the tick, then free. */
 static void maybe_stopped(sw_worker_t *w)
 {
     if (!w->stopping || w->runs || w->instances || w->redis_closing)
         return;
     w->redis_closing = true;
-    sw_redis_close(w->redis, on_worker_redis_closed, w);
+    sw_applogs_close(w->applogs, on_applogs_closed, w);
 }
 
 void sw_worker_stop(sw_worker_t *w, void (*on_stopped)(void *payload), void *payload)

@@ -54,7 +54,11 @@ def main():
         sys.stdout.flush()
         os._exit(0)
 
-    signal.signal(signal.SIGTERM, stop)
+    # HELLO_IGNORE_TERM=1 plays an app that ignores SIGTERM (for tests of the stop timeout).
+    if os.environ.get("HELLO_IGNORE_TERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     sys.stdout.write("hello: listening on 127.0.0.1:%d\n" % port)
     sys.stdout.flush()

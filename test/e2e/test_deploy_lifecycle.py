@@ -1,0 +1,213 @@
+"""The worker's housekeeping (issue 5): old builds pruned, timeouts that name their step,
+stop escalating to SIGKILL, and app instances started again after slipwayd restarts."""
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy_kit import *  # noqa: F401,F403 - fixtures and helpers
+from deploy_kit import START
+
+
+def builds_dir(d, app_id):
+    return Path(d.env["SLIPWAY_DATA_DIR"]) / "builds" / app_id
+
+
+def deployed(who, d, app):
+    """Deploys the app; (deployment, its one endpoint) once it runs from its build."""
+    deps = Deployments(who)
+    done, _ = deps.deploy(app["id"])
+    assert done["status"] == "success", (done, deps.tail(done["id"]))
+    [ep] = who.get(f"apps/{app['id']}").json()["endpoints"]
+    assert procs_under(builds_dir(d, app["id"])), "the instance should run from its build"
+    return done, ep
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+@pytest.fixture
+def deploy_env():
+    return make_deploy_env(SLIPWAY_KEEP_BUILDS=5)
+
+
+def test_only_the_last_builds_are_kept(ddaemon, droot, dres, hello_repo):
+    app = hello_app(dres, droot, hello_repo, build_command="true")
+    deps = Deployments(droot)
+    done = []
+    for i in range(7):
+        hello_repo.version(f"v{i + 2}")
+        d, _ = deps.deploy(app["id"])
+        assert d["status"] == "success", (d, deps.tail(d["id"]))
+        done.append(d)
+    left = sorted(p.name for p in builds_dir(ddaemon, app["id"]).iterdir())
+    assert left == sorted(d["id"] for d in done[-5:]), left
+
+    # A rollback to a pruned build fails and says why; the active release keeps serving.
+    r = droot.post(f"deployments/{done[0]['id']}/rollback")
+    assert r.status_code == 202, r.text
+    failed, _ = deps.wait_terminal(r.json()["id"])
+    assert failed["status"] == "failed", failed
+    assert "no longer on this node" in failed["error_message"], failed
+    assert "pruned" in failed["error_message"], failed
+    a = droot.get(f"apps/{app['id']}").json()
+    assert a["active_deployment_id"] == done[-1]["id"], a
+
+    # Rolling back to a kept build works, and the build the app now runs is never pruned.
+    r = droot.post(f"deployments/{done[2]['id']}/rollback")
+    assert r.status_code == 202, r.text
+    back, _ = deps.wait_terminal(r.json()["id"])
+    assert back["status"] == "success", (back, deps.tail(back["id"]))
+    for i in range(5):
+        hello_repo.version(f"w{i}")
+        d, _ = deps.deploy(app["id"])
+        assert d["status"] == "success", (d, deps.tail(d["id"]))
+        done.append(d)
+    left = {p.name for p in builds_dir(ddaemon, app["id"]).iterdir()}
+    assert len(left) == 5, left  # the rollback's build was replaced as the active one
+    assert done[2]["id"] not in left and done[-1]["id"] in left, left
+
+
+# --------------------------------------------------------------------------- timeouts
+
+
+def test_build_timeout_names_the_step(auth, hello_repo):
+    d = auth.daemon(env=make_deploy_env(SLIPWAY_BUILD_TIMEOUT_MS=1000))
+    root = auth.setup_owner(d)
+    marker = f"sleep 30.{random.randrange(10**6, 10**7)}"
+    app = hello_app(Res(auth, d), root, hello_repo, build_command=marker)
+    deps = Deployments(root)
+    failed, _ = deps.deploy(app["id"], timeout=30)
+    assert failed["status"] == "failed", failed
+    assert failed["error_message"] == "build timed out after 1 s", failed
+    wait_gone(marker, timeout=5)
+
+
+def test_health_timeout_names_the_step(auth, hello_repo):
+    d = auth.daemon(env=make_deploy_env(SLIPWAY_HEALTH_TIMEOUT_MS=1500))
+    root = auth.setup_owner(d)
+    app = hello_app(Res(auth, d), root, hello_repo, health_check_path="/nope")
+    deps = Deployments(root)
+    failed, _ = deps.deploy(app["id"], timeout=30)
+    assert failed["status"] == "failed", failed
+    assert failed["error_message"].startswith("health check failed: timed out after 1500 ms"), \
+        failed
+
+
+def test_stop_sends_sigkill_after_the_stop_timeout(auth, hello_repo):
+    grace = 1.5
+    d = auth.daemon(env=make_deploy_env(SLIPWAY_STOP_GRACE_MS=int(grace * 1000)))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)
+    app = hello_app(res, root, hello_repo)
+    res.set_env(root, app["id"], "HELLO_IGNORE_TERM", "1", runtime=True, build_time=False)
+    done, ep = deployed(root, d, app)
+
+    t0 = time.monotonic()
+    assert root.post(f"apps/{app['id']}/stop").status_code == 202
+    wait_for(lambda: refused(ep), timeout=grace + 10, message="the instance to be killed")
+    took = time.monotonic() - t0
+    # It ignored SIGTERM, so only the SIGKILL at the end of the grace period ended it.
+    assert took >= grace - 0.2, f"gone after {took:.2f}s: it should have survived SIGTERM"
+    wait_for(lambda: not procs_under(builds_dir(d, app["id"])), timeout=5,
+             message="no process of the instance left")
+
+
+# --------------------------------------------------------------------------- restart
+
+
+def node_env(tmp_path):
+    data = tmp_path / "node-data"
+    data.mkdir(exist_ok=True)
+    return make_deploy_env(SLIPWAY_DATA_DIR=str(data), SLIPWAY_LEASE_TTL_MS=2000)
+
+
+def log_event(d, msg):
+    return next((e for e in d.logs() if e.get("msg") == msg), None)
+
+
+def test_kill9_then_restart_relaunches_the_app(auth, hello_repo, tmp_path):
+    env = node_env(tmp_path)
+    a = auth.daemon(env=env)
+    root = auth.setup_owner(a)
+    res = Res(auth, a)
+    app = hello_app(res, root, hello_repo)
+    secret, _ = res.set_env(root, app["id"], "RUN_SECRET", runtime=True, build_time=False)
+    start = f'echo "boot token=$RUN_SECRET"; {START}'
+    assert root.patch(f"apps/{app['id']}", json={"start_command": start}).status_code == 200
+    done, old_ep = deployed(root, a, app)
+    old = procs_under(builds_dir(a, app["id"]))
+    logs_before = wait_for(
+        lambda: (x := root.get(f"apps/{app['id']}/logs").json()["data"]) and
+        any(ln["line"] == "boot token=***" for ln in x) and x,
+        timeout=10, message="the instance's first line stored")
+    last_seq = max(ln["seq"] for ln in logs_before)
+
+    a.proc.kill()
+    assert a.wait_exit(10) == -signal.SIGKILL
+    # (it cannot answer any more: its output pipe broke with slipwayd, but it still runs)
+    assert procs_under(builds_dir(a, app["id"])), "a killed slipwayd leaves its instance"
+
+    b = auth.daemon(env=env, database_url=a.database_url)
+    rb = root.on(b)
+
+    def relaunched():
+        x = rb.get(f"apps/{app['id']}").json()
+        return x["status"] == "running" and x["endpoints"] and x["endpoints"] != [old_ep] and x
+
+    x = wait_for(relaunched, timeout=30, message="the app relaunched on a new endpoint")
+    [ep] = x["endpoints"]
+    assert fetch(ep) == (200, "v1")
+    assert x["active_deployment_id"] == done["id"], "a relaunch is not a new deployment"
+    # Nothing of the old instance remains.
+    alive = {pid for pid, _ in procs_under(builds_dir(b, app["id"]))}
+    assert not alive & {pid for pid, _ in old}, (old, alive)
+    assert refused(old_ep)
+    # Its output is numbered after the old one's, masked the same way.
+    def fresh_boot():
+        data = rb.get(f"apps/{app['id']}/logs", params={"lines": 1000}).json()["data"]
+        fresh = [ln for ln in data if ln["seq"] > last_seq]
+        return any(ln["line"] == "boot token=***" for ln in fresh) and data
+
+    after = wait_for(fresh_boot, timeout=10, message="the relaunched instance's output")
+    seqs = [ln["seq"] for ln in after]
+    assert seqs == sorted(set(seqs)), seqs
+    assert all(secret not in ln["line"] for ln in after)
+
+    # A stopped app stays stopped across a restart.
+    assert rb.post(f"apps/{app['id']}/stop").status_code == 202
+    wait_for(lambda: refused(ep), timeout=15, message="the instance to stop")
+    b.proc.kill()
+    assert b.wait_exit(10) == -signal.SIGKILL
+    c = auth.daemon(env=env, database_url=a.database_url)
+    rc = root.on(c)
+    wait_for(lambda: log_event(c, "worker state loaded"), timeout=15,
+             message="the worker to read its state")
+    state = log_event(c, "worker state loaded")
+    if state.get("apps") != "0":
+        wait_for(lambda: log_event(c, "relaunch"), timeout=15, message="the relaunch pass")
+    x = rc.get(f"apps/{app['id']}").json()
+    assert x["status"] == "stopped" and x["endpoints"] == [], x
+    assert not procs_under(builds_dir(c, app["id"])), procs_under(builds_dir(c, app["id"]))
+
+
+def test_sigterm_restart_relaunches_the_app(auth, hello_repo, tmp_path):
+    env = node_env(tmp_path)
+    a = auth.daemon(env=env)
+    root = auth.setup_owner(a)
+    app = hello_app(Res(auth, a), root, hello_repo)
+    deps = Deployments(root)
+    done, _ = deps.deploy(app["id"])
+    assert done["status"] == "success", (done, deps.tail(done["id"]))
+    [old_ep] = root.get(f"apps/{app['id']}").json()["endpoints"]
+    assert a.stop() == 0
+    assert refused(old_ep), "a stopping slipwayd stops its instances"
+
+    b = auth.daemon(env=env, database_url=a.database_url)
+    rb = root.on(b)
+    x = wait_for(lambda: (x := rb.get(f"apps/{app['id']}").json())["endpoints"] and
+                 x["endpoints"] != [old_ep] and x, timeout=30, message="the app relaunched")
+    assert fetch(x["endpoints"][0]) == (200, "v1")
