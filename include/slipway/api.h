@@ -26,6 +26,12 @@ typedef struct {
     uint64_t started_ns;
 } sw_health_check_t;
 
+/* Each live watcher's bounds: messages queued (beyond them the oldest go and the watcher is
+ * told it lagged), and bytes its connection may hold unsent before the hub waits. */
+#define SW_LIVE_QUEUE_MSGS   16384
+#define SW_LIVE_QUEUE_BYTES  (4u * 1024u * 1024u)
+#define SW_LIVE_WRITE_WINDOW (64u * 1024u)
+
 typedef struct sw_api sw_api_t;
 typedef struct sw_api_limits sw_api_limits_t;
 struct sw_api {
@@ -44,6 +50,8 @@ struct sw_api {
     char public_origin[256];          /* scheme://host[:port] of SLIPWAY_PUBLIC_URL */
     sw_api_limits_t *limits;          /* API budget per address and per principal */
     sw_worker_t *worker;              /* roles worker and all, once migrations ran */
+    struct sw_hub *hub;               /* live topics, once the instance id is known */
+    uv_timer_t metrics_timer;         /* samples the node while someone watches it */
     char node[160];                   /* this process in leases and node_id */
     sw_buf_t openapi;                 /* the rendered /api/v1/openapi.json */
 
@@ -251,6 +259,13 @@ void sw_api_deployments_rollback(sw_http_req_t *req, void *ctx);
 void sw_api_apps_start(sw_http_req_t *req, void *ctx);
 void sw_api_apps_restart(sw_http_req_t *req, void *ctx);
 void sw_api_apps_stop(sw_http_req_t *req, void *ctx);
+/* Live streams (src/api/live.c). */
+void sw_api_deployments_stream(sw_http_req_t *req, void *ctx);
+void sw_api_deployments_follow(sw_http_req_t *req, void *ctx);
+void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx);
+void sw_api_system_metrics_stream(sw_http_req_t *req, void *ctx);
+/* The live-stream metrics (Prometheus text); a collector with the API as payload. */
+void sw_api_live_metrics(sw_buf_t *out, void *payload);
 
 /* Builds the OpenAPI 3.1 document from the route table (new reference). */
 json_t *sw_api_openapi(const sw_route_t *routes, size_t count);

@@ -24,6 +24,7 @@ typedef struct {
     int success_status;
     int other_status;    /* a second success status the route may answer (0: none) */
     bool stateless;      /* answers without the schema: served before migrations finish */
+    bool live;           /* a live stream: accepts ?token=, and a cookie needs an allowed Origin */
     const char *filters; /* a list's query filters, comma-separated ("project_id,status") */
 } sw_route_t;
 

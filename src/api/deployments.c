@@ -251,8 +251,17 @@ void sw_api_deployments_logs(sw_http_req_t *req, void *ctx)
     if (s && sw_iov_to_u64(sw_iov_from_cstr(s), &since) != 0)
         sw_json_errors_add(&e, "since_seq", "must be a whole number");
     const char *follow = sw_http_req_query(req, "follow");
-    if (follow && strcmp(follow, "false") != 0)
-        sw_json_errors_add(&e, "follow", "following is not available yet; poll with since_seq");
+    if (follow && strcmp(follow, "false") != 0 && strcmp(follow, "true") != 0)
+        sw_json_errors_add(&e, "follow", "must be true or false");
+    if (sw_json_errors_any(&e)) {
+        sw_api_validation_error(req, &e);
+        return;
+    }
+    if (follow && strcmp(follow, "true") == 0) {
+        /* NDJSON: the lines after since_seq, then each new one, until the deployment ends. */
+        sw_api_deployments_follow(req, api);
+        return;
+    }
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
         return;

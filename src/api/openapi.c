@@ -407,6 +407,10 @@ static const struct {
      "{\"type\":\"object\",\"properties\":{\"ref\":{\"type\":\"string\",\"maxLength\":255},"
      "\"commit_sha\":"
      "{\"type\":\"string\",\"pattern\":\"^[0-9a-f]{7,40}$\"}},\"additionalProperties\":false}"},
+    {"LiveMessage",
+     "{\"type\":\"object\",\"properties\":{\"type\":{\"enum\":[\"status\",\"log\",\"metrics\","
+     "\"lagged\",\"end\",\"error\"]},\"timestamp\":{\"type\":\"string\",\"format\":\"date-time\"},"
+     "\"data\":{\"type\":\"object\"}},\"required\":[\"type\",\"timestamp\",\"data\"]}"},
     {"AppLogs",
      "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"type\":"
      "\"object\",\"properties\":{\"seq\":{\"type\":\"integer\"},\"stream\":{\"enum\":["
@@ -479,7 +483,13 @@ static json_t *operation(const sw_route_t *r)
     char code[8];
     snprintf(code, sizeof(code), "%d", r->success_status ? r->success_status : 200);
     json_t *ok = json_pack("{s:s}", "description", "Success");
-    if (r->response_schema)
+    if (r->live)
+        json_object_set_new(
+            ok, "content",
+            json_pack("{s:{s:o}, s:{s:{s:s}}}", "application/x-ndjson", "schema",
+                      schema_ref(r->response_schema), "text/event-stream", "schema", "type",
+                      "string"));
+    else if (r->response_schema)
         json_object_set_new(ok, "content", json_content(schema_ref(r->response_schema)));
     else if (strcmp(r->pattern, "/metrics") == 0)
         json_object_set_new(ok, "content",
@@ -489,7 +499,11 @@ static json_t *operation(const sw_route_t *r)
     if (r->other_status) {
         char other[8];
         snprintf(other, sizeof(other), "%d", r->other_status);
-        json_object_set_new(responses, other, json_deep_copy(ok));
+        json_object_set_new(responses, other,
+                            r->other_status == 101
+                                ? json_pack("{s:s}", "description",
+                                            "WebSocket: one text frame per message")
+                                : json_deep_copy(ok));
     }
     json_object_set_new(responses, code, ok);
     if (strcmp(r->pattern, "/health") == 0 || strcmp(r->pattern, "/ready") == 0)

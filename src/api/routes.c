@@ -24,6 +24,12 @@
     {.method = "GET", .pattern = p, .handler = h, .access = acc, .summary = sum, .tag = tg, \
      .response_schema = rs, .success_status = 200, .stateless = false, .filters = f}
 
+/* A live stream (DESIGN.md §6): WebSocket, SSE or NDJSON; 101 or 200. */
+#define LIVE(p, h, acc, sum, tg) \
+    {.method = "GET", .pattern = p, .handler = h, .access = acc, .summary = sum, .tag = tg, \
+     .response_schema = "LiveMessage", .success_status = 200, .other_status = 101, \
+     .stateless = false, .live = true}
+
 /* System routes answer without the schema, so probes work while migrations run. */
 #define SYSTEM(m, p, h, sum, rs) \
     {.method = m, .pattern = p, .handler = h, .access = PUBLIC, .summary = sum, \
@@ -188,6 +194,15 @@ const sw_route_t sw_api_routes[] = {
           PROJECT(DEPLOYMENT, VIEWER, R),
           "Stored build and release output: ?since_seq= for what follows, ?lines= for the tail",
           "deployments", NULL, "DeploymentLogs", 200),
+
+    LIVE("/api/v1/deployments/:id/stream", sw_api_deployments_stream,
+         PROJECT(DEPLOYMENT, VIEWER, R),
+         "The deployment's log and status live: stored lines first, then each line as it is "
+         "written, then end (WebSocket, SSE with Last-Event-ID, or NDJSON)", "live"),
+    LIVE("/api/v1/apps/:id/logs/stream", sw_api_apps_logs_stream, PROJECT(APP, VIEWER, R),
+         "The app's runtime output live, after its last ?lines= (default 100) lines", "live"),
+    LIVE("/api/v1/system/metrics/stream", sw_api_system_metrics_stream, ADMIN(R),
+         "This node's CPU, memory, load, disk and network once a second", "live"),
 
     LIST("/api/v1/audit", sw_api_audit_list, USER(R),
          "Audit entries the caller may read; filters actor_id, resource, action, project_id",

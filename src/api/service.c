@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "slipway/api.h"
+#include "slipway/hub.h"
 #include "slipway/log.h"
 #include "slipway/queue.h"
 
@@ -226,7 +227,10 @@ static void authorised(sw_api_t *api, sw_http_req_t *req)
         sw_http_respond_error(req, 403, "INSUFFICIENT_ROLE", why, NULL);
         return;
     }
-    if (ctx->principal.via_cookie && !is_safe_method(req->method) && !origin_allowed(api, req)) {
+    /* A cookie reaches a WebSocket from any page (no CORS there): streams check the Origin
+     * like changes do, or any site could watch a signed-in user's logs. */
+    if (ctx->principal.via_cookie && (!is_safe_method(req->method) || route->live) &&
+        !origin_allowed(api, req)) {
         sw_http_respond_error(req, 403, "INSUFFICIENT_ROLE",
                               "cross-origin request refused: a cookie-authenticated change "
                               "needs an Origin of this instance (or use a bearer token)",
@@ -357,8 +361,14 @@ static void on_request(sw_http_req_t *req, void *payload)
             return;
         }
     } else {
-        token = sw_http_req_cookie(req, "slipway_session");
-        ctx->principal.via_cookie = token.len > 0;
+        /* Browsers cannot set headers on a WebSocket or EventSource: streams take ?token=. */
+        const char *query_token = route->live ? sw_http_req_query(req, "token") : NULL;
+        if (query_token) {
+            token = sw_iov_from_cstr(query_token);
+        } else {
+            token = sw_http_req_cookie(req, "slipway_session");
+            ctx->principal.via_cookie = token.len > 0;
+        }
     }
     ctx->token = token;
     sw_api_limits_address(api, req, identify);
@@ -413,8 +423,19 @@ static void on_instance(int status, sw_pg_result_t *res, void *payload)
         return;
     }
     sw_queue_set_instance(sw_pg_result_value(res, 0, 0));
+    if (!api->hub) {
+        sw_hub_opts_t ho = {
+            .queue_max_msgs = SW_LIVE_QUEUE_MSGS,
+            .queue_max_bytes = SW_LIVE_QUEUE_BYTES,
+            .write_window = SW_LIVE_WRITE_WINDOW,
+            .node = api->node,
+            .instance = sw_pg_result_value(res, 0, 0),
+        };
+        if (sw_hub_new(&api->hub, api->loop, api->redis, &ho) != 0)
+            sw_log(SW_LOG_ERROR, NULL, "the live hub did not start");
+    }
     if (api->cfg->role != SW_NODE_API && !api->worker) {
-        int r = sw_worker_start(&api->worker, api->loop, api->cfg, api->pg, &api->box, NULL,
+        int r = sw_worker_start(&api->worker, api->loop, api->cfg, api->pg, &api->box, api->hub,
                                 api->node);
         if (r != 0)
             sw_log_kv(SW_LOG_ERROR, NULL, "the deployment worker did not start", "error",
@@ -616,10 +637,13 @@ int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigne
     sw_http_server_new(&api->http, loop, &ho);
 
     sw_metrics_add_collector(api->metrics, collect_backends, api);
+    sw_metrics_add_collector(api->metrics, sw_api_live_metrics, api);
     sw_metrics_add_collector(api->metrics, sw_metrics_process, NULL);
 
     uv_timer_init(loop, &api->migrate_timer);
     uv_timer_init(loop, &api->health_timer);
+    uv_timer_init(loop, &api->metrics_timer);
+    api->metrics_timer.data = api;
     migrate_schedule(api);
     sw_api_health_start(api);
 
@@ -712,6 +736,11 @@ static void close_backends(sw_api_t *api)
     api->migrate_timer.data = api;
     uv_close((uv_handle_t *)&api->health_timer, on_handle_closed);
     uv_close((uv_handle_t *)&api->migrate_timer, on_handle_closed);
+    api->closes_pending++;
+    uv_close((uv_handle_t *)&api->metrics_timer, on_handle_closed);
+    /* The drain closed every stream, so no watcher is left; the worker has stopped. */
+    sw_hub_free(api->hub);
+    api->hub = NULL;
     sw_auth_free(api->auth);
     api->auth = NULL;
     sw_ratelimit_free(api->login_by_address);
@@ -733,6 +762,7 @@ void sw_api_stop(sw_api_t *api, void (*on_stopped)(sw_api_t *api))
     api->stopping = true;
     api->on_stopped = on_stopped;
     uv_timer_stop(&api->health_timer);
+    uv_timer_stop(&api->metrics_timer);
     uv_timer_stop(&api->migrate_timer);
     sw_log(SW_LOG_INFO, NULL, "draining");
     /* A migration on the threadpool cannot be interrupted; the loop waits for it. */

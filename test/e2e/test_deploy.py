@@ -562,7 +562,7 @@ def test_list_and_log_validation(droot, dres, hello_repo):
     assert_invalid(droot.get("deployments", params={"app_id": "nope"}), "app_id")
     for params, field in (({"lines": "0"}, "lines"), ({"lines": "x"}, "lines"),
                           ({"since_seq": "-1"}, "since_seq"), ({"since_seq": "a"}, "since_seq"),
-                          ({"follow": "true"}, "follow")):
+                          ({"follow": "yes"}, "follow")):
         assert_invalid(droot.get(f"deployments/{dep['id']}/logs", params=params), field)
     r = droot.post(f"deployments/{dep['id']}/cancel")
     assert r.status_code in (200, 202, 409), r.text

@@ -1,0 +1,830 @@
+/* Live streams (DESIGN.md §6): a deployment's log and status, an app's runtime output and
+ * the node's metrics, over WebSocket, Server-Sent Events or NDJSON.
+ *
+ * A deployment watcher never misses a line and never sees one twice. It subscribes first
+ * (held: live messages queue but are not sent), replays the stored lines in pages, paced
+ * by what the transport has taken, and is released once the history reaches the first held
+ * line. Live lines are sent strictly in seq order: a line that skips ahead (published before
+ * the watcher subscribed but not stored yet, or lost in a relay) holds the watcher while the
+ * gap is read from the database, which the worker fills within its flush interval. The
+ * worker stores every line before it writes the terminal status, so the `end` message is
+ * held until a last catch-up with the database, and then closes the stream. A watcher that
+ * falls too far behind gets a `lagged` message instead of the lines it could not take. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "slipway/api.h"
+#include "slipway/hub.h"
+#include "slipway/log.h"
+#include "slipway/queue.h"
+#include "slipway/ws.h"
+
+#define PAGE_LINES       500
+#define GAP_RETRY_MS     100
+#define GAP_GIVE_UP_MS   5000  /* a line still missing after this is reported as lagged */
+#define POLL_MS          5000  /* status check while live: covers an `end` a relay lost */
+#define KEEPALIVE_MS     30000 /* SSE comment, so proxies keep the connection */
+#define APP_HISTORY_MAX  1000
+#define APP_HISTORY_DEF  100
+#define METRICS_EVERY_MS 1000
+#define WS_PING_MS       30000 /* and a peer silent for as long again is closed */
+
+typedef enum { LIVE_WS, LIVE_SSE, LIVE_NDJSON } transport_t;
+typedef enum { TOPIC_DEPLOYMENT, TOPIC_APP, TOPIC_SYSTEM } topic_kind_t;
+
+typedef enum {
+    PHASE_REPLAY, /* history from the database; live messages held */
+    PHASE_LIVE,
+    PHASE_FINAL, /* the deployment ended: a last catch-up before `end` */
+    PHASE_DONE
+} phase_t;
+
+typedef struct live {
+    sw_api_t *api;
+    transport_t transport;
+    topic_kind_t kind;
+    sw_ws_t *ws;
+    sw_http_stream_t *st;
+    sw_hub_watcher_t *w;
+    char id[SW_UUID_LEN + 1];
+    char topic[96];
+    long long last; /* the highest seq sent */
+    phase_t phase;
+    unsigned refs; /* the transport, the timer, a query in flight */
+    bool closed;   /* the transport is gone */
+    bool querying;
+    bool wait_room;  /* the next page waits for the transport to drain */
+    bool lag_reset;  /* after a lagged message, the next line may skip ahead */
+    bool end_ready;  /* the final catch-up is done: `end` may go */
+    bool final_asked; /* a read started after the deployment ended */
+    bool ending;     /* `end` was sent: finish the transport */
+    uint64_t gap_since_ms;
+    uv_timer_t timer;
+    unsigned history;      /* app streams: how many stored lines to replay */
+    uint64_t poll_at;      /* the next status check */
+    uint64_t keepalive_at; /* SSE */
+} live_t;
+
+static uint64_t sse_open, ndjson_open;
+
+/* ---- lifetime ---- */
+
+static void live_unref(live_t *l)
+{
+    if (--l->refs == 0)
+        free(l);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    live_unref(h->data);
+}
+
+static void live_closed(live_t *l)
+{
+    if (l->closed)
+        return;
+    l->closed = true;
+    l->phase = PHASE_DONE;
+    if (l->w) {
+        sw_hub_unwatch(l->w);
+        l->w = NULL;
+    }
+    if (l->transport == LIVE_SSE)
+        sse_open--;
+    else if (l->transport == LIVE_NDJSON)
+        ndjson_open--;
+    uv_close((uv_handle_t *)&l->timer, on_timer_closed);
+    live_unref(l); /* the transport's reference */
+}
+
+static void live_finish(live_t *l)
+{
+    if (l->closed)
+        return;
+    if (l->ws)
+        sw_ws_close(l->ws, 1000, "end");
+    else
+        sw_http_stream_end(l->st);
+}
+
+/* ---- the transport, as the hub sees it ---- */
+
+static int sink_send(void *conn, sw_shared_t *frame)
+{
+    live_t *l = conn;
+    if (l->closed)
+        return -EPIPE;
+    int r = l->ws ? sw_ws_send_frame(l->ws, frame) : sw_http_stream_write_shared(l->st, frame);
+    if (r == 0 && l->ending)
+        live_finish(l);
+    return r;
+}
+
+static size_t sink_pending(const void *conn)
+{
+    const live_t *l = conn;
+    if (l->closed)
+        return 0;
+    return l->ws ? sw_ws_pending(l->ws) : sw_http_stream_pending(l->st);
+}
+
+static void catch_up(live_t *l);
+static void send_direct(live_t *l, sw_hub_msg_t *m);
+
+static sw_hub_verdict_t sink_filter(void *conn, const sw_hub_msg_t *m)
+{
+    live_t *l = conn;
+    switch (m->type) {
+    case SW_HUB_LAGGED:
+        if (l->kind != TOPIC_DEPLOYMENT)
+            return SW_HUB_SEND;
+        /* What was dropped may have been replayed from the database already (the watcher
+         * was held): the next line tells whether anything is really missing. */
+        l->lag_reset = true;
+        return SW_HUB_SKIP;
+    case SW_HUB_LOG:
+        if (m->seq <= 0)
+            return SW_HUB_SEND;
+        if (m->seq <= l->last)
+            return SW_HUB_SKIP;
+        if (m->seq == l->last + 1 || l->kind != TOPIC_DEPLOYMENT) {
+            l->last = m->seq;
+            l->lag_reset = false;
+            return SW_HUB_SEND;
+        }
+        if (l->lag_reset) {
+            /* Lines were dropped from this watcher's queue: say how many, then go on. */
+            char data[64];
+            int n = snprintf(data, sizeof(data), "{\"dropped\":%lld}", m->seq - l->last - 1);
+            send_direct(l, sw_hub_msg_make(SW_HUB_LAGGED, 0, data, (size_t)n));
+            l->last = m->seq;
+            l->lag_reset = false;
+            return SW_HUB_SEND;
+        }
+        /* A line is missing: read it from the database before going on. */
+        if (!l->gap_since_ms)
+            l->gap_since_ms = uv_now(l->api->loop);
+        catch_up(l);
+        return SW_HUB_HOLD;
+    case SW_HUB_END:
+        if (l->kind != TOPIC_DEPLOYMENT)
+            return SW_HUB_SKIP;
+        if (!l->end_ready) {
+            l->phase = PHASE_FINAL;
+            catch_up(l);
+            return SW_HUB_HOLD;
+        }
+        l->ending = true;
+        return SW_HUB_SEND;
+    default:
+        return SW_HUB_SEND;
+    }
+}
+
+static const sw_hub_sink_t sinks[] = {
+    [LIVE_WS] = {SW_HUB_ENC_WS, sink_send, sink_pending, sink_filter},
+    [LIVE_SSE] = {SW_HUB_ENC_SSE, sink_send, sink_pending, sink_filter},
+    [LIVE_NDJSON] = {SW_HUB_ENC_NDJSON, sink_send, sink_pending, sink_filter},
+};
+
+/* Sends a message straight to this watcher's transport (history and the messages made
+ * here), bypassing the queue, in the transport's encoding. */
+static void send_direct(live_t *l, sw_hub_msg_t *m)
+{
+    if (!l->closed)
+        sink_send(l, sw_hub_msg_encoded(m, sinks[l->transport].enc));
+    sw_hub_msg_unref(m);
+}
+
+static void send_end(live_t *l)
+{
+    l->ending = true;
+    send_direct(l, sw_hub_msg_make(SW_HUB_END, 0, "{}", 2));
+    if (!l->closed && l->phase != PHASE_DONE)
+        live_finish(l);
+    l->phase = PHASE_DONE;
+}
+
+/* ---- deployments: history, gaps and the end ---- */
+
+static void on_status(int status, sw_pg_result_t *res, void *payload);
+
+static void query_status(live_t *l)
+{
+    const char *params[] = {l->id};
+    l->refs++;
+    l->querying = true;
+    sw_pg_query(l->api->pg,
+                "SELECT status IN ('success', 'failed', 'cancelled', 'rolled_back'), "
+                "json_build_object('deployment_id', id, 'status', status, 'stage', stage, "
+                "'progress', progress, 'message', NULL, "
+                "'error_message', nullif(error_message, ''))::text "
+                "FROM deployments WHERE id = $1",
+                1, params, on_status, l);
+}
+
+/* The caught-up point: what to do once the database has nothing more to give. */
+static void caught_up(live_t *l)
+{
+    uint64_t now = uv_now(l->api->loop);
+    switch (l->phase) {
+    case PHASE_FINAL:
+        if (!l->final_asked) {
+            /* The last read must start after the end was known, or it may miss lines. */
+            catch_up(l);
+            return;
+        }
+        if (!l->w) {
+            send_end(l); /* terminal before the watcher came: no live `end` will */
+            return;
+        }
+        l->end_ready = true;
+        sw_hub_watcher_resume(l->w);
+        return;
+    case PHASE_REPLAY:
+    case PHASE_LIVE: {
+        long long first = sw_hub_watcher_first_seq(l->w);
+        if (first == 0 || first <= l->last + 1 || l->lag_reset) {
+            l->phase = PHASE_LIVE;
+            l->gap_since_ms = 0;
+            sw_hub_watcher_resume(l->w);
+            return;
+        }
+        if (l->gap_since_ms && now - l->gap_since_ms >= GAP_GIVE_UP_MS) {
+            /* Not stored after all this time: say so rather than wait forever. */
+            char data[64];
+            int n = snprintf(data, sizeof(data), "{\"dropped\":%lld}", first - l->last - 1);
+            send_direct(l, sw_hub_msg_make(SW_HUB_LAGGED, 0, data, (size_t)n));
+            l->last = first - 1;
+            l->gap_since_ms = 0;
+            l->phase = PHASE_LIVE;
+            sw_hub_watcher_resume(l->w);
+            return;
+        }
+        if (!l->gap_since_ms)
+            l->gap_since_ms = now;
+        return; /* the timer asks again in GAP_RETRY_MS */
+    }
+    default:
+        return;
+    }
+}
+
+static void on_lines(int status, sw_pg_result_t *res, void *payload)
+{
+    live_t *l = payload;
+    l->querying = false;
+    if (l->closed) {
+        live_unref(l);
+        return;
+    }
+    live_unref(l);
+    if (status != 0) {
+        send_direct(l, sw_hub_msg_make(SW_HUB_ERROR, 0,
+                                       "{\"message\":\"the log store is unavailable\"}", 41));
+        live_finish(l);
+        return;
+    }
+    int rows = sw_pg_result_rows(res);
+    for (int i = 0; i < rows && !l->closed; i++) {
+        long long seq = atoll(sw_pg_result_value(res, i, 0));
+        const char *text = sw_pg_result_value(res, i, 1);
+        if (seq <= l->last)
+            continue;
+        send_direct(l, sw_hub_msg_new(SW_HUB_LOG, seq, text, strlen(text)));
+        l->last = seq;
+    }
+    if (l->closed)
+        return;
+    if (rows == PAGE_LINES) {
+        /* More stored: the next page once the transport has taken this one. */
+        if (sink_pending(l) > SW_HTTP_STREAM_LOW_WATER * 4)
+            l->wait_room = true;
+        else
+            catch_up(l);
+        return;
+    }
+    caught_up(l);
+}
+
+static void catch_up(live_t *l)
+{
+    if (l->querying || l->closed)
+        return;
+    char after[24], limit[16];
+    snprintf(after, sizeof(after), "%lld", l->last);
+    snprintf(limit, sizeof(limit), "%d", PAGE_LINES);
+    const char *params[] = {l->id, after, limit};
+    l->refs++;
+    l->querying = true;
+    if (l->phase == PHASE_FINAL)
+        l->final_asked = true;
+    sw_pg_query(l->api->pg,
+                "SELECT (e->>'seq')::bigint AS seq, json_build_object('type', 'log', "
+                "'timestamp', e->'timestamp', 'data', e)::text "
+                "FROM deployment_log_chunks c, jsonb_array_elements(c.lines) e "
+                "WHERE c.deployment_id = $1 AND c.last_seq > $2::bigint "
+                "AND (e->>'seq')::bigint > $2::bigint ORDER BY seq LIMIT $3::int",
+                3, params, on_lines, l);
+}
+
+static void on_status(int status, sw_pg_result_t *res, void *payload)
+{
+    live_t *l = payload;
+    l->querying = false;
+    if (l->closed) {
+        live_unref(l);
+        return;
+    }
+    live_unref(l);
+    if (status != 0 || sw_pg_result_rows(res) != 1) {
+        if (l->phase == PHASE_REPLAY) {
+            send_direct(l, sw_hub_msg_make(SW_HUB_ERROR, 0,
+                                           "{\"message\":\"the deployment is unavailable\"}", 43));
+            live_finish(l);
+        }
+        return;
+    }
+    bool terminal = sw_pg_result_value(res, 0, 0)[0] == 't';
+    const char *data = sw_pg_result_value(res, 0, 1);
+    if (l->phase == PHASE_REPLAY) {
+        send_direct(l, sw_hub_msg_make(SW_HUB_STATUS, 0, data, strlen(data)));
+        if (terminal) {
+            /* Nothing more will happen: the stored lines, then the end. */
+            sw_hub_unwatch(l->w);
+            l->w = NULL;
+            l->phase = PHASE_FINAL;
+        }
+        catch_up(l);
+        return;
+    }
+    if (terminal && l->phase == PHASE_LIVE && sw_hub_watcher_queued(l->w) == 0) {
+        /* Ended, and nothing queued for this watcher: the end never came live (a relay was
+         * down), so finish from the database. A watcher with a backlog has its end in it. */
+        l->phase = PHASE_FINAL;
+        sw_hub_unwatch(l->w);
+        l->w = NULL;
+        send_direct(l, sw_hub_msg_make(SW_HUB_STATUS, 0, data, strlen(data)));
+        catch_up(l);
+    }
+}
+
+/* ---- app runtime logs: the last lines from the worker's ring in Redis ---- */
+
+static void on_app_history(int status, const sw_redis_reply_t *reply, void *payload)
+{
+    live_t *l = payload;
+    live_unref(l);
+    l->querying = false;
+    if (l->closed)
+        return;
+    if (status == 0 && reply->type == SW_REDIS_ARRAY) {
+        for (size_t i = 0; i < reply->elements && !l->closed; i++) {
+            const sw_redis_reply_t *e = reply->element[i];
+            if (e->type != SW_REDIS_STRING)
+                continue;
+            json_error_t jerr;
+            json_t *line = json_loadb(e->str, e->len, 0, &jerr);
+            if (!line)
+                continue;
+            long long seq = json_integer_value(json_object_get(line, "seq"));
+            const char *ts = json_string_value(json_object_get(line, "timestamp"));
+            json_t *msg = json_pack("{s:s, s:s, s:O}", "type", "log", "timestamp", ts ? ts : "",
+                                    "data", line);
+            char *text = json_dumps(msg, JSON_COMPACT);
+            if (text && seq > l->last) {
+                send_direct(l, sw_hub_msg_new(SW_HUB_LOG, seq, text, strlen(text)));
+                l->last = seq;
+            }
+            free(text);
+            json_decref(msg);
+            json_decref(line);
+        }
+    }
+    l->phase = PHASE_LIVE;
+    sw_hub_watcher_resume(l->w);
+}
+
+static void app_history(live_t *l)
+{
+    char key[160], from[16];
+    sw_queue_applog_key(l->id, key, sizeof(key));
+    snprintf(from, sizeof(from), "-%u", l->history);
+    const char *argv[] = {"LRANGE", key, from, "-1"};
+    l->refs++;
+    l->querying = true;
+    if (l->history == 0 ||
+        sw_redis_command(l->api->redis, on_app_history, l, 4, argv, NULL) != 0) {
+        l->querying = false;
+        live_unref(l);
+        l->phase = PHASE_LIVE;
+        sw_hub_watcher_resume(l->w);
+    }
+}
+
+/* ---- the timer: gap retries, status polls, SSE keepalives ---- */
+
+static void on_live_timer(uv_timer_t *t)
+{
+    live_t *l = t->data;
+    if (l->closed)
+        return;
+    uint64_t now = uv_now(l->api->loop);
+    if (l->transport == LIVE_SSE && now >= l->keepalive_at) {
+        l->keepalive_at = now + KEEPALIVE_MS;
+        if (sw_http_stream_pending(l->st) == 0)
+            sw_http_stream_write(l->st, ":\n\n", 3);
+    }
+    if (l->kind != TOPIC_DEPLOYMENT || l->querying)
+        return;
+    if (l->gap_since_ms && !l->wait_room)
+        catch_up(l);
+    else if (l->phase == PHASE_LIVE && now >= l->poll_at) {
+        l->poll_at = now + POLL_MS;
+        query_status(l);
+    }
+}
+
+/* ---- transports ---- */
+
+static void on_room(live_t *l)
+{
+    if (l->closed)
+        return;
+    if (l->wait_room) {
+        l->wait_room = false;
+        catch_up(l);
+    }
+    if (l->w)
+        sw_hub_watcher_writable(l->w);
+}
+
+static void ws_on_message(sw_ws_t *ws, bool text, const char *data, size_t len, void *ud)
+{
+    (void)ws;
+    (void)text;
+    (void)data;
+    (void)len;
+    (void)ud; /* watchers have nothing to say; their frames only prove they are alive */
+}
+
+static void ws_on_writable(sw_ws_t *ws, void *ud)
+{
+    (void)ws;
+    on_room(ud);
+}
+
+static void ws_on_close(sw_ws_t *ws, uint16_t code, void *ud)
+{
+    (void)ws;
+    (void)code;
+    live_closed(ud);
+}
+
+static const sw_ws_cbs_t ws_cbs = {
+    .on_message = ws_on_message,
+    .on_writable = ws_on_writable,
+    .on_close = ws_on_close,
+};
+
+static void st_on_writable(sw_http_stream_t *st, void *ud)
+{
+    (void)st;
+    on_room(ud);
+}
+
+static void st_on_shutdown(sw_http_stream_t *st, void *ud)
+{
+    live_t *l = ud;
+    (void)st;
+    if (!l->closed)
+        sw_http_stream_end(l->st);
+}
+
+static void st_on_close(sw_http_stream_t *st, void *ud)
+{
+    (void)st;
+    live_closed(ud);
+}
+
+static const sw_http_stream_cbs_t stream_cbs = {
+    .on_writable = st_on_writable,
+    .on_shutdown = st_on_shutdown,
+    .on_close = st_on_close,
+};
+
+static bool accepts(sw_http_req_t *req, const char *type)
+{
+    sw_iov_t accept = sw_http_req_header(req, "accept");
+    return accept.len && memmem(accept.base, accept.len, type, strlen(type)) != NULL;
+}
+
+/* Opens the transport the client asked for and subscribes, held. NULL after answering. */
+static live_t *live_open(sw_api_t *api, sw_http_req_t *req, topic_kind_t kind, const char *id,
+                         bool ndjson_only)
+{
+    if (!api->hub) {
+        sw_http_add_header(req, "Retry-After", "1");
+        sw_http_respond_error(req, 503, NULL, "live streams are starting up", NULL);
+        return NULL;
+    }
+    live_t *l = sw_calloc(1, sizeof(*l));
+    l->api = api;
+    l->kind = kind;
+    snprintf(l->id, sizeof(l->id), "%s", id);
+    snprintf(l->topic, sizeof(l->topic), "%s:%s",
+             kind == TOPIC_DEPLOYMENT ? "deployment" : kind == TOPIC_APP ? "app" : "system", id);
+    l->transport = ndjson_only                      ? LIVE_NDJSON
+                   : sw_ws_requested(req)           ? LIVE_WS
+                   : accepts(req, "text/event-stream") ? LIVE_SSE
+                                                       : LIVE_NDJSON;
+    if (l->transport == LIVE_WS) {
+        sw_ws_opts_t o = {
+            .max_message = 64 * 1024,
+            .ping_interval_ms = WS_PING_MS,
+            .pong_timeout_ms = WS_PING_MS,
+            .close_timeout_ms = 5000,
+        };
+        l->ws = sw_ws_accept(req, &o, &ws_cbs, l);
+        if (!l->ws) {
+            free(l);
+            return NULL;
+        }
+    } else {
+        bool sse = l->transport == LIVE_SSE;
+        sw_http_add_header(req, "Cache-Control", "no-cache");
+        sw_http_add_header(req, "X-Accel-Buffering", "no");
+        l->st = sw_http_stream_open(req, 200,
+                                    sse ? "text/event-stream" : "application/x-ndjson",
+                                    SW_HTTP_STREAM_CHUNKED, &stream_cbs, l);
+        if (!l->st) {
+            free(l);
+            return NULL;
+        }
+        if (sse) {
+            sse_open++;
+            sw_http_stream_write(l->st, "retry: 2000\n\n", 13);
+        } else {
+            ndjson_open++;
+        }
+    }
+    l->refs = 2; /* the transport and the timer */
+    uv_timer_init(api->loop, &l->timer);
+    l->timer.data = l;
+    l->keepalive_at = uv_now(api->loop) + KEEPALIVE_MS;
+    l->poll_at = uv_now(api->loop) + POLL_MS;
+    uv_timer_start(&l->timer, on_live_timer, GAP_RETRY_MS, GAP_RETRY_MS);
+    l->w = sw_hub_watch(api->hub, l->topic, &sinks[l->transport], l, true);
+    return l;
+}
+
+/* Where a reconnecting watcher left off: Last-Event-ID (SSE) or ?since_seq=. */
+static bool resume_point(sw_http_req_t *req, long long *out)
+{
+    unsigned long long v = 0;
+    sw_iov_t last = sw_http_req_header(req, "last-event-id");
+    const char *since = sw_http_req_query(req, "since_seq");
+    if (last.len && sw_iov_to_u64(last, &v) == 0) {
+        *out = (long long)v;
+        return true;
+    }
+    if (since && sw_iov_to_u64(sw_iov_from_cstr(since), &v) != 0) {
+        sw_json_errors_t e;
+        sw_json_errors_init(&e);
+        sw_json_errors_add(&e, "since_seq", "must be a whole number");
+        sw_api_validation_error(req, &e);
+        return false;
+    }
+    *out = (long long)v;
+    return true;
+}
+
+static void deployment_stream(sw_http_req_t *req, sw_api_t *api, bool ndjson_only)
+{
+    long long since;
+    if (!resume_point(req, &since))
+        return;
+    char id[SW_UUID_LEN + 1];
+    sw_iov_t p = sw_http_req_param(req, "id");
+    snprintf(id, sizeof(id), "%.*s", (int)p.len, p.base);
+    live_t *l = live_open(api, req, TOPIC_DEPLOYMENT, id, ndjson_only);
+    if (!l)
+        return;
+    l->last = since;
+    query_status(l);
+}
+
+void sw_api_deployments_stream(sw_http_req_t *req, void *ctx)
+{
+    deployment_stream(req, ctx, false);
+}
+
+void sw_api_deployments_follow(sw_http_req_t *req, void *ctx)
+{
+    deployment_stream(req, ctx, true);
+}
+
+void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx)
+{
+    sw_api_t *api = ctx;
+    unsigned long long lines = APP_HISTORY_DEF;
+    const char *v = sw_http_req_query(req, "lines");
+    if (v && (sw_iov_to_u64(sw_iov_from_cstr(v), &lines) != 0 || lines > APP_HISTORY_MAX)) {
+        sw_json_errors_t e;
+        sw_json_errors_init(&e);
+        sw_json_errors_add(&e, "lines", "must be a whole number from 0 to %d", APP_HISTORY_MAX);
+        sw_api_validation_error(req, &e);
+        return;
+    }
+    char id[SW_UUID_LEN + 1];
+    sw_iov_t p = sw_http_req_param(req, "id");
+    snprintf(id, sizeof(id), "%.*s", (int)p.len, p.base);
+    live_t *l = live_open(api, req, TOPIC_APP, id, false);
+    if (!l)
+        return;
+    l->history = (unsigned)lines;
+    app_history(l);
+}
+
+/* ---- node metrics, sampled from /proc only while someone watches ---- */
+
+typedef struct {
+    unsigned long long busy, total;
+    unsigned long long rx, tx;
+    uint64_t at_ms;
+    bool have;
+} sample_t;
+
+static bool read_file(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return n > 0;
+}
+
+static void read_cpu(sample_t *s)
+{
+    char buf[512];
+    unsigned long long v[8] = {0};
+    if (!read_file("/proc/stat", buf, sizeof(buf)) ||
+        sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]) < 4)
+        return;
+    s->total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+    s->busy = s->total - v[3] - v[4]; /* idle and iowait */
+}
+
+static void read_net(sample_t *s)
+{
+    char buf[8192];
+    if (!read_file("/proc/net/dev", buf, sizeof(buf)))
+        return;
+    s->rx = s->tx = 0;
+    for (char *line = strchr(buf, '\n'); line; line = strchr(line + 1, '\n')) {
+        char *colon = strchr(line, ':');
+        if (!colon)
+            continue;
+        char name[32];
+        unsigned long long rx, tx, skip;
+        if (sscanf(line + 1, " %31[^:]:", name) != 1 || strcmp(name, "lo") == 0)
+            continue;
+        if (sscanf(colon + 1, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &rx, &skip, &skip,
+                   &skip, &skip, &skip, &skip, &skip, &tx) == 9) {
+            s->rx += rx;
+            s->tx += tx;
+        }
+    }
+}
+
+static unsigned long long meminfo(const char *buf, const char *key)
+{
+    const char *p = strstr(buf, key);
+    return p ? strtoull(p + strlen(key), NULL, 10) * 1024ull : 0;
+}
+
+static void on_metrics_timer(uv_timer_t *t)
+{
+    sw_api_t *api = t->data;
+    static sample_t prev;
+    char topic[200];
+    snprintf(topic, sizeof(topic), "system:%s", api->node);
+    if (!api->hub || !sw_hub_watched(api->hub, topic)) {
+        uv_timer_stop(t);
+        prev.have = false;
+        return;
+    }
+    sample_t now = {.at_ms = uv_now(api->loop), .have = true};
+    read_cpu(&now);
+    read_net(&now);
+    char mem[4096] = "", load[128] = "";
+    read_file("/proc/meminfo", mem, sizeof(mem));
+    read_file("/proc/loadavg", load, sizeof(load));
+    double l1 = 0, l5 = 0, l15 = 0;
+    sscanf(load, "%lf %lf %lf", &l1, &l5, &l15);
+    unsigned long long total = meminfo(mem, "MemTotal:"), avail = meminfo(mem, "MemAvailable:");
+    struct statvfs vfs;
+    unsigned long long disk_total = 0, disk_free = 0;
+    if (statvfs(api->cfg->data_dir, &vfs) == 0) {
+        disk_total = (unsigned long long)vfs.f_blocks * vfs.f_frsize;
+        disk_free = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+    }
+    double cpu = 0, rx = 0, tx = 0;
+    if (prev.have && now.total > prev.total) {
+        cpu = 100.0 * (double)(now.busy - prev.busy) / (double)(now.total - prev.total);
+        double secs = (double)(now.at_ms - prev.at_ms) / 1000.0;
+        if (secs > 0) {
+            rx = (double)(now.rx - prev.rx) / secs;
+            tx = (double)(now.tx - prev.tx) / secs;
+        }
+    }
+    prev = now;
+    sw_buf_t data = SW_BUF_INIT;
+    sw_buf_printf(&data,
+                  "{\"node\":\"%s\",\"cpu_percent\":%.1f,\"memory\":{\"total_bytes\":%llu,"
+                  "\"available_bytes\":%llu},\"load\":[%.2f,%.2f,%.2f],\"disk\":{\"path\":\"",
+                  api->node, cpu, total, avail, l1, l5, l15);
+    sw_buf_append_json_str(&data, api->cfg->data_dir, strlen(api->cfg->data_dir));
+    sw_buf_printf(&data,
+                  "\",\"total_bytes\":%llu,\"free_bytes\":%llu},\"network\":{"
+                  "\"rx_bytes_per_s\":%.0f,\"tx_bytes_per_s\":%.0f}}",
+                  disk_total, disk_free, rx, tx);
+    sw_hub_msg_t *m = sw_hub_msg_make(SW_HUB_METRICS, 0, data.base, data.len);
+    sw_hub_publish(api->hub, topic, m);
+    sw_hub_msg_unref(m);
+    sw_buf_free(&data);
+}
+
+void sw_api_system_metrics_stream(sw_http_req_t *req, void *ctx)
+{
+    sw_api_t *api = ctx;
+    live_t *l = live_open(api, req, TOPIC_SYSTEM, api->node, false);
+    if (!l)
+        return;
+    l->phase = PHASE_LIVE;
+    sw_hub_watcher_resume(l->w);
+    if (!uv_is_active((uv_handle_t *)&api->metrics_timer)) {
+        on_metrics_timer(&api->metrics_timer); /* the first sample now, the rates a second on */
+        uv_timer_start(&api->metrics_timer, on_metrics_timer, METRICS_EVERY_MS,
+                       METRICS_EVERY_MS);
+    }
+}
+
+/* ---- metrics ---- */
+
+void sw_api_live_metrics(sw_buf_t *out, void *payload)
+{
+    sw_api_t *api = payload;
+    sw_hub_stats_t hs = {0};
+    sw_ws_stats_t ws = {0};
+    if (api->hub)
+        sw_hub_stats(api->hub, &hs);
+    sw_ws_stats(&ws);
+    sw_buf_printf(out,
+                  "# HELP slipway_ws_connections Open WebSocket connections.\n"
+                  "# TYPE slipway_ws_connections gauge\n"
+                  "slipway_ws_connections %llu\n"
+                  "# HELP slipway_ws_messages_sent_total Live messages written to WebSocket "
+                  "watchers.\n"
+                  "# TYPE slipway_ws_messages_sent_total counter\n"
+                  "slipway_ws_messages_sent_total %llu\n"
+                  "# HELP slipway_ws_messages_dropped_total Live messages dropped from slow "
+                  "WebSocket watchers' queues.\n"
+                  "# TYPE slipway_ws_messages_dropped_total counter\n"
+                  "slipway_ws_messages_dropped_total %llu\n"
+                  "# HELP slipway_sse_connections Open Server-Sent Events streams.\n"
+                  "# TYPE slipway_sse_connections gauge\n"
+                  "slipway_sse_connections %llu\n"
+                  "# HELP slipway_sse_messages_sent_total Live messages written to SSE "
+                  "watchers.\n"
+                  "# TYPE slipway_sse_messages_sent_total counter\n"
+                  "slipway_sse_messages_sent_total %llu\n"
+                  "# HELP slipway_sse_messages_dropped_total Live messages dropped from slow SSE "
+                  "watchers' queues.\n"
+                  "# TYPE slipway_sse_messages_dropped_total counter\n"
+                  "slipway_sse_messages_dropped_total %llu\n"
+                  "# HELP slipway_ndjson_streams Open NDJSON log follows.\n"
+                  "# TYPE slipway_ndjson_streams gauge\n"
+                  "slipway_ndjson_streams %llu\n"
+                  "# HELP slipway_live_watchers Watchers subscribed to live topics.\n"
+                  "# TYPE slipway_live_watchers gauge\n"
+                  "slipway_live_watchers %llu\n"
+                  "# HELP slipway_live_relayed_total Live messages received from other "
+                  "processes.\n"
+                  "# TYPE slipway_live_relayed_total counter\n"
+                  "slipway_live_relayed_total %llu\n",
+                  (unsigned long long)ws.connections,
+                  (unsigned long long)hs.sent[SW_HUB_ENC_WS],
+                  (unsigned long long)hs.dropped[SW_HUB_ENC_WS], (unsigned long long)sse_open,
+                  (unsigned long long)hs.sent[SW_HUB_ENC_SSE],
+                  (unsigned long long)hs.dropped[SW_HUB_ENC_SSE],
+                  (unsigned long long)ndjson_open, (unsigned long long)hs.watchers,
+                  (unsigned long long)hs.relayed_in);
+}
