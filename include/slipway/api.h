@@ -259,6 +259,11 @@ void sw_api_deployments_rollback(sw_http_req_t *req, void *ctx);
 void sw_api_apps_start(sw_http_req_t *req, void *ctx);
 void sw_api_apps_restart(sw_http_req_t *req, void *ctx);
 void sw_api_apps_stop(sw_http_req_t *req, void *ctx);
+/* Deploy keys and known hosts (src/api/deploykeys.c). */
+void sw_api_deploy_key_get(sw_http_req_t *req, void *ctx);
+void sw_api_deploy_key_create(sw_http_req_t *req, void *ctx);
+void sw_api_known_hosts_get(sw_http_req_t *req, void *ctx);
+void sw_api_known_hosts_put(sw_http_req_t *req, void *ctx);
 /* Live streams (src/api/live.c). */
 void sw_api_deployments_stream(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_follow(sw_http_req_t *req, void *ctx);

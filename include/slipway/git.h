@@ -10,6 +10,22 @@
 
 typedef struct sw_git_job sw_git_job_t;
 
+/* "SHA256:" + unpadded base64 of the SHA-256 of a key blob, as OpenSSH prints it; with NUL. */
+#define SW_GIT_FINGERPRINT_MAX 64
+/* A host as known hosts name it: "host", or "host:port" when the port is not 22. */
+#define SW_GIT_HOST_MAX 262
+
+/* A host key the user gave or that was trusted on first use. */
+typedef struct {
+    const char *host;   /* as sw_git_ssh_host() names it */
+    const char *sha256; /* SW_GIT_FINGERPRINT_MAX form */
+} sw_git_known_host_t;
+
+/* Called on the loop thread, before done, when the job trusted a host key on first use (the
+ * host had no known key): the caller records it. Runs whether or not the fetch succeeded. */
+typedef void (*sw_git_host_key_cb)(const char *host, const char *key_type, const char *sha256,
+                                   void *payload);
+
 /* Jobs on one mirror take turns through flock() on this file inside mirror_dir; anything else
  * that touches a mirror (gc, cleanup) takes the same lock first. */
 #define SW_GIT_MIRROR_LOCK "slipway.lock"
@@ -21,8 +37,19 @@ typedef struct {
     const char *mirror_dir;   /* bare mirror, created on first use */
     const char *checkout_dir; /* must not exist; created and filled with the commit's tree */
     const char *https_token;  /* optional: sent as the password for https (user "x-token") */
-    bool allow_file;          /* file:// permitted */
-    uint32_t timeout_ms;      /* whole job; 0: none */
+    /* optional: an OpenSSH private key (openssh-key-v1, unencrypted) for ssh:// and
+     * user@host:path; never for https. Without it, ssh asks the agent. */
+    const char *ssh_private_key;
+    /* where the key may be written (0600, removed after the fetch) when this libgit2 cannot
+     * take it from memory; required with ssh_private_key */
+    const char *ssh_key_dir;
+    /* Host keys accepted for ssh; a host with none here is trusted on first use and reported
+     * through host_key. A host listed with other keys fails the fetch. */
+    const sw_git_known_host_t *known_hosts;
+    size_t n_known_hosts;
+    sw_git_host_key_cb host_key; /* optional */
+    bool allow_file;             /* file:// permitted */
+    uint32_t timeout_ms;         /* whole job; 0: none */
 } sw_git_opts_t;
 
 typedef struct {
@@ -38,6 +65,24 @@ typedef void (*sw_git_progress_cb)(unsigned received, unsigned total, void *payl
  * NULL. res is valid only during the call, and NULL on failure. */
 typedef void (*sw_git_done_cb)(int status, const sw_git_result_t *res, const char *error,
                                void *payload);
+
+/* An ed25519 key pair for an app's deploy key. */
+typedef struct {
+    char *public_key;  /* authorized_keys line: "ssh-ed25519 <base64> <comment>" */
+    char *private_key; /* "-----BEGIN OPENSSH PRIVATE KEY-----" text; wiped by _clear */
+    char fingerprint[SW_GIT_FINGERPRINT_MAX];
+} sw_git_deploy_key_t;
+
+/* Makes a fresh key pair (libsodium); comment ends the public line and is stored in the
+ * private key (printable ASCII without spaces, at most 255 bytes). 0 or -EINVAL. */
+int sw_git_deploy_key_new(sw_git_deploy_key_t *out, const char *comment);
+/* Wipes and frees both halves; accepts a zeroed key. */
+void sw_git_deploy_key_clear(sw_git_deploy_key_t *key);
+/* OpenSSH's SHA256 fingerprint of a key blob (the SSH wire encoding of the public key). */
+void sw_git_fingerprint(const void *blob, size_t len, char out[SW_GIT_FINGERPRINT_MAX]);
+/* The known-hosts name of url's ssh host ("host" or "host:port", lower case, port 22 left
+ * out) into out; -EINVAL when url is not ssh:// or user@host:path. */
+int sw_git_ssh_host(const char *url, char out[SW_GIT_HOST_MAX]);
 
 /* Initialises libgit2 once per process. */
 int sw_git_init(void);

@@ -1,10 +1,13 @@
 /* /api/v1/apps: the settings of an app. Every field a client sends is checked here; the
  * statement then takes the checked fields as one jsonb parameter. Repository URLs and
  * branch names are checked as hostile: they later reach git (as argv, never a shell). */
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "slipway/api.h"
+
+#define GIT_TOKEN_MAX 4096
 
 static const sw_api_sort_t app_sorts[] = {
     {"name", "name"},
@@ -146,24 +149,69 @@ static void string_field(json_t *body, json_t *out, const char *field, size_t ma
         json_object_set_new(out, field, json_string(v));
 }
 
+/* git_token is write-only: a string sets it (*token), null clears it. out only learns which
+ * ("git_token": true or false), never the value. */
+static void read_git_token(json_t *body, json_t *out, const char **token, sw_json_errors_t *e)
+{
+    json_t *v = json_object_get(body, "git_token");
+    const char *s;
+
+    *token = NULL;
+    if (!v)
+        return;
+    if (json_is_null(v)) {
+        json_object_set_new(out, "git_token", json_false());
+        return;
+    }
+    if (sw_json_get_string(body, "git_token", false, 1, GIT_TOKEN_MAX, &s, e) != 0)
+        return;
+    if (has_control(s)) {
+        sw_json_errors_add(e, "git_token", "must not contain control characters");
+        return;
+    }
+    *token = s;
+    json_object_set_new(out, "git_token", json_true());
+}
+
+/* Seals the token for the app: the app id is the associated data. */
+static char *seal_git_token(sw_api_t *api, const char *app_id, const char *token)
+{
+    char ad[SW_UUID_LEN + 32];
+    sw_buf_t sealed = SW_BUF_INIT;
+
+    snprintf(ad, sizeof(ad), "app_git_token:%s", app_id);
+    sw_secretbox_seal(&api->box, token, strlen(token), ad, &sealed);
+    return sw_buf_steal(&sealed);
+}
+
+static void wipe_body(sw_http_req_t *req)
+{
+    if (req->body.base)
+        sodium_memzero(req->body.base, req->body.len);
+}
+
+/* A random (version 4) UUID, so a token can be sealed to an app before its row exists. */
+static void new_uuid(char out[SW_UUID_LEN + 1])
+{
+    unsigned char b[16];
+
+    randombytes_buf(b, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, SW_UUID_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
 /* Checks every field the client sent into out; create requires name. */
 static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_json_errors_t *e)
 {
-    static const char *const allowed[] = {"name",
-                                          "project_id",
-                                          "environment_id",
-                                          "repo_url",
-                                          "branch",
-                                          "build_command",
-                                          "start_command",
-                                          "dockerfile_path",
-                                          "runtime",
-                                          "port",
-                                          "health_check_path",
-                                          "replicas",
-                                          "resources",
-                                          "auto_deploy",
-                                          NULL};
+    static const char *const allowed[] = {
+        "name",      "project_id",    "environment_id",    "repo_url",
+        "branch",    "build_command", "start_command",     "dockerfile_path",
+        "runtime",   "port",          "health_check_path", "replicas",
+        "resources", "auto_deploy",   "git_token",         NULL};
     const char *s;
     long long n;
     bool b;
@@ -307,37 +355,56 @@ void sw_api_apps_create(sw_http_req_t *req, void *ctx)
     sw_json_errors_t e;
     sw_json_errors_init(&e);
     json_t *fields = json_object();
+    const char *token;
     read_app(api, body, true, fields, &e);
+    read_git_token(body, fields, &token, &e);
     const char *project = NULL;
     if (sw_json_get_string(body, "project_id", false, 1, 64, &project, &e) == 0 &&
         strcmp(project, r->project_id) != 0)
         sw_json_errors_add(&e, "project_id", "does not match the environment's project");
     if (sw_json_errors_any(&e)) {
         json_decref(fields);
+        wipe_body(req);
         sw_api_validation_error(req, &e);
         return;
     }
     char *j = json_dumps(fields, JSON_COMPACT);
     json_decref(fields);
     const char *env = json_string_value(json_object_get(body, "environment_id"));
-    const char *params[] = {
-        j, r->project_id, env, r->principal.user_id, r->principal.email, req->client_addr};
+    char id[SW_UUID_LEN + 1];
+    char *sealed = NULL;
+    if (token) {
+        new_uuid(id);
+        sealed = seal_git_token(api, id, token);
+    }
+    wipe_body(req);
+    const char *params[] = {j,
+                            r->project_id,
+                            env,
+                            r->principal.user_id,
+                            r->principal.email,
+                            req->client_addr,
+                            token ? id : NULL,
+                            sealed};
     sw_api_exec(api, req,
                 "WITH f AS (SELECT $1::jsonb AS j), "
-                "a AS (INSERT INTO apps (project_id, environment_id, name, repo_url, branch, "
+                "a AS (INSERT INTO apps (id, project_id, environment_id, name, repo_url, branch, "
                 "build_command, start_command, dockerfile_path, runtime, port, "
-                "health_check_path, replicas, cpu, memory, auto_deploy) "
-                "SELECT $2, $3, j->>'name', coalesce(j->>'repo_url', ''), "
+                "health_check_path, replicas, cpu, memory, auto_deploy, git_token_sealed) "
+                "SELECT coalesce($7::uuid, gen_random_uuid()), $2, $3, j->>'name', "
+                "coalesce(j->>'repo_url', ''), "
                 "coalesce(j->>'branch', 'main'), coalesce(j->>'build_command', ''), "
                 "coalesce(j->>'start_command', ''), coalesce(j->>'dockerfile_path', ''), "
                 "coalesce(j->>'runtime', 'process'), coalesce((j->>'port')::int, 3000), "
                 "coalesce(j->>'health_check_path', '/'), coalesce((j->>'replicas')::int, 1), "
                 "coalesce(j->'resources'->>'cpu', ''), coalesce(j->'resources'->>'memory', ''), "
-                "coalesce((j->>'auto_deploy')::bool, false) FROM f RETURNING *), " APP_AUDIT(
-                    "app.created", "4", "5", "6") "SELECT sw_app_json(a) FROM a",
-                6, params, 201, "app not created",
+                "coalesce((j->>'auto_deploy')::bool, false), coalesce($8, '') "
+                "FROM f RETURNING *), " APP_AUDIT("app.created", "4", "5",
+                                                  "6") "SELECT sw_app_json(a) FROM a",
+                8, params, 201, "app not created",
                 "an app with this name exists in the environment");
     free(j);
+    free(sealed);
 }
 
 void sw_api_apps_get(sw_http_req_t *req, void *ctx)
@@ -367,18 +434,24 @@ void sw_api_apps_update(sw_http_req_t *req, void *ctx)
     if (json_object_get(body, "environment_id"))
         sw_json_errors_add(&e, "environment_id", "cannot be changed");
     json_t *fields = json_object();
+    const char *token;
     read_app(api, body, false, fields, &e);
+    read_git_token(body, fields, &token, &e);
     if (!sw_json_errors_any(&e) && json_object_size(fields) == 0)
         sw_json_errors_add(&e, "body", "give at least one field to change");
     if (sw_json_errors_any(&e)) {
         json_decref(fields);
+        wipe_body(req);
         sw_api_validation_error(req, &e);
         return;
     }
     char *j = json_dumps(fields, JSON_COMPACT);
     json_decref(fields);
     const char *id = sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base;
-    const char *params[] = {j, id, r->principal.user_id, r->principal.email, req->client_addr};
+    char *sealed = token ? seal_git_token(api, id, token) : NULL;
+    wipe_body(req);
+    const char *params[] = {j,     id, r->principal.user_id, r->principal.email, req->client_addr,
+                            sealed};
     sw_api_exec(api, req,
                 "WITH f AS (SELECT $1::jsonb AS j), "
                 "a AS (UPDATE apps SET name = coalesce(j->>'name', name), "
@@ -394,10 +467,13 @@ void sw_api_apps_update(sw_http_req_t *req, void *ctx)
                 "cpu = coalesce(j->'resources'->>'cpu', cpu), "
                 "memory = coalesce(j->'resources'->>'memory', memory), "
                 "auto_deploy = coalesce((j->>'auto_deploy')::bool, auto_deploy), "
+                "git_token_sealed = CASE j->'git_token' WHEN 'true' THEN $6 "
+                "WHEN 'false' THEN '' ELSE git_token_sealed END, "
                 "updated_at = now() FROM f WHERE id = $2 RETURNING apps.*), " APP_AUDIT(
                     "app.updated", "3", "4", "5") "SELECT sw_app_json(a) FROM a",
-                5, params, 200, "no such app", "an app with this name exists in the environment");
+                6, params, 200, "no such app", "an app with this name exists in the environment");
     free(j);
+    free(sealed);
 }
 
 void sw_api_apps_delete(sw_http_req_t *req, void *ctx)

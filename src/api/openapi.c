@@ -243,7 +243,8 @@ static const struct {
             "\"properties\":{\"cpu\""
             ":{\"type\":\"string\"},\"memory\":{\"type\":\"string\"}},\"additionalProperties\":"
             "false},\"auto_d"
-            "eploy\":{\"type\":\"boolean\"},\"id\":{\"type\":\"string\",\"format\":\"uuid\"},"
+            "eploy\":{\"type\":\"boolean\"},\"has_git_token\":{\"type\":\"boolean\"},"
+            "\"id\":{\"type\":\"string\",\"format\":\"uuid\"},"
             "\"project_id\":{\"type"
             "\":\"string\",\"format\":\"uuid\"},\"environment_id\":{\"type\":\"string\",\"format\":"
             "\"uuid\"},\"stat"
@@ -259,7 +260,8 @@ static const struct {
             "\"port\",\"heal"
             "th_check_path\",\"replicas\",\"resources\",\"auto_deploy\",\"id\",\"project_id\","
             "\"environment_i"
-            "d\",\"status\",\"endpoints\",\"active_deployment_id\",\"created_at\",\"updated_at\"],"
+            "d\",\"status\",\"endpoints\",\"active_deployment_id\",\"has_git_token\","
+            "\"created_at\",\"updated_at\"],"
             "\"additiona"
             "lProperties\":false}"},
     {"AppList",
@@ -283,7 +285,9 @@ static const struct {
                   "\"properties\":{\"cpu\""
                   ":{\"type\":\"string\"},\"memory\":{\"type\":\"string\"}},"
                   "\"additionalProperties\":false},\"auto_d"
-                  "eploy\":{\"type\":\"boolean\"},\"environment_id\":{\"type\":\"string\","
+                  "eploy\":{\"type\":\"boolean\"},\"git_token\":{\"oneOf\":[{\"type\":"
+                  "\"string\",\"minLength\":1,\"maxLength\":4096,\"writeOnly\":true},{"
+                  "\"type\":\"null\"}]},\"environment_id\":{\"type\":\"string\","
                   "\"format\":\"uuid\"},\"projec"
                   "t_id\":{\"type\":\"string\",\"format\":\"uuid\"}},\"required\":[\"name\","
                   "\"environment_id\"],\"addit"
@@ -305,7 +309,9 @@ static const struct {
      "{\"cpu\""
      ":{\"type\":\"string\"},\"memory\":{\"type\":\"string\"}},\"additionalProperties\":false},"
      "\"auto_d"
-     "eploy\":{\"type\":\"boolean\"}},\"additionalProperties\":false,\"minProperties\":1}"},
+     "eploy\":{\"type\":\"boolean\"},\"git_token\":{\"oneOf\":[{\"type\":\"string\","
+     "\"minLength\":1,\"maxLength\":4096,\"writeOnly\":true},{\"type\":\"null\"}]}},"
+     "\"additionalProperties\":false,\"minProperties\":1}"},
     {"EnvVar", "{\"type\":\"object\",\"properties\":{\"key\":{\"type\":\"string\"},\"build_time\":{"
                "\"type\":\"boolean"
                "\"},\"runtime\":{\"type\":\"boolean\"},\"has_value\":{\"type\":\"boolean\"},"
@@ -411,6 +417,31 @@ static const struct {
      "{\"type\":\"object\",\"properties\":{\"type\":{\"enum\":[\"status\",\"log\",\"metrics\","
      "\"lagged\",\"end\",\"error\"]},\"timestamp\":{\"type\":\"string\",\"format\":\"date-time\"},"
      "\"data\":{\"type\":\"object\"}},\"required\":[\"type\",\"timestamp\",\"data\"]}"},
+    {"KnownHost",
+     "{\"type\":\"object\",\"properties\":{\"host\":{\"type\":\"string\"},\"key_type\":{"
+     "\"type\":[\"string\",\"null\"]},\"sha256\":{\"type\":\"string\",\"pattern\":"
+     "\"^SHA256:[A-Za-z0-9+/]{43}$\"},\"source\":{\"enum\":[\"first_use\",\"user\"]},"
+     "\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":["
+     "\"host\",\"key_type\",\"sha256\",\"source\",\"created_at\"],"
+     "\"additionalProperties\":false}"},
+    {"KnownHosts",
+     "{\"type\":\"object\",\"properties\":{\"known_hosts\":{\"type\":\"array\",\"items\":"
+     "{\"$ref\":\"#/components/schemas/KnownHost\"}}},\"required\":[\"known_hosts\"],"
+     "\"additionalProperties\":false}"},
+    {"KnownHostsPut",
+     "{\"type\":\"object\",\"properties\":{\"known_hosts\":{\"type\":\"array\","
+     "\"maxItems\":100,\"items\":{\"oneOf\":[{\"type\":\"string\",\"description\":"
+     "\"an OpenSSH known_hosts line: host[,host] key-type base64\"},{\"type\":\"object\","
+     "\"properties\":{\"host\":{\"type\":\"string\"},\"sha256\":{\"type\":\"string\","
+     "\"pattern\":\"^SHA256:[A-Za-z0-9+/]{43}$\"},\"key_type\":{\"type\":\"string\"}},"
+     "\"required\":[\"host\",\"sha256\"],\"additionalProperties\":false}]}}},"
+     "\"required\":[\"known_hosts\"],\"additionalProperties\":false}"},
+    {"DeployKey", "{\"type\":\"object\",\"properties\":{\"public_key\":{\"type\":\"string\","
+                  "\"pattern\":\"^ssh-ed25519 \"},\"fingerprint\":{\"type\":\"string\",\"pattern\":"
+                  "\"^SHA256:\"},\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"},"
+                  "\"known_hosts\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/components/schemas/"
+                  "KnownHost\"}}},\"required\":[\"public_key\",\"fingerprint\",\"created_at\","
+                  "\"known_hosts\"],\"additionalProperties\":false}"},
     {"AppLogs",
      "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"type\":"
      "\"object\",\"properties\":{\"seq\":{\"type\":\"integer\"},\"stream\":{\"enum\":["

@@ -8,6 +8,7 @@
 #include <git2.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,6 +32,19 @@
 #define TOKEN_USER   "x-token"
 #define HEADS_PREFIX "refs/heads/"
 #define TAGS_PREFIX  "refs/tags/"
+#define KEY_MAX      16384 /* an OpenSSH private key's text */
+#define KNOWN_MAX    1024
+#define ED25519_NAME "ssh-ed25519"
+#define KEY_BEGIN    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+#define KEY_END      "-----END OPENSSH PRIVATE KEY-----\n"
+#define KEY_MAGIC    "openssh-key-v1"
+#define KEY_COLUMNS  70
+#define KEY_FILE     ".slipway-key-XXXXXX"
+
+typedef struct {
+    char host[SW_GIT_HOST_MAX];
+    char sha256[SW_GIT_FINGERPRINT_MAX];
+} known_t;
 
 struct sw_git_job {
     uv_work_t work;
@@ -40,7 +54,14 @@ struct sw_git_job {
     char *commit_sha; /* NULL: use ref */
     char *mirror_dir;
     char *checkout_dir;
-    char *token;          /* NULL: none; wiped before free */
+    char *token;   /* NULL: none; wiped before free */
+    char *ssh_key; /* NULL: none; wiped before free */
+    char *key_dir;
+    char key_path[PATH_MAX];        /* the key written out, when it had to be; "" otherwise */
+    char ssh_host[SW_GIT_HOST_MAX]; /* "" unless the URL is ssh */
+    known_t *known;
+    size_t nknown;
+    sw_git_host_key_cb host_key;
     uint64_t deadline_ns; /* sw_now_ns() clock; 0: none */
     sw_git_progress_cb progress;
     sw_git_done_cb done;
@@ -61,6 +82,10 @@ struct sw_git_job {
     int stop; /* -ECANCELED or -ETIMEDOUT once either has been seen */
     bool cred_given;
     bool auth_failed;
+    bool trusted_new; /* a host key was trusted on first use: new_key_type, new_sha256 */
+    char new_key_type[32];
+    char new_sha256[SW_GIT_FINGERPRINT_MAX];
+    char host_problem[512]; /* why the host key was refused; wins over libgit2's message */
     int status;
     sw_git_result_t result;
     sw_buf_t error;
@@ -168,6 +193,37 @@ static int validate_url(const char *url, bool allow_file)
     return scp_like_ok(url) ? 0 : -EINVAL;
 }
 
+int sw_git_ssh_host(const char *url, char out[SW_GIT_HOST_MAX])
+{
+    const char *host, *colon;
+    size_t len;
+
+    if (!url)
+        return -EINVAL;
+    if (has_prefix(url, "ssh://")) {
+        host = url_host(url, &len);
+    } else if (!strstr(url, "://") && scp_like_ok(url)) {
+        host = strchr(url, '@') + 1;
+        colon = strchr(host, ':');
+        len = (size_t)(colon - host);
+    } else {
+        return -EINVAL;
+    }
+    if (len > 3 && strncmp(host + len - 3, ":22", 3) == 0 && host[len - 4] != ':')
+        len -= 3;
+    if (len == 0 || len >= SW_GIT_HOST_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)tolower((unsigned char)host[i]);
+    out[len] = '\0';
+    return 0;
+}
+
+static bool is_https(const char *url)
+{
+    return has_prefix(url, "https://");
+}
+
 static int validate_ref(const char *ref)
 {
     char name[sizeof(HEADS_PREFIX) + REF_MAX];
@@ -201,6 +257,18 @@ static int validate_opts(const sw_git_opts_t *o)
         return -EINVAL;
     if (o->https_token && *o->https_token && !is_clean(o->https_token, TOKEN_MAX))
         return -EINVAL;
+    if (o->ssh_private_key && *o->ssh_private_key &&
+        (strlen(o->ssh_private_key) > KEY_MAX || !o->ssh_key_dir ||
+         validate_path(o->ssh_key_dir) < 0))
+        return -EINVAL;
+    if (o->n_known_hosts > KNOWN_MAX || (o->n_known_hosts && !o->known_hosts))
+        return -EINVAL;
+    for (size_t i = 0; i < o->n_known_hosts; i++) {
+        const sw_git_known_host_t *k = &o->known_hosts[i];
+        if (!is_clean(k->host, SW_GIT_HOST_MAX - 1) ||
+            !is_clean(k->sha256, SW_GIT_FINGERPRINT_MAX - 1))
+            return -EINVAL;
+    }
     return 0;
 }
 
@@ -209,12 +277,20 @@ static char *dup_opt(const char *s)
     return s && *s ? sw_strdup(s) : NULL;
 }
 
+static void wipe_free(char *s)
+{
+    if (s) {
+        sodium_memzero(s, strlen(s));
+        free(s);
+    }
+}
+
 static void job_free(sw_git_job_t *job)
 {
-    if (job->token) {
-        explicit_bzero(job->token, strlen(job->token));
-        free(job->token);
-    }
+    wipe_free(job->token);
+    wipe_free(job->ssh_key);
+    free(job->key_dir);
+    free(job->known);
     free(job->url);
     free(job->ref);
     free(job->commit_sha);
@@ -287,7 +363,9 @@ static int fail_git(sw_git_job_t *job, const char *what)
     if (check_stop(job) < 0)
         return job->stop;
     set_error(job, "%s: ", what);
-    if (job->auth_failed)
+    if (job->host_problem[0])
+        sw_buf_append_cstr(&job->error, job->host_problem);
+    else if (job->auth_failed)
         sw_buf_append_cstr(&job->error, "authentication failed");
     else
         append_scrubbed(&job->error, e && e->message ? e->message : "unknown error", job->token);
@@ -325,6 +403,52 @@ static bool same_host(const char *a, const char *b)
     return ha && hb && alen == blen && strncasecmp(ha, hb, alen) == 0;
 }
 
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* For a libgit2 that cannot take a key from memory: a private file, removed after the fetch. */
+static int write_key_file(sw_git_job_t *job)
+{
+    int fd, r;
+
+    if (job->key_path[0])
+        return 0;
+    if ((size_t)snprintf(job->key_path, sizeof(job->key_path), "%s/" KEY_FILE, job->key_dir) >=
+        sizeof(job->key_path)) {
+        job->key_path[0] = '\0';
+        snprintf(job->host_problem, sizeof(job->host_problem), "ssh key directory too long");
+        return -ENAMETOOLONG;
+    }
+    fd = mkostemp(job->key_path, O_CLOEXEC);
+    if (fd < 0) {
+        r = -errno;
+        job->key_path[0] = '\0';
+        snprintf(job->host_problem, sizeof(job->host_problem), "cannot write the ssh key: %s",
+                 sw_strerror(r));
+        return r;
+    }
+    r = fchmod(fd, 0600) < 0 ? -errno : write_all(fd, job->ssh_key, strlen(job->ssh_key));
+    close(fd);
+    if (r < 0) {
+        (void)unlink(job->key_path);
+        job->key_path[0] = '\0';
+        snprintf(job->host_problem, sizeof(job->host_problem), "cannot write the ssh key: %s",
+                 sw_strerror(r));
+    }
+    return r;
+}
+
 static int on_credentials(git_credential **out, const char *url, const char *user_from_url,
                           unsigned int allowed, void *payload)
 {
@@ -341,12 +465,129 @@ static int on_credentials(git_credential **out, const char *url, const char *use
     }
     job->cred_given = true;
     /* The token only ever goes to the host it was configured for, never after a redirect. */
-    if (job->token && (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) &&
-        has_prefix(url, "https://") && has_prefix(job->url, "https://") && same_host(url, job->url))
+    if (job->token && (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && is_https(url) &&
+        is_https(job->url) && same_host(url, job->url))
         return git_credential_userpass_plaintext_new(out, TOKEN_USER, job->token);
-    if ((allowed & GIT_CREDENTIAL_SSH_KEY) && !has_prefix(url, "https://"))
+    if (is_https(url) || is_https(job->url))
+        return GIT_PASSTHROUGH;
+    if (job->ssh_key && (allowed & GIT_CREDENTIAL_SSH_MEMORY) &&
+        git_credential_ssh_key_memory_new(out, user, NULL, job->ssh_key, NULL) == 0)
+        return 0;
+    if (job->ssh_key && (allowed & GIT_CREDENTIAL_SSH_KEY)) {
+        if (write_key_file(job) < 0)
+            return GIT_EUSER;
+        return git_credential_ssh_key_new(out, user, NULL, job->key_path, NULL);
+    }
+    if (!job->ssh_key && (allowed & GIT_CREDENTIAL_SSH_KEY))
         return git_credential_ssh_key_from_agent(out, user);
     return GIT_PASSTHROUGH;
+}
+
+/* The key type named at the start of a host key blob (an SSH string), into out. */
+static void blob_type(const unsigned char *blob, size_t len, char *out, size_t size)
+{
+    uint32_t n;
+
+    out[0] = '\0';
+    if (len < 4)
+        return;
+    n = (uint32_t)blob[0] << 24 | (uint32_t)blob[1] << 16 | (uint32_t)blob[2] << 8 | blob[3];
+    if (n == 0 || n >= size || n > len - 4)
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!isalnum(blob[4 + i]) && !strchr("-@.", blob[4 + i]))
+            return;
+    }
+    memcpy(out, blob + 4, n);
+    out[n] = '\0';
+}
+
+static const char *raw_type_name(git_cert_ssh_raw_type_t t)
+{
+    switch (t) {
+    case GIT_CERT_SSH_RAW_TYPE_RSA:
+        return "ssh-rsa";
+    case GIT_CERT_SSH_RAW_TYPE_DSS:
+        return "ssh-dss";
+    case GIT_CERT_SSH_RAW_TYPE_KEY_ECDSA_256:
+        return "ecdsa-sha2-nistp256";
+    case GIT_CERT_SSH_RAW_TYPE_KEY_ECDSA_384:
+        return "ecdsa-sha2-nistp384";
+    case GIT_CERT_SSH_RAW_TYPE_KEY_ECDSA_521:
+        return "ecdsa-sha2-nistp521";
+    case GIT_CERT_SSH_RAW_TYPE_KEY_ED25519:
+        return ED25519_NAME;
+    default:
+        return "";
+    }
+}
+
+static void encode_fingerprint(const unsigned char hash[32], char out[SW_GIT_FINGERPRINT_MAX])
+{
+    memcpy(out, "SHA256:", 7);
+    sodium_bin2base64(out + 7, SW_GIT_FINGERPRINT_MAX - 7, hash, 32,
+                      sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+}
+
+void sw_git_fingerprint(const void *blob, size_t len, char out[SW_GIT_FINGERPRINT_MAX])
+{
+    unsigned char hash[crypto_hash_sha256_BYTES];
+
+    crypto_hash_sha256(hash, blob, len);
+    encode_fingerprint(hash, out);
+}
+
+/* ssh host keys against the known hosts; TLS certificates are left to libgit2. A host with no
+ * known key is trusted on first use; one with known keys must offer one of them. */
+static int on_certificate(git_cert *cert, int valid, const char *host, void *payload)
+{
+    sw_git_job_t *job = payload;
+    const git_cert_hostkey *hk = (const git_cert_hostkey *)cert;
+    char fp[SW_GIT_FINGERPRINT_MAX], type[32];
+    const char *recorded = NULL;
+
+    (void)valid;
+    (void)host; /* libgit2's host has no port; known hosts are named after the URL's */
+    if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2)
+        return GIT_PASSTHROUGH;
+    if (!job->ssh_host[0]) {
+        snprintf(job->host_problem, sizeof(job->host_problem), "unexpected ssh host key");
+        return GIT_ECERTIFICATE;
+    }
+    type[0] = '\0';
+    if ((hk->type & GIT_CERT_SSH_RAW) && hk->hostkey && hk->hostkey_len) {
+        sw_git_fingerprint(hk->hostkey, hk->hostkey_len, fp);
+        blob_type((const unsigned char *)hk->hostkey, hk->hostkey_len, type, sizeof(type));
+        if (!type[0])
+            snprintf(type, sizeof(type), "%s", raw_type_name(hk->raw_type));
+    } else if (hk->type & GIT_CERT_SSH_SHA256) {
+        encode_fingerprint(hk->hash_sha256, fp);
+    } else {
+        snprintf(job->host_problem, sizeof(job->host_problem),
+                 "host %s offered no SHA-256 host key fingerprint", job->ssh_host);
+        return GIT_ECERTIFICATE;
+    }
+    for (size_t i = 0; i < job->nknown; i++) {
+        if (strcmp(job->known[i].host, job->ssh_host) != 0)
+            continue;
+        if (strcmp(job->known[i].sha256, fp) == 0)
+            return 0;
+        recorded = recorded ? recorded : job->known[i].sha256;
+    }
+    if (job->trusted_new) {
+        if (strcmp(job->new_sha256, fp) == 0)
+            return 0;
+        recorded = job->new_sha256;
+    }
+    if (recorded) {
+        snprintf(job->host_problem, sizeof(job->host_problem),
+                 "host key for %s changed: recorded %s, offered %s", job->ssh_host, recorded, fp);
+        return GIT_ECERTIFICATE;
+    }
+    job->trusted_new = true;
+    snprintf(job->new_key_type, sizeof(job->new_key_type), "%s", type);
+    snprintf(job->new_sha256, sizeof(job->new_sha256), "%s", fp);
+    return 0;
 }
 
 /* Every missing parent of path, private: a mirror holds whatever a token could read. */
@@ -448,6 +689,7 @@ static int fetch(sw_git_job_t *job, git_repository *repo, char **head)
     fo.callbacks.transfer_progress = on_transfer;
     fo.callbacks.sideband_progress = on_sideband;
     fo.callbacks.credentials = on_credentials;
+    fo.callbacks.certificate_check = on_certificate;
     fo.callbacks.payload = job;
     fo.prune = GIT_FETCH_PRUNE;
     fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE; /* the tag refspec takes them all */
@@ -654,6 +896,8 @@ out:
     free(head);
     if (lock_fd >= 0)
         close(lock_fd);
+    if (job->key_path[0])
+        (void)unlink(job->key_path);
     if (r < 0 && job->stop < 0) {
         r = job->stop;
         set_error(job, "%s", r == -ETIMEDOUT ? "timed out" : "cancelled");
@@ -687,6 +931,8 @@ static void on_async_closed(uv_handle_t *handle)
 {
     sw_git_job_t *job = sw_container_of(handle, sw_git_job_t, async);
 
+    if (!job->no_done && job->trusted_new && job->host_key)
+        job->host_key(job->ssh_host, job->new_key_type, job->new_sha256, job->payload);
     if (!job->no_done)
         job->done(job->status, job->status == 0 ? &job->result : NULL,
                   job->status == 0 ? NULL : job->error.base, job->payload);
@@ -729,6 +975,23 @@ int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_
     job->mirror_dir = sw_strdup(opts->mirror_dir);
     job->checkout_dir = sw_strdup(opts->checkout_dir);
     job->token = dup_opt(opts->https_token);
+    if (!is_https(opts->url)) {
+        job->ssh_key = dup_opt(opts->ssh_private_key);
+        job->key_dir = dup_opt(opts->ssh_key_dir);
+    }
+    if (sw_git_ssh_host(opts->url, job->ssh_host) < 0)
+        job->ssh_host[0] = '\0';
+    if (opts->n_known_hosts) {
+        job->known = sw_calloc(opts->n_known_hosts, sizeof(*job->known));
+        for (size_t i = 0; i < opts->n_known_hosts; i++) {
+            snprintf(job->known[i].host, sizeof(job->known[i].host), "%s",
+                     opts->known_hosts[i].host);
+            snprintf(job->known[i].sha256, sizeof(job->known[i].sha256), "%s",
+                     opts->known_hosts[i].sha256);
+        }
+        job->nknown = opts->n_known_hosts;
+    }
+    job->host_key = opts->host_key;
     if (opts->timeout_ms)
         job->deadline_ns = sw_now_ns() + (uint64_t)opts->timeout_ms * 1000000u;
     job->progress = progress;
@@ -759,4 +1022,130 @@ void sw_git_cancel(sw_git_job_t *job)
     /* Still queued: take it off so it never holds a threadpool thread. */
     if (!job->finished)
         (void)uv_cancel((uv_req_t *)&job->work);
+}
+
+/* ---- deploy keys: ed25519 in OpenSSH's formats ---- */
+
+static void put_u32(sw_buf_t *b, uint32_t v)
+{
+    char be[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
+
+    sw_buf_append(b, be, sizeof(be));
+}
+
+/* An SSH wire string: length, then the bytes. */
+static void put_string(sw_buf_t *b, const void *p, size_t len)
+{
+    put_u32(b, (uint32_t)len);
+    sw_buf_append(b, p, len);
+}
+
+static void put_cstring(sw_buf_t *b, const char *s)
+{
+    put_string(b, s, strlen(s));
+}
+
+/* Frees a buffer that held key material. */
+static void buf_wipe(sw_buf_t *b)
+{
+    if (b->base)
+        sodium_memzero(b->base, b->cap);
+    sw_buf_free(b);
+}
+
+static void append_base64(sw_buf_t *out, const void *p, size_t len)
+{
+    size_t size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+
+    sw_buf_reserve(out, size);
+    sodium_bin2base64(out->base + out->len, size, p, len, sodium_base64_VARIANT_ORIGINAL);
+    out->len += size - 1;
+}
+
+static bool comment_ok(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s; s++, n++) {
+        if (n >= 255 || (unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return false;
+    }
+    return n > 0;
+}
+
+/* openssh-key-v1 (PROTOCOL.key in OpenSSH): unencrypted, one key, the private section padded
+ * to the cipher block size of "none" (8) with 1, 2, 3, ... */
+static void private_key_text(const unsigned char pk[crypto_sign_PUBLICKEYBYTES],
+                             const unsigned char sk[crypto_sign_SECRETKEYBYTES],
+                             const sw_buf_t *pub_blob, const char *comment, sw_buf_t *out)
+{
+    sw_buf_t raw = SW_BUF_INIT, section = SW_BUF_INIT, b64 = SW_BUF_INIT;
+    uint32_t check = randombytes_random();
+
+    /* Room up front: a buffer that grew would leave copies of the key in freed memory. */
+    sw_buf_reserve(&section, 512);
+    sw_buf_reserve(&raw, 1024);
+    sw_buf_reserve(&b64, 2048);
+    sw_buf_reserve(out, 2048);
+    put_u32(&section, check);
+    put_u32(&section, check);
+    put_cstring(&section, ED25519_NAME);
+    put_string(&section, pk, crypto_sign_PUBLICKEYBYTES);
+    put_string(&section, sk, crypto_sign_SECRETKEYBYTES);
+    put_cstring(&section, comment);
+    for (char pad = 1; section.len % 8 != 0; pad++)
+        sw_buf_append_char(&section, pad);
+
+    sw_buf_append(&raw, KEY_MAGIC, sizeof(KEY_MAGIC)); /* with its NUL */
+    put_cstring(&raw, "none");                         /* cipher */
+    put_cstring(&raw, "none");                         /* kdf */
+    put_cstring(&raw, "");                             /* kdf options */
+    put_u32(&raw, 1);
+    put_string(&raw, pub_blob->base, pub_blob->len);
+    put_string(&raw, section.base, section.len);
+
+    append_base64(&b64, raw.base, raw.len);
+    sw_buf_append_cstr(out, KEY_BEGIN);
+    for (size_t i = 0; i < b64.len; i += KEY_COLUMNS) {
+        sw_buf_append(out, b64.base + i, SW_MIN((size_t)KEY_COLUMNS, b64.len - i));
+        sw_buf_append_char(out, '\n');
+    }
+    sw_buf_append_cstr(out, KEY_END);
+    buf_wipe(&b64);
+    buf_wipe(&section);
+    buf_wipe(&raw);
+}
+
+int sw_git_deploy_key_new(sw_git_deploy_key_t *out, const char *comment)
+{
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+    sw_buf_t blob = SW_BUF_INIT, pub = SW_BUF_INIT, priv = SW_BUF_INIT;
+
+    if (!out || !comment || !comment_ok(comment))
+        return -EINVAL;
+    crypto_sign_keypair(pk, sk);
+    put_cstring(&blob, ED25519_NAME);
+    put_string(&blob, pk, sizeof(pk));
+
+    sw_buf_append_cstr(&pub, ED25519_NAME " ");
+    append_base64(&pub, blob.base, blob.len);
+    sw_buf_printf(&pub, " %s", comment);
+    private_key_text(pk, sk, &blob, comment, &priv);
+
+    sw_git_fingerprint(blob.base, blob.len, out->fingerprint);
+    out->public_key = sw_buf_steal(&pub);
+    out->private_key = sw_buf_steal(&priv);
+    sodium_memzero(sk, sizeof(sk));
+    sw_buf_free(&blob);
+    return 0;
+}
+
+void sw_git_deploy_key_clear(sw_git_deploy_key_t *key)
+{
+    if (!key)
+        return;
+    wipe_free(key->private_key);
+    free(key->public_key);
+    key->private_key = NULL;
+    key->public_key = NULL;
 }

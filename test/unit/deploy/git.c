@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <git2.h>
+#include <sodium.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,25 +49,19 @@ typedef struct {
     bool cancel_on_progress;
 } outcome_t;
 
-/* Runs git -C dir args... (NULL-terminated, argv only); stdout into out when out is set. */
-static void git_cmd(char *out, size_t outlen, const char *dir, ...)
+/* Runs argv (argv[0] found on PATH), stdout into out (optional); returns the exit status. */
+static int spawn_cmd(char *out, size_t outlen, const char *const *argv)
 {
-    const char *argv[32] = {"git", "-C", dir};
     posix_spawn_file_actions_t fa;
     int pipefd[2], status;
-    size_t n = 3, len = 0;
-    va_list ap;
+    size_t len = 0;
     pid_t pid;
 
-    va_start(ap, dir);
-    while ((argv[n] = va_arg(ap, const char *)) != NULL)
-        assert_true(++n < 31);
-    va_end(ap);
     assert_int_equal(pipe(pipefd), 0);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
     posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-    assert_int_equal(posix_spawnp(&pid, "git", &fa, NULL, (char *const *)argv, environ), 0);
+    assert_int_equal(posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     close(pipefd[1]);
     for (;;) {
@@ -80,13 +76,26 @@ static void git_cmd(char *out, size_t outlen, const char *dir, ...)
         }
     }
     close(pipefd[0]);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    if (out) {
-        while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r'))
-            len--;
+    while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r'))
+        len--;
+    if (out)
         out[len] = '\0';
-    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs git -C dir args... (NULL-terminated, argv only); stdout into out when out is set. */
+static void git_cmd(char *out, size_t outlen, const char *dir, ...)
+{
+    const char *argv[32] = {"git", "-C", dir};
+    size_t n = 3;
+    va_list ap;
+
+    va_start(ap, dir);
+    while ((argv[n] = va_arg(ap, const char *)) != NULL)
+        assert_true(++n < 31);
+    va_end(ap);
+    assert_int_equal(spawn_cmd(out, outlen, argv), 0);
 }
 
 static void write_file(const char *dir, const char *name, const char *content)
@@ -708,6 +717,175 @@ static void test_missing_remote(void **state)
     assert_false(exists(co));
 }
 
+/* OpenSSH itself reads the private key Slipway writes, derives the same public key from it,
+ * and prints the same fingerprint. */
+static void test_deploy_key_openssh(void **state)
+{
+    fixture_t *f = *state;
+    sw_git_deploy_key_t key = {0}, other = {0};
+    char priv[PATH_MAX], pub[PATH_MAX], out[1024], want[1024];
+    int fd;
+
+    assert_int_equal(sw_git_deploy_key_new(&key, "slipway-my-app"), 0);
+    assert_true(strncmp(key.public_key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI", 37) == 0);
+    assert_non_null(strstr(key.public_key, " slipway-my-app"));
+    assert_true(strncmp(key.private_key, "-----BEGIN OPENSSH PRIVATE KEY-----\n", 36) == 0);
+    assert_true(strncmp(key.fingerprint, "SHA256:", 7) == 0);
+    assert_int_equal(strlen(key.fingerprint), 7 + 43);
+
+    snprintf(priv, sizeof(priv), "%s/id_ed25519", f->root);
+    snprintf(pub, sizeof(pub), "%s/id_ed25519.pub", f->root);
+    fd = open(priv, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, key.private_key, strlen(key.private_key)),
+                     (ssize_t)strlen(key.private_key));
+    close(fd);
+    write_file(f->root, "id_ed25519.pub", key.public_key);
+
+    assert_int_equal(
+        spawn_cmd(out, sizeof(out), (const char *const[]){"ssh-keygen", "-y", "-f", priv, NULL}),
+        0);
+    assert_string_equal(out, key.public_key);
+    assert_int_equal(
+        spawn_cmd(out, sizeof(out),
+                  (const char *const[]){"ssh-keygen", "-l", "-E", "sha256", "-f", pub, NULL}),
+        0);
+    snprintf(want, sizeof(want), "256 %s slipway-my-app (ED25519)", key.fingerprint);
+    assert_string_equal(out, want);
+
+    /* A new key each time. */
+    assert_int_equal(sw_git_deploy_key_new(&other, "slipway-my-app"), 0);
+    assert_string_not_equal(other.public_key, key.public_key);
+    assert_string_not_equal(other.fingerprint, key.fingerprint);
+    sw_git_deploy_key_clear(&other);
+    sw_git_deploy_key_clear(&key);
+    assert_null(key.private_key);
+    assert_int_equal(sw_git_deploy_key_new(&key, "two words"), -EINVAL);
+    assert_int_equal(sw_git_deploy_key_new(&key, ""), -EINVAL);
+}
+
+static void test_ssh_host(void **state)
+{
+    char host[SW_GIT_HOST_MAX];
+
+    (void)state;
+    assert_int_equal(sw_git_ssh_host("ssh://root@127.0.0.1:2222/srv/r.git", host), 0);
+    assert_string_equal(host, "127.0.0.1:2222");
+    assert_int_equal(sw_git_ssh_host("ssh://Git.Example.COM:22/r.git", host), 0);
+    assert_string_equal(host, "git.example.com");
+    assert_int_equal(sw_git_ssh_host("ssh://[::1]:2222/r.git", host), 0);
+    assert_string_equal(host, "[::1]:2222");
+    assert_int_equal(sw_git_ssh_host("git@github.com:org/repo.git", host), 0);
+    assert_string_equal(host, "github.com");
+    assert_int_equal(sw_git_ssh_host("https://github.com/org/repo.git", host), -EINVAL);
+    assert_int_equal(sw_git_ssh_host("file:///srv/r.git", host), -EINVAL);
+}
+
+/* The https server of the token test: TLS with a certificate the test makes, answers 401
+ * with a Basic challenge until a request carries Authorization, prints that header, then
+ * answers 403. Prints its port first. Exits after 30 s whatever happens. */
+static const char challenge_py[] =
+    "import http.server, ssl, sys, threading\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    protocol_version = 'HTTP/1.1'\n"
+    "    def log_message(self, *a): pass\n"
+    "    def do_GET(self):\n"
+    "        auth = self.headers.get('Authorization')\n"
+    "        if auth:\n"
+    "            print(auth, flush=True)\n"
+    "            self.send_response(403)\n"
+    "        else:\n"
+    "            self.send_response(401)\n"
+    "            self.send_header('WWW-Authenticate', 'Basic realm=\"git\"')\n"
+    "        self.send_header('Content-Length', '0')\n"
+    "        self.end_headers()\n"
+    "        if auth:\n"
+    "            threading.Thread(target=self.server.shutdown).start()\n"
+    "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+    "srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
+    "srv.socket = ctx.wrap_socket(srv.socket, server_side=True)\n"
+    "threading.Timer(30, srv.shutdown).start()\n"
+    "print(srv.server_address[1], flush=True)\n"
+    "srv.serve_forever()\n";
+
+typedef struct {
+    pid_t pid;
+    FILE *out;
+} challenge_server_t;
+
+static void challenge_start(fixture_t *f, challenge_server_t *s, unsigned *port)
+{
+    char cert[PATH_MAX], key[PATH_MAX], out[1024], line[64];
+    const char *argv[] = {"python3", "-c", challenge_py, cert, key, NULL};
+    posix_spawn_file_actions_t fa;
+    int pipefd[2];
+
+    snprintf(cert, sizeof(cert), "%s/cert.pem", f->root);
+    snprintf(key, sizeof(key), "%s/key.pem", f->root);
+    /* No subjectAltName: mbedTLS (libgit2's TLS here) then matches the host against the CN. */
+    assert_int_equal(spawn_cmd(out, sizeof(out),
+                               (const char *const[]){
+                                   "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                   "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                                   "/CN=127.0.0.1", "-keyout", key, "-out", cert, "-batch", NULL}),
+                     0);
+    assert_int_equal(git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, cert, NULL), 0);
+    assert_int_equal(pipe(pipefd), 0);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+    assert_int_equal(posix_spawnp(&s->pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pipefd[1]);
+    s->out = fdopen(pipefd[0], "r");
+    assert_non_null(s->out);
+    assert_non_null(fgets(line, sizeof(line), s->out));
+    *port = (unsigned)atoi(line);
+    assert_true(*port > 0);
+}
+
+/* The Authorization header the server got ("" if none), then waits for it to exit. */
+static void challenge_stop(challenge_server_t *s, char *auth, size_t size)
+{
+    int status;
+
+    auth[0] = '\0';
+    if (fgets(auth, (int)size, s->out))
+        auth[strcspn(auth, "\r\n")] = '\0';
+    fclose(s->out);
+    assert_int_equal(waitpid(s->pid, &status, 0), s->pid);
+}
+
+/* The token goes to libgit2 as Basic credentials when the https server asks for them, and
+ * never into the error. */
+static void test_https_token_sent(void **state)
+{
+    fixture_t *f = *state;
+    const char *token = "ghp_s3cr3t-token-0123456789";
+    char co[PATH_MAX], url[128], want[256], b64[128], pair[128], auth[512];
+    sw_git_opts_t opts = opts_for(f, "co", co, sizeof(co));
+    challenge_server_t s;
+    unsigned port;
+    outcome_t o;
+
+    challenge_start(f, &s, &port);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/org/repo.git", port);
+    opts.url = url;
+    opts.https_token = token;
+    run(f, &opts, &o);
+    challenge_stop(&s, auth, sizeof(auth));
+    assert_int_equal(git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, NULL, "/etc/ssl/certs"), 0);
+    snprintf(pair, sizeof(pair), "x-token:%s", token);
+    sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)pair, strlen(pair),
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(want, sizeof(want), "Basic %s", b64);
+    assert_string_equal(auth, want);
+    assert_int_equal(o.status, -EIO);
+    assert_null(strstr(o.error, token));
+    assert_false(exists(co));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -729,6 +907,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_same_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_has_no_credentials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_remote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deploy_key_openssh, setup, teardown),
+        cmocka_unit_test(test_ssh_host),
+        cmocka_unit_test_setup_teardown(test_https_token_sent, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
