@@ -50,6 +50,7 @@ struct sw_api {
     char public_origin[256];          /* scheme://host[:port] of SLIPWAY_PUBLIC_URL */
     sw_api_limits_t *limits;          /* API budget per address and per principal */
     sw_worker_t *worker;              /* roles worker and all, once migrations ran */
+    struct sw_webhooks *webhooks;     /* the webhook dispatcher, started with the worker */
     struct sw_hub *hub;               /* live topics, once the instance id is known */
     uv_timer_t metrics_timer;         /* samples the node while someone watches it */
     char node[160];                   /* this process in leases and node_id */
@@ -259,6 +260,11 @@ void sw_api_deployments_rollback(sw_http_req_t *req, void *ctx);
 void sw_api_apps_start(sw_http_req_t *req, void *ctx);
 void sw_api_apps_restart(sw_http_req_t *req, void *ctx);
 void sw_api_apps_stop(sw_http_req_t *req, void *ctx);
+/* Outgoing webhooks (src/api/webhooks.c). */
+void sw_api_webhooks_list(sw_http_req_t *req, void *ctx);
+void sw_api_webhooks_create(sw_http_req_t *req, void *ctx);
+void sw_api_webhooks_delete(sw_http_req_t *req, void *ctx);
+void sw_api_webhooks_deliveries(sw_http_req_t *req, void *ctx);
 /* Deploy keys and known hosts (src/api/deploykeys.c). */
 void sw_api_deploy_key_get(sw_http_req_t *req, void *ctx);
 void sw_api_deploy_key_create(sw_http_req_t *req, void *ctx);

@@ -1,4 +1,4 @@
-/* A small HTTP/1.1 client on the loop: health checks now, webhooks and proxy drivers later.
+/* A small HTTP/1.1 client on the loop: health checks, outgoing webhooks, proxy drivers.
  * One request per connection (Connection: close), connect and whole-request timeouts, and a
  * cap on the response body. */
 #ifndef SLIPWAY_HTTPC_H
@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+struct sockaddr;
 
 typedef struct sw_httpc sw_httpc_t;
 
@@ -21,6 +23,10 @@ typedef struct {
     uint32_t connect_timeout_ms; /* 0: 5000 */
     uint32_t timeout_ms;         /* whole request; 0: 10000 */
     size_t max_body;             /* 0: 1 MiB; a longer body fails with -EMSGSIZE */
+    /* Optional: connect to exactly this address (IPv4 or IPv6, with the port) instead of
+     * resolving host, which then only names the Host header. A caller that vetted the address
+     * (the webhook SSRF check) uses it so nothing resolves the name a second time. */
+    const struct sockaddr *addr;
 } sw_httpc_req_t;
 
 /* status 0 with the HTTP status and body, or a negative code: -ETIMEDOUT, -ECONNREFUSED,
@@ -33,5 +39,9 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
                      sw_httpc_t **out);
 /* Abandons the request: cb follows with -ECANCELED (unless it already ran). */
 void sw_httpc_cancel(sw_httpc_t *c);
+
+/* Translates a uv_getaddrinfo status (UV_EAI_*) into the errno values the rest of Slipway
+ * uses: -EHOSTUNREACH for a name that does not resolve, -EAGAIN, -ENOMEM, -ECANCELED, -EIO. */
+int sw_httpc_resolve_error(int rc);
 
 #endif

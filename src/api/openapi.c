@@ -351,6 +351,57 @@ static const struct {
     {"DomainCreate", "{\"type\":\"object\",\"properties\":{\"hostname\":{\"type\":\"string\","
                      "\"maxLength\":253}},\"requir"
                      "ed\":[\"hostname\"],\"additionalProperties\":false}"},
+    {"Webhook",
+     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uuid\"},"
+     "\"url\":{\"type\":\"string\",\"maxLength\":2048},\"events\":{\"type\":\"array\",\"item"
+     "s\":{\"enum\":[\"deployment.started\",\"deployment.succeeded\",\"deployment.failed\",\""
+     "deployment.cancelled\",\"app.created\",\"app.deleted\"]},\"minItems\":1},\"project_id\""
+     ":{\"oneOf\":[{\"type\":\"string\",\"format\":\"uuid\"},{\"type\":\"null\"}]},\"created"
+     "_by\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"uuid\"},{\"type\":\"null\"}]},\"cr"
+     "eated_at\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"id\",\"url\""
+     ",\"events\",\"project_id\",\"created_by\",\"created_at\"],\"additionalProperties\":fal"
+     "se}"},
+    {"WebhookList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":"
+     "\"#/components/schemas/Webhook\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pag"
+     "ination\"}},\"required\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"WebhookCreate",
+     "{\"type\":\"object\",\"properties\":{\"url\":{\"type\":\"string\",\"maxLength\":2048,\""
+     "description\":\"http:// target; no credentials; must resolve to public addresses unles"
+     "s SLIPWAY_WEBHOOK_ALLOW_PRIVATE\"},\"events\":{\"type\":\"array\",\"items\":{\"enum\":"
+     "[\"deployment.started\",\"deployment.succeeded\",\"deployment.failed\",\"deployment.ca"
+     "ncelled\",\"app.created\",\"app.deleted\"]},\"minItems\":1},\"project_id\":{\"oneOf\":"
+     "[{\"type\":\"string\",\"format\":\"uuid\"},{\"type\":\"null\"}]}},\"required\":[\"url\""
+     ",\"events\"],\"additionalProperties\":false}"},
+    {"WebhookCreated",
+     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uuid\"},"
+     "\"url\":{\"type\":\"string\",\"maxLength\":2048},\"events\":{\"type\":\"array\",\"item"
+     "s\":{\"enum\":[\"deployment.started\",\"deployment.succeeded\",\"deployment.failed\",\""
+     "deployment.cancelled\",\"app.created\",\"app.deleted\"]},\"minItems\":1},\"project_id\""
+     ":{\"oneOf\":[{\"type\":\"string\",\"format\":\"uuid\"},{\"type\":\"null\"}]},\"created"
+     "_by\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"uuid\"},{\"type\":\"null\"}]},\"cr"
+     "eated_at\":{\"type\":\"string\",\"format\":\"date-time\"},\"secret\":{\"type\":\"strin"
+     "g\",\"pattern\":\"^[0-9a-f]{64}$\",\"description\":\"the HMAC-SHA256 key for X-Slipway"
+     "-Signature; shown only here\"}},\"required\":[\"id\",\"url\",\"events\",\"project_id\""
+     ",\"created_by\",\"created_at\",\"secret\"],\"additionalProperties\":false}"},
+    {"WebhookAttempt",
+     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"delivery_id\":{\""
+     "type\":\"string\",\"format\":\"uuid\"},\"event\":{\"enum\":[\"deployment.started\",\"d"
+     "eployment.succeeded\",\"deployment.failed\",\"deployment.cancelled\",\"app.created\",\""
+     "app.deleted\"]},\"attempt\":{\"type\":\"integer\",\"minimum\":1},\"status_code\":{\"on"
+     "eOf\":[{\"type\":\"integer\"},{\"type\":\"null\"}]},\"latency_ms\":{\"type\":\"integer"
+     "\"},\"response\":{\"type\":\"string\",\"description\":\"the answer's first bytes (at m"
+     "ost 1 KiB)\"},\"error\":{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]},\"crea"
+     "ted_at\":{\"type\":\"string\",\"format\":\"date-time\"},\"next_attempt_at\":{\"oneOf\""
+     ":[{\"type\":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}]},\"delivery_stat"
+     "e\":{\"enum\":[\"pending\",\"delivered\",\"failed\"]}},\"required\":[\"id\",\"delivery"
+     "_id\",\"event\",\"attempt\",\"status_code\",\"latency_ms\",\"response\",\"error\",\"cr"
+     "eated_at\",\"next_attempt_at\",\"delivery_state\"],\"additionalProperties\":false}"},
+    {"WebhookAttemptList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":"
+     "\"#/components/schemas/WebhookAttempt\"}},\"pagination\":{\"$ref\":\"#/components/sche"
+     "mas/Pagination\"}},\"required\":[\"data\",\"pagination\"],\"additionalProperties\":fal"
+     "se}"},
     {"AuditEntry", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"at\":{"
                    "\"type\":\"string\",\"format"
                    "\":\"date-time\"},\"actor_id\":{\"oneOf\":[{\"type\":\"string\",\"format\":"

@@ -216,6 +216,22 @@ const sw_route_t sw_api_routes[] = {
     LIVE("/api/v1/system/metrics/stream", sw_api_system_metrics_stream, ADMIN(R),
          "This node's CPU, memory, load, disk and network once a second", "live"),
 
+    /* Instance admins, or a project's admins for a webhook with that project_id: checked by
+     * the handlers, since the project comes from the body or the webhook. */
+    LIST("/api/v1/webhooks", sw_api_webhooks_list, USER(R),
+         "Webhooks the caller manages (instance admins: all; project admins: their projects'); "
+         "filter project_id",
+         "webhooks", "WebhookList", "project_id"),
+    ROUTE("POST", "/api/v1/webhooks", sw_api_webhooks_create, USER(W),
+          "Add a webhook (instance admins; project admins with their project_id); the signing "
+          "secret is shown only in this answer",
+          "webhooks", "WebhookCreate", "WebhookCreated", 201),
+    ROUTE("DELETE", "/api/v1/webhooks/:id", sw_api_webhooks_delete, USER(W),
+          "Delete a webhook and its queued deliveries", "webhooks", NULL, NULL, 204),
+    LIST("/api/v1/webhooks/:id/deliveries", sw_api_webhooks_deliveries, USER(R),
+         "A webhook's delivery attempts, newest first; filters delivery_id, event", "webhooks",
+         "WebhookAttemptList", "delivery_id,event"),
+
     LIST("/api/v1/audit", sw_api_audit_list, USER(R),
          "Audit entries the caller may read; filters actor_id, resource, action, project_id",
          "audit", "AuditList", "actor_id,resource,action,project_id"),

@@ -10,6 +10,7 @@
 #include "slipway/hub.h"
 #include "slipway/log.h"
 #include "slipway/queue.h"
+#include "slipway/webhooks.h"
 
 #define MIGRATE_RETRY_MAX_MS 10000
 
@@ -443,6 +444,9 @@ static void on_instance(int status, sw_pg_result_t *res, void *payload)
         else
             sw_log_kv(SW_LOG_INFO, NULL, "deployment worker started", "node", api->node, NULL);
     }
+    if (api->cfg->role != SW_NODE_API && !api->webhooks &&
+        sw_webhooks_start(&api->webhooks, api->loop, api->cfg, api->pg, &api->box) != 0)
+        sw_log(SW_LOG_ERROR, NULL, "the webhook dispatcher did not start");
 }
 
 static void instance_load(sw_api_t *api)
@@ -714,10 +718,23 @@ static void on_worker_stopped(void *payload)
     close_backends(payload);
 }
 
+static void on_webhooks_stopped(void *payload)
+{
+    sw_api_t *api = payload;
+    on_drained(api->http, api);
+}
+
 static void on_drained(sw_http_server_t *server, void *payload)
 {
     sw_api_t *api = payload;
     (void)server;
+    /* Webhook attempts in flight are abandoned and due again at once, for the next process. */
+    if (api->webhooks) {
+        sw_webhooks_t *wh = api->webhooks;
+        api->webhooks = NULL;
+        sw_webhooks_stop(wh, on_webhooks_stopped, api);
+        return;
+    }
     /* Requests are finished; running deployments go back to the queue next. */
     if (api->worker) {
         sw_worker_t *w = api->worker;

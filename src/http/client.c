@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <llhttp.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -274,8 +275,7 @@ static void start_connect(sw_httpc_t *c, const struct sockaddr *addr)
         finish(c, rc);
 }
 
-/* getaddrinfo's own codes are translated here; the rest of Slipway sees errno values. */
-static int resolve_error(int rc)
+int sw_httpc_resolve_error(int rc)
 {
     switch (rc) {
     case UV_EAI_NONAME:
@@ -305,7 +305,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     if (status < 0 || !res)
-        finish(c, status < 0 ? resolve_error(status) : -EHOSTUNREACH);
+        finish(c, status < 0 ? sw_httpc_resolve_error(status) : -EHOSTUNREACH);
     else
         start_connect(c, res->ai_addr);
     if (res)
@@ -496,7 +496,17 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
 
     /* From here every failure is reported through cb, which the close callbacks make
      * asynchronous. */
-    if (host.literal) {
+    if (req->addr) {
+        struct sockaddr_storage ss = {0};
+        if (req->addr->sa_family == AF_INET)
+            memcpy(&ss, req->addr, sizeof(struct sockaddr_in));
+        else if (req->addr->sa_family == AF_INET6)
+            memcpy(&ss, req->addr, sizeof(struct sockaddr_in6));
+        if (ss.ss_family)
+            start_connect(c, (const struct sockaddr *)&ss);
+        else
+            finish(c, -EAFNOSUPPORT);
+    } else if (host.literal) {
         start_connect(c, (const struct sockaddr *)&host.addr);
     } else {
         char service[8];
@@ -507,7 +517,7 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
                                  .ai_flags = AI_NUMERICSERV};
         int grc = uv_getaddrinfo(loop, &c->gai, on_resolved, host.name, service, &hints);
         if (grc < 0)
-            finish(c, resolve_error(grc));
+            finish(c, sw_httpc_resolve_error(grc));
         else
             c->resolving = true;
     }
