@@ -102,6 +102,10 @@ void sw_api_limits_address(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb co
  * pass both checks straight through. */
 void sw_api_limits_principal(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont);
 
+/* Push hooks' own budget per app (60 a minute, bursts of 30), spent before any signature
+ * work and never switched off: false after answering 429 with Retry-After. */
+bool sw_api_limits_hook(sw_api_t *api, sw_http_req_t *req, const char *app_id);
+
 /* Session lifetimes: sliding, and absolute from login. */
 #define SW_SESSION_IDLE_S     (7u * 24 * 3600)
 #define SW_SESSION_ABSOLUTE_S (30u * 24 * 3600)
@@ -198,6 +202,28 @@ bool sw_api_dns_label(const char *s);
 /* Normalises an email (trim, lower-case) into out; false with a detail when malformed. */
 bool sw_api_email(const char *in, char *out, size_t size, sw_json_errors_t *e);
 
+/* ---- deployment triggers (src/api/deployments.c) ---- */
+
+/* What starts a deployment: an API call or a push hook. NULL fields take the defaults. */
+typedef struct {
+    const char *app_id;
+    const char *ref;            /* NULL: the app's branch */
+    const char *commit_sha;     /* NULL: the ref's head when the worker fetches */
+    const char *commit_message; /* NULL: learned at checkout */
+    const char *commit_author;  /* "Name <email>", or NULL */
+    const char *actor_id;       /* the user, or NULL for a hook */
+    const char *actor_email;    /* the user's email, or "hook:<provider>" */
+    const char *delivery_id;    /* a hook delivery, recorded once per app, or NULL */
+    const char *provider;       /* the hook's provider, with delivery_id */
+} sw_api_trigger_t;
+
+/* Inserts the deployment as pending with its audit row (and the hook delivery) in one
+ * statement, then adds it to the queue. cb gets req as payload and the statement's outcome:
+ * one row (deployment JSON, id, app id), no row when the app does not exist, or SW_EUNIQUE
+ * when the delivery was taken before. */
+void sw_api_deployment_trigger(sw_api_t *api, sw_http_req_t *req, const sw_api_trigger_t *t,
+                               sw_pg_cb cb);
+
 /* Handlers. */
 void sw_api_get_health(sw_http_req_t *req, void *ctx);
 void sw_api_get_ready(sw_http_req_t *req, void *ctx);
@@ -270,6 +296,10 @@ void sw_api_deploy_key_get(sw_http_req_t *req, void *ctx);
 void sw_api_deploy_key_create(sw_http_req_t *req, void *ctx);
 void sw_api_known_hosts_get(sw_http_req_t *req, void *ctx);
 void sw_api_known_hosts_put(sw_http_req_t *req, void *ctx);
+/* Push hooks (src/api/hooks.c). */
+void sw_api_hooks_receive(sw_http_req_t *req, void *ctx);
+void sw_api_hook_get(sw_http_req_t *req, void *ctx);
+void sw_api_hook_rotate(sw_http_req_t *req, void *ctx);
 /* Live streams (src/api/live.c). */
 void sw_api_deployments_stream(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_follow(sw_http_req_t *req, void *ctx);

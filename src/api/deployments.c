@@ -50,10 +50,10 @@ static bool ref_ok(const char *s)
 
 /* ---- POST apps/:id/deployments ---- */
 
-static void on_triggered(int status, sw_pg_result_t *res, void *payload)
+/* The answer to a trigger once the queue has it: 202 with the deployment. */
+static void on_created(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    sw_api_t *api = sw_api_req(req)->state;
     if (status != 0) {
         sw_api_db_error(req, status, res);
         return;
@@ -62,9 +62,67 @@ static void on_triggered(int status, sw_pg_result_t *res, void *payload)
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such app", NULL);
         return;
     }
-    sw_queue_push(api->pg, api->redis, sw_pg_result_value(res, 0, 1),
-                  sw_pg_result_value(res, 0, 2));
     sw_api_respond_text(req, 202, sw_pg_result_value(res, 0, 0));
+}
+
+/* Rollback, start and restart: their own statement, then the queue, then the answer. */
+static void on_triggered(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_http_req_t *req = payload;
+    sw_api_t *api = sw_api_req(req)->state;
+    if (status == 0 && sw_pg_result_rows(res) == 1)
+        sw_queue_push(api->pg, api->redis, sw_pg_result_value(res, 0, 1),
+                      sw_pg_result_value(res, 0, 2));
+    on_created(status, res, payload);
+}
+
+/* The trigger every caller shares: the counter, the row, the hook delivery (whose key makes a
+ * repeated delivery fail the whole statement) and the audit entry, in one statement. */
+typedef struct {
+    sw_api_t *api;
+    sw_http_req_t *req;
+    sw_pg_cb cb;
+} trigger_t;
+
+static void on_trigger(int status, sw_pg_result_t *res, void *payload)
+{
+    trigger_t *t = payload;
+    if (status == 0 && sw_pg_result_rows(res) == 1)
+        sw_queue_push(t->api->pg, t->api->redis, sw_pg_result_value(res, 0, 1),
+                      sw_pg_result_value(res, 0, 2));
+    t->cb(status, res, t->req);
+}
+
+void sw_api_deployment_trigger(sw_api_t *api, sw_http_req_t *req, const sw_api_trigger_t *t,
+                               sw_pg_cb cb)
+{
+    trigger_t *state = sw_arena_calloc(&req->arena, sizeof(*state));
+    state->api = api;
+    state->req = req;
+    state->cb = cb;
+    const char *params[] = {t->app_id,      t->ref,           t->commit_sha,     t->actor_id,
+                            t->actor_email, req->client_addr, t->commit_message, t->commit_author,
+                            t->delivery_id, t->provider};
+    sw_pg_query(api->pg,
+                "WITH n AS (UPDATE apps SET deployment_counter = deployment_counter + 1 "
+                "WHERE id = $1 RETURNING id, project_id, deployment_counter, branch), "
+                "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
+                "commit_sha, commit_message, commit_author, created_by) SELECT id, project_id, "
+                "deployment_counter, coalesce($2, branch), coalesce($3, ''), "
+                "coalesce($7::text, ''), coalesce($8::text, ''), $4 FROM n RETURNING *), "
+                "h AS (INSERT INTO hook_deliveries (app_id, delivery_id, provider, "
+                "deployment_id) SELECT d.app_id, $9::text, $10::text, d.id FROM d "
+                "WHERE $9::text IS NOT NULL), "
+                "p AS (DELETE FROM hook_deliveries WHERE $9::text IS NOT NULL AND app_id = $1 "
+                "AND received_at < now() - interval '30 days'), "
+                "a AS (" SW_AUDIT_INSERT "SELECT $4, $5, 'deployment.created', 'deployment', "
+                "d.id::text, d.project_id, $6, json_build_object('app_id', d.app_id, "
+                "'deployment_number', d.deployment_number, 'ref', d.ref)::jsonb || "
+                "jsonb_strip_nulls(jsonb_build_object('provider', $10::text, 'delivery_id', "
+                "$9::text, 'commit_sha', CASE WHEN $10::text IS NOT NULL THEN d.commit_sha "
+                "END)) FROM d) "
+                "SELECT sw_deployment_json(d), d.id, d.app_id FROM d",
+                10, params, on_trigger, state);
 }
 
 void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
@@ -90,24 +148,14 @@ void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
         sw_api_validation_error(req, &e);
         return;
     }
-    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
-                            ref,
-                            sha,
-                            r->principal.user_id,
-                            r->principal.email,
-                            req->client_addr};
-    r->state = api;
-    sw_pg_query(api->pg,
-                "WITH n AS (UPDATE apps SET deployment_counter = deployment_counter + 1 "
-                "WHERE id = $1 RETURNING id, project_id, deployment_counter, branch), "
-                "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
-                "commit_sha, created_by) SELECT id, project_id, deployment_counter, "
-                "coalesce($2, branch), coalesce($3, ''), $4 FROM n RETURNING *), "
-                "a AS (" SW_AUDIT_INSERT "SELECT $4, $5, 'deployment.created', 'deployment', "
-                "d.id::text, d.project_id, $6, json_build_object('app_id', d.app_id, "
-                "'deployment_number', d.deployment_number, 'ref', d.ref)::jsonb FROM d) "
-                "SELECT sw_deployment_json(d), d.id, d.app_id FROM d",
-                6, params, on_triggered, req);
+    sw_api_trigger_t t = {
+        .app_id = sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
+        .ref = ref,
+        .commit_sha = sha,
+        .actor_id = r->principal.user_id,
+        .actor_email = r->principal.email,
+    };
+    sw_api_deployment_trigger(api, req, &t, on_created);
 }
 
 static void on_rollback(int status, sw_pg_result_t *res, void *payload)
@@ -304,9 +352,10 @@ static void release_build(sw_http_req_t *req, sw_api_t *api, const char *source_
                   "n AS (UPDATE apps a SET deployment_counter = deployment_counter + 1 FROM s "
                   "WHERE a.id = s.app_id RETURNING a.id, a.project_id, a.deployment_counter), "
                   "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
-                  "commit_sha, commit_hash, commit_message, rolled_back_from, build_of, "
-                  "created_by) SELECT n.id, n.project_id, n.deployment_counter, s.ref, "
-                  "s.commit_hash, s.commit_hash, s.commit_message, CASE WHEN $5::bool THEN s.id "
+                  "commit_sha, commit_hash, commit_message, commit_author, rolled_back_from, "
+                  "build_of, created_by) SELECT n.id, n.project_id, n.deployment_counter, s.ref, "
+                  "s.commit_hash, s.commit_hash, s.commit_message, s.commit_author, "
+                  "CASE WHEN $5::bool THEN s.id "
                   "END, coalesce(s.build_of, s.id), $2 FROM n, s RETURNING *), "
                   "a AS (" SW_AUDIT_INSERT "SELECT $2, $3, $6, 'deployment', d.id::text, "
                   "d.project_id, $4, json_build_object('app_id', d.app_id, 'build_of', "

@@ -12,6 +12,12 @@
 
 #define KEYS_MAX 200000
 
+/* Push hooks per app: a git host sends a few per push; a flood is refused before any HMAC. */
+#define HOOK_RATE      60
+#define HOOK_PERIOD_MS 60000
+#define HOOK_BURST     30
+#define HOOK_KEYS_MAX  100000
+
 /* KEYS: the buckets. ARGV: tokens per millisecond, burst. Answers {allowed, remaining,
  * reset_ms, retry_ms} for the tightest bucket; takes one token from each only when every
  * bucket has one. Time comes from Redis, so processes with skewed clocks agree. */
@@ -43,6 +49,7 @@ struct sw_api_limits {
     uint32_t rps, burst;
     sw_ratelimit_t *by_address;
     sw_ratelimit_t *by_principal;
+    sw_ratelimit_t *hooks; /* per app, always on */
 };
 
 typedef struct {
@@ -57,6 +64,7 @@ sw_api_limits_t *sw_api_limits_new(const sw_config_t *cfg)
 {
     sw_api_limits_t *l = sw_calloc(1, sizeof(*l));
     unsigned rps, burst;
+    l->hooks = sw_ratelimit_new(HOOK_RATE, HOOK_PERIOD_MS, HOOK_BURST, HOOK_KEYS_MAX);
     if (strcmp(cfg->rate_limit, "off") != 0 &&
         sscanf(cfg->rate_limit, "%u/%u", &rps, &burst) == 2) {
         l->enabled = true;
@@ -75,6 +83,7 @@ void sw_api_limits_free(sw_api_limits_t *l)
         return;
     sw_ratelimit_free(l->by_address);
     sw_ratelimit_free(l->by_principal);
+    sw_ratelimit_free(l->hooks);
     free(l);
 }
 
@@ -188,4 +197,28 @@ void sw_api_limits_address(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb co
 void sw_api_limits_principal(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont)
 {
     check(api, req, true, cont);
+}
+
+bool sw_api_limits_hook(sw_api_t *api, sw_http_req_t *req, const char *app_id)
+{
+    sw_ratelimit_result_t r;
+    char v[32];
+    sw_ratelimit_take(api->limits->hooks, app_id, 1, uv_now(api->loop), &r);
+    if (r.allowed)
+        return true;
+    /* With the API budget on, its X-RateLimit-* headers are already there. */
+    if (!api->limits->enabled) {
+        snprintf(v, sizeof(v), "%u", r.limit);
+        sw_http_add_header(req, "X-RateLimit-Limit", v);
+        snprintf(v, sizeof(v), "%u", r.remaining);
+        sw_http_add_header(req, "X-RateLimit-Remaining", v);
+        snprintf(v, sizeof(v), "%llu", (unsigned long long)((r.reset_ms + 999) / 1000));
+        sw_http_add_header(req, "X-RateLimit-Reset", v);
+    }
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)SW_MAX((r.retry_after_ms + 999) / 1000, 1));
+    sw_http_add_header(req, "Retry-After", v);
+    sw_http_respond_error(req, 429, "RATE_LIMIT_EXCEEDED",
+                          "too many hook deliveries for this app; retry after Retry-After seconds",
+                          NULL);
+    return false;
 }

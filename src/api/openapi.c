@@ -434,7 +434,9 @@ static const struct {
                    "100},\"ref\":{\"type\":"
                    "\"string\"},\"commit_sha\":{\"type\":\"string\"},\"commit_hash\":{\"type\":"
                    "\"string\"},\"commit_mes"
-                   "sage\":{\"type\":\"string\"},\"error_message\":{\"oneOf\":[{\"type\":"
+                   "sage\":{\"type\":\"string\"},\"commit_author\":{\"type\":\"string\","
+                   "\"description\":\"Name <email>, when a push hook reported it\"},"
+                   "\"error_message\":{\"oneOf\":[{\"type\":"
                    "\"string\"},{\"type\":\"null\"}]"
                    "},\"rolled_back_from\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"uuid\"},{"
                    "\"type\":\"null\"}]},\""
@@ -450,8 +452,8 @@ static const struct {
                    "\"type\":\"null\"}]}}"
                    ",\"required\":[\"id\",\"app_id\",\"project_id\",\"deployment_number\","
                    "\"status\",\"stage\",\"progre"
-                   "ss\",\"ref\",\"commit_sha\",\"commit_hash\",\"commit_message\",\"error_"
-                   "message\",\"rolled_back_f"
+                   "ss\",\"ref\",\"commit_sha\",\"commit_hash\",\"commit_message\",\"commit_author\","
+                   "\"error_message\",\"rolled_back_f"
                    "rom\",\"is_active\",\"node_id\",\"created_at\",\"started_at\",\"finished_at\","
                    "\"duration\",\"queue"
                    "_position\"],\"additionalProperties\":false}"},
@@ -464,6 +466,25 @@ static const struct {
      "{\"type\":\"object\",\"properties\":{\"ref\":{\"type\":\"string\",\"maxLength\":255},"
      "\"commit_sha\":"
      "{\"type\":\"string\",\"pattern\":\"^[0-9a-f]{7,40}$\"}},\"additionalProperties\":false}"},
+    {"HookInfo",
+     "{\"type\":\"object\",\"properties\":{\"url\":{\"type\":\"string\",\"description\":\"where "
+     "the git host sends deliveries\"},\"configured\":{\"type\":\"boolean\"},\"created_at\":{"
+     "\"oneOf\":[{\"type\":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}]},"
+     "\"rotated_at\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"date-time\"},{\"type\":"
+     "\"null\"}]}},\"required\":[\"url\",\"configured\",\"created_at\",\"rotated_at\"],"
+     "\"additionalProperties\":false}"},
+    {"HookRotated",
+     "{\"type\":\"object\",\"properties\":{\"secret\":{\"type\":\"string\",\"pattern\":"
+     "\"^[0-9a-f]{64}$\",\"description\":\"the hook secret, shown only here\"},\"url\":{\"type\":"
+     "\"string\"},\"configured\":{\"const\":true},\"created_at\":{\"type\":\"string\","
+     "\"format\":\"date-time\"},\"rotated_at\":{\"type\":\"string\",\"format\":\"date-time\"}},"
+     "\"required\":[\"secret\",\"url\",\"configured\",\"created_at\",\"rotated_at\"],"
+     "\"additionalProperties\":false}"},
+    {"HookResult",
+     "{\"type\":\"object\",\"properties\":{\"action\":{\"enum\":[\"deployed\",\"ignored\","
+     "\"duplicate\",\"pong\"]},\"reason\":{\"type\":\"string\"},\"deployment\":{\"$ref\":\"#/"
+     "components/schemas/Deployment\"}},\"required\":[\"action\"],\"additionalProperties\":"
+     "false}"},
     {"LiveMessage",
      "{\"type\":\"object\",\"properties\":{\"type\":{\"enum\":[\"status\",\"log\",\"metrics\","
      "\"lagged\",\"end\",\"error\"]},\"timestamp\":{\"type\":\"string\",\"format\":\"date-time\"},"

@@ -207,6 +207,26 @@ const sw_route_t sw_api_routes[] = {
           "Stored build and release output: ?since_seq= for what follows, ?lines= for the tail",
           "deployments", NULL, "DeploymentLogs", 200),
 
+    /* Push hooks: public, proven by the delivery's signature (no session, and no request
+     * schema, so nothing parses the body before the signature is checked). */
+    {.method = "POST",
+     .pattern = "/api/v1/hooks/:app_id",
+     .handler = sw_api_hooks_receive,
+     .access = PUBLIC,
+     .summary = "A push hook from GitHub, Gitea or GitLab, signed with the app's hook secret: "
+                "a push to the app's branch deploys (202); anything else is answered (200) and "
+                "ignored; a bad or missing signature is 401",
+     .tag = "hooks",
+     .response_schema = "HookResult",
+     .success_status = 202,
+     .other_status = 200},
+    ROUTE("GET", "/api/v1/apps/:id/hook", sw_api_hook_get, PROJECT(APP, VIEWER, R),
+          "The app's push hook: its URL and whether a secret is set (never the secret)", "hooks",
+          NULL, "HookInfo", 200),
+    ROUTE("POST", "/api/v1/apps/:id/hook/rotate", sw_api_hook_rotate, PROJECT(APP, ADMIN, W),
+          "Make a new hook secret (the old one stops working); shown only in this answer", "hooks",
+          NULL, "HookRotated", 200),
+
     LIVE("/api/v1/deployments/:id/stream", sw_api_deployments_stream,
          PROJECT(DEPLOYMENT, VIEWER, R),
          "The deployment's log and status live: stored lines first, then each line as it is "
