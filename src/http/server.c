@@ -73,6 +73,14 @@ struct sw_http_conn {
     char peer[48];
 };
 
+/* A block queued on a stream during this loop iteration, with its chunk framing. */
+typedef struct {
+    sw_shared_t *blk;
+    uint8_t head_len; /* a chunk-size line goes before the block... */
+    bool crlf;        /* ...and "\r\n" after it */
+    char head[14];
+} cork_t;
+
 struct sw_http_stream {
     sw_http_conn_t *conn;
     sw_http_stream_cbs_t cbs;
@@ -82,18 +90,23 @@ struct sw_http_stream {
     bool active; /* its response head has been handed to the socket */
     bool ending;
     sw_http_req_t *head; /* the request whose answer opens the stream, until it is written */
-    size_t queued; /* bytes handed to uv_write and not yet written, plus early */
-    sw_buf_t early; /* bytes written before the stream's turn came (pipelining) */
+    size_t queued; /* bytes handed to uv_write and not yet written */
+    /* Writes wait here until the loop is about to poll, then go out in one writev: a line
+     * fanned out to a watcher costs an append, not a system call. */
+    cork_t *cork;
+    uint32_t ncork, cork_cap;
+    size_t cork_bytes;
+    bool dirty;
+    sw_http_stream_t *dirty_next;
 };
 
 typedef struct {
     uv_write_t req;
     sw_http_conn_t *conn;
     sw_http_req_t *http_req; /* a response, or NULL for stream bytes */
-    sw_shared_t *shared;     /* a stream block, held until written */
-    size_t bytes;            /* stream bytes this write accounts for */
-    char chunk_head[20];
-    char data[]; /* copied stream bytes */
+    cork_t *corks;           /* stream blocks, held until written */
+    uint32_t ncorks;
+    size_t bytes; /* stream bytes this write accounts for */
 } write_ctx_t;
 
 struct sw_http_server {
@@ -110,8 +123,10 @@ struct sw_http_server {
     bool drained;
     uv_timer_t drain_timer;
     uv_check_t reaper;     /* releases answered requests after the callback that answered */
+    uv_prepare_t flusher;  /* writes the streams' corked blocks before the loop polls */
+    sw_http_stream_t *dirty; /* streams with corked blocks */
     sw_http_req_t *dead;   /* waiting for the reaper */
-    unsigned handles_open; /* drain_timer and reaper */
+    unsigned handles_open; /* drain_timer, reaper and flusher */
     uint64_t live;         /* requests not yet recycled, with or without a connection */
     bool handles_closing;
     uint64_t streams;
@@ -509,7 +524,9 @@ static void on_write(uv_write_t *wreq, int status)
         write_done(c, w->http_req);
     else if (c->stream)
         c->stream->queued -= w->bytes;
-    sw_shared_unref(w->shared);
+    for (uint32_t i = 0; i < w->ncorks; i++)
+        sw_shared_unref(w->corks[i].blk);
+    free(w->corks);
     free(w);
     if (c->state == CONN_CLOSED)
         return; /* canceled by uv_close; the close callback frees the connection */
@@ -1018,9 +1035,17 @@ static void conn_free(sw_http_conn_t *c)
         sw_http_stream_t *st = c->stream;
         c->stream = NULL;
         s->streams--;
+        if (st->dirty) {
+            sw_http_stream_t **pp = &s->dirty;
+            while (*pp != st)
+                pp = &(*pp)->dirty_next;
+            *pp = st->dirty_next;
+        }
         if (st->cbs.on_close)
             st->cbs.on_close(st, st->ud);
-        sw_buf_free(&st->early);
+        for (uint32_t i = 0; i < st->ncork; i++)
+            sw_shared_unref(st->cork[i].blk);
+        free(st->cork);
         free(st);
     }
     sw_buf_free(&c->field);
@@ -1131,78 +1156,132 @@ static void bufs_advance(uv_buf_t *bufs, unsigned *n, size_t skip)
     *n -= i;
 }
 
-/* Frames (unless raw) and writes len bytes at data, which live in shared when it is set;
- * what the socket does not take at once is queued, copied unless shared. */
-static int stream_queue(sw_http_stream_t *st, const char *data, size_t len, sw_shared_t *shared,
-                        bool raw)
+static void on_flush(uv_prepare_t *h);
+
+static void stream_mark_dirty(sw_http_stream_t *st)
+{
+    sw_http_server_t *s = st->conn->server;
+    if (st->dirty || !st->active)
+        return; /* not active: stream_activate marks it once its head has gone */
+    st->dirty = true;
+    st->dirty_next = s->dirty;
+    s->dirty = st;
+    if (!uv_is_active((uv_handle_t *)&s->flusher))
+        uv_prepare_start(&s->flusher, on_flush);
+}
+
+/* Queues blk (its reference taken) for the next flush, chunk-framed when framed. */
+static void stream_cork(sw_http_stream_t *st, sw_shared_t *blk, bool framed)
+{
+    if (st->ncork == st->cork_cap) {
+        st->cork_cap = st->cork_cap ? st->cork_cap * 2 : 8;
+        st->cork = sw_realloc(st->cork, st->cork_cap * sizeof(*st->cork));
+    }
+    cork_t *k = &st->cork[st->ncork++];
+    k->blk = blk;
+    k->crlf = framed;
+    k->head_len = framed ? (uint8_t)snprintf(k->head, sizeof(k->head), "%x\r\n", blk->len) : 0;
+    st->cork_bytes += k->head_len + blk->len + (framed ? 2u : 0u);
+    stream_mark_dirty(st);
+}
+
+#define CORK_BATCH 256 /* blocks per writev: up to three buffers each, within IOV_MAX */
+
+/* The buffers of corks[0..n); returns their count and sets *total. */
+static unsigned cork_bufs(cork_t *corks, uint32_t n, uv_buf_t *bufs, size_t *total)
+{
+    unsigned nb = 0;
+    *total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        cork_t *k = &corks[i];
+        if (k->head_len)
+            bufs[nb++] = uv_buf_init(k->head, k->head_len);
+        bufs[nb++] = uv_buf_init(k->blk->data, k->blk->len);
+        if (k->crlf)
+            bufs[nb++] = uv_buf_init((char *)"\r\n", 2);
+        *total += k->head_len + k->blk->len + (k->crlf ? 2u : 0u);
+    }
+    return nb;
+}
+
+/* Writes what is corked: one writev per batch while the socket takes it all, the rest handed
+ * to uv_write with the blocks it needs. */
+static void stream_flush(sw_http_stream_t *st)
 {
     sw_http_conn_t *c = st->conn;
-    char head[20];
-    uv_buf_t bufs[3];
-    unsigned n = 0;
-    bool framed = st->chunked && !raw;
-    if (framed) {
-        int hl = snprintf(head, sizeof(head), "%zx\r\n", len);
-        bufs[n++] = uv_buf_init(head, (unsigned)hl);
-    }
-    bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
-    if (framed)
-        bufs[n++] = uv_buf_init((char *)"\r\n", 2);
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++)
-        total += bufs[i].len;
-
-    if (!st->active) {
-        /* Earlier pipelined answers are still being made: wait behind them. */
-        for (unsigned i = 0; i < n; i++)
-            sw_buf_append(&st->early, bufs[i].base, bufs[i].len);
-        st->queued += total;
-        return 0;
-    }
-    size_t done = 0;
-    if (c->writes_pending == 0) {
-        int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-        if (r < 0 && r != UV_EAGAIN) {
+    if (c->state == CONN_CLOSED)
+        return;
+    uv_buf_t bufs[CORK_BATCH * 3];
+    uint32_t off = 0;
+    while (off < st->ncork) {
+        uint32_t n = SW_MIN(st->ncork - off, (uint32_t)CORK_BATCH);
+        size_t total, done = 0;
+        unsigned nb = cork_bufs(st->cork + off, n, bufs, &total);
+        if (c->writes_pending == 0) {
+            int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
+            if (r < 0 && r != UV_EAGAIN) {
+                conn_close(c);
+                return; /* conn_free releases what is still corked */
+            }
+            done = r > 0 ? (size_t)r : 0;
+        }
+        st->cork_bytes -= total;
+        if (done == total) {
+            for (uint32_t i = 0; i < n; i++)
+                sw_shared_unref(st->cork[off + i].blk);
+            off += n;
+            continue;
+        }
+        write_ctx_t *w = sw_calloc(1, sizeof(*w));
+        w->conn = c;
+        w->corks = sw_malloc(n * sizeof(*w->corks));
+        memcpy(w->corks, st->cork + off, n * sizeof(*w->corks));
+        w->ncorks = n;
+        w->bytes = total - done;
+        off += n;
+        nb = cork_bufs(w->corks, n, bufs, &total);
+        bufs_advance(bufs, &nb, done);
+        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nb, on_write) != 0) {
+            for (uint32_t i = 0; i < n; i++)
+                sw_shared_unref(w->corks[i].blk);
+            free(w->corks);
+            free(w);
+            memmove(st->cork, st->cork + off, (st->ncork - off) * sizeof(*st->cork));
+            st->ncork -= off;
             conn_close(c);
-            return -EPIPE;
+            return;
         }
-        if (r > 0)
-            done = (size_t)r;
-        if (done == total)
-            return 0;
+        c->writes_pending++;
+        st->queued += w->bytes;
     }
-    size_t rest = total - done;
-    write_ctx_t *w;
-    if (shared) {
-        w = sw_calloc(1, sizeof(*w));
-        w->shared = sw_shared_ref(shared);
-        if (framed) {
-            memcpy(w->chunk_head, head, bufs[0].len);
-            bufs[0].base = w->chunk_head;
-        }
-        bufs_advance(bufs, &n, done);
-    } else {
-        w = sw_calloc(1, sizeof(*w) + rest);
-        char *p = w->data;
-        bufs_advance(bufs, &n, done);
-        for (unsigned i = 0; i < n; i++) {
-            memcpy(p, bufs[i].base, bufs[i].len);
-            p += bufs[i].len;
-        }
-        bufs[0] = uv_buf_init(w->data, (unsigned)rest);
-        n = 1;
+    st->ncork = 0;
+    if (st->cork_cap > 64) {
+        free(st->cork); /* a burst's array is not kept for an idle watcher */
+        st->cork = NULL;
+        st->cork_cap = 0;
     }
-    w->conn = c;
-    w->bytes = rest;
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_write) != 0) {
-        sw_shared_unref(w->shared);
-        free(w);
-        conn_close(c);
-        return -EPIPE;
+    if (st->ending) {
+        if (c->writes_pending == 0)
+            stream_begin_closing(c);
+        return;
     }
-    c->writes_pending++;
-    st->queued += rest;
-    return 0;
+    /* The socket took everything at once, so no write callback will say there is room: say
+     * it here (from the loop, like every callback). */
+    if (c->writes_pending == 0 && st->cbs.on_writable)
+        st->cbs.on_writable(st, st->ud);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    sw_http_server_t *s = h->data;
+    while (s->dirty) {
+        sw_http_stream_t *st = s->dirty;
+        s->dirty = st->dirty_next;
+        st->dirty_next = NULL;
+        st->dirty = false;
+        stream_flush(st);
+    }
+    uv_prepare_stop(h);
 }
 
 /* The stream's response head is on its way: nothing behind it is HTTP any more. */
@@ -1219,15 +1298,8 @@ static void stream_activate(sw_http_conn_t *c)
             req_release(r);
     }
     c->parsing = NULL;
-    if (st->early.len) {
-        sw_buf_t early = st->early;
-        st->early = SW_BUF_INIT;
-        st->queued -= early.len;
-        int r = stream_queue(st, early.base, early.len, NULL, true);
-        sw_buf_free(&early);
-        if (r != 0)
-            return;
-    }
+    if (st->ncork || st->ending)
+        stream_mark_dirty(st);
     if (st->upgraded) {
         /* The bytes that came with the request go to on_data from the loop, not from inside
          * the call that opened the stream. */
@@ -1239,8 +1311,6 @@ static void stream_activate(sw_http_conn_t *c)
             uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
         }
     }
-    if (st->ending && c->writes_pending == 0)
-        stream_begin_closing(c);
 }
 
 static void stream_start_input(sw_http_conn_t *c)
@@ -1279,11 +1349,11 @@ static void stream_after_write(sw_http_conn_t *c)
     if (c->state != CONN_STREAM)
         return;
     if (st->ending) {
-        if (c->writes_pending == 0)
+        if (c->writes_pending == 0 && st->ncork == 0)
             stream_begin_closing(c);
         return;
     }
-    if (st->queued <= SW_HTTP_STREAM_LOW_WATER && st->cbs.on_writable)
+    if (st->queued + st->cork_bytes <= SW_HTTP_STREAM_LOW_WATER && st->cbs.on_writable)
         st->cbs.on_writable(st, st->ud);
 }
 
@@ -1339,7 +1409,8 @@ int sw_http_stream_write(sw_http_stream_t *st, const void *data, size_t len)
         return -EPIPE;
     if (len == 0)
         return 0;
-    return stream_queue(st, data, len, NULL, false);
+    stream_cork(st, sw_shared_new(data, len), st->chunked);
+    return 0;
 }
 
 int sw_http_stream_write_shared(sw_http_stream_t *st, sw_shared_t *block)
@@ -1348,12 +1419,13 @@ int sw_http_stream_write_shared(sw_http_stream_t *st, sw_shared_t *block)
         return -EPIPE;
     if (block->len == 0)
         return 0;
-    return stream_queue(st, block->data, block->len, block, false);
+    stream_cork(st, sw_shared_ref(block), st->chunked);
+    return 0;
 }
 
 size_t sw_http_stream_pending(const sw_http_stream_t *st)
 {
-    return st->queued;
+    return st->queued + st->cork_bytes;
 }
 
 void sw_http_stream_end(sw_http_stream_t *st)
@@ -1361,11 +1433,10 @@ void sw_http_stream_end(sw_http_stream_t *st)
     sw_http_conn_t *c = st->conn;
     if (st->ending || c->state != CONN_STREAM)
         return;
-    if (st->chunked && stream_queue(st, "0\r\n\r\n", 5, NULL, true) != 0)
-        return;
+    if (st->chunked)
+        stream_cork(st, sw_shared_new("0\r\n\r\n", 5), false);
     st->ending = true;
-    if (st->active && c->writes_pending == 0)
-        stream_begin_closing(c);
+    stream_mark_dirty(st); /* the flush closes once everything is written */
 }
 
 void sw_http_stream_close(sw_http_stream_t *st)
@@ -1416,7 +1487,9 @@ int sw_http_server_new(sw_http_server_t **out, uv_loop_t *loop, const sw_http_se
     s->drain_timer.data = s;
     uv_check_init(loop, &s->reaper);
     s->reaper.data = s;
-    s->handles_open = 2;
+    uv_prepare_init(loop, &s->flusher);
+    s->flusher.data = s;
+    s->handles_open = 3;
     *out = s;
     return 0;
 }
@@ -1506,6 +1579,7 @@ static void server_check_drained(sw_http_server_t *s)
     on_reap(&s->reaper);
     uv_close((uv_handle_t *)&s->drain_timer, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->reaper, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->flusher, on_server_handle_closed);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
