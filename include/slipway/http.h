@@ -160,14 +160,17 @@ typedef struct {
 #define SW_HTTP_STREAM_LOW_WATER (16u * 1024u)
 
 /* Answers req with status, content_type (may be NULL) and the headers added so far, and
- * turns the connection into a stream. The request is finished by this call (do not respond
+ * turns the connection into a stream (a HEAD request gets the head alone, and NULL). The request is finished by this call (do not respond
  * to it again; its arena is released on the next loop iteration). Returns NULL when the
  * connection is already gone; then nothing was sent and no callback will come. If earlier
  * pipelined responses are still unwritten, the stream's bytes queue behind them. */
 sw_http_stream_t *sw_http_stream_open(sw_http_req_t *req, int status, const char *content_type,
                                       unsigned flags, const sw_http_stream_cbs_t *cbs, void *ud);
-/* Queues bytes (copied). Returns 0, or -EPIPE once the stream is closing or closed. Writes
- * of zero bytes are ignored (a zero-length chunk would end a chunked body). */
+/* Queues bytes (copied); they go out together with the stream's other writes of this loop
+ * iteration, in one writev, before the loop next polls. Returns 0, -EMSGSIZE beyond 4 GiB,
+ * or -EPIPE once the stream is closing or closed. Writes of zero bytes are ignored (a
+ * zero-length chunk would end a chunked body). A stream whose queued bytes see no progress
+ * for 60 s is closed: its peer stopped reading. */
 int sw_http_stream_write(sw_http_stream_t *st, const void *data, size_t len);
 /* Queues a shared block by reference (the stream takes its own reference). */
 int sw_http_stream_write_shared(sw_http_stream_t *st, sw_shared_t *block);

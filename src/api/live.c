@@ -11,6 +11,7 @@
  * held until a last catch-up with the database, and then closes the stream. A watcher that
  * falls too far behind gets a `lagged` message instead of the lines it could not take. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,8 @@ typedef struct live {
     uv_timer_t timer;
     unsigned history;      /* app streams: how many stored lines to replay */
     uint64_t poll_at;      /* the next status check */
+    long long *hist;       /* app streams: the seqs the history replayed, sorted */
+    unsigned nhist;
     uint64_t keepalive_at; /* SSE */
 } live_t;
 
@@ -74,8 +77,10 @@ static uint64_t sse_open, ndjson_open;
 
 static void live_unref(live_t *l)
 {
-    if (--l->refs == 0)
+    if (--l->refs == 0) {
+        free(l->hist);
         free(l);
+    }
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -135,6 +140,17 @@ static size_t sink_pending(const void *conn)
 static void catch_up(live_t *l);
 static void send_direct(live_t *l, sw_hub_msg_t *m);
 
+static int cmp_seq(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+static bool replayed(const live_t *l, long long seq)
+{
+    return l->nhist && bsearch(&seq, l->hist, l->nhist, sizeof(*l->hist), cmp_seq);
+}
+
 static sw_hub_verdict_t sink_filter(void *conn, const sw_hub_msg_t *m)
 {
     live_t *l = conn;
@@ -149,9 +165,14 @@ static sw_hub_verdict_t sink_filter(void *conn, const sw_hub_msg_t *m)
     case SW_HUB_LOG:
         if (m->seq <= 0)
             return SW_HUB_SEND;
+        if (l->kind != TOPIC_DEPLOYMENT) {
+            /* An app's lines are numbered in blocks per process, so with instances on
+             * several nodes they interleave: only what the history replayed is skipped. */
+            return replayed(l, m->seq) ? SW_HUB_SKIP : SW_HUB_SEND;
+        }
         if (m->seq <= l->last)
             return SW_HUB_SKIP;
-        if (m->seq == l->last + 1 || l->kind != TOPIC_DEPLOYMENT) {
+        if (m->seq == l->last + 1) {
             l->last = m->seq;
             l->lag_reset = false;
             return SW_HUB_SEND;
@@ -198,6 +219,12 @@ static void send_direct(live_t *l, sw_hub_msg_t *m)
     if (!l->closed)
         sink_send(l, sw_hub_msg_encoded(m, sinks[l->transport].enc));
     sw_hub_msg_unref(m);
+}
+
+/* An error message; text is the JSON data object. */
+static void send_error(live_t *l, const char *text)
+{
+    send_direct(l, sw_hub_msg_make(SW_HUB_ERROR, 0, text, strlen(text)));
 }
 
 static void send_end(live_t *l)
@@ -284,8 +311,7 @@ static void on_lines(int status, sw_pg_result_t *res, void *payload)
     }
     live_unref(l);
     if (status != 0) {
-        send_direct(l, sw_hub_msg_make(SW_HUB_ERROR, 0,
-                                       "{\"message\":\"the log store is unavailable\"}", 41));
+        send_error(l, "{\"message\":\"the log store is unavailable\"}");
         live_finish(l);
         return;
     }
@@ -343,14 +369,17 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
     live_unref(l);
     if (status != 0 || sw_pg_result_rows(res) != 1) {
         if (l->phase == PHASE_REPLAY) {
-            send_direct(l, sw_hub_msg_make(SW_HUB_ERROR, 0,
-                                           "{\"message\":\"the deployment is unavailable\"}", 43));
+            send_error(l, "{\"message\":\"the deployment is unavailable\"}");
             live_finish(l);
         }
         return;
     }
     bool terminal = sw_pg_result_value(res, 0, 0)[0] == 't';
     const char *data = sw_pg_result_value(res, 0, 1);
+    if (l->phase == PHASE_FINAL) {
+        catch_up(l); /* the end came while this poll was in flight */
+        return;
+    }
     if (l->phase == PHASE_REPLAY) {
         send_direct(l, sw_hub_msg_make(SW_HUB_STATUS, 0, data, strlen(data)));
         if (terminal) {
@@ -378,10 +407,12 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
 static void on_app_history(int status, const sw_redis_reply_t *reply, void *payload)
 {
     live_t *l = payload;
-    live_unref(l);
     l->querying = false;
-    if (l->closed)
+    if (l->closed) {
+        live_unref(l);
         return;
+    }
+    live_unref(l);
     if (status == 0 && reply->type == SW_REDIS_ARRAY) {
         for (size_t i = 0; i < reply->elements && !l->closed; i++) {
             const sw_redis_reply_t *e = reply->element[i];
@@ -396,15 +427,19 @@ static void on_app_history(int status, const sw_redis_reply_t *reply, void *payl
             json_t *msg = json_pack("{s:s, s:s, s:O}", "type", "log", "timestamp", ts ? ts : "",
                                     "data", line);
             char *text = json_dumps(msg, JSON_COMPACT);
-            if (text && seq > l->last) {
+            if (text) {
                 send_direct(l, sw_hub_msg_new(SW_HUB_LOG, seq, text, strlen(text)));
-                l->last = seq;
+                if (!l->hist)
+                    l->hist = sw_malloc(reply->elements * sizeof(*l->hist));
+                l->hist[l->nhist++] = seq;
             }
             free(text);
             json_decref(msg);
             json_decref(line);
         }
     }
+    if (l->nhist)
+        qsort(l->hist, l->nhist, sizeof(*l->hist), cmp_seq);
     l->phase = PHASE_LIVE;
     sw_hub_watcher_resume(l->w);
 }
@@ -441,8 +476,8 @@ static void on_live_timer(uv_timer_t *t)
     }
     if (l->kind != TOPIC_DEPLOYMENT || l->querying)
         return;
-    if (l->gap_since_ms && !l->wait_room)
-        catch_up(l);
+    if ((l->gap_since_ms || (l->phase == PHASE_FINAL && !l->end_ready)) && !l->wait_room)
+        catch_up(l); /* also retries a catch-up that found a query in flight */
     else if (l->phase == PHASE_LIVE && now >= l->poll_at) {
         l->poll_at = now + POLL_MS;
         query_status(l);
@@ -501,8 +536,11 @@ static void st_on_shutdown(sw_http_stream_t *st, void *ud)
 {
     live_t *l = ud;
     (void)st;
-    if (!l->closed)
-        sw_http_stream_end(l->st);
+    if (l->closed)
+        return;
+    /* A clean end of the body would look like a finished stream: say why it stops. */
+    send_error(l, "{\"message\":\"the server is shutting down; reconnect\"}");
+    sw_http_stream_end(l->st);
 }
 
 static void st_on_close(sw_http_stream_t *st, void *ud)
@@ -588,11 +626,11 @@ static bool resume_point(sw_http_req_t *req, long long *out)
     unsigned long long v = 0;
     sw_iov_t last = sw_http_req_header(req, "last-event-id");
     const char *since = sw_http_req_query(req, "since_seq");
-    if (last.len && sw_iov_to_u64(last, &v) == 0) {
+    if (last.len && sw_iov_to_u64(last, &v) == 0 && v <= LLONG_MAX) {
         *out = (long long)v;
         return true;
     }
-    if (since && sw_iov_to_u64(sw_iov_from_cstr(since), &v) != 0) {
+    if (since && (sw_iov_to_u64(sw_iov_from_cstr(since), &v) != 0 || v > LLONG_MAX)) {
         sw_json_errors_t e;
         sw_json_errors_init(&e);
         sw_json_errors_add(&e, "since_seq", "must be a whole number");
@@ -684,7 +722,7 @@ static void read_cpu(sample_t *s)
 
 static void read_net(sample_t *s)
 {
-    char buf[8192];
+    static char buf[65536]; /* one loop thread; hosts with many interfaces have long files */
     if (!read_file("/proc/net/dev", buf, sizeof(buf)))
         return;
     s->rx = s->tx = 0;
@@ -740,7 +778,8 @@ static void on_metrics_timer(uv_timer_t *t)
     if (prev.have && now.total > prev.total) {
         cpu = 100.0 * (double)(now.busy - prev.busy) / (double)(now.total - prev.total);
         double secs = (double)(now.at_ms - prev.at_ms) / 1000.0;
-        if (secs > 0) {
+        /* Interfaces come and go (containers): a sum that fell is no rate. */
+        if (secs > 0 && now.rx >= prev.rx && now.tx >= prev.tx) {
             rx = (double)(now.rx - prev.rx) / secs;
             tx = (double)(now.tx - prev.tx) / secs;
         }

@@ -25,6 +25,9 @@
 #define KEEP_BUF_BYTES 65536
 /* Answers written but not yet taken by the peer; beyond this, reading pauses. */
 #define WRITE_QUEUE_MAX (1u << 20)
+/* A stream whose queued bytes see no progress this long is closed: a peer that stopped
+ * reading must not hold a connection and its queue for ever. */
+#define STREAM_STALL_MS 60000
 
 typedef enum {
     CONN_OPEN,      /* reading and answering */
@@ -42,6 +45,7 @@ typedef enum {
     TIMER_IDLE,
     TIMER_LINGER,
     TIMER_STREAM_START, /* hands an upgraded stream the bytes that came with its request */
+    TIMER_STREAM_STALL, /* a stream's peer has taken nothing for this long: it is gone */
     TIMER_MAX
 } timer_kind_t;
 
@@ -152,6 +156,7 @@ static void stream_activate(sw_http_conn_t *c);
 static void stream_after_write(sw_http_conn_t *c);
 static void stream_start_input(sw_http_conn_t *c);
 static void stream_read(sw_http_conn_t *c, ssize_t nread, const uv_buf_t *buf);
+static void stream_watch_stall(sw_http_conn_t *c);
 
 /* ---- requests ---- */
 
@@ -534,10 +539,12 @@ static void on_write(uv_write_t *wreq, int status)
         conn_close(c);
         return;
     }
-    if (c->stream && c->stream->active)
+    if (c->stream && c->stream->active) {
+        stream_watch_stall(c);
         stream_after_write(c);
-    else
+    } else {
         conn_flush(c);
+    }
 }
 
 static void conn_flush(sw_http_conn_t *c)
@@ -635,6 +642,9 @@ static void on_timer(uv_timer_t *t)
     case TIMER_STREAM_START:
         stream_start_input(c);
         break;
+    case TIMER_STREAM_STALL:
+        conn_close(c);
+        break;
     default:
         break;
     }
@@ -658,6 +668,9 @@ static void conn_set_timer(sw_http_conn_t *c, timer_kind_t kind)
         break;
     case TIMER_LINGER:
         ms = LINGER_MS;
+        break;
+    case TIMER_STREAM_STALL:
+        ms = STREAM_STALL_MS;
         break;
     default:
         break;
@@ -1158,6 +1171,21 @@ static void bufs_advance(uv_buf_t *bufs, unsigned *n, size_t skip)
 
 static void on_flush(uv_prepare_t *h);
 
+/* While writes are queued, each one that completes restarts the stall timer; with none
+ * queued it is off. The start timer (upgrades) runs first and then calls this itself. */
+static void stream_watch_stall(sw_http_conn_t *c)
+{
+    if (c->timer_kind == TIMER_STREAM_START || c->state == CONN_CLOSED)
+        return;
+    if (c->writes_pending == 0) {
+        if (c->timer_kind == TIMER_STREAM_STALL)
+            conn_set_timer(c, TIMER_NONE);
+        return;
+    }
+    c->timer_kind = TIMER_STREAM_STALL;
+    uv_timer_start(&c->timer, on_timer, STREAM_STALL_MS, 0);
+}
+
 static void stream_mark_dirty(sw_http_stream_t *st)
 {
     sw_http_server_t *s = st->conn->server;
@@ -1253,6 +1281,8 @@ static void stream_flush(sw_http_stream_t *st)
         }
         c->writes_pending++;
         st->queued += w->bytes;
+        if (c->timer_kind != TIMER_STREAM_STALL)
+            stream_watch_stall(c);
     }
     st->ncork = 0;
     if (st->cork_cap > 64) {
@@ -1305,8 +1335,10 @@ static void stream_activate(sw_http_conn_t *c)
          * the call that opened the stream. */
         conn_set_timer(c, TIMER_STREAM_START);
     } else {
+        /* Read (and drop) what the peer sends, to see it go; reading may have been paused,
+         * or never restarted when the stream opened from a pipelined feed. */
         sw_buf_free(&c->pending);
-        if (c->read_paused && !c->read_eof) {
+        if (!c->read_eof) {
             c->read_paused = false;
             uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
         }
@@ -1323,10 +1355,12 @@ static void stream_start_input(sw_http_conn_t *c)
     if (pending.len && st->cbs.on_data)
         st->cbs.on_data(st, pending.base, pending.len, st->ud);
     sw_buf_free(&pending);
-    if (c->state == CONN_STREAM && c->read_paused && !c->read_eof) {
+    if (c->state == CONN_STREAM && !c->read_eof) {
         c->read_paused = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
+    if (c->timer_kind == TIMER_NONE)
+        stream_watch_stall(c);
 }
 
 static void stream_read(sw_http_conn_t *c, ssize_t nread, const uv_buf_t *buf)
@@ -1364,6 +1398,11 @@ sw_http_stream_t *sw_http_stream_open(sw_http_req_t *req, int status, const char
         return NULL;
     sw_http_conn_t *c = req->conn;
     sw_http_server_t *s = req->server;
+    if (req->head) {
+        /* The head of what a GET would stream, and no stream. */
+        req_finish(req, status == 101 ? 400 : status, content_type, NULL, 0);
+        return NULL;
+    }
     if (!c || c->state != CONN_OPEN || s->draining) {
         /* Gone, closing or shutting down: an ordinary answer (discarded if gone). */
         req->keep_alive = false;
@@ -1409,6 +1448,8 @@ int sw_http_stream_write(sw_http_stream_t *st, const void *data, size_t len)
         return -EPIPE;
     if (len == 0)
         return 0;
+    if (len > UINT32_MAX - 64)
+        return -EMSGSIZE;
     stream_cork(st, sw_shared_new(data, len), st->chunked);
     return 0;
 }

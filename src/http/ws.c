@@ -368,6 +368,10 @@ static void on_stream_writable(sw_http_stream_t *st, void *ud)
         process(ws, held.base, held.len);
         sw_buf_free(&held);
     }
+    if (ws->state == WS_CLOSING && sw_http_stream_pending(ws->st) > 0)
+        /* Our close frame is still behind data a slow reader is taking: the wait for its
+         * answer starts when it has had the chance to read it. */
+        uv_timer_start(&ws->timer, on_timer, ws->opts.close_timeout_ms, 0);
     if (ws->state == WS_OPEN && ws->cbs.on_writable)
         ws->cbs.on_writable(ws, ws->ud);
 }

@@ -8,6 +8,7 @@ Every line a watcher gets is compared with what the database stored for the depl
 import base64
 import json
 import os
+import signal
 import socket
 import struct
 import threading
@@ -553,6 +554,13 @@ def test_stream_access_is_checked_before_the_upgrade(auth, droot, dres, hello_re
         websocket.create_connection(ws_url(droot.d, path, token=other.token), timeout=10)
     assert exc.value.status_code == 401
 
+    # HEAD: the head of the stream, no body and no stream
+    r = requests.head(f"{droot.d.url}{API}/{path}", timeout=10,
+                      headers={"Authorization": f"Bearer {droot.token}",
+                               "Accept": "text/event-stream"})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+    assert r.content == b""
+
     # not a WebSocket and not SSE on a GET without Accept: NDJSON
     r = requests.get(f"{droot.d.url}{API}/{path}", stream=True, timeout=10,
                      headers={"Authorization": f"Bearer {droot.token}"})
@@ -617,3 +625,34 @@ def test_app_runtime_output_history_then_live(droot, dres, hello_repo):
     seqs = [m["data"]["seq"] for m in history + live if m["type"] == "log"]
     assert seqs == sorted(set(seqs)), seqs
     assert all(m["data"]["instance"] for m in live if m["type"] == "log")
+
+
+def test_watcher_leaving_while_its_history_is_read(auth, deploy_env, redis_factory, hello_repo):
+    """The history read outlives the watcher that asked for it: nothing may touch the gone
+    watcher when the answer comes (the sanitizer run catches a use after free)."""
+    redis_server = redis_factory()  # this test pauses it
+    d = auth.daemon(env=deploy_env, redis=redis_server)
+    droot = auth.setup_owner(d)
+    app = hello_app(Res(auth, d), droot, hello_repo)
+
+    def watchers():
+        text = requests.get(f"{d.url}/metrics", timeout=5).text
+        return float([ln for ln in text.splitlines()
+                      if ln.startswith("slipway_live_watchers ")][0].split()[1])
+
+    pid = redis_server.proc.pid
+    os.kill(pid, signal.SIGSTOP)  # the LRANGE of the history waits in Redis
+    try:
+        s = socket.create_connection((d.host, d.port), timeout=10)
+        s.sendall((f"GET {API}/apps/{app['id']}/logs/stream HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {droot.token}\r\nAccept: text/event-stream\r\n\r\n")
+                  .encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        wait_for(lambda: watchers() == 1, timeout=10, message="the watcher subscribed")
+        s.close()  # and leaves before its history came back
+        wait_for(lambda: watchers() == 0, timeout=10, message="the watcher gone")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # Redis answers in order: once this read returns, so has the stream's.
+    assert droot.get(f"apps/{app['id']}/logs").status_code == 200
+    assert d.alive()
