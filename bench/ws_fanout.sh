@@ -30,7 +30,7 @@ sw_ensure_packages "${SW_PACKAGES[@]}" "${SW_BENCH_PACKAGES[@]}" git
 if [[ -z "${SLIPWAYD:-}" ]]; then
     # -O3 turns up maybe-uninitialized warnings in src/deploy/git.c that -Werror would stop on.
     [[ -f build-bench/build.ninja ]] ||
-        meson setup build-bench -Dbuildtype=release -Dwerror=false >/dev/null
+        meson setup build-bench -Dbuildtype=release >/dev/null
     meson compile -C build-bench >/dev/null
 fi
 [[ -x "$bin" ]] || sw_die "no slipwayd at $bin"

@@ -162,6 +162,7 @@ static const char *url_host(const char *url, size_t *len)
     const char *p = strstr(url, "://"), *at;
     size_t n;
 
+    *len = 0;
     if (!p)
         return NULL;
     p += 3;

@@ -103,7 +103,7 @@ static void write_file(const char *dir, const char *name, const char *content)
     char path[PATH_MAX];
     FILE *f;
 
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    assert_true((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) < sizeof(path));
     f = fopen(path, "w");
     assert_non_null(f);
     assert_int_equal(fputs(content, f) >= 0, 1);
@@ -118,7 +118,8 @@ static const char *read_file(const char *dir, const char *name)
     size_t n = 0;
     FILE *f;
 
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+        return "";
     buf[0] = '\0';
     f = fopen(path, "r");
     if (!f)
