@@ -24,9 +24,15 @@ typedef struct {
     unsigned size; /* connections */
     uint32_t query_timeout_ms;
     uint32_t connect_timeout_ms;
-    /* Called on the loop after any connection goes up or down. */
+    /* Called on the loop after any connection goes up or down, and after a listening
+     * connection's LISTEN is confirmed. */
     void (*on_state)(sw_pg_pool_t *pool, void *payload);
     void *payload;
+    /* A listening pool (size 1 or 0 for 1): its connection runs LISTEN listen_channel (an
+     * identifier) before any query, and on_notify runs on the loop with how many
+     * notifications on that channel arrived since it last ran. */
+    const char *listen_channel;
+    void (*on_notify)(sw_pg_pool_t *pool, unsigned count, void *payload);
 } sw_pg_pool_opts_t;
 
 typedef struct {
@@ -51,6 +57,10 @@ int sw_pg_query(sw_pg_pool_t *pool, const char *sql, int nparams, const char *co
                 sw_pg_cb cb, void *payload);
 
 bool sw_pg_pool_up(const sw_pg_pool_t *pool);
+/* A listening pool: 0 while its connection is not listening (down, connecting, or LISTEN not
+ * yet confirmed), otherwise the number of the listening session, which changes every time
+ * the connection is re-established: notifications between two sessions are lost. */
+uint64_t sw_pg_pool_listen_session(const sw_pg_pool_t *pool);
 void sw_pg_pool_stats(const sw_pg_pool_t *pool, sw_pg_pool_stats_t *out);
 /* Time from sw_pg_query to each query's outcome, for slipway_pg_query_duration_seconds. */
 const sw_histogram_t *sw_pg_pool_durations(const sw_pg_pool_t *pool);

@@ -57,6 +57,7 @@ struct query {
     bool linked;     /* in the queue or an in-flight list */
     bool answered;   /* its callback is decided; a late result is discarded */
     bool delivering; /* in the delivery list */
+    bool listen;     /* the LISTEN of a listening pool's connection */
     const char *sql;
     const char **params;
     /* sql and params follow in the same allocation */
@@ -98,6 +99,7 @@ typedef struct {
     uv_timer_t timer; /* connect timeout, or reconnect backoff */
     uint32_t backoff_ms;
     bool reported_down; /* the last transition reported was down */
+    bool listening;     /* its LISTEN is confirmed; cleared when the session ends */
     query_list_t inflight;
     stmt_slot_t *stmts;
     size_t stmts_cap;
@@ -126,6 +128,11 @@ struct sw_pg_pool {
     void (*on_closed)(void *payload);
     void *closed_payload;
     sw_histogram_t durations; /* from submission to the decided outcome */
+    char *listen_channel;     /* a listening pool's channel, else NULL */
+    char *listen_sql;         /* "LISTEN <channel>" */
+    void (*on_notify)(sw_pg_pool_t *pool, unsigned count, void *payload);
+    unsigned notified;        /* notifications not yet handed to on_notify */
+    uint64_t listen_sessions; /* LISTENs confirmed so far */
 };
 
 static void conn_connect(conn_t *c);
@@ -133,6 +140,10 @@ static int conn_watch(conn_t *c, int events);
 static void on_conn_timer(uv_timer_t *t);
 static void on_deliver(uv_idle_t *h);
 static void pool_dispatch(sw_pg_pool_t *pool);
+static void pool_send(conn_t *c, query_t *q);
+static void pool_arm_deadlines(sw_pg_pool_t *pool);
+static query_t *query_new(sw_pg_pool_t *pool, const char *sql, int nparams,
+                          const char *const *params, sw_pg_cb cb, void *payload);
 
 /* ---- small helpers ---- */
 
@@ -359,6 +370,7 @@ static void conn_close(conn_t *c, int status)
     if (c->state == CONN_UP)
         pool->n_up--;
     c->state = CONN_DOWN;
+    c->listening = false;
 }
 
 static void pool_fail_queue(sw_pg_pool_t *pool, int status)
@@ -405,6 +417,13 @@ static void conn_fail(conn_t *c, int status)
     conn_down(c, status, c->pg ? PQerrorMessage(c->pg) : "connection failed", false);
 }
 
+static void on_listened(int status, sw_pg_result_t *res, void *payload)
+{
+    (void)status; /* conn_complete has acted on it already */
+    (void)res;
+    (void)payload;
+}
+
 static void conn_up(conn_t *c)
 {
     sw_pg_pool_t *pool = c->pool;
@@ -424,6 +443,16 @@ static void conn_up(conn_t *c)
     if (conn_watch(c, UV_READABLE) < 0) {
         conn_down(c, SW_EUNAVAIL, "cannot watch the socket", false);
         return;
+    }
+    if (pool->listen_sql) {
+        /* Ahead of every query: whatever runs after it is covered by the notifications. */
+        query_t *q = query_new(pool, pool->listen_sql, 0, NULL, on_listened, NULL);
+        q->listen = true;
+        pool_send(c, q);
+        if (c->state != CONN_UP)
+            return;
+        if (!uv_is_active((uv_handle_t *)&pool->deadline_timer))
+            pool_arm_deadlines(pool);
     }
     pool_dispatch(pool);
 }
@@ -504,14 +533,23 @@ static int conn_send(conn_t *c, query_t *q)
     return conn_flush(c);
 }
 
-static void conn_complete(conn_t *c, query_t *q)
+/* Returns -EPROTO when the session cannot go on: a LISTEN that failed or timed out. */
+static int conn_complete(conn_t *c, query_t *q)
 {
+    bool listen_ok = q->listen && !q->answered && q->status == 0;
+    bool listen_failed = q->listen && !listen_ok;
+
     q->linked = false;
-    if (q->answered) {
+    if (q->answered)
         query_release(q);
-        return;
+    else
+        query_answer(c->pool, q, q->status);
+    if (listen_ok) {
+        c->listening = true;
+        c->pool->listen_sessions++;
+        pool_notify(c->pool);
     }
-    query_answer(c->pool, q, q->status);
+    return listen_failed ? -EPROTO : 0;
 }
 
 /* Matches results to the in-flight FIFO. Each query yields, in order: [Parse result, NULL],
@@ -578,7 +616,8 @@ static int conn_read_results(conn_t *c)
                 return -EPROTO;
             }
             list_pop(&c->inflight);
-            conn_complete(c, q);
+            if (conn_complete(c, q) < 0)
+                return -EPROTO;
             break;
         default:
             /* an extra result inside one statement's round: only a sync would be wrong */
@@ -591,10 +630,16 @@ static int conn_read_results(conn_t *c)
         PQclear(r);
     }
 
-    /* Nobody here LISTENs, but a stray NOTIFY must not pile up in libpq. */
+    /* Counted for a listening pool; a stray one must not pile up in libpq either way. */
+    sw_pg_pool_t *pool = c->pool;
     PGnotify *n;
-    while ((n = PQnotifies(c->pg)))
+    while ((n = PQnotifies(c->pg))) {
+        if (pool->listen_channel && strcmp(n->relname, pool->listen_channel) == 0)
+            pool->notified++;
         PQfreemem(n);
+    }
+    if (pool->notified && !pool->closing)
+        uv_idle_start(&pool->deliver_idle, on_deliver);
     return 0;
 }
 
@@ -823,6 +868,12 @@ static void deliver_run(sw_pg_pool_t *pool)
         if (pool->on_state)
             pool->on_state(pool, pool->payload);
     }
+    if (pool->notified && !pool->closing) {
+        unsigned count = pool->notified;
+        pool->notified = 0;
+        if (pool->on_notify)
+            pool->on_notify(pool, count, pool->payload);
+    }
     /* Callbacks may query or even close the pool: the detached list stays ours, and the
      * pool's memory lives until its handles' close callbacks, which come after this. */
     while (list) {
@@ -847,9 +898,23 @@ static void on_deliver(uv_idle_t *h)
 
 /* ---- public ---- */
 
+/* A channel is spliced into LISTEN's text, so only a plain lower-case identifier is taken. */
+static bool channel_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    return true;
+}
+
 int sw_pg_pool_new(sw_pg_pool_t **out, uv_loop_t *loop, const sw_pg_pool_opts_t *opts)
 {
     if (!opts || !opts->conninfo || opts->size > POOL_SIZE_MAX)
+        return -EINVAL;
+    if (opts->listen_channel && (opts->size > 1 || !channel_valid(opts->listen_channel)))
         return -EINVAL;
     /* Checked here because libpq's parse errors, which would reach the log, quote the
      * string, and it may hold a password. */
@@ -868,6 +933,14 @@ int sw_pg_pool_new(sw_pg_pool_t **out, uv_loop_t *loop, const sw_pg_pool_opts_t 
         opts->connect_timeout_ms ? opts->connect_timeout_ms : CONNECT_TIMEOUT_DEFAULT_MS;
     pool->on_state = opts->on_state;
     pool->payload = opts->payload;
+    if (opts->listen_channel) {
+        pool->size = 1;
+        pool->listen_channel = sw_strdup(opts->listen_channel);
+        size_t n = strlen(opts->listen_channel) + sizeof("LISTEN ");
+        pool->listen_sql = sw_malloc(n);
+        snprintf(pool->listen_sql, n, "LISTEN %s", opts->listen_channel);
+        pool->on_notify = opts->on_notify;
+    }
     pool->rng = (uint64_t)(uintptr_t)pool ^ uv_hrtime() ^ 0x9e3779b97f4a7c15ULL;
     if (!pool->rng)
         pool->rng = 1;
@@ -903,6 +976,8 @@ static void pool_finish(sw_pg_pool_t *pool)
         stmts_clear(&pool->conns[i]);
     free(pool->conns);
     free(pool->conninfo);
+    free(pool->listen_channel);
+    free(pool->listen_sql);
     free(pool);
     if (on_closed)
         on_closed(payload);
@@ -946,12 +1021,9 @@ void sw_pg_pool_close(sw_pg_pool_t *pool, void (*on_closed)(void *payload), void
     uv_close((uv_handle_t *)&pool->deliver_idle, handle_closed);
 }
 
-int sw_pg_query(sw_pg_pool_t *pool, const char *sql, int nparams, const char *const *params,
-                sw_pg_cb cb, void *payload)
+static query_t *query_new(sw_pg_pool_t *pool, const char *sql, int nparams,
+                          const char *const *params, sw_pg_cb cb, void *payload)
 {
-    if (!pool || !sql || !cb || nparams < 0 || nparams > PARAMS_MAX || (nparams && !params))
-        return -EINVAL;
-
     /* one allocation: the query, its parameter array, the SQL text, the parameter texts */
     size_t sql_len = strlen(sql) + 1;
     size_t size = sizeof(query_t) + (size_t)nparams * sizeof(char *) + sql_len;
@@ -980,7 +1052,16 @@ int sw_pg_query(sw_pg_pool_t *pool, const char *sql, int nparams, const char *co
     q->hash = fnv1a(sql);
     q->deadline = uv_now(pool->loop) + pool->query_timeout_ms;
     q->start_ns = sw_now_ns();
+    return q;
+}
 
+int sw_pg_query(sw_pg_pool_t *pool, const char *sql, int nparams, const char *const *params,
+                sw_pg_cb cb, void *payload)
+{
+    if (!pool || !sql || !cb || nparams < 0 || nparams > PARAMS_MAX || (nparams && !params))
+        return -EINVAL;
+
+    query_t *q = query_new(pool, sql, nparams, params, cb, payload);
     if (pool->closing) {
         query_answer(pool, q, SW_ECANCELED);
         return 0;
@@ -1012,6 +1093,13 @@ const sw_histogram_t *sw_pg_pool_durations(const sw_pg_pool_t *pool)
 bool sw_pg_pool_up(const sw_pg_pool_t *pool)
 {
     return pool && !pool->closing && pool->n_up > 0;
+}
+
+uint64_t sw_pg_pool_listen_session(const sw_pg_pool_t *pool)
+{
+    if (!pool || pool->closing || !pool->listen_channel || !pool->conns[0].listening)
+        return 0;
+    return pool->listen_sessions;
 }
 
 void sw_pg_pool_stats(const sw_pg_pool_t *pool, sw_pg_pool_stats_t *out)
