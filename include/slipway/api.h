@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "slipway/auth.h"
+#include "slipway/cache.h"
 #include "slipway/config.h"
 #include "slipway/crypto.h"
 #include "slipway/json.h"
@@ -60,6 +61,17 @@ struct sw_api {
     sw_health_check_t redis_check;
     uv_timer_t health_timer;
 
+    /* The read cache (SLIPWAY_READ_CACHE): project lookups of GET requests, emptied by
+     * notifications from PostgreSQL triggers and by this process's own writes. NULL when off. */
+    sw_cache_t *read_cache;
+    sw_pg_pool_t *listen_pg;    /* one connection LISTENing for those notifications */
+    uv_timer_t read_cache_ping; /* proves the listener's connection still answers */
+    bool ping_in_flight;
+    unsigned ping_misses;         /* ticks a ping stayed unanswered; reset by an answer */
+    uint64_t read_cache_session;  /* the listening session the cache was emptied for */
+    bool read_cache_usable;       /* as of the last check */
+    uint64_t read_cache_notified; /* notifications received */
+
     bool migrated;
     bool migrating;
     unsigned migrate_attempts;
@@ -85,6 +97,8 @@ typedef struct {
     int resolve_status;        /* of the credential lookup: 0, -ENOENT, or a backend error */
     const char *resource_json; /* the project-scoped resource as the access check read it */
     sw_iov_t token;            /* the credential offered, if any */
+    const char *cache_key;     /* a cacheable project lookup under way: its read cache key */
+    uint64_t cache_generation; /* the read cache's generation when that lookup started */
     bool limit_checked;
     uint64_t limit_remaining, limit_reset_ms; /* the tighter rate-limit bucket so far */
 } sw_api_req_t;

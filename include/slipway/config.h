@@ -62,6 +62,7 @@ typedef struct {
     uint32_t pg_connect_timeout_ms;
     uint32_t redis_timeout_ms;
     uint32_t health_interval_ms;
+    bool read_cache; /* the per-process cache of authorised reads */
 } sw_config_t;
 
 /* Error text for the user, filled on failure. */

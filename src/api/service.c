@@ -14,6 +14,14 @@
 
 #define MIGRATE_RETRY_MAX_MS 10000
 
+/* The read cache: its bounds, the channel sql/005_read_cache.sql notifies, and how often the
+ * listener's connection must prove it is alive (two unanswered pings: the cache stops). */
+#define READ_CACHE_ENTRIES     10000
+#define READ_CACHE_BYTES       (16u << 20)
+#define READ_CACHE_CHANNEL     "slipway_read_cache"
+#define READ_CACHE_PING_MS     1000
+#define READ_CACHE_PING_MISSES 2
+
 static const char unmatched_route[] = "unmatched";
 
 /* ---- the request path: route, identify, authorise, check origin, handle ---- */
@@ -95,8 +103,115 @@ static bool origin_allowed(sw_api_t *api, sw_http_req_t *req)
     return false;
 }
 
+/* ---- the read cache ---- */
+
+/* Whether the cache may answer and store now: the listener is in the session the cache was
+ * last emptied for, and its connection answers pings. Any change of either empties the cache
+ * and moves its generation on, since notifications may have been missed meanwhile. */
+static bool read_cache_check(sw_api_t *api)
+{
+    if (!api->read_cache)
+        return false;
+    uint64_t session = sw_pg_pool_listen_session(api->listen_pg);
+    bool usable = session != 0 && api->ping_misses < READ_CACHE_PING_MISSES;
+    if (session != api->read_cache_session || usable != api->read_cache_usable) {
+        sw_cache_invalidate(api->read_cache);
+        api->read_cache_session = session;
+        if (usable != api->read_cache_usable)
+            sw_log_kv(usable ? SW_LOG_INFO : SW_LOG_WARN, NULL,
+                      usable ? "read cache on" : "read cache off: its PostgreSQL listener is down",
+                      NULL);
+        api->read_cache_usable = usable;
+    }
+    return usable;
+}
+
+static void on_listen_state(sw_pg_pool_t *pool, void *payload)
+{
+    (void)pool;
+    read_cache_check(payload);
+}
+
+static void on_read_cache_notify(sw_pg_pool_t *pool, unsigned count, void *payload)
+{
+    sw_api_t *api = payload;
+    (void)pool;
+    api->read_cache_notified += count;
+    sw_cache_invalidate(api->read_cache);
+}
+
+/* The ping asks the session what it listens to: an answer without the channel counts as none. */
+static void on_ping(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_api_t *api = payload;
+    bool listening = false;
+    for (int i = 0; status == 0 && i < sw_pg_result_rows(res); i++) {
+        const char *channel = sw_pg_result_value(res, i, 0);
+        listening |= channel && strcmp(channel, READ_CACHE_CHANNEL) == 0;
+    }
+    api->ping_in_flight = false;
+    api->ping_misses = listening ? 0 : READ_CACHE_PING_MISSES;
+    if (!api->stopping)
+        read_cache_check(api);
+}
+
+static void on_ping_timer(uv_timer_t *t)
+{
+    sw_api_t *api = sw_container_of(t, sw_api_t, read_cache_ping);
+    if (api->ping_in_flight) {
+        api->ping_misses++;
+        read_cache_check(api);
+        return;
+    }
+    api->ping_in_flight = true;
+    sw_pg_query(api->listen_pg, "SELECT pg_listening_channels()", 0, NULL, on_ping, api);
+}
+
+/* A cached lookup: [role digit][project id][J and the resource's JSON, or -]. */
+static sw_iov_t lookup_encode(sw_arena_t *arena, const char *project_id,
+                              sw_project_role_t member_role, const char *json)
+{
+    size_t jlen = json ? strlen(json) : 0;
+    size_t len = 1 + SW_UUID_LEN + 1 + jlen;
+    char *v = sw_arena_alloc(arena, len);
+    v[0] = (char)('0' + member_role);
+    memcpy(v + 1, project_id, SW_UUID_LEN);
+    v[1 + SW_UUID_LEN] = json ? 'J' : '-';
+    if (jlen)
+        memcpy(v + 2 + SW_UUID_LEN, json, jlen);
+    return (sw_iov_t){v, len};
+}
+
+static void project_found(sw_api_t *api, sw_http_req_t *req, const char *project_id,
+                          sw_project_role_t member_role, const char *json);
+
+/* Answers from the cache when it holds the lookup; false when the query must run. */
+static bool lookup_cached(sw_api_t *api, sw_http_req_t *req, sw_iov_t key)
+{
+    sw_iov_t v;
+    if (!sw_cache_get(api->read_cache, key, &v))
+        return false;
+    if (v.len < 2 + SW_UUID_LEN || v.base[0] < '0' || v.base[0] >= '0' + SW_PROJECT_ROLE_MAX) {
+        sw_cache_invalidate(api->read_cache); /* never written by lookup_encode */
+        return false;
+    }
+    /* Copied out first: the handler may change the cache. */
+    char project_id[SW_UUID_LEN + 1];
+    memcpy(project_id, v.base + 1, SW_UUID_LEN);
+    project_id[SW_UUID_LEN] = '\0';
+    const char *json = NULL;
+    if (v.base[1 + SW_UUID_LEN] == 'J')
+        json = sw_arena_iovdup(&req->arena,
+                               (sw_iov_t){v.base + 2 + SW_UUID_LEN, v.len - 2 - SW_UUID_LEN})
+                   .base;
+    project_found(api, req, project_id, (sw_project_role_t)(v.base[0] - '0'), json);
+    return true;
+}
+
 /* ---- project-scoped routes: find the resource's project and the caller's role in it ---- */
 
+/* The read cache keeps these answers: every table they read (through the sw_*_json functions
+ * too) must notify slipway_read_cache on change, as sql/005_read_cache.sql sets up. */
 static const char *const project_lookup_sql[SW_FROM_MAX] = {
     [SW_FROM_PROJECT] = "SELECT p.id, m.role, sw_project_json(p) FROM projects p LEFT JOIN "
                         "project_members m ON m.project_id = p.id AND m.user_id = $2 "
@@ -136,28 +251,16 @@ static void not_found(sw_http_req_t *req)
     sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", msg, NULL);
 }
 
-static void on_project(int status, sw_pg_result_t *res, void *payload)
+static void project_found(sw_api_t *api, sw_http_req_t *req, const char *project_id,
+                          sw_project_role_t member_role, const char *json)
 {
-    sw_http_req_t *req = payload;
     sw_api_req_t *ctx = sw_api_req(req);
-    sw_api_t *api = ctx->state;
     const sw_route_t *route = req->route;
-    ctx->state = NULL;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
-        return;
-    }
-    if (sw_pg_result_rows(res) != 1) {
-        not_found(req);
-        return;
-    }
-    snprintf(ctx->project_id, sizeof(ctx->project_id), "%s", sw_pg_result_value(res, 0, 0));
+    snprintf(ctx->project_id, sizeof(ctx->project_id), "%s", project_id);
     /* The resource itself rides along, so a plain GET needs no second query. */
-    if (sw_pg_result_cols(res) > 2 && sw_pg_result_value(res, 0, 2))
-        ctx->resource_json = sw_arena_strdup(&req->arena, sw_pg_result_value(res, 0, 2));
-    ctx->project_role = sw_api_is_instance_admin(&ctx->principal)
-                            ? SW_PROJECT_ADMIN
-                            : sw_project_role_parse(sw_pg_result_value(res, 0, 1));
+    if (json)
+        ctx->resource_json = json;
+    ctx->project_role = sw_api_is_instance_admin(&ctx->principal) ? SW_PROJECT_ADMIN : member_role;
     if (ctx->project_role == SW_PROJECT_NONE) {
         not_found(req); /* a project the caller is not part of does not exist for them */
         return;
@@ -171,6 +274,32 @@ static void on_project(int status, sw_pg_result_t *res, void *payload)
         return;
     }
     route->handler(req, api);
+}
+
+static void on_project(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_http_req_t *req = payload;
+    sw_api_req_t *ctx = sw_api_req(req);
+    sw_api_t *api = ctx->state;
+    ctx->state = NULL;
+    if (status != 0) {
+        sw_api_db_error(req, status, res);
+        return;
+    }
+    if (sw_pg_result_rows(res) != 1) {
+        not_found(req);
+        return;
+    }
+    const char *project_id = sw_pg_result_value(res, 0, 0);
+    sw_project_role_t member_role = sw_project_role_parse(sw_pg_result_value(res, 0, 1));
+    const char *json = NULL;
+    if (sw_pg_result_cols(res) > 2 && sw_pg_result_value(res, 0, 2))
+        json = sw_arena_strdup(&req->arena, sw_pg_result_value(res, 0, 2));
+    /* Stored only when no invalidation came while the query ran: its rows may predate it. */
+    if (ctx->cache_key && project_id && strlen(project_id) == SW_UUID_LEN && read_cache_check(api))
+        sw_cache_put(api->read_cache, ctx->cache_generation, sw_iov_from_cstr(ctx->cache_key),
+                     lookup_encode(&req->arena, project_id, member_role, json));
+    project_found(api, req, project_id ? project_id : "", member_role, json);
 }
 
 static void project_lookup(sw_api_t *api, sw_http_req_t *req)
@@ -206,6 +335,17 @@ static void project_lookup(sw_api_t *api, sw_http_req_t *req)
         }
         memcpy(id, param.base, SW_UUID_LEN);
         id[SW_UUID_LEN] = '\0';
+    }
+    /* GET and HEAD may be answered from the read cache, keyed by who asks about what. */
+    if (api->read_cache && (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0) &&
+        route->access.project_from != SW_FROM_BODY_ENV && ctx->principal.user_id[0] &&
+        read_cache_check(api)) {
+        char *key = sw_arena_printf(&req->arena, "%s %u %s", ctx->principal.user_id,
+                                    (unsigned)route->access.project_from, id);
+        if (lookup_cached(api, req, sw_iov_from_cstr(key)))
+            return;
+        ctx->cache_key = key;
+        ctx->cache_generation = sw_cache_generation(api->read_cache);
     }
     const char *params[] = {id, ctx->principal.user_id};
     ctx->state = api;
@@ -383,6 +523,12 @@ static void on_response(sw_http_req_t *req, void *payload)
         json_decref(ctx->body);
         ctx->body = NULL;
     }
+    /* Read-your-writes: whatever this process changed is never answered from the cache
+     * afterwards, without waiting for the notification. Only requests refused before any
+     * handler ran (401, 429) are sure to have changed nothing. */
+    if (api->read_cache && req->route && req->method && !is_safe_method(req->method) &&
+        req->status != 401 && req->status != 429)
+        sw_cache_invalidate(api->read_cache);
     double secs = (double)(sw_now_ns() - req->start_ns) / 1e9;
     const char *route = req->route_pattern ? req->route_pattern : unmatched_route;
     sw_metrics_http_observe(api->metrics, route, req->method ? req->method : "UNKNOWN", req->status,
@@ -555,6 +701,73 @@ static void collect_backends(sw_buf_t *out, void *payload)
                         "");
 }
 
+static void collect_read_cache(sw_buf_t *out, void *payload)
+{
+    sw_api_t *api = payload;
+    sw_cache_stats_t st = {0};
+    bool up = read_cache_check(api);
+    if (api->read_cache)
+        sw_cache_stats(api->read_cache, &st);
+    sw_buf_printf(out,
+                  "# HELP slipway_read_cache_hits_total Project lookups answered from the read "
+                  "cache.\n"
+                  "# TYPE slipway_read_cache_hits_total counter\n"
+                  "slipway_read_cache_hits_total %llu\n"
+                  "# HELP slipway_read_cache_misses_total Project lookups the read cache did not "
+                  "hold while it was on.\n"
+                  "# TYPE slipway_read_cache_misses_total counter\n"
+                  "slipway_read_cache_misses_total %llu\n"
+                  "# HELP slipway_read_cache_invalidations_total Times the read cache was "
+                  "emptied: a notification, a write here, the listener's state.\n"
+                  "# TYPE slipway_read_cache_invalidations_total counter\n"
+                  "slipway_read_cache_invalidations_total %llu\n"
+                  "# HELP slipway_read_cache_notifications_total Change notifications received "
+                  "from PostgreSQL.\n"
+                  "# TYPE slipway_read_cache_notifications_total counter\n"
+                  "slipway_read_cache_notifications_total %llu\n"
+                  "# HELP slipway_read_cache_evictions_total Entries dropped to stay within the "
+                  "bounds.\n"
+                  "# TYPE slipway_read_cache_evictions_total counter\n"
+                  "slipway_read_cache_evictions_total %llu\n"
+                  "# HELP slipway_read_cache_entries Entries in the read cache.\n"
+                  "# TYPE slipway_read_cache_entries gauge\n"
+                  "slipway_read_cache_entries %zu\n"
+                  "# HELP slipway_read_cache_bytes Bytes the read cache holds.\n"
+                  "# TYPE slipway_read_cache_bytes gauge\n"
+                  "slipway_read_cache_bytes %zu\n"
+                  "# HELP slipway_read_cache_up Whether the read cache answers (on, and its "
+                  "listener up).\n"
+                  "# TYPE slipway_read_cache_up gauge\n"
+                  "slipway_read_cache_up %d\n",
+                  (unsigned long long)st.hits, (unsigned long long)st.misses,
+                  (unsigned long long)st.invalidations,
+                  (unsigned long long)api->read_cache_notified, (unsigned long long)st.evictions,
+                  st.entries, st.bytes, up ? 1 : 0);
+}
+
+/* The cache and the connection that LISTENs for what empties it. */
+static int read_cache_start(sw_api_t *api)
+{
+    const sw_config_t *cfg = api->cfg;
+    sw_pg_pool_opts_t lo = {
+        .conninfo = cfg->database_url,
+        .size = 1,
+        .query_timeout_ms = cfg->pg_query_timeout_ms,
+        .connect_timeout_ms = cfg->pg_connect_timeout_ms,
+        .on_state = on_listen_state,
+        .payload = api,
+        .listen_channel = READ_CACHE_CHANNEL,
+        .on_notify = on_read_cache_notify,
+    };
+    int r = sw_pg_pool_new(&api->listen_pg, api->loop, &lo);
+    if (r != 0)
+        return r;
+    api->read_cache = sw_cache_new(READ_CACHE_ENTRIES, READ_CACHE_BYTES);
+    uv_timer_init(api->loop, &api->read_cache_ping);
+    uv_timer_start(&api->read_cache_ping, on_ping_timer, READ_CACHE_PING_MS, READ_CACHE_PING_MS);
+    return 0;
+}
+
 int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigned worker_index)
 {
     char err[256];
@@ -640,7 +853,16 @@ int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigne
     };
     sw_http_server_new(&api->http, loop, &ho);
 
+    if (cfg->read_cache && cfg->role != SW_NODE_WORKER) {
+        r = read_cache_start(api);
+        if (r != 0) {
+            sw_log_kv(SW_LOG_ERROR, NULL, "cannot start the read cache's listener", "error",
+                      sw_strerror(r), NULL);
+            return r;
+        }
+    }
     sw_metrics_add_collector(api->metrics, collect_backends, api);
+    sw_metrics_add_collector(api->metrics, collect_read_cache, api);
     sw_metrics_add_collector(api->metrics, sw_api_live_metrics, api);
     sw_metrics_add_collector(api->metrics, sw_metrics_process, NULL);
 
@@ -697,6 +919,8 @@ static void closed_one(sw_api_t *api)
     sw_metrics_free(api->metrics);
     api->metrics = NULL;
     sw_buf_free(&api->openapi);
+    sw_cache_free(api->read_cache);
+    api->read_cache = NULL;
     if (api->on_stopped)
         api->on_stopped(api);
 }
@@ -758,6 +982,13 @@ static void close_backends(sw_api_t *api)
     /* The drain closed every stream, so no watcher is left; the worker has stopped. */
     sw_hub_free(api->hub);
     api->hub = NULL;
+    if (api->listen_pg) {
+        api->closes_pending += 2;
+        api->read_cache_ping.data = api;
+        uv_close((uv_handle_t *)&api->read_cache_ping, on_handle_closed);
+        sw_pg_pool_close(api->listen_pg, on_backend_closed, api);
+        api->listen_pg = NULL;
+    }
     sw_auth_free(api->auth);
     api->auth = NULL;
     sw_ratelimit_free(api->login_by_address);
@@ -781,6 +1012,8 @@ void sw_api_stop(sw_api_t *api, void (*on_stopped)(sw_api_t *api))
     uv_timer_stop(&api->health_timer);
     uv_timer_stop(&api->metrics_timer);
     uv_timer_stop(&api->migrate_timer);
+    if (api->listen_pg)
+        uv_timer_stop(&api->read_cache_ping);
     sw_log(SW_LOG_INFO, NULL, "draining");
     /* A migration on the threadpool cannot be interrupted; the loop waits for it. */
     sw_http_server_drain(api->http);

@@ -106,6 +106,8 @@ static const opt_t options[] = {
      "time a Redis command or connection attempt may take"},
     {"health-interval-ms", OPT_U32, O(health_interval_ms), "1000", 50, 600000,
      "how often the background health checks run"},
+    {"read-cache", OPT_BOOL, O(read_cache), "on", 0, 0,
+     "cache authorised reads per process, emptied by PostgreSQL notifications (on or off)"},
 };
 
 static const char *const role_names[SW_NODE_ROLE_MAX] = {"all", "api", "worker"};
