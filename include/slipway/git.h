@@ -55,6 +55,7 @@ typedef struct {
 typedef struct {
     char commit_hash[41];
     char commit_message[1024]; /* first 1023 bytes of the message */
+    char commit_author[256];   /* "Name <email>", cut at a character boundary */
 } sw_git_result_t;
 
 /* Progress on the loop thread: objects received so far out of total (total 0: unknown). */

@@ -830,22 +830,35 @@ out:
     return r;
 }
 
-static void fill_result(sw_git_job_t *job, const git_commit *commit)
+/* Copies src into dst (size bytes), cut short of a partial UTF-8 sequence: it ends up in
+ * JSON. */
+static void copy_text(char *dst, size_t size, const char *src)
 {
-    sw_git_result_t *res = &job->result;
-    const char *msg = git_commit_message(commit);
-    size_t n = msg ? strlen(msg) : 0;
+    size_t n = src ? strlen(src) : 0;
 
-    git_oid_tostr(res->commit_hash, sizeof(res->commit_hash), git_commit_id(commit));
-    if (n > sizeof(res->commit_message) - 1) {
-        n = sizeof(res->commit_message) - 1;
-        /* Never half a UTF-8 sequence: the message ends up in JSON. */
-        while (n > 0 && ((unsigned char)msg[n] & 0xc0) == 0x80)
+    if (n > size - 1) {
+        n = size - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
             n--;
     }
     if (n)
-        memcpy(res->commit_message, msg, n);
-    res->commit_message[n] = '\0';
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void fill_result(sw_git_job_t *job, const git_commit *commit)
+{
+    sw_git_result_t *res = &job->result;
+    const git_signature *who = git_commit_author(commit);
+    char author[512];
+
+    git_oid_tostr(res->commit_hash, sizeof(res->commit_hash), git_commit_id(commit));
+    copy_text(res->commit_message, sizeof(res->commit_message), git_commit_message(commit));
+    author[0] = '\0';
+    if (who)
+        snprintf(author, sizeof(author), "%.200s <%.200s>", who->name ? who->name : "",
+                 who->email ? who->email : "");
+    copy_text(res->commit_author, sizeof(res->commit_author), author);
 }
 
 static void job_work(uv_work_t *req)

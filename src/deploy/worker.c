@@ -1096,11 +1096,11 @@ static void on_fetched(int status, const sw_git_result_t *res, const char *error
         run_fail(r, "clone failed: %s", error && *error ? error : sw_strerror(status));
         return;
     }
-    const char *params[] = {r->id, res->commit_hash, res->commit_message};
+    const char *params[] = {r->id, res->commit_hash, res->commit_message, res->commit_author};
     sw_pg_query(r->w->pg,
-                "UPDATE deployments SET commit_hash = $2, commit_message = $3, updated_at = now() "
-                "WHERE id = $1",
-                3, params, ignore_pg, NULL);
+                "UPDATE deployments SET commit_hash = $2, commit_message = $3, "
+                "commit_author = $4, updated_at = now() WHERE id = $1",
+                4, params, ignore_pg, NULL);
     run_system(r, "checked out %.12s", res->commit_hash);
     build(r);
 }

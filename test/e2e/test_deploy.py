@@ -74,6 +74,7 @@ def test_deploy_succeeds_and_serves(droot, dres, hello_repo):
 
     assert done["commit_hash"] == hello_repo.head(), done
     assert done["commit_message"].strip() == "hello v1", done
+    assert done["commit_author"] == "Slipway Test <test@example.com>", done
     assert done["queue_position"] is None, done
     started, finished = parse_ts(done["started_at"]), parse_ts(done["finished_at"])
     assert parse_ts(done["created_at"]) <= started <= finished, done

@@ -75,6 +75,16 @@ def attempts(b, wa, wb, a):
         ("POST", f"apps/{aid}/start", None),
         ("POST", f"apps/{aid}/restart", None),
         ("POST", f"apps/{aid}/stop", None),
+        ("GET", f"apps/{aid}/logs", None),
+        ("GET", f"apps/{aid}/logs/stream", None),
+        ("GET", f"apps/{aid}/deploy-key", None),
+        ("POST", f"apps/{aid}/deploy-key", None),
+        ("GET", f"apps/{aid}/known-hosts", None),
+        ("PUT", f"apps/{aid}/known-hosts",
+         {"known_hosts": ["evil.example ssh-ed25519 "
+                          "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"]}),
+        ("GET", f"apps/{aid}/hook", None),
+        ("POST", f"apps/{aid}/hook/rotate", None),
     ]
 
 
