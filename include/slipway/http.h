@@ -47,7 +47,7 @@ struct sw_http_req {
     uint32_t nheaders, headers_cap;
     sw_buf_t body;
     bool keep_alive;
-    bool head; /* HEAD: respond without the body */
+    bool head;    /* HEAD: respond without the body */
     bool upgrade; /* asked for a protocol upgrade (Connection: upgrade) */
     char request_id[65];
     char client_addr[48]; /* the peer's IP address, without the port */
@@ -160,10 +160,11 @@ typedef struct {
 #define SW_HTTP_STREAM_LOW_WATER (16u * 1024u)
 
 /* Answers req with status, content_type (may be NULL) and the headers added so far, and
- * turns the connection into a stream (a HEAD request gets the head alone, and NULL). The request is finished by this call (do not respond
- * to it again; its arena is released on the next loop iteration). Returns NULL when the
- * connection is already gone; then nothing was sent and no callback will come. If earlier
- * pipelined responses are still unwritten, the stream's bytes queue behind them. */
+ * turns the connection into a stream (a HEAD request gets the head alone, and NULL). The request is
+ * finished by this call (do not respond to it again; its arena is released on the next loop
+ * iteration). Returns NULL when the connection is already gone; then nothing was sent and no
+ * callback will come. If earlier pipelined responses are still unwritten, the stream's bytes queue
+ * behind them. */
 sw_http_stream_t *sw_http_stream_open(sw_http_req_t *req, int status, const char *content_type,
                                       unsigned flags, const sw_http_stream_cbs_t *cbs, void *ud);
 /* Queues bytes (copied); they go out together with the stream's other writes of this loop

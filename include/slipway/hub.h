@@ -46,16 +46,15 @@ typedef enum {
 typedef struct sw_hub_msg {
     uint32_t refs;
     sw_hub_type_t type;
-    long long seq;                       /* 0 when the message has none */
-    sw_shared_t *json;                   /* the JSON object, no trailing newline */
-    sw_shared_t *enc[SW_HUB_ENC_MAX];    /* made on first use */
+    long long seq;                    /* 0 when the message has none */
+    sw_shared_t *json;                /* the JSON object, no trailing newline */
+    sw_shared_t *enc[SW_HUB_ENC_MAX]; /* made on first use */
 } sw_hub_msg_t;
 
 /* A message with one reference; json is copied. */
 sw_hub_msg_t *sw_hub_msg_new(sw_hub_type_t type, long long seq, const char *json, size_t len);
 /* {"type":..., "timestamp": now, "data": <data_json>} as a message. */
-sw_hub_msg_t *sw_hub_msg_make(sw_hub_type_t type, long long seq, const char *data_json,
-                              size_t len);
+sw_hub_msg_t *sw_hub_msg_make(sw_hub_type_t type, long long seq, const char *data_json, size_t len);
 sw_hub_msg_t *sw_hub_msg_ref(sw_hub_msg_t *m);
 void sw_hub_msg_unref(sw_hub_msg_t *m);
 /* The message in the given encoding (made once, then cached); borrowed. */
@@ -90,10 +89,10 @@ typedef struct {
 } sw_hub_opts_t;
 
 typedef struct {
-    uint64_t watchers;         /* now */
-    uint64_t topics;           /* now, with at least one local watcher */
-    uint64_t published;        /* messages published on this process */
-    uint64_t relayed_in;       /* messages received from other processes */
+    uint64_t watchers;                /* now */
+    uint64_t topics;                  /* now, with at least one local watcher */
+    uint64_t published;               /* messages published on this process */
+    uint64_t relayed_in;              /* messages received from other processes */
     uint64_t sent[SW_HUB_ENC_MAX];    /* messages handed to transports, per encoding */
     uint64_t dropped[SW_HUB_ENC_MAX]; /* messages dropped from full queues, per encoding */
 } sw_hub_stats_t;

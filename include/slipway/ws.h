@@ -31,8 +31,8 @@ typedef struct {
 } sw_ws_cbs_t;
 
 typedef struct {
-    uint64_t connections;   /* open now */
-    uint64_t frames_sent;   /* data frames written, total */
+    uint64_t connections; /* open now */
+    uint64_t frames_sent; /* data frames written, total */
     uint64_t protocol_errors;
 } sw_ws_stats_t;
 

@@ -57,16 +57,16 @@ typedef struct live {
     unsigned refs; /* the transport, the timer, a query in flight */
     bool closed;   /* the transport is gone */
     bool querying;
-    bool wait_room;  /* the next page waits for the transport to drain */
-    bool lag_reset;  /* after a lagged message, the next line may skip ahead */
-    bool end_ready;  /* the final catch-up is done: `end` may go */
+    bool wait_room;   /* the next page waits for the transport to drain */
+    bool lag_reset;   /* after a lagged message, the next line may skip ahead */
+    bool end_ready;   /* the final catch-up is done: `end` may go */
     bool final_asked; /* a read started after the deployment ended */
-    bool ending;     /* `end` was sent: finish the transport */
+    bool ending;      /* `end` was sent: finish the transport */
     uint64_t gap_since_ms;
     uv_timer_t timer;
-    unsigned history;      /* app streams: how many stored lines to replay */
-    uint64_t poll_at;      /* the next status check */
-    long long *hist;       /* app streams: the seqs the history replayed, sorted */
+    unsigned history; /* app streams: how many stored lines to replay */
+    uint64_t poll_at; /* the next status check */
+    long long *hist;  /* app streams: the seqs the history replayed, sorted */
     unsigned nhist;
     uint64_t keepalive_at; /* SSE */
 } live_t;
@@ -452,8 +452,7 @@ static void app_history(live_t *l)
     const char *argv[] = {"LRANGE", key, from, "-1"};
     l->refs++;
     l->querying = true;
-    if (l->history == 0 ||
-        sw_redis_command(l->api->redis, on_app_history, l, 4, argv, NULL) != 0) {
+    if (l->history == 0 || sw_redis_command(l->api->redis, on_app_history, l, 4, argv, NULL) != 0) {
         l->querying = false;
         live_unref(l);
         l->phase = PHASE_LIVE;
@@ -575,9 +574,12 @@ static live_t *live_open(sw_api_t *api, sw_http_req_t *req, topic_kind_t kind, c
     l->kind = kind;
     snprintf(l->id, sizeof(l->id), "%s", id);
     snprintf(l->topic, sizeof(l->topic), "%s:%s",
-             kind == TOPIC_DEPLOYMENT ? "deployment" : kind == TOPIC_APP ? "app" : "system", id);
-    l->transport = ndjson_only                      ? LIVE_NDJSON
-                   : sw_ws_requested(req)           ? LIVE_WS
+             kind == TOPIC_DEPLOYMENT ? "deployment"
+             : kind == TOPIC_APP      ? "app"
+                                      : "system",
+             id);
+    l->transport = ndjson_only                         ? LIVE_NDJSON
+                   : sw_ws_requested(req)              ? LIVE_WS
                    : accepts(req, "text/event-stream") ? LIVE_SSE
                                                        : LIVE_NDJSON;
     if (l->transport == LIVE_WS) {
@@ -596,8 +598,7 @@ static live_t *live_open(sw_api_t *api, sw_http_req_t *req, topic_kind_t kind, c
         bool sse = l->transport == LIVE_SSE;
         sw_http_add_header(req, "Cache-Control", "no-cache");
         sw_http_add_header(req, "X-Accel-Buffering", "no");
-        l->st = sw_http_stream_open(req, 200,
-                                    sse ? "text/event-stream" : "application/x-ndjson",
+        l->st = sw_http_stream_open(req, 200, sse ? "text/event-stream" : "application/x-ndjson",
                                     SW_HTTP_STREAM_CHUNKED, &stream_cbs, l);
         if (!l->st) {
             free(l);
@@ -811,8 +812,7 @@ void sw_api_system_metrics_stream(sw_http_req_t *req, void *ctx)
     sw_hub_watcher_resume(l->w);
     if (!uv_is_active((uv_handle_t *)&api->metrics_timer)) {
         on_metrics_timer(&api->metrics_timer); /* the first sample now, the rates a second on */
-        uv_timer_start(&api->metrics_timer, on_metrics_timer, METRICS_EVERY_MS,
-                       METRICS_EVERY_MS);
+        uv_timer_start(&api->metrics_timer, on_metrics_timer, METRICS_EVERY_MS, METRICS_EVERY_MS);
     }
 }
 
@@ -859,11 +859,9 @@ void sw_api_live_metrics(sw_buf_t *out, void *payload)
                   "processes.\n"
                   "# TYPE slipway_live_relayed_total counter\n"
                   "slipway_live_relayed_total %llu\n",
-                  (unsigned long long)ws.connections,
-                  (unsigned long long)hs.sent[SW_HUB_ENC_WS],
+                  (unsigned long long)ws.connections, (unsigned long long)hs.sent[SW_HUB_ENC_WS],
                   (unsigned long long)hs.dropped[SW_HUB_ENC_WS], (unsigned long long)sse_open,
                   (unsigned long long)hs.sent[SW_HUB_ENC_SSE],
-                  (unsigned long long)hs.dropped[SW_HUB_ENC_SSE],
-                  (unsigned long long)ndjson_open, (unsigned long long)hs.watchers,
-                  (unsigned long long)hs.relayed_in);
+                  (unsigned long long)hs.dropped[SW_HUB_ENC_SSE], (unsigned long long)ndjson_open,
+                  (unsigned long long)hs.watchers, (unsigned long long)hs.relayed_in);
 }

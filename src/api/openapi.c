@@ -420,43 +420,44 @@ static const struct {
      "components/"
      "schemas/AuditEntry\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pagination\"}},\"requ"
      "ired\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
-    {"Deployment", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":"
-                   "\"uuid\"},\"app_id\":{\"typ"
-                   "e\":\"string\",\"format\":\"uuid\"},\"project_id\":{\"type\":\"string\","
-                   "\"format\":\"uuid\"},\"deploym"
-                   "ent_number\":{\"type\":\"integer\"},\"status\":{\"enum\":[\"pending\","
-                   "\"building\",\"deploying\",\"s"
-                   "uccess\",\"failed\",\"cancelled\",\"rolled_back\"]},\"stage\":{\"enum\":["
-                   "\"queued\",\"cloning_repo"
-                   "\",\"building_image\",\"starting_new\",\"health_check\",\"switching_traffic\","
-                   "\"stopping_old\","
-                   "\"completed\"]},\"progress\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":"
-                   "100},\"ref\":{\"type\":"
-                   "\"string\"},\"commit_sha\":{\"type\":\"string\"},\"commit_hash\":{\"type\":"
-                   "\"string\"},\"commit_mes"
-                   "sage\":{\"type\":\"string\"},\"commit_author\":{\"type\":\"string\","
-                   "\"description\":\"Name <email>, when a push hook reported it\"},"
-                   "\"error_message\":{\"oneOf\":[{\"type\":"
-                   "\"string\"},{\"type\":\"null\"}]"
-                   "},\"rolled_back_from\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"uuid\"},{"
-                   "\"type\":\"null\"}]},\""
-                   "is_active\":{\"type\":\"boolean\"},\"node_id\":{\"oneOf\":[{\"type\":"
-                   "\"string\"},{\"type\":\"null\"}]"
-                   "},\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"},\"started_at\":"
-                   "{\"oneOf\":[{\"type\""
-                   ":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}]},\"finished_at\":{"
-                   "\"oneOf\":[{\"type\":\"s"
-                   "tring\",\"format\":\"date-time\"},{\"type\":\"null\"}]},\"duration\":{"
-                   "\"oneOf\":[{\"type\":\"number\""
-                   "},{\"type\":\"null\"}]},\"queue_position\":{\"oneOf\":[{\"type\":\"integer\"},{"
-                   "\"type\":\"null\"}]}}"
-                   ",\"required\":[\"id\",\"app_id\",\"project_id\",\"deployment_number\","
-                   "\"status\",\"stage\",\"progre"
-                   "ss\",\"ref\",\"commit_sha\",\"commit_hash\",\"commit_message\",\"commit_author\","
-                   "\"error_message\",\"rolled_back_f"
-                   "rom\",\"is_active\",\"node_id\",\"created_at\",\"started_at\",\"finished_at\","
-                   "\"duration\",\"queue"
-                   "_position\"],\"additionalProperties\":false}"},
+    {"Deployment",
+     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":"
+     "\"uuid\"},\"app_id\":{\"typ"
+     "e\":\"string\",\"format\":\"uuid\"},\"project_id\":{\"type\":\"string\","
+     "\"format\":\"uuid\"},\"deploym"
+     "ent_number\":{\"type\":\"integer\"},\"status\":{\"enum\":[\"pending\","
+     "\"building\",\"deploying\",\"s"
+     "uccess\",\"failed\",\"cancelled\",\"rolled_back\"]},\"stage\":{\"enum\":["
+     "\"queued\",\"cloning_repo"
+     "\",\"building_image\",\"starting_new\",\"health_check\",\"switching_traffic\","
+     "\"stopping_old\","
+     "\"completed\"]},\"progress\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":"
+     "100},\"ref\":{\"type\":"
+     "\"string\"},\"commit_sha\":{\"type\":\"string\"},\"commit_hash\":{\"type\":"
+     "\"string\"},\"commit_mes"
+     "sage\":{\"type\":\"string\"},\"commit_author\":{\"type\":\"string\","
+     "\"description\":\"Name <email>, when a push hook reported it\"},"
+     "\"error_message\":{\"oneOf\":[{\"type\":"
+     "\"string\"},{\"type\":\"null\"}]"
+     "},\"rolled_back_from\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"uuid\"},{"
+     "\"type\":\"null\"}]},\""
+     "is_active\":{\"type\":\"boolean\"},\"node_id\":{\"oneOf\":[{\"type\":"
+     "\"string\"},{\"type\":\"null\"}]"
+     "},\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"},\"started_at\":"
+     "{\"oneOf\":[{\"type\""
+     ":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}]},\"finished_at\":{"
+     "\"oneOf\":[{\"type\":\"s"
+     "tring\",\"format\":\"date-time\"},{\"type\":\"null\"}]},\"duration\":{"
+     "\"oneOf\":[{\"type\":\"number\""
+     "},{\"type\":\"null\"}]},\"queue_position\":{\"oneOf\":[{\"type\":\"integer\"},{"
+     "\"type\":\"null\"}]}}"
+     ",\"required\":[\"id\",\"app_id\",\"project_id\",\"deployment_number\","
+     "\"status\",\"stage\",\"progre"
+     "ss\",\"ref\",\"commit_sha\",\"commit_hash\",\"commit_message\",\"commit_author\","
+     "\"error_message\",\"rolled_back_f"
+     "rom\",\"is_active\",\"node_id\",\"created_at\",\"started_at\",\"finished_at\","
+     "\"duration\",\"queue"
+     "_position\"],\"additionalProperties\":false}"},
     {"DeploymentList",
      "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
      "components/"
@@ -587,11 +588,10 @@ static json_t *operation(const sw_route_t *r)
     snprintf(code, sizeof(code), "%d", r->success_status ? r->success_status : 200);
     json_t *ok = json_pack("{s:s}", "description", "Success");
     if (r->live)
-        json_object_set_new(
-            ok, "content",
-            json_pack("{s:{s:o}, s:{s:{s:s}}}", "application/x-ndjson", "schema",
-                      schema_ref(r->response_schema), "text/event-stream", "schema", "type",
-                      "string"));
+        json_object_set_new(ok, "content",
+                            json_pack("{s:{s:o}, s:{s:{s:s}}}", "application/x-ndjson", "schema",
+                                      schema_ref(r->response_schema), "text/event-stream", "schema",
+                                      "type", "string"));
     else if (r->response_schema)
         json_object_set_new(ok, "content", json_content(schema_ref(r->response_schema)));
     else if (strcmp(r->pattern, "/metrics") == 0)
@@ -602,11 +602,11 @@ static json_t *operation(const sw_route_t *r)
     if (r->other_status) {
         char other[8];
         snprintf(other, sizeof(other), "%d", r->other_status);
-        json_object_set_new(responses, other,
-                            r->other_status == 101
-                                ? json_pack("{s:s}", "description",
-                                            "WebSocket: one text frame per message")
-                                : json_deep_copy(ok));
+        json_object_set_new(
+            responses, other,
+            r->other_status == 101
+                ? json_pack("{s:s}", "description", "WebSocket: one text frame per message")
+                : json_deep_copy(ok));
     }
     json_object_set_new(responses, code, ok);
     if (strcmp(r->pattern, "/health") == 0 || strcmp(r->pattern, "/ready") == 0)

@@ -179,7 +179,8 @@ const sw_route_t sw_api_routes[] = {
           "KnownHostsPut", "KnownHosts", 200),
     ROUTE("GET", "/api/v1/apps/:id/logs", sw_api_apps_logs, PROJECT(APP, VIEWER, R),
           "The last lines (?lines=, 1-1000, default 100) of the app's runtime output, oldest "
-          "first", "apps", NULL, "AppLogs", 200),
+          "first",
+          "apps", NULL, "AppLogs", 200),
     ROUTE("GET", "/api/v1/apps/:id/deployments", sw_api_deployments_list_app,
           PROJECT(APP, VIEWER, R), "An app's deployments, newest first", "deployments", NULL,
           "DeploymentList", 200),
@@ -230,7 +231,8 @@ const sw_route_t sw_api_routes[] = {
     LIVE("/api/v1/deployments/:id/stream", sw_api_deployments_stream,
          PROJECT(DEPLOYMENT, VIEWER, R),
          "The deployment's log and status live: stored lines first, then each line as it is "
-         "written, then end (WebSocket, SSE with Last-Event-ID, or NDJSON)", "live"),
+         "written, then end (WebSocket, SSE with Last-Event-ID, or NDJSON)",
+         "live"),
     LIVE("/api/v1/apps/:id/logs/stream", sw_api_apps_logs_stream, PROJECT(APP, VIEWER, R),
          "The app's runtime output live, after its last ?lines= (default 100) lines", "live"),
     LIVE("/api/v1/system/metrics/stream", sw_api_system_metrics_stream, ADMIN(R),

@@ -94,7 +94,7 @@ struct sw_http_stream {
     bool active; /* its response head has been handed to the socket */
     bool ending;
     sw_http_req_t *head; /* the request whose answer opens the stream, until it is written */
-    size_t queued; /* bytes handed to uv_write and not yet written */
+    size_t queued;       /* bytes handed to uv_write and not yet written */
     /* Writes wait here until the loop is about to poll, then go out in one writev: a line
      * fanned out to a watcher costs an append, not a system call. */
     cork_t *cork;
@@ -126,12 +126,12 @@ struct sw_http_server {
     bool draining;
     bool drained;
     uv_timer_t drain_timer;
-    uv_check_t reaper;     /* releases answered requests after the callback that answered */
-    uv_prepare_t flusher;  /* writes the streams' corked blocks before the loop polls */
+    uv_check_t reaper;       /* releases answered requests after the callback that answered */
+    uv_prepare_t flusher;    /* writes the streams' corked blocks before the loop polls */
     sw_http_stream_t *dirty; /* streams with corked blocks */
-    sw_http_req_t *dead;   /* waiting for the reaper */
-    unsigned handles_open; /* drain_timer, reaper and flusher */
-    uint64_t live;         /* requests not yet recycled, with or without a connection */
+    sw_http_req_t *dead;     /* waiting for the reaper */
+    unsigned handles_open;   /* drain_timer, reaper and flusher */
+    uint64_t live;           /* requests not yet recycled, with or without a connection */
     bool handles_closing;
     uint64_t streams;
     sw_http_server_stats_t stats;

@@ -84,8 +84,8 @@ static bool stream_request(fixture_t *f, sw_http_req_t *req)
 {
     if (sw_iov_eq_cstr(req->path, "/stream")) {
         sw_http_add_header(req, "Cache-Control", "no-cache");
-        f->stream = sw_http_stream_open(req, 200, "text/plain", SW_HTTP_STREAM_CHUNKED,
-                                        &stream_cbs, f);
+        f->stream =
+            sw_http_stream_open(req, 200, "text/plain", SW_HTTP_STREAM_CHUNKED, &stream_cbs, f);
         assert_non_null(f->stream);
         assert_int_equal(sw_http_stream_write(f->stream, "alpha,", 6), 0);
         sw_shared_t *block = sw_shared_new("beta,", 5);
@@ -111,8 +111,8 @@ static bool stream_request(fixture_t *f, sw_http_req_t *req)
         return true;
     }
     if (sw_iov_eq_cstr(req->path, "/forever")) {
-        f->stream = sw_http_stream_open(req, 200, "text/plain", SW_HTTP_STREAM_CHUNKED,
-                                        &stream_cbs, f);
+        f->stream =
+            sw_http_stream_open(req, 200, "text/plain", SW_HTTP_STREAM_CHUNKED, &stream_cbs, f);
         sw_http_stream_write(f->stream, "tick;", 5);
         if (!f->drain_on_close)
             uv_timer_start(&f->release, on_drain_now, 1, 0);
