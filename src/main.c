@@ -9,6 +9,7 @@
 #include "slipway/api.h"
 #include "slipway/config.h"
 #include "slipway/crypto.h"
+#include "slipway/httpc.h"
 #include "slipway/log.h"
 #include "sw_version.h"
 
@@ -167,6 +168,17 @@ int main(int argc, char **argv)
         sw_config_free(&cfg);
         return 2;
     }
+    /* The TLS context is built now only when a CA file asks for it, so a bad file stops the
+     * start (and fails --check-config) while a daemon that never speaks https never pays for
+     * OpenSSL's tables. */
+    if (cfg.tls_ca_file[0] && (action == SW_CONFIG_CHECK || action == SW_CONFIG_RUN)) {
+        char why[256];
+        if (sw_httpc_tls_init(cfg.tls_ca_file, why, sizeof(why)) != 0) {
+            fprintf(stderr, "slipwayd: invalid configuration: SLIPWAY_TLS_CA_FILE: %s\n", why);
+            sw_config_free(&cfg);
+            return 2;
+        }
+    }
     switch (action) {
     case SW_CONFIG_HELP:
         sw_config_print_help(stdout, "slipwayd");
@@ -178,6 +190,7 @@ int main(int argc, char **argv)
         return 0;
     case SW_CONFIG_CHECK:
         printf("configuration ok\n");
+        sw_httpc_tls_cleanup();
         sw_config_free(&cfg);
         return 0;
     default:
@@ -193,6 +206,7 @@ int main(int argc, char **argv)
     sw_log_kv(SW_LOG_INFO, NULL, "starting", "version", SW_VERSION, "role",
               sw_node_role_name(cfg.role), NULL);
     int r = cfg.http_workers > 1 ? supervise(&cfg) : run_process(&cfg, 0);
+    sw_httpc_tls_cleanup();
     sw_config_free(&cfg);
     sw_log_set_process_field(NULL, NULL);
     return r;

@@ -29,7 +29,8 @@ typedef struct {
     bool webhook_allow_private;
     uint32_t webhook_max_attempts;  /* per delivery, then it is failed */
     uint32_t webhook_retry_base_ms; /* the first retry's delay; doubled after each failure */
-    char *port_range;               /* "lo-hi" */
+    char *tls_ca_file; /* extra CAs outgoing https trusts, beside the system store; "": none */
+    char *port_range;  /* "lo-hi" */
     uint32_t max_replicas;
     bool allow_wildcard_domains;
     char *rate_limit_backend; /* "local" | "redis" */

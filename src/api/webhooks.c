@@ -258,12 +258,6 @@ void sw_api_webhooks_create(sw_http_req_t *req, void *ctx)
         sw_api_validation_error(req, &e);
         return;
     }
-    if (target->https) {
-        respond_422(req, "url",
-                    "uses https, which outgoing webhooks do not support yet (the HTTP client has "
-                    "no TLS); use an http:// URL");
-        return;
-    }
     c->url = url;
     c->project_id = project_id;
     snprintf(c->host, sizeof(c->host), "%s", target->host);

@@ -57,6 +57,8 @@ static const opt_t options[] = {
      "attempts per webhook delivery before it is marked failed"},
     {"webhook-retry-base-ms", OPT_U32, O(webhook_retry_base_ms), "1000", 10, 3600000,
      "wait after a webhook's first failed attempt; doubles after each, up to an hour"},
+    {"tls-ca-file", OPT_STR, O(tls_ca_file), "", 0, 0,
+     "PEM certificates outgoing https (webhooks) trusts besides the system store"},
     {"port-range", OPT_STR, O(port_range), "20000-29999", 0, 0,
      "ports handed to app instances: lo-hi"},
     {"max-replicas", OPT_U32, O(max_replicas), "10", 1, 1000, "most instances one app may run"},

@@ -573,8 +573,10 @@ static void release(send_t *s)
                 2, params, on_recorded, s);
 }
 
-static const char *http_error(int status)
+static const char *http_error(int status, const char *reason)
 {
+    if (reason)
+        return reason; /* TLS: "certificate verify failed: hostname mismatch" and the like */
     switch (status) {
     case -ETIMEDOUT:
         return "timed out (5 s to connect, 10 s for the answer)";
@@ -599,7 +601,9 @@ static void on_answer(int status, int http_status, const char *body, size_t len,
         return;
     }
     if (status != 0) {
-        record(s, 0, latency_ms, NULL, http_error(status));
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%.*s", (int)(body ? len : 0), body ? body : "");
+        record(s, 0, latency_ms, NULL, http_error(status, body ? msg : NULL));
         return;
     }
     sw_buf_t excerpt = SW_BUF_INIT;
@@ -656,6 +660,7 @@ static void on_target(int status, const struct sockaddr *addr, sw_addr_kind_t ki
         .timeout_ms = CONNECT_TIMEOUT_MS + RESPONSE_TIMEOUT_MS,
         .max_body = RESPONSE_MAX,
         .addr = addr,
+        .tls = s->url.https,
     };
     s->state = SEND_REQUESTING;
     s->started_ns = uv_hrtime();
@@ -679,10 +684,6 @@ static void send_start(send_t *s, const char *url, const char *sealed)
         char msg[160];
         snprintf(msg, sizeof(msg), "the URL %s", why);
         record(s, 0, 0, NULL, msg);
-        return;
-    }
-    if (s->url.https) {
-        record(s, 0, 0, NULL, "https targets are not supported yet: the HTTP client has no TLS");
         return;
     }
     s->state = SEND_RESOLVING;

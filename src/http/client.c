@@ -4,7 +4,12 @@
  * request and parses the answer with llhttp. Every way it can end - answer, error, timeout,
  * cancel - goes through finish(), which records the result and closes the handles; the
  * callback runs from the last close callback, so it is never synchronous and the body is
- * still alive while it runs. */
+ * still alive while it runs.
+ *
+ * https runs OpenSSL over two memory BIOs: bytes read from the socket go into one, and
+ * whatever OpenSSL wants sent (handshake, the encrypted request, alerts) is drained from the
+ * other into uv_write after every step, so the TLS state machine never touches the socket
+ * and the loop never blocks. */
 #include "slipway/httpc.h"
 
 #include <ctype.h>
@@ -13,8 +18,12 @@
 #include <llhttp.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -31,6 +40,7 @@
 #define MAX_PATH_LEN               8192
 #define READ_BUF_SIZE              16384
 #define HANDLE_COUNT               3 /* tcp, timer, connect_timer */
+#define REASON_LEN                 200
 
 typedef enum {
     HC_RESOLVING,
@@ -56,8 +66,9 @@ struct sw_httpc {
     bool head;     /* a HEAD request: the answer has no body whatever it says */
     bool complete; /* the final answer was parsed */
     bool got_bytes;
-    int write_err; /* a failed write, reported only if no answer arrives */
-    int parse_err; /* why a callback refused the answer */
+    bool handshaken; /* https: the TLS handshake is done and the request encrypted */
+    int write_err;   /* a failed write, reported only if no answer arrives */
+    int parse_err;   /* why a callback refused the answer */
     int result;
     int http_status;
     size_t max_body;
@@ -66,8 +77,14 @@ struct sw_httpc {
     sw_buf_t body;
     sw_httpc_cb cb;
     void *payload;
-    char rbuf[READ_BUF_SIZE];
+    SSL *ssl;                 /* https only; owns both memory BIOs */
+    char why[REASON_LEN];     /* a failure's one-line reason, or "" */
+    char rbuf[READ_BUF_SIZE]; /* a socket read, then (https) the plaintext OpenSSL makes of it */
 };
+
+/* The process's TLS context: built on the first https request or by sw_httpc_tls_init. Each
+ * SSL holds a reference, so replacing it never pulls it from under a request in flight. */
+static SSL_CTX *tls_ctx;
 
 /* ---- ending ---- */
 
@@ -75,6 +92,7 @@ static void maybe_free(sw_httpc_t *c)
 {
     if (!c->delivered || c->resolving)
         return;
+    SSL_free(c->ssl);
     sw_buf_free(&c->out);
     sw_buf_free(&c->body);
     free(c);
@@ -89,7 +107,7 @@ static void on_close(uv_handle_t *h)
     if (c->result == 0)
         c->cb(0, c->http_status, c->body.base ? c->body.base : "", c->body.len, c->payload);
     else
-        c->cb(c->result, 0, NULL, 0, c->payload);
+        c->cb(c->result, 0, c->why[0] ? c->why : NULL, strlen(c->why), c->payload);
     maybe_free(c);
 }
 
@@ -211,6 +229,234 @@ static void on_eof(sw_httpc_t *c)
     finish(c, c->complete ? 0 : -EPROTO);
 }
 
+/* ---- TLS ---- */
+
+/* OpenSSL's error queue is per thread and shared with libpq and libgit2: every step starts
+ * from an empty one, and every reason taken from it empties it again. */
+static void take_ssl_reason(char *why, size_t len, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(why, len, "%s%s%s", what, r ? ": " : "", r ? r : "");
+    ERR_clear_error();
+}
+
+static int load_pem(SSL_CTX *ctx, const char *what, const char *path, char *why, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        int err = errno;
+        snprintf(why, len, "%s %s: %s", what, path, strerror(err));
+        return -err;
+    }
+    fclose(f);
+    if (SSL_CTX_load_verify_file(ctx, path) != 1) {
+        char head[128];
+        snprintf(head, sizeof(head), "%s holds no usable PEM certificate", what);
+        take_ssl_reason(why, len, head);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int sw_httpc_tls_init(const char *ca_file, char *why, size_t why_len)
+{
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        take_ssl_reason(why, why_len, "cannot create a TLS context");
+        return -ENOMEM;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /* The hashed directory is consulted per certificate a chain needs, so trusting the whole
+     * system store costs nothing up front; the bundle file would be parsed whole (~1.4 MB). A
+     * missing directory only means nothing in it is trusted. */
+    const char *dir = getenv(X509_get_default_cert_dir_env());
+    if (!dir || !dir[0])
+        dir = X509_get_default_cert_dir();
+    (void)SSL_CTX_load_verify_dir(ctx, dir);
+    ERR_clear_error();
+    const char *bundle = getenv(X509_get_default_cert_file_env());
+    int rc = 0;
+    if (bundle && bundle[0])
+        rc = load_pem(ctx, "SSL_CERT_FILE", bundle, why, why_len);
+    if (rc == 0 && ca_file && ca_file[0])
+        rc = load_pem(ctx, "the CA file", ca_file, why, why_len);
+    if (rc != 0) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    SSL_CTX_free(tls_ctx);
+    tls_ctx = ctx;
+    return 0;
+}
+
+void sw_httpc_tls_cleanup(void)
+{
+    SSL_CTX_free(tls_ctx);
+    tls_ctx = NULL;
+}
+
+typedef struct {
+    uv_write_t req; /* first: the write callback gets this pointer */
+    char data[];
+} tls_write_t;
+
+static void on_tls_write(uv_write_t *req, int status)
+{
+    sw_httpc_t *c = req->data;
+    if (status < 0 && c->state == HC_EXCHANGING)
+        c->write_err = status;
+    free((tls_write_t *)req);
+}
+
+/* Sends whatever OpenSSL queued in the outgoing BIO. */
+static int tls_flush(sw_httpc_t *c)
+{
+    BIO *wbio = SSL_get_wbio(c->ssl);
+    size_t n = BIO_ctrl_pending(wbio);
+    if (n == 0)
+        return 0;
+    if (n > UINT_MAX)
+        return -EMSGSIZE; /* cannot happen: requests are capped at UINT_MAX / 2 */
+    tls_write_t *w = sw_malloc(sizeof(*w) + n);
+    size_t got = 0;
+    if (BIO_read_ex(wbio, w->data, n, &got) != 1 || got != n) {
+        free(w);
+        return -EIO;
+    }
+    w->req.data = c;
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)n);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_tls_write);
+    if (rc < 0)
+        free(w);
+    return rc;
+}
+
+static void tls_fail(sw_httpc_t *c)
+{
+    long v = SSL_get_verify_result(c->ssl);
+    if (!c->handshaken && v != X509_V_OK) {
+        snprintf(c->why, sizeof(c->why), "certificate verify failed: %s",
+                 X509_verify_cert_error_string(v));
+        ERR_clear_error();
+        finish(c, -EKEYREJECTED);
+        return;
+    }
+    take_ssl_reason(c->why, sizeof(c->why), c->handshaken ? "TLS failed" : "TLS handshake failed");
+    finish(c, -EPROTO);
+}
+
+/* Advances the connection after bytes arrived (or, first, after the TCP connect): the
+ * handshake, then the request once, then every answer byte OpenSSL can decrypt. */
+static void tls_pump(sw_httpc_t *c)
+{
+    ERR_clear_error();
+    if (!c->handshaken) {
+        int r = SSL_do_handshake(c->ssl);
+        if (r != 1) {
+            if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+                tls_fail(c);
+                return;
+            }
+            goto flush;
+        }
+        c->handshaken = true;
+        size_t written = 0;
+        if (SSL_write_ex(c->ssl, c->out.base, c->out.len, &written) != 1 || written != c->out.len) {
+            tls_fail(c);
+            return;
+        }
+    }
+    for (;;) {
+        size_t n = 0;
+        if (SSL_read_ex(c->ssl, c->rbuf, sizeof(c->rbuf), &n) == 1) {
+            c->got_bytes = true;
+            feed(c, c->rbuf, n);
+            if (c->state != HC_EXCHANGING)
+                return;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, 0);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: a clean end of the stream */
+            on_eof(c);
+            return;
+        }
+        tls_fail(c);
+        return;
+    }
+flush:;
+    int rc = tls_flush(c);
+    if (rc < 0)
+        finish(c, rc);
+}
+
+static void tls_input(sw_httpc_t *c, const char *data, size_t len)
+{
+    size_t put = 0;
+    if (BIO_write_ex(SSL_get_rbio(c->ssl), data, len, &put) != 1 || put != len) {
+        finish(c, -ENOMEM);
+        return;
+    }
+    tls_pump(c);
+}
+
+/* The socket ended without close_notify. An answer that announced its length has already
+ * completed; one that ends only at the close may have been cut by anyone on the path. */
+static void tls_eof(sw_httpc_t *c)
+{
+    if (!c->got_bytes && c->write_err) {
+        finish(c, c->write_err);
+        return;
+    }
+    snprintf(c->why, sizeof(c->why), "%s",
+             c->handshaken ? "the connection closed without TLS close_notify before the answer "
+                             "ended"
+                           : "the server closed the connection during the TLS handshake");
+    finish(c, -EPROTO);
+}
+
+/* SNI and the name or address the certificate must carry. */
+static int tls_setup(sw_httpc_t *c, const char *name, bool literal)
+{
+    if (!tls_ctx) {
+        char why[REASON_LEN];
+        if (sw_httpc_tls_init(NULL, why, sizeof(why)) != 0)
+            return -ENOMEM;
+    }
+    ERR_clear_error();
+    c->ssl = SSL_new(tls_ctx);
+    BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+    if (!c->ssl || !rbio || !wbio) {
+        BIO_free(rbio);
+        BIO_free(wbio);
+        ERR_clear_error();
+        return -ENOMEM;
+    }
+    SSL_set_bio(c->ssl, rbio, wbio);
+    SSL_set_connect_state(c->ssl);
+    int ok;
+    if (literal) {
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name);
+    } else {
+        /* "example.com." names the same host, but SNI and certificates spell it without. */
+        char host[MAX_HOST_LEN + 1];
+        size_t n = strlen(name);
+        if (n > 1 && name[n - 1] == '.')
+            n--;
+        memcpy(host, name, n);
+        host[n] = '\0';
+        SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        ok = SSL_set_tlsext_host_name(c->ssl, host) == 1 && SSL_set1_host(c->ssl, host) == 1;
+    }
+    ERR_clear_error();
+    return ok ? 0 : -EINVAL;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     sw_httpc_t *c = h->data;
@@ -225,7 +471,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->state != HC_EXCHANGING)
         return;
     if (nread == UV_EOF) {
-        on_eof(c);
+        if (c->ssl)
+            tls_eof(c);
+        else
+            on_eof(c);
         return;
     }
     if (nread < 0) {
@@ -234,6 +483,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    if (c->ssl) {
+        tls_input(c, buf->base, (size_t)nread);
+        return;
+    }
     c->got_bytes = true;
     feed(c, buf->base, (size_t)nread);
 }
@@ -257,6 +510,12 @@ static void on_connect(uv_connect_t *req, int status)
         goto out;
     uv_timer_stop(&c->connect_timer);
     c->state = HC_EXCHANGING;
+    if (c->ssl) {
+        rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        if (rc == 0)
+            tls_pump(c); /* sends the ClientHello */
+        goto out;
+    }
     uv_buf_t buf = uv_buf_init(c->out.base, (unsigned)c->out.len);
     rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
     if (rc < 0)
@@ -422,7 +681,7 @@ static void build_request(sw_buf_t *b, const char *method, const sw_httpc_req_t 
     sw_buf_printf(b, "%s %s HTTP/1.1\r\n", method, req->path);
     if (!caller_sets(req, "host")) {
         sw_buf_printf(b, "Host: %s%s%s", h->v6 ? "[" : "", h->name, h->v6 ? "]" : "");
-        if (req->port != 80)
+        if (req->port != (req->tls ? 443 : 80))
             sw_buf_printf(b, ":%u", (unsigned)req->port);
         sw_buf_append(b, "\r\n", 2);
     }
@@ -463,6 +722,11 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
         goto out;
 
     c = sw_calloc(1, sizeof(*c));
+    if (req->tls) {
+        rc = tls_setup(c, host.name, host.literal);
+        if (rc < 0)
+            goto out;
+    }
     rc = uv_tcp_init(loop, &c->tcp);
     if (rc < 0)
         goto out;
@@ -526,7 +790,8 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
     rc = 0;
 out:
     if (c) {
-        /* Only uv_tcp_init failed: no handle exists yet. */
+        /* tls_setup or uv_tcp_init failed: no handle exists yet. */
+        SSL_free(c->ssl);
         sw_buf_free(&c->out);
         free(c);
     }

@@ -376,6 +376,7 @@ def test_check_config_valid(pg, redis_server, tmp_path):
     ("SLIPWAY_MAX_BODY_BYTES", "lots"),
     ("SLIPWAY_HEADER_TIMEOUT_MS", "-5"),
     ("SLIPWAY_LOG_LEVEL", "chatty"),
+    ("SLIPWAY_TLS_CA_FILE", "/nonexistent/ca.pem"),
 ])
 def test_check_config_rejects(pg, redis_server, tmp_path, var, value):
     env = _valid_env(pg, redis_server, tmp_path)

@@ -4,7 +4,9 @@ and who may manage which webhook.
 
 Every receiver is an http.server on a loopback port in this process, so the daemons that
 deliver run with SLIPWAY_WEBHOOK_ALLOW_PRIVATE=true; the one that checks the refusal runs
-without it."""
+without it. The https receivers use certificates the openssl command makes for the module: a CA
+the daemon is told to trust (SLIPWAY_TLS_CA_FILE), a certificate it signed for localhost, one
+it signed for another name, and a self-signed one."""
 
 import hashlib
 import hmac
@@ -12,6 +14,9 @@ import json
 import re
 import secrets
 import signal
+import socket
+import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,17 +36,22 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 class Receiver:
     """An HTTP server on 127.0.0.1 that records every request. plan: the statuses of the
-    first answers, in order; 200 after that."""
+    first answers, in order; 200 after that. tls: (certificate, key) files to serve https with,
+    named localhost in the URL and listening where localhost resolves first (where slipwayd
+    connects)."""
 
-    def __init__(self, plan=(), port=None):
+    def __init__(self, plan=(), port=None, tls=None):
         self.port = port or free_port()
         self.plan = list(plan)
+        self.tls = tls
         self.requests = []
         self.cond = threading.Condition()
         self.server = None
 
     @property
     def url(self):
+        if self.tls:
+            return f"https://localhost:{self.port}/hooks/slipway?k=1"
         return f"http://127.0.0.1:{self.port}/hooks/slipway?k=1"
 
     def start(self):
@@ -69,8 +79,20 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        address = "127.0.0.1"
+        server_class = ThreadingHTTPServer
+        if self.tls:
+            address = socket.getaddrinfo("localhost", self.port, type=socket.SOCK_STREAM,
+                                         proto=socket.IPPROTO_TCP)[0][4][0]
+            if ":" in address:
+                server_class = type("Server6", (ThreadingHTTPServer,),
+                                    {"address_family": socket.AF_INET6})
+        self.server = server_class((address, self.port), Handler)
         self.server.daemon_threads = True
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -97,8 +119,8 @@ class Receiver:
 def receivers():
     made = []
 
-    def make(plan=(), port=None, start=True):
-        r = Receiver(plan, port)
+    def make(plan=(), port=None, start=True, tls=None):
+        r = Receiver(plan, port, tls)
         made.append(r)
         return r.start() if start else r
 
@@ -475,13 +497,12 @@ def test_validation(whroot):
         r = whroot.post("webhooks", json=body)
         assert r.status_code == 400, (body, r.status_code, r.text)
         assert field in detail_fields(r), (body, r.text)
-    r = whroot.post("webhooks", json={"url": "https://example.com/", "events": ["app.created"]})
-    err = error_of(r, 422, "VALIDATION_ERROR")
-    assert "https" in err["message"]
-    # duplicates are folded; URLs may use upper-case schemes and hosts
+    # duplicates are folded; URLs may use upper-case schemes and hosts; https is welcome
     hook = create_webhook(whroot, "HTTP://LOCALHOST:9/x", ["app.created", "app.created"])
     assert hook["events"] == ["app.created"]
-    assert whroot.get("webhooks").json()["pagination"]["total"] == 1
+    hook = create_webhook(whroot, "https://localhost/x", ["app.created"])
+    assert hook["url"] == "https://localhost/x"
+    assert whroot.get("webhooks").json()["pagination"]["total"] == 2
 
 
 PRIVATE_TARGETS = [
@@ -511,4 +532,105 @@ def test_private_targets_refused_at_creation_without_the_switch(auth, receivers)
         assert "SLIPWAY_WEBHOOK_ALLOW_PRIVATE" in err["message"], err
         assert [dd["field"] for dd in err["details"]] == ["url"], err
     assert root.get("webhooks").json()["pagination"]["total"] == 0
+    assert rx.requests == []
+
+
+# --------------------------------------------------------------------------- https
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=Slipway e2e CA")
+
+    def leaf(name, san, signed=True):
+        if signed:
+            (d / f"{name}.ext").write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n"
+                                           "extendedKeyUsage=serverAuth\n")
+            openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                    "-subj", f"/CN={name}")
+            openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
+                    "-out", f"{name}.pem")
+        else:
+            openssl("req", "-x509", *ec, "-keyout", f"{name}.key", "-out", f"{name}.pem",
+                    "-days", "2", "-subj", f"/CN={name}", "-addext", f"subjectAltName={san}")
+        return str(d / f"{name}.pem"), str(d / f"{name}.key")
+
+    return {"ca": str(d / "ca.pem"),
+            "localhost": leaf("localhost", "DNS:localhost,IP:127.0.0.1,IP:::1"),
+            "other_name": leaf("other", "DNS:other.test"),
+            "self_signed": leaf("stranger", "DNS:localhost", signed=False)}
+
+
+def test_https_target_verified_against_the_ca_file(auth, receivers, tls_files):
+    d = auth.daemon(env=webhook_env(SLIPWAY_TLS_CA_FILE=tls_files["ca"]))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)
+    rx = receivers(tls=tls_files["localhost"])
+    hook = create_webhook(root, rx.url, ["app.created"])
+    p = res.project(root)
+    app = res.app(root, res.production(root, p["id"])["id"])
+
+    req = rx.wait(1)[0]
+    assert req["path"] == "/hooks/slipway?k=1"
+    assert req["headers"]["Host"] == f"localhost:{rx.port}"
+    assert req["headers"]["X-Slipway-Event"] == "app.created"
+    assert verify(hook["secret"], req)
+    assert json.loads(req["body"])["data"]["id"] == app["id"]
+    rows = wait_for(lambda: (a := attempts(root, hook["id"])) and
+                    a[0]["delivery_state"] == "delivered" and a,
+                    timeout=10, message="the https delivery recorded")
+    assert rows[0]["status_code"] == 200 and rows[0]["error"] is None
+    assert rows[0]["response"] == "answer 200 from the receiver"
+
+
+def test_https_target_that_does_not_verify_gets_nothing(auth, receivers, tls_files):
+    """A certificate from an unknown issuer, one for another name, and a server that does not
+    speak TLS: each attempt fails before the signed body is sent, and says why."""
+    d = auth.daemon(env=webhook_env(SLIPWAY_TLS_CA_FILE=tls_files["ca"],
+                                    SLIPWAY_WEBHOOK_MAX_ATTEMPTS=1))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)
+    cases = []
+    for cert, reason in [("self_signed", "certificate verify failed: self-signed certificate"),
+                         ("other_name", "certificate verify failed: hostname mismatch")]:
+        rx = receivers(tls=tls_files[cert])
+        cases.append((rx, create_webhook(root, rx.url, ["app.created"]), reason))
+    plain = receivers()  # plain http on the port an https URL names
+    plain_url = f"https://127.0.0.1:{plain.port}/hooks"
+    cases.append((plain, create_webhook(root, plain_url, ["app.created"]),
+                  "TLS handshake failed"))
+    p = res.project(root)
+    res.app(root, res.production(root, p["id"])["id"])
+
+    for rx, hook, reason in cases:
+        rows = wait_for(lambda h=hook: (a := attempts(root, h["id"])) and
+                        a[0]["delivery_state"] == "failed" and a,
+                        timeout=15, message=f"the failed attempt to {hook['url']}")
+        assert len(rows) == 1 and rows[0]["status_code"] is None, rows
+        assert reason in rows[0]["error"], (hook["url"], rows[0]["error"])
+        assert rx.requests == [], hook["url"]
+
+
+def test_https_uses_the_system_store_without_a_ca_file(auth, receivers, tls_files):
+    """Without SLIPWAY_TLS_CA_FILE only the system's authorities are trusted, and the test's CA
+    is not one of them."""
+    d = auth.daemon(env=webhook_env(SLIPWAY_WEBHOOK_MAX_ATTEMPTS=1))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)
+    rx = receivers(tls=tls_files["localhost"])
+    hook = create_webhook(root, rx.url, ["app.created"])
+    p = res.project(root)
+    res.app(root, res.production(root, p["id"])["id"])
+    rows = wait_for(lambda: (a := attempts(root, hook["id"])) and
+                    a[0]["delivery_state"] == "failed" and a,
+                    timeout=15, message="the failed https attempt")
+    assert "unable to get local issuer certificate" in rows[0]["error"], rows[0]["error"]
     assert rx.requests == []
