@@ -52,6 +52,7 @@ struct sw_api {
     sw_api_limits_t *limits;          /* API budget per address and per principal */
     sw_worker_t *worker;              /* roles worker and all, once migrations ran */
     struct sw_webhooks *webhooks;     /* the webhook dispatcher, started with the worker */
+    struct sw_janitor *janitor;       /* retention, started with the worker */
     struct sw_hub *hub;               /* live topics, once the instance id is known */
     uv_timer_t metrics_timer;         /* samples the node while someone watches it */
     char node[160];                   /* this process in leases and node_id */
@@ -200,6 +201,11 @@ void sw_api_list_run(sw_api_t *api, sw_http_req_t *req, sw_api_list_t *l);
 void sw_api_exec(sw_api_t *api, sw_http_req_t *req, const char *sql, int nparams,
                  const char *const *params, int status, const char *not_found,
                  const char *conflict);
+/* sw_api_exec for a statement that deletes apps (one, or a project's): its row's second
+ * column is their ids as a PostgreSQL array ("{id,id}"), and once it has committed every
+ * worker is told to stop their instances. */
+void sw_api_exec_deleting_apps(sw_api_t *api, sw_http_req_t *req, const char *sql, int nparams,
+                               const char *const *params, const char *not_found);
 /* The common audit insert, as a CTE body: columns (actor_id, actor_email, action, resource,
  * resource_id, project_id, address, details). */
 #define SW_AUDIT_INSERT                                                                            \

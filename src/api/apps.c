@@ -481,13 +481,14 @@ void sw_api_apps_delete(sw_http_req_t *req, void *ctx)
     sw_api_req_t *r = sw_api_req(req);
     const char *id = sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base;
     const char *params[] = {id, r->principal.user_id, r->principal.email, req->client_addr};
-    sw_api_exec(ctx, req,
-                "WITH c AS (SELECT (SELECT count(*) FROM app_env WHERE app_id = $1) AS env, "
-                "(SELECT count(*) FROM domains WHERE app_id = $1) AS domains), "
-                "d AS (DELETE FROM apps WHERE id = $1 RETURNING id, name, project_id), "
-                "au AS (" SW_AUDIT_INSERT "SELECT $2, $3, 'app.deleted', 'app', d.id::text, "
-                "d.project_id, $4, json_build_object('name', d.name, 'env_vars', c.env, "
-                "'domains', c.domains)::jsonb FROM d, c) "
-                "SELECT id FROM d",
-                4, params, 204, "no such app", NULL);
+    sw_api_exec_deleting_apps(
+        ctx, req,
+        "WITH c AS (SELECT (SELECT count(*) FROM app_env WHERE app_id = $1) AS env, "
+        "(SELECT count(*) FROM domains WHERE app_id = $1) AS domains), "
+        "d AS (DELETE FROM apps WHERE id = $1 RETURNING id, name, project_id), "
+        "au AS (" SW_AUDIT_INSERT "SELECT $2, $3, 'app.deleted', 'app', d.id::text, "
+        "d.project_id, $4, json_build_object('name', d.name, 'env_vars', c.env, "
+        "'domains', c.domains)::jsonb FROM d, c) "
+        "SELECT id, ARRAY[id]::text FROM d",
+        4, params, "no such app");
 }

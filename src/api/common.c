@@ -6,6 +6,7 @@
 
 #include "slipway/api.h"
 #include "slipway/log.h"
+#include "slipway/queue.h"
 
 #define PAGE_LIMIT_MAX     100
 #define PAGE_LIMIT_DEFAULT 20
@@ -308,11 +309,32 @@ out:
 }
 
 typedef struct {
+    sw_api_t *api;
     sw_http_req_t *req;
     int status;
     const char *not_found;
     const char *conflict;
+    bool deletes_apps; /* column 1: the deleted apps' ids, whose instances must stop */
 } exec_t;
+
+/* "{id,id,...}": each id is a UUID, so nothing in the text needs quoting. */
+static void stop_deleted_apps(sw_api_t *api, const char *ids)
+{
+    if (!ids || ids[0] != '{')
+        return;
+    for (const char *p = ids + 1; *p && *p != '}';) {
+        size_t n = strcspn(p, ",}");
+        char id[40];
+        if (n == 36) {
+            memcpy(id, p, n);
+            id[n] = '\0';
+            sw_queue_stop_app(api->redis, id);
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+}
 
 static void on_exec(int status, sw_pg_result_t *res, void *payload)
 {
@@ -330,6 +352,10 @@ static void on_exec(int status, sw_pg_result_t *res, void *payload)
         sw_http_respond_error(x->req, 404, "RESOURCE_NOT_FOUND", x->not_found, NULL);
         return;
     }
+    /* Instances of a deleted app stop now; a worker that misses the message finds them in
+     * its next reconciliation. */
+    if (x->deletes_apps)
+        stop_deleted_apps(x->api, sw_pg_result_value(res, 0, 1));
     if (x->status == 204)
         sw_http_respond(x->req, 204, NULL, NULL, 0);
     else
@@ -340,10 +366,23 @@ void sw_api_exec(sw_api_t *api, sw_http_req_t *req, const char *sql, int nparams
                  const char *const *params, int status, const char *not_found, const char *conflict)
 {
     exec_t *x = sw_arena_calloc(&req->arena, sizeof(*x));
+    x->api = api;
     x->req = req;
     x->status = status;
     x->not_found = not_found;
     x->conflict = conflict;
+    sw_pg_query(api->pg, sql, nparams, params, on_exec, x);
+}
+
+void sw_api_exec_deleting_apps(sw_api_t *api, sw_http_req_t *req, const char *sql, int nparams,
+                               const char *const *params, const char *not_found)
+{
+    exec_t *x = sw_arena_calloc(&req->arena, sizeof(*x));
+    x->api = api;
+    x->req = req;
+    x->status = 204;
+    x->not_found = not_found;
+    x->deletes_apps = true;
     sw_pg_query(api->pg, sql, nparams, params, on_exec, x);
 }
 

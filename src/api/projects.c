@@ -126,17 +126,19 @@ void sw_api_projects_delete(sw_http_req_t *req, void *ctx)
     const char *params[] = {r->project_id, r->principal.user_id, r->principal.email,
                             req->client_addr};
     /* One statement: the cascade removes environments, apps, env vars and domains with it. */
-    sw_api_exec(ctx, req,
-                "WITH c AS (SELECT (SELECT count(*) FROM apps WHERE project_id = $1) AS apps, "
-                "(SELECT count(*) FROM environments WHERE project_id = $1) AS environments, "
-                "(SELECT count(*) FROM domains d JOIN apps a ON a.id = d.app_id "
-                "WHERE a.project_id = $1) AS domains), "
-                "d AS (DELETE FROM projects WHERE id = $1 RETURNING id, name), "
-                "a AS (" SW_AUDIT_INSERT "SELECT $2, $3, 'project.deleted', 'project', "
-                "d.id::text, d.id, $4, json_build_object('name', d.name, 'apps', c.apps, "
-                "'environments', c.environments, 'domains', c.domains)::jsonb FROM d, c) "
-                "SELECT id FROM d",
-                4, params, 204, "no such project", NULL);
+    sw_api_exec_deleting_apps(
+        ctx, req,
+        "WITH c AS (SELECT (SELECT count(*) FROM apps WHERE project_id = $1) AS apps, "
+        "(SELECT count(*) FROM environments WHERE project_id = $1) AS environments, "
+        "(SELECT count(*) FROM domains d JOIN apps a ON a.id = d.app_id "
+        "WHERE a.project_id = $1) AS domains, "
+        "(SELECT coalesce(array_agg(id), '{}') FROM apps WHERE project_id = $1) AS app_ids), "
+        "d AS (DELETE FROM projects WHERE id = $1 RETURNING id, name), "
+        "a AS (" SW_AUDIT_INSERT "SELECT $2, $3, 'project.deleted', 'project', "
+        "d.id::text, d.id, $4, json_build_object('name', d.name, 'apps', c.apps, "
+        "'environments', c.environments, 'domains', c.domains)::jsonb FROM d, c) "
+        "SELECT d.id, c.app_ids::text FROM d, c",
+        4, params, "no such project");
 }
 
 /* ---- members ---- */

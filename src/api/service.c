@@ -8,6 +8,7 @@
 
 #include "slipway/api.h"
 #include "slipway/hub.h"
+#include "slipway/janitor.h"
 #include "slipway/log.h"
 #include "slipway/queue.h"
 #include "slipway/webhooks.h"
@@ -593,6 +594,9 @@ static void on_instance(int status, sw_pg_result_t *res, void *payload)
     if (api->cfg->role != SW_NODE_API && !api->webhooks &&
         sw_webhooks_start(&api->webhooks, api->loop, api->cfg, api->pg, &api->box) != 0)
         sw_log(SW_LOG_ERROR, NULL, "the webhook dispatcher did not start");
+    if (api->cfg->role != SW_NODE_API && !api->janitor &&
+        sw_janitor_start(&api->janitor, api->loop, api->cfg, api->pg, api->redis) != 0)
+        sw_log(SW_LOG_ERROR, NULL, "the janitor did not start");
 }
 
 static void instance_load(sw_api_t *api)
@@ -942,7 +946,8 @@ static void on_worker_stopped(void *payload)
     close_backends(payload);
 }
 
-static void on_webhooks_stopped(void *payload)
+/* The janitor or the webhook dispatcher stopped: on to the next part. */
+static void on_part_stopped(void *payload)
 {
     sw_api_t *api = payload;
     on_drained(api->http, api);
@@ -952,11 +957,18 @@ static void on_drained(sw_http_server_t *server, void *payload)
 {
     sw_api_t *api = payload;
     (void)server;
+    /* A janitor round ends at its next step; it needs PostgreSQL and Redis until then. */
+    if (api->janitor) {
+        sw_janitor_t *j = api->janitor;
+        api->janitor = NULL;
+        sw_janitor_stop(j, on_part_stopped, api);
+        return;
+    }
     /* Webhook attempts in flight are abandoned and due again at once, for the next process. */
     if (api->webhooks) {
         sw_webhooks_t *wh = api->webhooks;
         api->webhooks = NULL;
-        sw_webhooks_stop(wh, on_webhooks_stopped, api);
+        sw_webhooks_stop(wh, on_part_stopped, api);
         return;
     }
     /* Requests are finished; running deployments go back to the queue next. */

@@ -143,6 +143,8 @@ struct sw_worker {
     char **relaunch_ids; /* apps this node ran before it restarted, to start again */
     size_t nrelaunch;
     bool relaunch_querying;
+    bool gone_querying;  /* asking which apps of our instances were deleted */
+    unsigned pg_pending; /* worker-level queries in flight: the worker outlives them */
     uv_timer_t tick;
     uint64_t next_claim, next_reconcile;
     bool reading;
@@ -162,6 +164,7 @@ struct sw_worker {
 
 static void read_next(sw_worker_t *w);
 static void maybe_stopped(sw_worker_t *w);
+static void gone_apps_query(sw_worker_t *w);
 static void retry_waiting(sw_worker_t *w, const char *app_id);
 static void run_fail(run_t *r, const char *fmt, ...) SW_PRINTF(2, 3);
 static void run_finish(run_t *r, const char *status);
@@ -1664,14 +1667,31 @@ static void on_claim(int status, const sw_redis_reply_t *reply, void *payload)
         handle_entry(w, entries->element[i]);
 }
 
-typedef struct {
-    sw_worker_t *w;
-} reconcile_t;
+/* Worker-level queries (a run's have the run to keep alive) are counted, so a stopping worker
+ * is never freed under one: worker_query_done() comes first in each callback, and false
+ * means the worker is stopping and the answer is to be dropped. */
+static int worker_query(sw_worker_t *w, const char *sql, int nparams, const char *const *params,
+                        sw_pg_cb cb)
+{
+    int rc = sw_pg_query(w->pg, sql, nparams, params, cb, w);
+    if (rc == 0)
+        w->pg_pending++;
+    return rc;
+}
+
+static bool worker_query_done(sw_worker_t *w)
+{
+    w->pg_pending--;
+    if (!w->stopping)
+        return true;
+    maybe_stopped(w);
+    return false;
+}
 
 static void on_unqueued(int status, sw_pg_result_t *res, void *payload)
 {
     sw_worker_t *w = payload;
-    if (status != 0 || w->stopping)
+    if (!worker_query_done(w) || status != 0)
         return;
     for (int i = 0; i < sw_pg_result_rows(res); i++)
         sw_queue_push(w->pg, w->redis, sw_pg_result_value(res, i, 0),
@@ -1681,10 +1701,11 @@ static void on_unqueued(int status, sw_pg_result_t *res, void *payload)
 static void reconcile(sw_worker_t *w)
 {
     /* Triggers that Redis did not take: put them on the stream now. */
-    sw_pg_query(w->pg,
-                "SELECT id, app_id FROM deployments WHERE status = 'pending' AND NOT enqueued "
-                "AND NOT cancel_requested ORDER BY created_at LIMIT 100",
-                0, NULL, on_unqueued, w);
+    worker_query(w,
+                 "SELECT id, app_id FROM deployments WHERE status = 'pending' AND NOT enqueued "
+                 "AND NOT cancel_requested ORDER BY created_at LIMIT 100",
+                 0, NULL, on_unqueued);
+    gone_apps_query(w);
     /* Deployments this node owned before it restarted, and that no run here holds. */
     sw_buf_t held = SW_BUF_INIT;
     sw_buf_append_char(&held, '{');
@@ -1780,6 +1801,49 @@ static void on_cancel_message(const char *channel, size_t channel_len, const cha
     }
 }
 
+static void stop_app_instances(sw_worker_t *w, const char *app_id)
+{
+    for (instance_t *in = w->instances, *next; in; in = next) {
+        next = in->next;
+        if (strcmp(in->app_id, app_id) == 0 && !in->stopping)
+            instance_stop(in);
+    }
+}
+
+/* Instances of apps deleted without our hearing of it (a lost message, a psql prompt): the
+ * API's stop message is the fast path, this the guarantee. */
+static void on_gone_apps(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_worker_t *w = payload;
+    w->gone_querying = false;
+    if (!worker_query_done(w) || status != 0)
+        return;
+    for (int i = 0; i < sw_pg_result_rows(res); i++) {
+        const char *app = sw_pg_result_value(res, i, 0);
+        sw_log_kv(SW_LOG_INFO, NULL, "stopping the instances of a deleted app", "app", app, NULL);
+        stop_app_instances(w, app);
+    }
+}
+
+static void gone_apps_query(sw_worker_t *w)
+{
+    if (w->gone_querying)
+        return;
+    sw_buf_t ids = SW_BUF_INIT;
+    sw_buf_append_char(&ids, '{');
+    for (instance_t *in = w->instances; in; in = in->next)
+        if (!in->stopping)
+            sw_buf_printf(&ids, "%s%s", ids.len > 1 ? "," : "", in->app_id);
+    sw_buf_append_char(&ids, '}');
+    const char *params[] = {ids.base};
+    if (ids.len > 2 && worker_query(w,
+                                    "SELECT DISTINCT x::text FROM unnest($1::uuid[]) x "
+                                    "WHERE NOT EXISTS (SELECT 1 FROM apps WHERE id = x)",
+                                    1, params, on_gone_apps) == 0)
+        w->gone_querying = true;
+    sw_buf_free(&ids);
+}
+
 static void on_control_message(const char *channel, size_t channel_len, const char *data,
                                size_t len, void *payload)
 {
@@ -1791,11 +1855,7 @@ static void on_control_message(const char *channel, size_t channel_len, const ch
         return;
     memcpy(app, data + 5, 36);
     app[36] = '\0';
-    for (instance_t *in = w->instances, *next; in; in = next) {
-        next = in->next;
-        if (strcmp(in->app_id, app) == 0 && !in->stopping)
-            instance_stop(in);
-    }
+    stop_app_instances(w, app);
 }
 
 /* ---- builds: keep the last SLIPWAY_KEEP_BUILDS per app ---- */
@@ -2071,7 +2131,7 @@ static void on_relaunch_list(int status, sw_pg_result_t *res, void *payload)
 {
     sw_worker_t *w = payload;
     w->relaunch_querying = false;
-    if (status != 0 || w->stopping)
+    if (!worker_query_done(w) || status != 0)
         return; /* the next tick asks again */
     char n[16], of[16];
     snprintf(n, sizeof(n), "%d", sw_pg_result_rows(res));
@@ -2105,10 +2165,10 @@ static void relaunch_query(sw_worker_t *w)
     sw_buf_append_char(&ids, '}');
     const char *params[] = {ids.base};
     w->relaunch_querying = true;
-    if (sw_pg_query(w->pg,
-                    "SELECT id, active_deployment_id FROM apps WHERE id = ANY ($1::uuid[]) "
-                    "AND status = 'running' AND active_deployment_id IS NOT NULL",
-                    1, params, on_relaunch_list, w) != 0)
+    if (worker_query(w,
+                     "SELECT id, active_deployment_id FROM apps WHERE id = ANY ($1::uuid[]) "
+                     "AND status = 'running' AND active_deployment_id IS NOT NULL",
+                     1, params, on_relaunch_list) != 0)
         w->relaunch_querying = false;
     sw_buf_free(&ids);
 }
@@ -2177,7 +2237,7 @@ static void on_applogs_closed(void *payload)
  * close, then the tick, then free. */
 static void maybe_stopped(sw_worker_t *w)
 {
-    if (!w->stopping || w->runs || w->instances || w->redis_closing)
+    if (!w->stopping || w->runs || w->instances || w->pg_pending || w->redis_closing)
         return;
     w->redis_closing = true;
     sw_applogs_close(w->applogs, on_applogs_closed, w);

@@ -1,12 +1,15 @@
 """The worker's housekeeping (issue 5): old builds pruned, timeouts that name their step,
-stop escalating to SIGKILL, and app instances started again after slipwayd restarts."""
+stop escalating to SIGKILL, app instances started again after slipwayd restarts, and the
+instances and runtime logs of deleted apps cleared away."""
 
 import random
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+import redis as redis_lib
 
 from deploy_kit import *  # noqa: F401,F403 - fixtures and helpers
 from deploy_kit import START
@@ -211,3 +214,59 @@ def test_sigterm_restart_relaunches_the_app(auth, hello_repo, tmp_path):
     x = wait_for(lambda: (x := rb.get(f"apps/{app['id']}").json())["endpoints"] and
                  x["endpoints"] != [old_ep] and x, timeout=30, message="the app relaunched")
     assert fetch(x["endpoints"][0]) == (200, "v1")
+
+
+# --------------------------------------------------------------------------- deletion
+
+
+def applog_keys(rc, app_id):
+    return sorted(k.decode() for k in rc.scan_iter(f"slipway:*:applog:{app_id}*"))
+
+
+def test_deleted_apps_stop_and_their_runtime_logs_go(auth, hello_repo, redis_server):
+    """An app deleted alone, one deleted with its project and one deleted at a psql prompt
+    (which no API call announces: the worker's reconciliation finds it): each one's instance
+    stops, and within a janitor round the runtime logs Redis kept for it are gone. A live app's
+    keys, and keys that are not runtime logs, stay."""
+    d = auth.daemon(env=make_deploy_env(SLIPWAY_JANITOR_INTERVAL_MS=1000))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)
+    rc = redis_lib.Redis.from_url(redis_server.url())
+    start = f'echo "hello from $PORT"; {START}'
+    apps = {name: hello_app(res, root, hello_repo, start_command=start)
+            for name in ("alone", "with_project", "at_psql")}
+    endpoints = {}
+    for name, app in apps.items():
+        _, endpoints[name] = deployed(root, d, app)
+        wait_for(lambda a=app: len(applog_keys(rc, a["id"])) == 2, timeout=15,
+                 message=f"{name}'s runtime log and its counter in Redis")
+    prefix = applog_keys(rc, apps["alone"]["id"])[0][:-36]
+    kept = hello_app(res, root, hello_repo)  # never deployed; its keys seeded as if it had run
+    ghost = str(uuid.uuid4())                # an app no database row ever named
+    seeded = {f"{prefix}{kept['id']}": b"line", f"{prefix}{kept['id']}:seq": b"7",
+              f"{prefix}{ghost}": b"line", f"{prefix}{ghost}:seq": b"3",
+              f"{prefix}not-an-app": b"x", f"{prefix}{kept['id']}:other": b"x"}
+    for k, v in seeded.items():
+        rc.set(k, v)
+
+    assert root.delete(f"apps/{apps['alone']['id']}").status_code == 204
+    project_id = root.get(f"apps/{apps['with_project']['id']}").json()["project_id"]
+    assert root.delete(f"projects/{project_id}").status_code == 204
+    auth.db(d).execute("DELETE FROM apps WHERE id = %s", (apps["at_psql"]["id"],))
+
+    for name, app in apps.items():
+        wait_for(lambda ep=endpoints[name]: refused(ep), timeout=20,
+                 message=f"the instance of the app deleted {name} to stop")
+        wait_for(lambda a=app: not procs_under(builds_dir(d, a["id"])), timeout=10,
+                 message=f"no process of the app deleted {name} left")
+        wait_for(lambda a=app: applog_keys(rc, a["id"]) == [], timeout=15,
+                 message=f"the runtime logs of the app deleted {name} removed")
+    wait_for(lambda: applog_keys(rc, ghost) == [], timeout=15, message="the ghost's keys removed")
+    assert applog_keys(rc, kept["id"]) == sorted([f"{prefix}{kept['id']}",
+                                                  f"{prefix}{kept['id']}:other",
+                                                  f"{prefix}{kept['id']}:seq"])
+    assert rc.get(f"{prefix}not-an-app") == b"x"
+    for k in seeded:
+        rc.delete(k)
+    # the app deleted at the psql prompt was found by the worker's reconciliation
+    assert any(e.get("msg") == "stopping the instances of a deleted app" for e in d.logs())

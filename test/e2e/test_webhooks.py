@@ -634,3 +634,46 @@ def test_https_uses_the_system_store_without_a_ca_file(auth, receivers, tls_file
                     timeout=15, message="the failed https attempt")
     assert "unable to get local issuer certificate" in rows[0]["error"], rows[0]["error"]
     assert rx.requests == []
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def test_janitor_prunes_finished_deliveries_after_the_keep_days(auth, receivers):
+    d = auth.daemon(env=webhook_env(SLIPWAY_JANITOR_INTERVAL_MS=1000,
+                                    SLIPWAY_WEBHOOK_KEEP_DAYS=7))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)
+    rx = receivers()
+    hook = create_webhook(root, rx.url, ["app.created"])
+    env_id = res.production(root, res.project(root)["id"])["id"]
+    old, recent = res.app(root, env_id, "old"), res.app(root, env_id, "recent")
+    rx.wait(2)
+    wait_for(lambda: [a["delivery_state"] for a in attempts(root, hook["id"])] ==
+             ["delivered", "delivered"], timeout=10, message="both deliveries recorded")
+    db = auth.db(d)
+
+    def delivery_of(app):
+        return "SELECT id FROM webhook_deliveries WHERE payload::json->'data'->>'id' = %s", \
+            (app["id"],)
+
+    old_id = db.execute(*delivery_of(old)).fetchone()[0]
+    # Eight days ago: past the keep. A delivery still owed is never pruned, however old.
+    db.execute("UPDATE webhook_deliveries SET updated_at = now() - interval '8 days', "
+               "created_at = now() - interval '8 days' WHERE id = %s", (old_id,))
+    owed = db.execute("INSERT INTO webhook_deliveries (webhook_id, event, payload, "
+                      "next_attempt_at, created_at, updated_at) VALUES (%s, 'app.created', "
+                      "'{}', now() + interval '1 day', now() - interval '90 days', "
+                      "now() - interval '90 days') RETURNING id", (hook["id"],)).fetchone()[0]
+
+    def count(sql, *args):
+        return db.execute(sql, args).fetchone()[0]
+
+    wait_for(lambda: count("SELECT count(*) FROM webhook_deliveries WHERE id = %s", old_id) == 0,
+             timeout=15, message="the old delivery pruned")
+    assert count("SELECT count(*) FROM webhook_attempts WHERE delivery_id = %s", old_id) == 0
+    assert count("SELECT count(*) FROM webhook_deliveries WHERE id = %s", owed) == 1
+    [left] = attempts(root, hook["id"])
+    assert json.loads(rx.requests[1]["body"])["data"]["id"] == recent["id"]
+    assert left["delivery_id"] == str(db.execute(*delivery_of(recent)).fetchone()[0])
+    db.execute("DELETE FROM webhook_deliveries WHERE id = %s", (owed,))
