@@ -34,6 +34,7 @@ typedef struct {
     uint64_t connections; /* open now */
     uint64_t frames_sent; /* data frames written, total */
     uint64_t protocol_errors;
+    uint64_t parsers; /* connections holding a wslay context now (not pong-only listeners) */
 } sw_ws_stats_t;
 
 /* Whether req asks for a WebSocket (Upgrade: websocket). */

@@ -10,6 +10,10 @@
  * half-written, and bytes written directly to the stream between two wslay_event_send calls
  * always fall on a frame boundary. The stream, not wslay, is the one output queue.
  *
+ * Memory: wslay's context (8 KiB) is made only when the peer sends something other than pongs
+ * or we close. Pings are written directly and whole pong frames are skipped here, so a
+ * watcher that only listens never has one.
+ *
  * Liveness: a ping goes out every ping_interval_ms; any bytes from the peer after it count as
  * an answer (a pong may sit behind a large message the peer is still sending, and a peer
  * that sends is alive). A peer silent for pong_timeout_ms after a ping is dropped. */
@@ -41,8 +45,8 @@ typedef enum {
 } ws_state_t;
 
 struct sw_ws {
-    sw_http_stream_t *st; /* NULL once the stream is gone */
-    wslay_event_context_ptr ctx;
+    sw_http_stream_t *st;        /* NULL once the stream is gone */
+    wslay_event_context_ptr ctx; /* NULL until needed (see Memory above) */
     sw_ws_opts_t opts;
     sw_ws_cbs_t cbs;
     void *ud;
@@ -167,8 +171,43 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
 /* Writes the control frames wslay has queued. */
 static void flush(sw_ws_t *ws)
 {
-    if (ws->st && !ws->in_recv)
+    if (ws->ctx && ws->st && !ws->in_recv)
         (void)wslay_event_send(ws->ctx); /* a failure means the stream is closing */
+}
+
+static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                         void *user);
+
+static wslay_event_context_ptr ctx_get(sw_ws_t *ws)
+{
+    if (ws->ctx)
+        return ws->ctx;
+    struct wslay_event_callbacks wcb = {
+        .recv_callback = on_wslay_recv,
+        .send_callback = on_wslay_send,
+        .on_msg_recv_callback = on_wslay_msg,
+    };
+    if (wslay_event_context_server_init(&ws->ctx, &wcb, ws) != 0)
+        sw_oom();
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->opts.max_message);
+    stats.parsers++;
+    return ws->ctx;
+}
+
+/* Whether data is nothing but whole pong frames from a client (FIN, no RSV bits, masked,
+ * at most 125 bytes each): those need no answer and no parser state, so no context. */
+static bool only_pongs(const char *data, size_t len)
+{
+    const uint8_t *p = (const uint8_t *)data, *end = p + len;
+    while (p < end) {
+        if (end - p < 2 || p[0] != 0x8A || !(p[1] & 0x80) || (p[1] & 0x7F) > 125)
+            return false;
+        size_t frame = 2 + 4 + (p[1] & 0x7F);
+        if ((size_t)(end - p) < frame)
+            return false; /* a pong split across reads: wslay keeps the half */
+        p += frame;
+    }
+    return true;
 }
 
 static size_t frame_header(uint8_t *h, uint8_t first, size_t len)
@@ -298,6 +337,9 @@ static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_o
 /* Feeds input to wslay, sends what it answers, and ends the connection when it is done. */
 static void process(sw_ws_t *ws, const char *data, size_t len)
 {
+    if (!ws->ctx && only_pongs(data, len))
+        return;
+    ctx_get(ws);
     ws->in = data;
     ws->in_len = len;
     ws->in_recv = true;
@@ -344,7 +386,7 @@ static void on_stream_data(sw_http_stream_t *st, const char *data, size_t len, v
         ws->ping_out = false;
         uv_timer_start(&ws->timer, on_timer, ws->opts.ping_interval_ms, 0);
     }
-    if (!wslay_event_get_read_enabled(ws->ctx))
+    if (ws->ctx && !wslay_event_get_read_enabled(ws->ctx))
         return;
     if (ws->held.len || output_backed_up(ws)) {
         if (ws->held.len + len > INPUT_HELD_MAX) {
@@ -385,7 +427,10 @@ static void on_stream_shutdown(sw_http_stream_t *st, void *ud)
 static void on_timer_closed(uv_handle_t *h)
 {
     sw_ws_t *ws = h->data;
-    wslay_event_context_free(ws->ctx);
+    if (ws->ctx) {
+        wslay_event_context_free(ws->ctx);
+        stats.parsers--;
+    }
     sw_buf_free(&ws->held);
     free(ws);
 }
@@ -417,9 +462,9 @@ static void on_timer(uv_timer_t *t)
         ws_set_state(ws, WS_ENDING, true);
         return;
     }
-    struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
-    if (wslay_event_queue_msg(ws->ctx, &ping) == 0)
-        flush(ws);
+    /* Written directly, like fail()'s close: wslay never holds half a frame (see the top). */
+    static const uint8_t ping[2] = {0x89, 0}; /* FIN, ping, no payload */
+    (void)sw_http_stream_write(ws->st, ping, sizeof(ping));
     ws->ping_out = true;
     uv_timer_start(&ws->timer, on_timer, ws->opts.pong_timeout_ms, 0);
 }
@@ -454,14 +499,6 @@ sw_ws_t *sw_ws_accept(sw_http_req_t *req, const sw_ws_opts_t *opts, const sw_ws_
     ws->cbs = *cbs;
     ws->ud = ud;
     ws->state = WS_OPEN;
-    struct wslay_event_callbacks wcb = {
-        .recv_callback = on_wslay_recv,
-        .send_callback = on_wslay_send,
-        .on_msg_recv_callback = on_wslay_msg,
-    };
-    if (wslay_event_context_server_init(&ws->ctx, &wcb, ws) != 0)
-        sw_oom();
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, opts->max_message);
 
     char accept[29];
     sw_ws_accept_key(key.base, key.len, accept);
@@ -477,7 +514,6 @@ sw_ws_t *sw_ws_accept(sw_http_req_t *req, const sw_ws_opts_t *opts, const sw_ws_
     uv_loop_t *loop = sw_http_server_loop(req->server);
     ws->st = sw_http_stream_open(req, 101, NULL, 0, &scb, ws);
     if (!ws->st) {
-        wslay_event_context_free(ws->ctx);
         free(ws);
         return NULL;
     }
@@ -507,7 +543,7 @@ void sw_ws_close(sw_ws_t *ws, uint16_t code, const char *reason)
         return;
     reason = reason ? reason : "";
     ws->code = code ? code : WSLAY_CODE_NO_STATUS_RCVD;
-    (void)wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason,
+    (void)wslay_event_queue_close(ctx_get(ws), code, (const uint8_t *)reason,
                                   code ? utf8_prefix(reason, CLOSE_REASON_MAX) : 0);
     ws_set_state(ws, WS_CLOSING, false);
     flush(ws);

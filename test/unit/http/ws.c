@@ -36,6 +36,7 @@ struct fixture {
     sw_buf_t head;   /* the handshake answer */
     int closes;
     uint16_t close_code;
+    uint64_t parsers_at_close; /* wslay contexts alive when on_close ran, this one's included */
     bool drained;
     bool client_done;
 };
@@ -68,8 +69,11 @@ static void on_ws_close(sw_ws_t *ws, uint16_t code, void *ud)
 {
     fixture_t *f = ud;
     (void)ws;
+    sw_ws_stats_t st;
     f->closes++;
     f->close_code = code;
+    sw_ws_stats(&st);
+    f->parsers_at_close = st.parsers;
 }
 
 static void on_request(sw_http_req_t *req, void *payload)
@@ -496,6 +500,7 @@ static void test_echo_fragments_and_close_handshake(void **state)
     run_scenario(&f, echo_and_close);
     assert_int_equal(f.closes, 1);
     assert_int_equal(f.close_code, 1000);
+    assert_int_equal(f.parsers_at_close, 1); /* messages came: wslay parsed them */
 }
 
 static void ping_pong(fixture_t *f, int fd)
@@ -664,6 +669,8 @@ static void test_silent_peer_is_closed_after_the_pong_timeout(void **state)
     run_scenario(&f, silent_peer);
     assert_int_equal(f.closes, 1);
     assert_int_equal(f.close_code, 1006);
+    /* Pings out and pongs back never needed wslay: a listener costs no parser. */
+    assert_int_equal(f.parsers_at_close, 0);
 }
 
 static void flood_unread(fixture_t *f, int fd)
