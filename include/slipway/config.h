@@ -27,10 +27,11 @@ typedef struct {
     char *rate_limit;   /* "<rps>/<burst>" | "off" */
     bool allow_file_repos;
     bool webhook_allow_private;
-    uint32_t webhook_max_attempts;  /* per delivery, then it is failed */
-    uint32_t webhook_retry_base_ms; /* the first retry's delay; doubled after each failure */
-    uint32_t webhook_keep_days;     /* finished deliveries are pruned after this */
-    uint32_t janitor_interval_ms;   /* between two janitor rounds */
+    uint32_t webhook_max_attempts;     /* per delivery, then it is failed */
+    uint32_t webhook_retry_base_ms;    /* the first retry's delay; doubled after each failure */
+    uint32_t webhook_keep_days;        /* finished deliveries are pruned after this */
+    uint32_t deployment_log_keep_days; /* finished deployments' output, bar the active one */
+    uint32_t janitor_interval_ms;      /* between two janitor rounds */
     char *tls_ca_file; /* extra CAs outgoing https trusts, beside the system store; "": none */
     char *port_range;  /* "lo-hi" */
     uint32_t max_replicas;

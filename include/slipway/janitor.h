@@ -1,7 +1,8 @@
 /* The janitor: removes what nothing else would. Finished webhook deliveries (and their
- * attempts) older than SLIPWAY_WEBHOOK_KEEP_DAYS, and the runtime logs Redis keeps for apps
- * that no longer exist - however they went: deleted alone, with their project, or at a psql
- * prompt. Runs in every process with the worker role, one round per
+ * attempts) older than SLIPWAY_WEBHOOK_KEEP_DAYS, the output of deployments finished more
+ * than SLIPWAY_DEPLOYMENT_LOG_KEEP_DAYS ago (not an app's active one), and the runtime logs Redis
+ * keeps for apps that no longer exist - however they went: deleted alone, with their project, or at
+ * a psql prompt. Runs in every process with the worker role, one round per
  * SLIPWAY_JANITOR_INTERVAL_MS (the first within a minute of the start); every step is
  * idempotent, so processes doing it at once only repeat each other's work. */
 #ifndef SLIPWAY_JANITOR_H

@@ -59,6 +59,8 @@ static const opt_t options[] = {
      "wait after a webhook's first failed attempt; doubles after each, up to an hour"},
     {"webhook-keep-days", OPT_U32, O(webhook_keep_days), "30", 1, 3650,
      "days a delivered or failed webhook delivery and its attempts are kept"},
+    {"deployment-log-keep-days", OPT_U32, O(deployment_log_keep_days), "90", 1, 3650,
+     "days a finished deployment's build and release output is kept (the active one's always)"},
     {"janitor-interval-ms", OPT_U32, O(janitor_interval_ms), "3600000", 1000, 86400000,
      "between rounds that prune old webhook deliveries and deleted apps' runtime logs"},
     {"tls-ca-file", OPT_STR, O(tls_ca_file), "", 0, 0,

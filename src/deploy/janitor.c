@@ -1,6 +1,7 @@
 /* The janitor: one round at a time, each a chain of callbacks on the loop.
  *
- *   prune deliveries (5,000 rows per statement, again while a statement fills)
+ *   prune webhook deliveries, then build and release logs (5,000 rows per statement, again
+ *   while a statement fills)
  *   -> SCAN the runtime-log keys a page at a time
  *      -> ask PostgreSQL which of the page's apps are gone -> DEL their keys -> next page
  *
@@ -32,9 +33,10 @@ struct sw_janitor {
     uv_timer_t timer;
     bool busy; /* a round is running: one callback is outstanding */
     bool stopping;
-    char prefix[128]; /* "slipway:<instance>:applog:" */
-    char cursor[32];  /* the SCAN cursor; "0" starts and ends a scan */
-    unsigned long long pruned, removed;
+    char prefix[128];                      /* "slipway:<instance>:applog:" */
+    char cursor[32];                       /* the SCAN cursor; "0" starts and ends a scan */
+    int step;                              /* the prune step running: PRUNE_* */
+    unsigned long long pruned[2], removed; /* this round's counts */
     void (*on_stopped)(void *payload);
     void *payload;
 };
@@ -54,12 +56,14 @@ static void on_closed(uv_handle_t *h)
 static void round_end(sw_janitor_t *j)
 {
     j->busy = false;
-    if (j->pruned || j->removed) {
-        char pruned[24], removed[24];
-        snprintf(pruned, sizeof(pruned), "%llu", j->pruned);
+    if (j->pruned[0] || j->pruned[1] || j->removed) {
+        char deliveries[24], chunks[24], removed[24];
+        snprintf(deliveries, sizeof(deliveries), "%llu", j->pruned[0]);
+        snprintf(chunks, sizeof(chunks), "%llu", j->pruned[1]);
         snprintf(removed, sizeof(removed), "%llu", j->removed);
-        sw_log_kv(SW_LOG_INFO, NULL, "janitor round", "webhook_deliveries_pruned", pruned,
-                  "deleted_apps_logs_removed", removed, NULL);
+        sw_log_kv(SW_LOG_INFO, NULL, "janitor round", "webhook_deliveries_pruned", deliveries,
+                  "deployment_log_chunks_pruned", chunks, "deleted_apps_logs_removed", removed,
+                  NULL);
     }
     if (j->stopping)
         uv_close((uv_handle_t *)&j->timer, on_closed);
@@ -186,7 +190,27 @@ static void scan_page(sw_janitor_t *j)
         round_end(j);
 }
 
-/* ---- webhook deliveries past their retention ---- */
+/* ---- webhook deliveries and deployment logs past their retention ---- */
+
+enum { PRUNE_DELIVERIES, PRUNE_LOGS, PRUNE_STEPS };
+
+/* Each statement deletes at most PRUNE_BATCH rows and answers how many. */
+static const char *const prune_sql[PRUNE_STEPS] = {
+    /* Attempts go with their delivery (ON DELETE CASCADE). Pending deliveries are never
+     * pruned, however old: they are still owed. */
+    "WITH d AS (DELETE FROM webhook_deliveries WHERE id IN ("
+    "SELECT id FROM webhook_deliveries WHERE state <> 'pending' "
+    "AND updated_at < now() - make_interval(days => $1::int) "
+    "LIMIT " PRUNE_BATCH ") RETURNING 1) SELECT count(*) FROM d",
+    /* The deployment rows stay (the history); their output goes, except an app's active
+     * release's, which is what a user looks at when it misbehaves. */
+    "WITH d AS (DELETE FROM deployment_log_chunks WHERE (deployment_id, first_seq) IN ("
+    "SELECT c.deployment_id, c.first_seq FROM deployment_log_chunks c "
+    "JOIN deployments dep ON dep.id = c.deployment_id "
+    "WHERE dep.finished_at < now() - make_interval(days => $1::int) "
+    "AND NOT EXISTS (SELECT 1 FROM apps a WHERE a.active_deployment_id = dep.id) "
+    "LIMIT " PRUNE_BATCH ") RETURNING 1) SELECT count(*) FROM d",
+};
 
 static void prune(sw_janitor_t *j);
 
@@ -199,13 +223,17 @@ static void on_pruned(int status, sw_pg_result_t *res, void *payload)
     else if (status != SW_EUNAVAIL && status != SW_ECANCELED)
         sw_log_kv(SW_LOG_WARN, NULL, "janitor: pruning webhook deliveries failed", "error",
                   res ? sw_pg_result_error(res) : sw_strerror(status), NULL);
-    j->pruned += (unsigned long long)(n > 0 ? n : 0);
+    j->pruned[j->step] += (unsigned long long)(n > 0 ? n : 0);
     if (j->stopping) {
         round_end(j);
         return;
     }
     if (n >= PRUNE_BATCH_ROWS) {
         prune(j); /* more are due: another batch, so no statement holds its locks long */
+        return;
+    }
+    if (++j->step < PRUNE_STEPS) {
+        prune(j);
         return;
     }
     snprintf(j->cursor, sizeof(j->cursor), "0");
@@ -215,16 +243,11 @@ static void on_pruned(int status, sw_pg_result_t *res, void *payload)
 static void prune(sw_janitor_t *j)
 {
     char days[16];
-    snprintf(days, sizeof(days), "%u", j->cfg->webhook_keep_days);
+    snprintf(days, sizeof(days), "%u",
+             j->step == PRUNE_DELIVERIES ? j->cfg->webhook_keep_days
+                                         : j->cfg->deployment_log_keep_days);
     const char *params[] = {days};
-    /* Attempts go with their delivery (ON DELETE CASCADE). Pending deliveries are never
-     * pruned, however old: they are still owed. */
-    int rc = sw_pg_query(j->pg,
-                         "WITH d AS (DELETE FROM webhook_deliveries WHERE id IN ("
-                         "SELECT id FROM webhook_deliveries WHERE state <> 'pending' "
-                         "AND updated_at < now() - make_interval(days => $1::int) "
-                         "LIMIT " PRUNE_BATCH ") RETURNING 1) SELECT count(*) FROM d",
-                         1, params, on_pruned, j);
+    int rc = sw_pg_query(j->pg, prune_sql[j->step], 1, params, on_pruned, j);
     if (rc != 0)
         round_end(j);
 }
@@ -235,7 +258,8 @@ static void on_timer(uv_timer_t *t)
     if (j->busy || j->stopping)
         return;
     j->busy = true;
-    j->pruned = j->removed = 0;
+    j->pruned[0] = j->pruned[1] = j->removed = 0;
+    j->step = PRUNE_DELIVERIES;
     prune(j);
 }
 

@@ -270,3 +270,34 @@ def test_deleted_apps_stop_and_their_runtime_logs_go(auth, hello_repo, redis_ser
         rc.delete(k)
     # the app deleted at the psql prompt was found by the worker's reconciliation
     assert any(e.get("msg") == "stopping the instances of a deleted app" for e in d.logs())
+
+
+def test_janitor_prunes_old_deployment_output_but_the_active_ones(auth, hello_repo):
+    d = auth.daemon(env=make_deploy_env(SLIPWAY_JANITOR_INTERVAL_MS=1000,
+                                        SLIPWAY_DEPLOYMENT_LOG_KEEP_DAYS=30))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)
+    app = hello_app(res, root, hello_repo, build_command="echo building; true")
+    deps = Deployments(root)
+    done = []
+    for i in range(3):
+        hello_repo.version(f"r{i}")
+        dep, _ = deps.deploy(app["id"])
+        assert dep["status"] == "success", (dep, deps.tail(dep["id"]))
+        assert deps.logs(dep["id"])["data"], "a deployment should have output"
+        done.append(dep)
+    old, recent, active = done
+    db = auth.db(d)
+
+    def chunks(dep):
+        return db.execute("SELECT count(*) FROM deployment_log_chunks WHERE deployment_id = %s",
+                          (dep["id"],)).fetchone()[0]
+
+    # The oldest and the active one finished 31 days ago; the middle one is recent.
+    db.execute("UPDATE deployments SET finished_at = now() - interval '31 days' "
+               "WHERE id = ANY(%s::uuid[])", ([old["id"], active["id"]],))
+    wait_for(lambda: chunks(old) == 0, timeout=15, message="the old deployment's output pruned")
+    assert deps.logs(old["id"])["data"] == []
+    assert root.get(f"deployments/{old['id']}").status_code == 200  # the history stays
+    assert chunks(recent) > 0 and chunks(active) > 0
+    assert deps.logs(active["id"])["data"], "the active release's output is kept"
