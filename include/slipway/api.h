@@ -153,8 +153,6 @@ json_t *sw_api_body(sw_http_req_t *req);
 void sw_api_validation_error(sw_http_req_t *req, sw_json_errors_t *e);
 /* Answers with JSON text produced by PostgreSQL. */
 void sw_api_respond_text(sw_http_req_t *req, int status, const char *json);
-/* True for a canonical lower-case UUID (what PostgreSQL prints). */
-bool sw_api_uuid_valid(sw_iov_t s);
 /* ?page=&limit=&offset= into page (1-based), limit (1..100) and offset; false after
  * answering 400. */
 bool sw_api_page(sw_http_req_t *req, long long *page, long long *limit, long long *offset);

@@ -23,6 +23,8 @@ bool sw_iov_eq(sw_iov_t a, sw_iov_t b);
 bool sw_iov_eq_cstr(sw_iov_t a, const char *s);
 /* ASCII case-insensitive comparison, for header names and tokens. */
 bool sw_iov_caseeq(sw_iov_t a, const char *s);
+/* A UUID in its canonical lower-case text form (8-4-4-4-12 hex digits). */
+bool sw_iov_is_uuid(sw_iov_t s);
 /* Parses an unsigned decimal integer occupying the whole slice; -EINVAL or -ERANGE. */
 int sw_iov_to_u64(sw_iov_t s, unsigned long long *out);
 

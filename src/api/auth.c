@@ -943,7 +943,7 @@ void sw_api_auth_token(sw_http_req_t *req, void *ctx)
     char client_id[SW_UUID_LEN + 1];
     snprintf(client_id, sizeof(client_id), "%s", id);
     json_decref(body); /* id may point into it: only client_id from here on */
-    if (!sw_api_uuid_valid(sw_iov_from_cstr(client_id)) ||
+    if (!sw_iov_is_uuid(sw_iov_from_cstr(client_id)) ||
         !sw_token_valid(SW_API_TOKEN_PREFIX, o->secret, strlen(o->secret))) {
         oauth_refuse(o);
         return;

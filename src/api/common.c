@@ -80,22 +80,6 @@ void sw_api_respond_text(sw_http_req_t *req, int status, const char *json)
     sw_http_respond(req, status, "application/json", body, len + 1);
 }
 
-bool sw_api_uuid_valid(sw_iov_t s)
-{
-    if (s.len != 36)
-        return false;
-    for (size_t i = 0; i < 36; i++) {
-        char c = s.base[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return false;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool parse_query_int(sw_http_req_t *req, const char *name, long long min, long long max,
                             long long *out, sw_json_errors_t *e)
 {
@@ -226,7 +210,7 @@ bool sw_api_uuid_filter(sw_http_req_t *req, const char *name, const char **out, 
     *out = NULL;
     if (!v)
         return true;
-    if (!sw_api_uuid_valid(sw_iov_from_cstr(v))) {
+    if (!sw_iov_is_uuid(sw_iov_from_cstr(v))) {
         sw_json_errors_add(e, name, "must be a UUID");
         return false;
     }
@@ -362,28 +346,28 @@ static void on_exec(int status, sw_pg_result_t *res, void *payload)
         sw_api_respond_text(x->req, x->status, v);
 }
 
+static void exec_start(sw_api_t *api, sw_http_req_t *req, const char *sql, int nparams,
+                       const char *const *params, const exec_t *how)
+{
+    exec_t *x = sw_arena_calloc(&req->arena, sizeof(*x));
+    *x = *how;
+    x->api = api;
+    x->req = req;
+    sw_pg_query(api->pg, sql, nparams, params, on_exec, x);
+}
+
 void sw_api_exec(sw_api_t *api, sw_http_req_t *req, const char *sql, int nparams,
                  const char *const *params, int status, const char *not_found, const char *conflict)
 {
-    exec_t *x = sw_arena_calloc(&req->arena, sizeof(*x));
-    x->api = api;
-    x->req = req;
-    x->status = status;
-    x->not_found = not_found;
-    x->conflict = conflict;
-    sw_pg_query(api->pg, sql, nparams, params, on_exec, x);
+    exec_t how = {.status = status, .not_found = not_found, .conflict = conflict};
+    exec_start(api, req, sql, nparams, params, &how);
 }
 
 void sw_api_exec_deleting_apps(sw_api_t *api, sw_http_req_t *req, const char *sql, int nparams,
                                const char *const *params, const char *not_found)
 {
-    exec_t *x = sw_arena_calloc(&req->arena, sizeof(*x));
-    x->api = api;
-    x->req = req;
-    x->status = 204;
-    x->not_found = not_found;
-    x->deletes_apps = true;
-    sw_pg_query(api->pg, sql, nparams, params, on_exec, x);
+    exec_t how = {.status = 204, .not_found = not_found, .deletes_apps = true};
+    exec_start(api, req, sql, nparams, params, &how);
 }
 
 void sw_api_list_visible(sw_api_list_t *l, const sw_principal_t *p, const char *column,

@@ -428,7 +428,7 @@ void sw_api_hooks_receive(sw_http_req_t *req, void *ctx)
 {
     sw_api_t *api = ctx;
     sw_iov_t id = sw_http_req_param(req, "app_id");
-    if (!sw_api_uuid_valid(id)) {
+    if (!sw_iov_is_uuid(id)) {
         refuse(req);
         return;
     }

@@ -210,7 +210,7 @@ static void on_member(int status, sw_pg_result_t *res, void *payload)
 static bool member_target(sw_http_req_t *req, member_t **out, bool removing)
 {
     sw_iov_t uid = sw_http_req_param(req, "user_id");
-    if (!sw_api_uuid_valid(uid)) {
+    if (!sw_iov_is_uuid(uid)) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND",
                               removing ? "no such member" : "no such user", NULL);
         return false;

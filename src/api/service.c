@@ -320,7 +320,7 @@ static void project_lookup(sw_api_t *api, sw_http_req_t *req)
             sw_api_validation_error(req, &e);
             return;
         }
-        if (!sw_api_uuid_valid(sw_iov_from_cstr(json_string_value(env)))) {
+        if (!sw_iov_is_uuid(sw_iov_from_cstr(json_string_value(env)))) {
             sw_json_errors_t e;
             sw_json_errors_init(&e);
             sw_json_errors_add(&e, "environment_id", "must be a UUID");
@@ -330,7 +330,7 @@ static void project_lookup(sw_api_t *api, sw_http_req_t *req)
         snprintf(id, sizeof(id), "%s", json_string_value(env));
     } else {
         sw_iov_t param = sw_http_req_param(req, "id");
-        if (!sw_api_uuid_valid(param)) {
+        if (!sw_iov_is_uuid(param)) {
             not_found(req);
             return;
         }

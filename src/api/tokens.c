@@ -178,7 +178,7 @@ static void on_deleted(int status, sw_pg_result_t *res, void *payload)
 void sw_api_tokens_delete(sw_http_req_t *req, void *ctx)
 {
     sw_iov_t id = sw_http_req_param(req, "id");
-    if (!sw_api_uuid_valid(id)) {
+    if (!sw_iov_is_uuid(id)) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such token", NULL);
         return;
     }

@@ -41,7 +41,7 @@ static void wipe_body(sw_http_req_t *req)
 static bool take_id(users_t *u)
 {
     sw_iov_t id = sw_http_req_param(u->req, "id");
-    if (!sw_api_uuid_valid(id)) {
+    if (!sw_iov_is_uuid(id)) {
         sw_http_respond_error(u->req, 404, "RESOURCE_NOT_FOUND", "no such user", NULL);
         return false;
     }

@@ -250,7 +250,7 @@ void sw_api_webhooks_create(sw_http_req_t *req, void *ctx)
     json_t *pj = json_object_get(body, "project_id");
     if (pj && !json_is_null(pj)) {
         if (sw_json_get_string(body, "project_id", false, 36, 36, &project_id, &e) == 0 &&
-            !sw_api_uuid_valid(sw_iov_from_cstr(project_id)))
+            !sw_iov_is_uuid(sw_iov_from_cstr(project_id)))
             sw_json_errors_add(&e, "project_id", "must be a UUID");
     }
     sw_json_reject_unknown(body, allowed, &e);
@@ -302,7 +302,7 @@ void sw_api_webhooks_list(sw_http_req_t *req, void *ctx)
 static const char *webhook_id(sw_http_req_t *req)
 {
     sw_iov_t id = sw_http_req_param(req, "id");
-    if (!sw_api_uuid_valid(id)) {
+    if (!sw_iov_is_uuid(id)) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such webhook", NULL);
         return NULL;
     }

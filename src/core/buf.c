@@ -36,6 +36,19 @@ bool sw_iov_caseeq(sw_iov_t a, const char *s)
     return true;
 }
 
+bool sw_iov_is_uuid(sw_iov_t s)
+{
+    if (s.len != 36)
+        return false;
+    for (size_t i = 0; i < 36; i++) {
+        char c = s.base[i];
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    }
+    return true;
+}
+
 int sw_iov_to_u64(sw_iov_t s, unsigned long long *out)
 {
     unsigned long long v = 0;

@@ -25,6 +25,8 @@
 #define UUID_LEN           36
 #define MAX_GONE_PER_PAGE  1024 /* a SCAN page is about SCAN_COUNT keys */
 
+enum { PRUNE_DELIVERIES, PRUNE_LOGS, PRUNE_STEPS };
+
 struct sw_janitor {
     uv_loop_t *loop;
     const sw_config_t *cfg;
@@ -33,10 +35,10 @@ struct sw_janitor {
     uv_timer_t timer;
     bool busy; /* a round is running: one callback is outstanding */
     bool stopping;
-    char prefix[128];                      /* "slipway:<instance>:applog:" */
-    char cursor[32];                       /* the SCAN cursor; "0" starts and ends a scan */
-    int step;                              /* the prune step running: PRUNE_* */
-    unsigned long long pruned[2], removed; /* this round's counts */
+    char prefix[128]; /* "slipway:<instance>:applog:" */
+    char cursor[32];  /* the SCAN cursor; "0" starts and ends a scan */
+    int step;         /* the prune step running: PRUNE_* */
+    unsigned long long pruned[PRUNE_STEPS], removed; /* this round's counts */
     void (*on_stopped)(void *payload);
     void *payload;
 };
@@ -81,13 +83,7 @@ static const char *key_app(const sw_janitor_t *j, const char *key, size_t len)
     size_t rest = len - p - UUID_LEN;
     if (rest != 0 && !(rest == 4 && memcmp(id + UUID_LEN, ":seq", 4) == 0))
         return NULL;
-    for (size_t i = 0; i < UUID_LEN; i++) {
-        char c = id[i];
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return NULL;
-    }
-    return id;
+    return sw_iov_is_uuid((sw_iov_t){(char *)id, UUID_LEN}) ? id : NULL;
 }
 
 static void on_deleted(int status, const sw_redis_reply_t *reply, void *payload)
@@ -192,8 +188,6 @@ static void scan_page(sw_janitor_t *j)
 
 /* ---- webhook deliveries and deployment logs past their retention ---- */
 
-enum { PRUNE_DELIVERIES, PRUNE_LOGS, PRUNE_STEPS };
-
 /* Each statement deletes at most PRUNE_BATCH rows and answers how many. */
 static const char *const prune_sql[PRUNE_STEPS] = {
     /* Attempts go with their delivery (ON DELETE CASCADE). Pending deliveries are never
@@ -221,8 +215,9 @@ static void on_pruned(int status, sw_pg_result_t *res, void *payload)
     if (status == 0 && sw_pg_result_rows(res) == 1)
         n = strtol(sw_pg_result_value(res, 0, 0), NULL, 10);
     else if (status != SW_EUNAVAIL && status != SW_ECANCELED)
-        sw_log_kv(SW_LOG_WARN, NULL, "janitor: pruning webhook deliveries failed", "error",
-                  res ? sw_pg_result_error(res) : sw_strerror(status), NULL);
+        sw_log_kv(SW_LOG_WARN, NULL, "janitor: pruning failed", "table",
+                  j->step == PRUNE_DELIVERIES ? "webhook_deliveries" : "deployment_log_chunks",
+                  "error", res ? sw_pg_result_error(res) : sw_strerror(status), NULL);
     j->pruned[j->step] += (unsigned long long)(n > 0 ? n : 0);
     if (j->stopping) {
         round_end(j);

@@ -666,8 +666,11 @@ static void on_target(int status, const struct sockaddr *addr, sw_addr_kind_t ki
     s->started_ns = uv_hrtime();
     int rc = sw_httpc_request(wh->loop, &req, on_answer, s, &s->http);
     sodium_memzero(&h, sizeof(h));
-    if (rc != 0)
-        record(s, 0, 0, NULL, "the request could not be made (malformed URL or headers)");
+    if (rc != 0) {
+        snprintf(msg, sizeof(msg), "the request could not be made: %s",
+                 rc == -EINVAL ? "malformed URL or headers" : sw_strerror(rc));
+        record(s, 0, 0, NULL, msg);
+    }
 }
 
 static void send_start(send_t *s, const char *url, const char *sealed)

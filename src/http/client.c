@@ -30,6 +30,7 @@
 
 #include "slipway/buf.h"
 #include "slipway/common.h"
+#include "slipway/log.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_TIMEOUT_MS         10000
@@ -424,9 +425,13 @@ static void tls_eof(sw_httpc_t *c)
 static int tls_setup(sw_httpc_t *c, const char *name, bool literal)
 {
     if (!tls_ctx) {
-        char why[REASON_LEN];
-        if (sw_httpc_tls_init(NULL, why, sizeof(why)) != 0)
-            return -ENOMEM;
+        char why[REASON_LEN] = "";
+        int rc = sw_httpc_tls_init(NULL, why, sizeof(why));
+        if (rc != 0) {
+            /* Only a bad SSL_CERT_FILE or an exhausted OpenSSL gets here; say which. */
+            sw_log_kv(SW_LOG_ERROR, NULL, "https is unavailable", "error", why, NULL);
+            return rc;
+        }
     }
     ERR_clear_error();
     c->ssl = SSL_new(tls_ctx);

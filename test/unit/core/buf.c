@@ -77,6 +77,23 @@ static void test_steal_gives_owned_string(void **state)
     free(s);
 }
 
+static void test_iov_is_uuid(void **state)
+{
+    (void)state;
+    assert_true(sw_iov_is_uuid(sw_iov_from_cstr("0f8fad5b-d9cb-469f-a165-70867728950e")));
+    const char *bad[] = {
+        "",
+        "0F8FAD5B-D9CB-469F-A165-70867728950E", /* PostgreSQL prints lower case */
+        "0f8fad5b-d9cb-469f-a165-70867728950",  /* short */
+        "0f8fad5b-d9cb-469f-a165-70867728950e0",
+        "0f8fad5bd-9cb-469f-a165-70867728950e", /* a dash out of place */
+        "0f8fad5b-d9cb-469f-a165-70867728950g",
+        "0f8fad5b-d9cb-469f-a165-70867728950\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(sw_iov_is_uuid(sw_iov_from_cstr(bad[i])));
+}
+
 static void test_iov_helpers(void **state)
 {
     (void)state;
@@ -102,6 +119,7 @@ int main(void)
         cmocka_unit_test(test_json_escaping),
         cmocka_unit_test(test_steal_gives_owned_string),
         cmocka_unit_test(test_iov_helpers),
+        cmocka_unit_test(test_iov_is_uuid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
