@@ -643,6 +643,9 @@ static uint16_t pick_port(sw_worker_t *w)
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return 0;
+        /* As servers bind: a port whose last connections linger in TIME_WAIT is free. */
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         int ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
