@@ -117,8 +117,10 @@ void sw_api_limits_address(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb co
  * pass both checks straight through. */
 void sw_api_limits_principal(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb cont);
 
-/* Push hooks' own budget per app (60 a minute, bursts of 30), spent before any signature
- * work and never switched off: false after answering 429 with Retry-After. */
+/* Push hooks' own budgets (60 a minute, bursts of 30 each), never switched off: per app and
+ * sender address before any signature work, then per app once the signature holds. Each is
+ * false after answering 429 with Retry-After. */
+bool sw_api_limits_hook_sender(sw_api_t *api, sw_http_req_t *req, const char *app_id);
 bool sw_api_limits_hook(sw_api_t *api, sw_http_req_t *req, const char *app_id);
 
 /* Session lifetimes: sliding, and absolute from login. */

@@ -38,7 +38,22 @@ static bool url_host_ok(const char *host, size_t len)
     return host[0] != '-';
 }
 
-/* https://host/path, ssh://[user@]host[:port]/path, git@host:path, file:///path. */
+/* ssh reads a user starting with '-' as an option (-oProxyCommand=...). */
+static bool ssh_user_ok(const char *user, size_t len)
+{
+    if (len == 0 || user[0] == '-')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = user[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* https://host/path, ssh://[user@]host[:port]/path, user@host:path (git's scp-like form),
+ * file:///path. */
 static const char *repo_url_problem(const char *u, bool allow_file)
 {
     size_t n = strlen(u);
@@ -55,23 +70,20 @@ static const char *repo_url_problem(const char *u, bool allow_file)
         if (at && u[0] == 'h')
             return "must not carry credentials: use a deploy key or a token in an env var";
         if (at) {
-            /* ssh reads a user starting with '-' as an option (-oProxyCommand=...). */
-            if (host[0] == '-')
+            if (!ssh_user_ok(host, (size_t)(at - host)))
                 return "has an invalid user";
-            for (const char *p = host; p < at; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-                    return "has an invalid user";
             host = at + 1;
         }
         if (!url_host_ok(host, (size_t)(end - host)))
             return "has no valid host";
         return NULL;
     }
-    if (strncmp(u, "git@", 4) == 0) {
-        const char *colon = strchr(u + 4, ':');
-        if (!colon || !url_host_ok(u + 4, (size_t)(colon - u - 4)) || !colon[1])
-            return "must look like git@host:path";
+    const char *at = strchr(u, '@'), *slash = strchr(u, '/');
+    if (at && !strstr(u, "://") && (!slash || at < slash)) {
+        const char *colon = strchr(at + 1, ':');
+        if (!ssh_user_ok(u, (size_t)(at - u)) || !colon ||
+            !url_host_ok(at + 1, (size_t)(colon - at - 1)) || !colon[1])
+            return "must look like user@host:path";
         return NULL;
     }
     if (strncmp(u, "file://", 7) == 0) {
@@ -81,7 +93,7 @@ static const char *repo_url_problem(const char *u, bool allow_file)
             return "must be an absolute file:///path without '..'";
         return NULL;
     }
-    return "must start with https://, ssh://, git@host: or file://";
+    return "must start with https://, ssh://, user@host: or file://";
 }
 
 /* git check-ref-format rules, for a branch name. */

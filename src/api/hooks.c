@@ -419,6 +419,8 @@ static void on_hook_app(int status, sw_pg_result_t *res, void *payload)
         refuse(req);
         return;
     }
+    if (!sw_api_limits_hook(d->api, req, d->app_id))
+        return;
     const char *branch = sw_arena_strdup(&req->arena, sw_pg_result_value(res, 0, 1));
     bool auto_deploy = strcmp(sw_pg_result_value(res, 0, 2), "t") == 0;
     on_verified(req, d, branch, auto_deploy);
@@ -440,7 +442,7 @@ void sw_api_hooks_receive(sw_http_req_t *req, void *ctx)
     delivery_t *d = sw_arena_calloc(&req->arena, sizeof(*d));
     d->api = api;
     memcpy(d->app_id, id.base, SW_UUID_LEN);
-    if (!sw_api_limits_hook(api, req, d->app_id))
+    if (!sw_api_limits_hook_sender(api, req, d->app_id))
         return;
     detect(req, d);
     if (!d->signature.len) {

@@ -12,7 +12,9 @@
 
 #define KEYS_MAX 200000
 
-/* Push hooks per app: a git host sends a few per push; a flood is refused before any HMAC. */
+/* Push hooks: a git host sends a few per push. Each sender has its own budget per app before
+ * the signature is checked (a flood is refused before any query or HMAC, and spends only its
+ * sender's budget); verified deliveries share one budget per app. */
 #define HOOK_RATE      60
 #define HOOK_PERIOD_MS 60000
 #define HOOK_BURST     30
@@ -49,7 +51,8 @@ struct sw_api_limits {
     uint32_t rps, burst;
     sw_ratelimit_t *by_address;
     sw_ratelimit_t *by_principal;
-    sw_ratelimit_t *hooks; /* per app, always on */
+    sw_ratelimit_t *hook_senders; /* per app and sender address, before verification */
+    sw_ratelimit_t *hooks;        /* per app, verified deliveries; both always on */
 };
 
 typedef struct {
@@ -64,6 +67,7 @@ sw_api_limits_t *sw_api_limits_new(const sw_config_t *cfg)
 {
     sw_api_limits_t *l = sw_calloc(1, sizeof(*l));
     unsigned rps, burst;
+    l->hook_senders = sw_ratelimit_new(HOOK_RATE, HOOK_PERIOD_MS, HOOK_BURST, HOOK_KEYS_MAX);
     l->hooks = sw_ratelimit_new(HOOK_RATE, HOOK_PERIOD_MS, HOOK_BURST, HOOK_KEYS_MAX);
     if (strcmp(cfg->rate_limit, "off") != 0 &&
         sscanf(cfg->rate_limit, "%u/%u", &rps, &burst) == 2) {
@@ -83,6 +87,7 @@ void sw_api_limits_free(sw_api_limits_t *l)
         return;
     sw_ratelimit_free(l->by_address);
     sw_ratelimit_free(l->by_principal);
+    sw_ratelimit_free(l->hook_senders);
     sw_ratelimit_free(l->hooks);
     free(l);
 }
@@ -199,11 +204,11 @@ void sw_api_limits_principal(sw_api_t *api, sw_http_req_t *req, sw_api_limit_cb 
     check(api, req, true, cont);
 }
 
-bool sw_api_limits_hook(sw_api_t *api, sw_http_req_t *req, const char *app_id)
+static bool hook_take(sw_api_t *api, sw_http_req_t *req, sw_ratelimit_t *rl, const char *key)
 {
     sw_ratelimit_result_t r;
     char v[32];
-    sw_ratelimit_take(api->limits->hooks, app_id, 1, uv_now(api->loop), &r);
+    sw_ratelimit_take(rl, key, 1, uv_now(api->loop), &r);
     if (r.allowed)
         return true;
     /* With the API budget on, its X-RateLimit-* headers are already there. */
@@ -221,4 +226,16 @@ bool sw_api_limits_hook(sw_api_t *api, sw_http_req_t *req, const char *app_id)
                           "too many hook deliveries for this app; retry after Retry-After seconds",
                           NULL);
     return false;
+}
+
+bool sw_api_limits_hook_sender(sw_api_t *api, sw_http_req_t *req, const char *app_id)
+{
+    char key[SW_UUID_LEN + 1 + sizeof(req->client_addr)];
+    snprintf(key, sizeof(key), "%s/%s", app_id, req->client_addr);
+    return hook_take(api, req, api->limits->hook_senders, key);
+}
+
+bool sw_api_limits_hook(sw_api_t *api, sw_http_req_t *req, const char *app_id)
+{
+    return hook_take(api, req, api->limits->hooks, app_id);
 }

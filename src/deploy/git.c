@@ -81,8 +81,8 @@ struct sw_git_job {
     /* Work thread until after_work, then the loop thread. */
     int stop; /* -ECANCELED or -ETIMEDOUT once either has been seen */
     bool cred_given;
-    bool auth_failed;
-    bool trusted_new; /* a host key was trusted on first use: new_key_type, new_sha256 */
+    const char *auth_failed; /* why the server would not let us in; NULL while it has */
+    bool trusted_new;        /* a host key was trusted on first use: new_key_type, new_sha256 */
     char new_key_type[32];
     char new_sha256[SW_GIT_FINGERPRINT_MAX];
     char host_problem[512]; /* why the host key was refused; wins over libgit2's message */
@@ -367,7 +367,7 @@ static int fail_git(sw_git_job_t *job, const char *what)
     if (job->host_problem[0])
         sw_buf_append_cstr(&job->error, job->host_problem);
     else if (job->auth_failed)
-        sw_buf_append_cstr(&job->error, "authentication failed");
+        sw_buf_printf(&job->error, "authentication failed: %s", job->auth_failed);
     else
         append_scrubbed(&job->error, e && e->message ? e->message : "unknown error", job->token);
     return -EIO;
@@ -461,7 +461,10 @@ static int on_credentials(git_credential **out, const char *url, const char *use
         return git_credential_username_new(out, user);
     /* Asked again: the first answer was refused, and libgit2 would keep asking. */
     if (job->cred_given) {
-        job->auth_failed = true;
+        job->auth_failed = job->token     ? "the server refused the app's token"
+                           : job->ssh_key ? "the server refused the app's deploy key: add its "
+                                            "public half to the repository's deploy keys"
+                                          : "the server refused the credentials";
         return GIT_EUSER;
     }
     job->cred_given = true;
@@ -479,8 +482,12 @@ static int on_credentials(git_credential **out, const char *url, const char *use
             return GIT_EUSER;
         return git_credential_ssh_key_new(out, user, NULL, job->key_path, NULL);
     }
-    if (!job->ssh_key && (allowed & GIT_CREDENTIAL_SSH_KEY))
-        return git_credential_ssh_key_from_agent(out, user);
+    /* Never slipwayd's own ssh-agent or keys: an app reaches only what its own key opens. */
+    if (!job->ssh_key && (allowed & (GIT_CREDENTIAL_SSH_KEY | GIT_CREDENTIAL_SSH_MEMORY))) {
+        job->auth_failed = "the repository wants an ssh key and the app has no deploy key: "
+                           "generate one, then add its public half to the repository";
+        return GIT_EUSER;
+    }
     return GIT_PASSTHROUGH;
 }
 

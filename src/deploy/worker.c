@@ -149,6 +149,7 @@ struct sw_worker {
     uint64_t next_claim, next_reconcile;
     bool reading;
     bool group_ready;
+    bool swept, sweeping; /* the previous incarnation's deployments are settled */
     bool stopping;
     run_t *runs;
     unsigned nruns;
@@ -1635,7 +1636,7 @@ static void on_read(int status, const sw_redis_reply_t *reply, void *payload)
 
 static void read_next(sw_worker_t *w)
 {
-    if (w->stopping || w->reading || w->leasing || !w->group_ready ||
+    if (w->stopping || w->reading || w->leasing || !w->group_ready || !w->swept ||
         w->nruns >= w->cfg->worker_concurrency || !sw_redis_up(w->redis))
         return;
     w->reading = true;
@@ -1709,20 +1710,40 @@ static void reconcile(sw_worker_t *w)
                  "AND NOT cancel_requested ORDER BY created_at LIMIT 100",
                  0, NULL, on_unqueued);
     gone_apps_query(w);
-    /* Deployments this node owned before it restarted, and that no run here holds. */
-    sw_buf_t held = SW_BUF_INIT;
-    sw_buf_append_char(&held, '{');
-    for (run_t *r = w->runs; r; r = r->next)
-        sw_buf_printf(&held, "%s%s", held.len > 1 ? "," : "", r->id);
-    sw_buf_append_char(&held, '}');
-    const char *params[] = {w->node, held.base};
-    fail_abandoned(w,
-                   "UPDATE deployments SET status = 'failed', finished_at = now(), "
-                   "error_message = 'abandoned: the worker running it stopped', updated_at = now() "
-                   "WHERE node_id = $1 AND status IN ('building', 'deploying') "
-                   "AND NOT (id = ANY ($2::uuid[])) RETURNING id, stage, progress, error_message",
-                   2, params);
-    sw_buf_free(&held);
+}
+
+static void on_swept(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_worker_t *w = payload;
+    w->sweeping = false;
+    if (!worker_query_done(w))
+        return;
+    if (status != 0) {
+        ignore_pg(status, res, NULL); /* the next tick tries again */
+        return;
+    }
+    w->swept = true;
+    if (w->hub)
+        on_abandoned(status, res, w->hub);
+    read_next(w);
+}
+
+/* Deployments this node name held in a process before this one: failed, once, before this
+ * worker claims anything. Only then, since the pool may run a query after one sent later: a
+ * sweep sent before a claim could otherwise land after it and fail a live run. A run of this
+ * process that loses its status update is settled by the claim path when its entry returns. */
+static void sweep_abandoned(sw_worker_t *w)
+{
+    if (w->swept || w->sweeping)
+        return;
+    const char *params[] = {w->node};
+    w->sweeping = worker_query(w,
+                               "UPDATE deployments SET status = 'failed', finished_at = now(), "
+                               "error_message = 'abandoned: the worker running it stopped', "
+                               "updated_at = now() WHERE node_id = $1 "
+                               "AND status IN ('building', 'deploying') "
+                               "RETURNING id, stage, progress, error_message",
+                               1, params, on_swept) == 0;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -1748,7 +1769,8 @@ static void on_tick(uv_timer_t *t)
         redis_cmd(w, NULL, NULL, 6, argv);
     }
     retry_waiting(w, NULL);
-    if (now >= w->next_claim && w->nruns < w->cfg->worker_concurrency) {
+    sweep_abandoned(w);
+    if (w->swept && now >= w->next_claim && w->nruns < w->cfg->worker_concurrency) {
         w->next_claim = now + CLAIM_EVERY_MS;
         const char *argv[] = {
             "XAUTOCLAIM", sw_queue_stream(), SW_QUEUE_GROUP, w->node, ttl, "0-0", "COUNT", "4"};

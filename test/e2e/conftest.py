@@ -780,12 +780,13 @@ class SourceResponse:
         return json.loads(self.content)
 
 
-def request_from(d, source_ip, method, path, payload=None, headers=None, timeout=10):
-    """One HTTP request to d from source address source_ip (e.g. 127.0.0.2)."""
+def request_from(d, source_ip, method, path, payload=None, headers=None, timeout=10, data=None):
+    """One HTTP request to d from source address source_ip (e.g. 127.0.0.2), with a JSON payload
+    or the raw bytes of data."""
     conn = http.client.HTTPConnection(d.host, d.port, timeout=timeout,
                                       source_address=(source_ip, 0))
     try:
-        body = None
+        body = data
         hdrs = dict(headers or {})
         if payload is not None:
             body = json.dumps(payload).encode()

@@ -51,7 +51,8 @@ def test_create_all_fields(res, root, env):
 
 
 REPOS_OK = ["https://github.com/a/b", "https://host/x.git", "ssh://git@host:22/a/b.git",
-            "git@github.com:a/b.git"]
+            "git@github.com:a/b.git", "gitlab.deploy@git.example.com:team/app.git",
+            "root@127.0.0.1:/srv/git/app.git"]
 
 
 def test_repo_url_accepted(root, env):
@@ -67,6 +68,9 @@ INVALID = [
     ("name", "a" * 64), ("name", "web.app"), ("name", 5), ("name", None),
     ("repo_url", "http://host/a"), ("repo_url", "ftp://host/a"), ("repo_url", "host/a"),
     ("repo_url", "file:///srv/git/a"), ("repo_url", "https://"), ("repo_url", 7),
+    ("repo_url", "-oProxyCommand=x@host:a"), ("repo_url", "@host:a"), ("repo_url", "u@host:"),
+    ("repo_url", "u@-host:a"), ("repo_url", "u$x@host:a"), ("repo_url", "u@host/a"),
+    ("repo_url", "a/b@host:c"),
     ("branch", "a..b"), ("branch", "has space"), ("branch", "-x"), ("branch", "/x"),
     ("branch", "x/"), ("branch", "x.lock"), ("branch", "a~1"), ("branch", "a^"),
     ("branch", "a:b"), ("branch", "a?"), ("branch", "a*"), ("branch", "a[b"),

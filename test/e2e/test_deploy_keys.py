@@ -11,10 +11,12 @@ import base64
 import ctypes
 import ctypes.util
 import os
+import random
 import re
 import shutil
 import socket
 import subprocess
+import types
 from pathlib import Path
 
 import pytest
@@ -46,23 +48,44 @@ def fingerprint(pub_line, tmp):
 
 
 @pytest.fixture
-def deploy_env():
+def ssh_agent(tmp_path):
+    """An ssh-agent holding a key of its own; yields that key's public line. The daemons get
+    its socket in SSH_AUTH_SOCK, as an operator's shell would hand it on: (pub, sock)."""
+    sock = tmp_path / "agent.sock"
+    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: sock.exists(), timeout=10, message="ssh-agent's socket")
+        pub = keygen(tmp_path / "agent_key")
+        subprocess.run(["ssh-add", str(tmp_path / "agent_key")], check=True, capture_output=True,
+                       timeout=30, env={**os.environ, "SSH_AUTH_SOCK": str(sock)})
+        yield types.SimpleNamespace(pub=pub, sock=str(sock))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def deploy_env(ssh_agent):
     """The deployment daemons' env, with LeakSanitizer told about libgit2 1.5's own small
-    leaks per ssh connection (see lsan_libgit2_ssh.supp); harmless without a sanitizer."""
+    leaks per ssh connection (see lsan_libgit2_ssh.supp); harmless without a sanitizer. An
+    ssh-agent with a key the test's sshd may accept is in reach, to show it is never used."""
     supp = Path(__file__).with_name("lsan_libgit2_ssh.supp")
     # Full stacks, so the suppressions can see the libgit2 function the leak came through.
     asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
     return make_deploy_env(LSAN_OPTIONS=f"suppressions={supp}:print_suppressions=0",
-                           ASAN_OPTIONS=f"{asan}:fast_unwind_on_malloc=0")
+                           ASAN_OPTIONS=f"{asan}:fast_unwind_on_malloc=0",
+                           SSH_AUTH_SOCK=ssh_agent.sock)
 
 
 class Sshd:
     """sshd -D on 127.0.0.1:port with a config, host key and authorized_keys in root."""
 
-    def __init__(self, root):
+    def __init__(self, root, addr="127.0.0.1", port=None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.addr = addr
+        self.port = port or free_port()
         self.authorized = self.root / "authorized_keys"
         self.authorized.write_text("")
         self.proc = None
@@ -77,7 +100,7 @@ class Sshd:
         cfg = self.root / "sshd_config"
         cfg.write_text("\n".join([
             f"Port {self.port}",
-            "ListenAddress 127.0.0.1",
+            f"ListenAddress {self.addr}",
             f"HostKey {self.root / host_key_name}",
             f"PidFile {self.root / 'sshd.pid'}",
             f"AuthorizedKeysFile {self.authorized}",
@@ -99,7 +122,7 @@ class Sshd:
         def listening():
             assert self.proc.poll() is None, f"sshd exited: {self.log.read_text()[-2000:]}"
             with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
+                return s.connect_ex((self.addr, self.port)) == 0
 
         wait_for(listening, timeout=10, message="sshd listening")
 
@@ -161,7 +184,8 @@ def assert_no_private_key(records, auth, private_key):
             assert m not in text, "private key material in the daemon log"
 
 
-def test_deploy_key_over_ssh(auth, ddaemon, droot, dres, hello_repo, sshd, response_log, tmp_path):
+def test_deploy_key_over_ssh(auth, ddaemon, droot, dres, hello_repo, sshd, ssh_agent, response_log,
+                             tmp_path):
     start = len(response_log)
     host_pub = sshd.host_key("host_a")
     sshd.start("host_a")
@@ -171,11 +195,14 @@ def test_deploy_key_over_ssh(auth, ddaemon, droot, dres, hello_repo, sshd, respo
     r = droot.get(f"apps/{app['id']}/deploy-key")
     error_of(r, 404, "RESOURCE_NOT_FOUND")
 
-    # No key yet: the worker asks an agent there is none of; sshd refuses. The host key was
-    # offered all the same, and is trusted from this first use on.
+    # No key yet: nothing is offered (never slipwayd's own agent or keys) and the message says
+    # what to do. The host key was offered all the same, and is trusted from this first use on.
+    sshd.authorize(ssh_agent.pub)  # the key slipwayd's own agent holds: it must not be used
     dep, _ = deps.deploy(app["id"])
     assert dep["status"] == "failed", dep
     assert "clone failed" in dep["error_message"], dep
+    assert "authentication failed: the repository wants an ssh key and the app has no deploy " \
+        "key" in dep["error_message"], dep
     lines = [ln["line"] for ln in deps.all_logs(dep["id"])]
     assert any("trusted the host key of 127.0.0.1:%d on first use" % sshd.port in ln
                for ln in lines), lines
@@ -233,7 +260,8 @@ def test_deploy_key_over_ssh(auth, ddaemon, droot, dres, hello_repo, sshd, respo
     assert new_key["known_hosts"] == hosts
     dep, _ = deps.deploy(app["id"])
     assert dep["status"] == "failed", dep
-    assert "authentication failed" in dep["error_message"], dep
+    assert "authentication failed: the server refused the app's deploy key: add its public " \
+        "half to the repository's deploy keys" in dep["error_message"], dep
     sshd.authorize(new_key["public_key"])
     dep, _ = deps.deploy(app["id"])
     assert dep["status"] == "success", (dep, deps.tail(dep["id"]))
@@ -269,6 +297,45 @@ def test_deploy_key_over_ssh(auth, ddaemon, droot, dres, hello_repo, sshd, respo
                             (app["id"],)).fetchall()
     assert [a for (a,) in audit].count("app.deploy_key") == 2, audit
     assert ("app.known_hosts",) in audit, audit
+
+
+def loopback_with_port_22_free():
+    """A random 127.x.y.z whose port 22 is free, or None: git's scp-like form has no port."""
+    for _ in range(20):
+        addr = "127.%d.%d.%d" % (random.randrange(1, 255), random.randrange(0, 256),
+                                 random.randrange(1, 255))
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((addr, 22))
+                return addr
+            except OSError:
+                continue
+    return None
+
+
+def test_scp_like_url_over_ssh(droot, dres, hello_repo, tmp_path):
+    """root@host:/path, git's scp-like form (port 22 implied), fetches with the deploy key; the
+    host key is recorded under the bare host."""
+    addr = loopback_with_port_22_free()
+    if addr is None:
+        pytest.skip("no loopback address with port 22 free")
+    s = Sshd(tmp_path / "sshd22", addr=addr, port=22)
+    s.host_key("host")
+    s.start("host")
+    try:
+        app = hello_app(dres, droot, hello_repo, repo_url=f"root@{addr}:{hello_repo.bare}")
+        r = droot.post(f"apps/{app['id']}/deploy-key")
+        assert r.status_code == 201, r.text
+        s.authorize(r.json()["public_key"])
+        deps = Deployments(droot)
+        dep, _ = deps.deploy(app["id"])
+        assert dep["status"] == "success", (dep, deps.tail(dep["id"]))
+        assert dep["commit_hash"] == hello_repo.head()
+        hosts = droot.get(f"apps/{app['id']}/deploy-key").json()["known_hosts"]
+        assert [(h["host"], h["source"]) for h in hosts] == [(addr, "first_use")], hosts
+    finally:
+        s.stop()
 
 
 def test_known_hosts_put_validation(droot, dres, hello_repo):

@@ -145,6 +145,36 @@ def test_kill9_mid_build_is_abandoned_by_next_worker(auth, lease_env, hello_repo
     wait_for(lambda: not pgrep(marker), timeout=5, message=f"{marker!r} killed")
 
 
+def test_kill9_then_restart_as_the_same_node_settles_its_deployments_first(auth, deploy_env,
+                                                                           hello_repo):
+    """A node with a stable name settles what its previous process left building before it
+    claims anything, without waiting for the lease (a minute here) to lapse; then it deploys."""
+    env = dict(deploy_env, SLIPWAY_NODE_NAME=f"node-{uuid.uuid4().hex[:8]}",
+               SLIPWAY_LEASE_TTL_MS="60000")
+    marker = f"sleep 30.{random.randrange(10**6, 10**7)}"
+    a, root, res = start_pair_a(auth, env)
+    stuck_app = hello_app(res, root, hello_repo, build_command=marker)
+    deps = Deployments(root)
+    try:
+        dep = deps.trigger(stuck_app["id"])
+        wait_building_image(deps, dep["id"])
+        a.proc.kill()
+        assert a.wait_exit(10) == -signal.SIGKILL, a.proc.returncode
+
+        b = start_b(auth, a, env)
+        deps_b = Deployments(root.on(b))
+        done, history = deps_b.wait_terminal(dep["id"], timeout=15.0)
+        assert done["status"] == "failed", (done, history)
+        assert done["error_message"] == "abandoned: the worker running it stopped", done
+        other = hello_app(Res(auth, b), root.on(b), hello_repo)
+        ok, history = deps_b.deploy(other["id"])
+        assert ok["status"] == "success", (ok, history, deps_b.tail(ok["id"]))
+        assert ok["node_id"] == done["node_id"] == f"{env['SLIPWAY_NODE_NAME']}-0", ok
+    finally:
+        kill_matching(marker)
+    wait_for(lambda: not pgrep(marker), timeout=5, message=f"{marker!r} killed")
+
+
 # --------------------------------------------------------------------------- SIGTERM
 
 

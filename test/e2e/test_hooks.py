@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 
+from conftest import request_from
 from deploy_kit import *  # noqa: F401,F403 - fixtures and helpers
 
 ZERO = "0" * 40
@@ -82,6 +83,10 @@ def encode(payload):
 
 def deliver(d, app_id, body, headers):
     return d.request("POST", f"{API}/hooks/{app_id}", data=body, headers=headers)
+
+
+def deliver_from(source_ip, d, app_id, body, headers):
+    return request_from(d, source_ip, "POST", f"{API}/hooks/{app_id}", data=body, headers=headers)
 
 
 def github_push(d, app_id, secret, payload, delivery=None):
@@ -478,6 +483,8 @@ def test_access(auth, ddaemon, droot, dres, hello_repo):
 
 
 def test_rate_limit_per_app(auth, ddaemon, droot, dres, hello_repo):
+    """Unsigned floods spend their sender's budget for the app, never the git host's; signed
+    deliveries share one budget per app, whatever their sender."""
     app, secret = hooked_app(auth, dres, droot, hello_repo)
     other, other_secret = hooked_app(auth, dres, droot, hello_repo)
     ping = encode({"zen": "hi"})
@@ -492,13 +499,23 @@ def test_rate_limit_per_app(auth, ddaemon, droot, dres, hello_repo):
     assert codes.index(429) >= 30 and codes[-1] == 429, codes
     error_of(limited, 429, "RATE_LIMIT_EXCEEDED")
     assert int(limited.headers["Retry-After"]) >= 1, limited.headers
-    # spent before any signature work: a good signature waits its turn too
+    # spent before any signature work: a good signature from the flooding sender waits too
     r = deliver(ddaemon, app["id"], ping, github_headers(secret, ping, event="ping"))
     assert r.status_code == 429, r.text
-    # the budget is per app
+    # the git host, elsewhere, is not held up by the flood
+    r = deliver_from("127.0.0.2", ddaemon, app["id"], ping,
+                     github_headers(secret, ping, event="ping"))
+    assert r.status_code == 200 and r.json()["action"] == "pong", r.text
+    # signed deliveries from several senders share the app's budget: 30, less the one above
+    codes = [deliver_from(f"127.0.0.{3 + i // 15}", ddaemon, app["id"], ping,
+                          github_headers(secret, ping, event="ping")).status_code
+             for i in range(40)]
+    assert set(codes) == {200, 429}, codes
+    assert 29 <= codes.count(200) <= 32 and codes[-1] == 429, codes
+    # the budgets are per app
     r = deliver(ddaemon, other["id"], ping, github_headers(other_secret, ping, event="ping"))
     assert r.status_code == 200 and r.json()["action"] == "pong", r.text
-    # and it refills
+    # and they refill
     wait_for(lambda: deliver(ddaemon, app["id"], ping,
                              github_headers(secret, ping, event="ping")).status_code == 200,
              timeout=5, interval=0.25, message="the hook budget to refill")
