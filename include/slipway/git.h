@@ -38,7 +38,7 @@ typedef struct {
     const char *checkout_dir; /* must not exist; created and filled with the commit's tree */
     const char *https_token;  /* optional: sent as the password for https (user "x-token") */
     /* optional: an OpenSSH private key (openssh-key-v1, unencrypted) for ssh:// and
-     * user@host:path; never for https. Without it, ssh asks the agent. */
+     * user@host:path; never for https. Without it, ssh fetches fail: never the agent. */
     const char *ssh_private_key;
     /* where the key may be written (0600, removed after the fetch) when this libgit2 cannot
      * take it from memory; required with ssh_private_key */
@@ -73,6 +73,11 @@ typedef struct {
     char *private_key; /* "-----BEGIN OPENSSH PRIVATE KEY-----" text; wiped by _clear */
     char fingerprint[SW_GIT_FINGERPRINT_MAX];
 } sw_git_deploy_key_t;
+
+/* Removes the private keys that fetches wrote into dir (see ssh_key_dir) and that a killed
+ * process left there; answers how many. Only while nothing fetches with dir as its key
+ * directory: the worker calls it at start, holding the data directory's lock. */
+int sw_git_key_files_remove(const char *dir);
 
 /* Makes a fresh key pair (libsodium); comment ends the public line and is stored in the
  * private key (printable ASCII without spaces, at most 255 bytes). 0 or -EINVAL. */

@@ -23,7 +23,9 @@ typedef struct {
     size_t body_len;
     uint32_t connect_timeout_ms; /* 0: 5000 */
     uint32_t timeout_ms;         /* whole request; 0: 10000 */
-    size_t max_body;             /* 0: 1 MiB; a longer body fails with -EMSGSIZE */
+    size_t max_body;             /* 0: 1 MiB; a longer body fails with -EMSGSIZE... */
+    bool truncate_body;          /* ...unless this is set: then its first max_body bytes are
+                                  * the answer, and the connection closes once they are in */
     /* Optional: connect to exactly this address (IPv4 or IPv6, with the port) instead of
      * resolving host, which then only names the Host header. A caller that vetted the address
      * (the webhook SSRF check) uses it so nothing resolves the name a second time. */

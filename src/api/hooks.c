@@ -139,9 +139,9 @@ int sw_hook_push_parse(const json_t *payload, sw_hook_push_t *out, const char **
     const char *after = string_field(payload, "checkout_sha");
     if (!after)
         after = string_field(payload, "after");
-    p.deleted = json_is_true(json_object_get(payload, "deleted")) || !after || all_zero(after);
+    p.deleted = json_is_true(json_object_get(payload, "deleted")) || (after && all_zero(after));
     if (!p.deleted) {
-        if (!sha_ok(after)) {
+        if (!after || !sha_ok(after)) {
             *why = "after";
             return -EINVAL;
         }

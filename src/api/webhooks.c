@@ -163,7 +163,7 @@ static void check_target(create_t *c)
     }
     int rc = sw_webhook_resolve(c->api->loop, c->host, c->port, false, on_target, c, NULL);
     if (rc != 0)
-        respond_422(c->req, "url", "names a host that cannot be looked up");
+        on_target(rc, NULL, SW_ADDR_PUBLIC, c); /* the lookup could not start: ours, not theirs */
 }
 
 static void on_project(int status, sw_pg_result_t *res, void *payload)

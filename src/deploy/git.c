@@ -3,6 +3,7 @@
 #include "slipway/git.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <git2.h>
@@ -1135,6 +1136,24 @@ static void private_key_text(const unsigned char pk[crypto_sign_PUBLICKEYBYTES],
     buf_wipe(&b64);
     buf_wipe(&section);
     buf_wipe(&raw);
+}
+
+int sw_git_key_files_remove(const char *dir)
+{
+    /* KEY_FILE without mkostemp's six random characters */
+    static const char prefix[] = ".slipway-key-";
+    DIR *d = opendir(dir);
+    int n = 0;
+
+    if (!d)
+        return -errno;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) == 0 &&
+            strlen(e->d_name) == sizeof(prefix) - 1 + 6 && unlinkat(dirfd(d), e->d_name, 0) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
 }
 
 int sw_git_deploy_key_new(sw_git_deploy_key_t *out, const char *comment)

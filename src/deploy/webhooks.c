@@ -33,7 +33,7 @@
 #define LEASE_S             "60" /* longer than a lookup, connect (5 s) and answer (10 s) */
 #define CONNECT_TIMEOUT_MS  5000
 #define RESPONSE_TIMEOUT_MS 10000
-#define RESPONSE_MAX        (64u * 1024u)
+#define RESPONSE_MAX        (8u * 1024u) /* read of an answer: the excerpt needs no more */
 #define EXCERPT_MAX         1024
 #define BACKOFF_MAX_MS      "3600000"
 #define TOKEN_MAX           100
@@ -659,6 +659,7 @@ static void on_target(int status, const struct sockaddr *addr, sw_addr_kind_t ki
         .connect_timeout_ms = CONNECT_TIMEOUT_MS,
         .timeout_ms = CONNECT_TIMEOUT_MS + RESPONSE_TIMEOUT_MS,
         .max_body = RESPONSE_MAX,
+        .truncate_body = true, /* a long 2xx answer still delivers */
         .addr = addr,
         .tls = s->url.https,
     };

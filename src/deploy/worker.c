@@ -2118,6 +2118,13 @@ static void state_load(sw_worker_t *w)
         return;
     }
     w->lock_fd = fd;
+    int keys = sw_git_key_files_remove(w->cfg->data_dir);
+    if (keys > 0) {
+        char n[16];
+        snprintf(n, sizeof(n), "%d", keys);
+        sw_log_kv(SW_LOG_WARN, NULL, "removed deploy keys a killed fetch left on disk", "count", n,
+                  NULL);
+    }
     snprintf(path, sizeof(path), "%s/" STATE_FILE, w->cfg->data_dir);
     if (!read_small(path, text, sizeof(text)))
         text[0] = '\0';

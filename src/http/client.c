@@ -73,6 +73,7 @@ struct sw_httpc {
     int result;
     int http_status;
     size_t max_body;
+    bool truncate_body;
     size_t header_bytes;
     sw_buf_t out; /* the request */
     sw_buf_t body;
@@ -163,8 +164,8 @@ static int on_headers_complete(llhttp_t *p)
         return 1; /* tells llhttp there is no body */
     bool bodyless = status / 100 == 1 || status == 204 || status == 304;
     /* Refuse an announced oversize body before reading any of it. */
-    if (!bodyless && !(p->flags & F_CHUNKED) && (p->flags & F_CONTENT_LENGTH) &&
-        p->content_length > c->max_body)
+    if (!bodyless && !c->truncate_body && !(p->flags & F_CHUNKED) &&
+        (p->flags & F_CONTENT_LENGTH) && p->content_length > c->max_body)
         return refuse(c, -EMSGSIZE);
     return 0;
 }
@@ -172,8 +173,14 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     sw_httpc_t *c = p->data;
-    if (len > c->max_body - c->body.len)
-        return refuse(c, -EMSGSIZE);
+    if (len > c->max_body - c->body.len) {
+        if (!c->truncate_body)
+            return refuse(c, -EMSGSIZE);
+        /* Enough of it: the answer is what fits, and the rest is never read. */
+        sw_buf_append(&c->body, at, c->max_body - c->body.len);
+        c->complete = true;
+        return HPE_PAUSED;
+    }
     sw_buf_append(&c->body, at, len);
     return 0;
 }
@@ -739,6 +746,7 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
     c->payload = payload;
     c->head = strcmp(method, "HEAD") == 0;
     c->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
+    c->truncate_body = req->truncate_body;
     c->state = HC_RESOLVING;
     build_request(&c->out, method, req, &host);
 

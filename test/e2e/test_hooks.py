@@ -191,6 +191,10 @@ def test_bad_signatures_change_nothing(auth, ddaemon, droot, dres, hello_repo):
          {k: v for k, v in good.items() if k != "X-Hub-Signature-256"} |
          {"X-Hub-Signature": "sha1=" + hmac.new(secret.encode(), body, "sha1").hexdigest()}),
         ("empty body", app["id"], b"", good),
+        # the signature is judged before any parsing: not JSON is still a 401, not a 400
+        ("not JSON, unsigned", app["id"], b"{not json", github_headers(None, b"{not json")),
+        ("not JSON, wrong secret", app["id"], b"{not json",
+         github_headers("not-" + secret, b"{not json")),
         ("gitea header, wrong secret", app["id"], body, gitea_headers("x" * 64, body)),
         ("gitlab token, wrong", app["id"], body, gitlab_headers("x" * 64)),
         ("gitlab token, prefix of the secret", app["id"], body, gitlab_headers(secret[:-1])),
@@ -318,16 +322,21 @@ def test_gitea_push(auth, ddaemon, droot, dres, hello_repo):
     headers = gitea_headers(secret, body)
     flipped = body.replace(b"gitea v2", b"gitea v3")
     assert assert_refused(deliver(ddaemon, app["id"], flipped, headers))
+    unsigned = {k: v for k, v in headers.items() if k != "X-Gitea-Signature"}
+    assert assert_refused(deliver(ddaemon, app["id"], body, unsigned))
+    wrong = dict(headers, **{"X-Gitea-Signature": hex_hmac("wrong", body)})
+    assert assert_refused(deliver(ddaemon, app["id"], body, wrong))
     r = deliver(ddaemon, app["id"], body, headers)
     assert r.status_code == 202, r.text
     dep = r.json()["deployment"]
     assert dep["commit_sha"] == sha and dep["commit_author"] == "Slipway Test <test@example.com>"
     again = deliver(ddaemon, app["id"], body, headers)
     assert again.status_code == 200 and again.json()["action"] == "duplicate", again.text
-    # another branch and a tag push, Gitea style
+    # another branch, a tag push and a deletion of the app's branch, Gitea style
     feature = hello_repo.commit({"VERSION": "f\n"}, "feature", branch="feature")
     for payload in (push_payload(hello_repo, feature, ref="refs/heads/feature"),
-                    push_payload(hello_repo, sha, ref="refs/tags/v2")):
+                    push_payload(hello_repo, sha, ref="refs/tags/v2"),
+                    push_payload(hello_repo, sha, deleted=True, provider="gitea")):
         b = encode(payload)
         r = deliver(ddaemon, app["id"], b, gitea_headers(secret, b))
         assert r.status_code == 200 and r.json()["action"] == "ignored", r.text
@@ -347,6 +356,10 @@ def test_gitlab_push(auth, ddaemon, droot, dres, hello_repo):
                                provider="gitlab"))
     key = str(uuid.uuid4())
     assert assert_refused(deliver(ddaemon, app["id"], body, gitlab_headers("wrong", key=key)))
+    untokened = {k: v for k, v in gitlab_headers(secret, key=key).items()
+                 if k != "X-Gitlab-Token"}
+    assert assert_refused(deliver(ddaemon, app["id"], body, untokened))
+    assert assert_refused(deliver(ddaemon, app["id"], body, gitlab_headers(secret[:-1], key=key)))
     r = deliver(ddaemon, app["id"], body, gitlab_headers(secret, key=key))
     assert r.status_code == 202, r.text
     dep = r.json()["deployment"]
@@ -363,7 +376,11 @@ def test_gitlab_push(auth, ddaemon, droot, dres, hello_repo):
     assert deliver(ddaemon, app["id"], b3, h3).status_code == 202
     r = deliver(ddaemon, app["id"], b3, h3)
     assert r.status_code == 200 and r.json()["action"] == "duplicate", r.text
-    # tag pushes and branch deletions, GitLab style
+    # another branch, tag pushes and branch deletions, GitLab style
+    feature = hello_repo.commit({"VERSION": "f\n"}, "feature", branch="feature")
+    other = encode(push_payload(hello_repo, feature, ref="refs/heads/feature", provider="gitlab"))
+    r = deliver(ddaemon, app["id"], other, gitlab_headers(secret))
+    assert r.status_code == 200 and r.json()["action"] == "ignored", r.text
     tag = encode(push_payload(hello_repo, sha, ref="refs/tags/v2", provider="gitlab"))
     r = deliver(ddaemon, app["id"], tag, gitlab_headers(secret, event="Tag Push Hook"))
     assert r.status_code == 200 and r.json()["action"] == "ignored", r.text

@@ -40,9 +40,10 @@ class Receiver:
     named localhost in the URL and listening where localhost resolves first (where slipwayd
     connects)."""
 
-    def __init__(self, plan=(), port=None, tls=None):
+    def __init__(self, plan=(), port=None, tls=None, answer=None):
         self.port = port or free_port()
         self.plan = list(plan)
+        self.answer = answer
         self.tls = tls
         self.requests = []
         self.cond = threading.Condition()
@@ -68,7 +69,7 @@ class Receiver:
                     receiver.requests.append({"path": self.path, "headers": dict(self.headers),
                                               "body": body, "status": status})
                     receiver.cond.notify_all()
-                answer = f"answer {status} from the receiver".encode()
+                answer = receiver.answer or f"answer {status} from the receiver".encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(answer)))
@@ -119,8 +120,8 @@ class Receiver:
 def receivers():
     made = []
 
-    def make(plan=(), port=None, start=True, tls=None):
-        r = Receiver(plan, port, tls)
+    def make(plan=(), port=None, start=True, tls=None, answer=None):
+        r = Receiver(plan, port, tls, answer)
         made.append(r)
         return r.start() if start else r
 
@@ -280,6 +281,23 @@ def test_500_twice_then_200_is_delivered_on_the_third_attempt(whroot, whres, rec
     assert len(r.json()["data"]) == 2 and r.json()["pagination"]["has_next"] is True
     assert attempts(whroot, hook["id"], delivery_id=rows[0]["delivery_id"]) != []
     assert attempts(whroot, hook["id"], event="app.deleted") == []
+
+
+def test_a_long_2xx_answer_delivers_at_once(whroot, whres, receivers):
+    """Only the start of an answer is read: a 2xx with a long body is a delivery, not a failure
+    to retry, and its first 1 KiB is what the attempt keeps."""
+    answer = b"".join(b"%07d\n" % i for i in range(32 * 1024))  # 256 KiB
+    rx = receivers(answer=answer)
+    hook = create_webhook(whroot, rx.url, ["app.created"])
+    p = whres.project(whroot)
+    whres.app(whroot, whres.production(whroot, p["id"])["id"])
+    rx.wait(1)
+    rows = wait_for(lambda: (r := attempts(whroot, hook["id"])) and
+                    r[0]["delivery_state"] == "delivered" and r, timeout=10,
+                    message="the delivery recorded")
+    assert [(a["attempt"], a["status_code"], a["error"]) for a in rows] == [(1, 200, None)], rows
+    assert rows[0]["response"] == answer[:1024].decode(), rows[0]["response"][:80]
+    assert len(rx.requests) == 1
 
 
 def test_gives_up_after_the_attempt_limit(auth, receivers):

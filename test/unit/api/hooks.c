@@ -176,7 +176,7 @@ static void test_push_tags_and_deletions(void **state)
         "{\"ref\":\"refs/heads/main\",\"after\":\"" SHA1 "\",\"deleted\":true}",
         "{\"ref\":\"refs/heads/main\",\"after\":\"" ZERO "\"}",
         "{\"ref\":\"refs/heads/main\",\"after\":\"" ZERO "\",\"checkout_sha\":null}",
-        "{\"ref\":\"refs/heads/main\"}",
+        "{\"ref\":\"refs/heads/main\",\"deleted\":true}",
     };
     for (size_t i = 0; i < sizeof(deletions) / sizeof(deletions[0]); i++) {
         v = load(deletions[i]);
@@ -199,6 +199,8 @@ static void test_push_malformed(void **state)
         {"{\"ref\":\"\",\"after\":\"" SHA1 "\"}", "ref"},
         {"{\"ref\":7,\"after\":\"" SHA1 "\"}", "ref"},
         {"{\"ref\":\"refs/heads/main\",\"after\":\"abc\"}", "after"},
+        {"{\"ref\":\"refs/heads/main\"}", "after"}, /* no sha and not said to be deleted */
+        {"{\"ref\":\"refs/heads/main\",\"after\":null}", "after"},
         {"{\"ref\":\"refs/heads/main\",\"after\":\"" SHA1 "A\"}", "after"},
         {"{\"ref\":\"refs/heads/main\",\"after\":\"111111111111111111111111111111111111111G\"}",
          "after"},

@@ -720,6 +720,40 @@ static void test_missing_remote(void **state)
 
 /* OpenSSH itself reads the private key Slipway writes, derives the same public key from it,
  * and prints the same fingerprint. */
+static void touch(const char *dir, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+static bool exists_in(const char *dir, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return exists(path);
+}
+
+static void test_key_files_remove(void **state)
+{
+    fixture_t *f = *state;
+    touch(f->root, ".slipway-key-a1B2c3");
+    touch(f->root, ".slipway-key-zzzzzz");
+    touch(f->root, ".slipway-key-short");    /* not a name mkostemp makes */
+    touch(f->root, ".slipway-key-toolong1"); /* nor this */
+    touch(f->root, "master.key");
+    assert_int_equal(sw_git_key_files_remove(f->root), 2);
+    assert_false(exists_in(f->root, ".slipway-key-a1B2c3"));
+    assert_false(exists_in(f->root, ".slipway-key-zzzzzz"));
+    assert_true(exists_in(f->root, ".slipway-key-short"));
+    assert_true(exists_in(f->root, ".slipway-key-toolong1"));
+    assert_true(exists_in(f->root, "master.key"));
+    assert_int_equal(sw_git_key_files_remove(f->root), 0);
+    assert_int_equal(sw_git_key_files_remove("/nonexistent/sw-git"), -ENOENT);
+}
+
 static void test_deploy_key_openssh(void **state)
 {
     fixture_t *f = *state;
@@ -909,6 +943,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_has_no_credentials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_remote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deploy_key_openssh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_files_remove, setup, teardown),
         cmocka_unit_test(test_ssh_host),
         cmocka_unit_test_setup_teardown(test_https_token_sent, setup, teardown),
     };

@@ -504,6 +504,50 @@ static void test_streamed_body_over_max_body(void **state)
     fx_free(&f);
 }
 
+static void test_truncate_body_keeps_the_first_bytes(void **state)
+{
+    (void)state;
+    fx_t f;
+    /* Announced longer than the cap, and the server keeps the connection open: the answer is
+     * the first max_body bytes, at once, with its status. */
+    fx_init_v4(&f);
+    fx_reply(&f, "HTTP/1.1 201 Created\r\nContent-Length: 20\r\n\r\n0123456789", false);
+    sw_httpc_req_t req = {
+        .host = "127.0.0.1", .path = "/", .max_body = 4, .truncate_body = true, .timeout_ms = 3000};
+    fx_request(&f, &req);
+    assert_int_equal(f.status, 0);
+    assert_int_equal(f.http_status, 201);
+    assert_body(&f, "0123");
+    assert_in_range(f.elapsed_ms, 0, 2000);
+    fx_free(&f);
+
+    /* Chunked, cut inside the second chunk. */
+    fx_init_v4(&f);
+    fx_reply(&f,
+             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n"
+             "8\r\n89abcdef\r\n",
+             false);
+    f.split = 60;
+    sw_httpc_req_t req2 = {.host = "127.0.0.1",
+                           .path = "/",
+                           .max_body = 10,
+                           .truncate_body = true,
+                           .timeout_ms = 3000};
+    fx_request(&f, &req2);
+    assert_int_equal(f.status, 0);
+    assert_body(&f, "0123456789");
+    fx_free(&f);
+
+    /* Shorter than the cap: the whole body, as without the flag. */
+    fx_init_v4(&f);
+    fx_reply(&f, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", false);
+    sw_httpc_req_t req3 = {.host = "127.0.0.1", .path = "/", .max_body = 10, .truncate_body = true};
+    fx_request(&f, &req3);
+    assert_int_equal(f.status, 0);
+    assert_body(&f, "abc");
+    fx_free(&f);
+}
+
 static void test_garbage_and_truncated_answers_are_eproto(void **state)
 {
     (void)state;
@@ -704,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_closed_port_is_refused),
         cmocka_unit_test(test_announced_body_over_max_body),
         cmocka_unit_test(test_streamed_body_over_max_body),
+        cmocka_unit_test(test_truncate_body_keeps_the_first_bytes),
         cmocka_unit_test(test_garbage_and_truncated_answers_are_eproto),
         cmocka_unit_test(test_cancel_calls_back_once),
         cmocka_unit_test(test_cancel_before_the_loop_runs),
