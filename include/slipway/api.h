@@ -10,6 +10,7 @@
 #include "slipway/config.h"
 #include "slipway/crypto.h"
 #include "slipway/json.h"
+#include "slipway/host.h"
 #include "slipway/http.h"
 #include "slipway/metrics.h"
 #include "slipway/pg.h"
@@ -55,6 +56,9 @@ struct sw_api {
     struct sw_janitor *janitor;       /* retention, started with the worker */
     struct sw_hub *hub;               /* live topics, once the instance id is known */
     uv_timer_t metrics_timer;         /* samples the node while someone watches it */
+    sw_host_sampler_t host;           /* the host's rates, shared by every reader */
+    struct sw_api_nodes *nodes;       /* this process's heartbeat, once migrations ran */
+    uint64_t started_at_ms;           /* wall clock, for nodes.started_at */
     char node[160];                   /* this process in leases and node_id */
     sw_buf_t openapi;                 /* the rendered /api/v1/openapi.json */
 
@@ -325,6 +329,17 @@ void sw_api_deployments_stream(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_follow(sw_http_req_t *req, void *ctx);
 void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx);
 void sw_api_system_metrics_stream(sw_http_req_t *req, void *ctx);
+/* This node's metrics as one JSON object (the data of the stream's metrics messages). */
+void sw_api_system_metrics_json(sw_api_t *api, sw_buf_t *out);
+/* Nodes and the system snapshot (src/api/nodes.c). */
+void sw_api_nodes_list(sw_http_req_t *req, void *ctx);
+void sw_api_nodes_get(sw_http_req_t *req, void *ctx);
+void sw_api_system_metrics(sw_http_req_t *req, void *ctx);
+/* This process's row in nodes: registered now, heartbeating every SLIPWAY_NODE_HEARTBEAT_MS;
+ * stopping marks it stopped, then calls on_stopped. */
+typedef struct sw_api_nodes sw_api_nodes_t;
+sw_api_nodes_t *sw_api_nodes_start(sw_api_t *api);
+void sw_api_nodes_stop(sw_api_nodes_t *n, void (*on_stopped)(void *payload), void *payload);
 /* The live-stream metrics (Prometheus text); a collector with the API as payload. */
 void sw_api_live_metrics(sw_buf_t *out, void *payload);
 

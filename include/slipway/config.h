@@ -32,6 +32,7 @@ typedef struct {
     uint32_t webhook_keep_days;        /* finished deliveries are pruned after this */
     uint32_t deployment_log_keep_days; /* finished deployments' output, bar the active one */
     uint32_t janitor_interval_ms;      /* between two janitor rounds */
+    uint32_t node_heartbeat_ms;        /* between two heartbeats in the nodes table */
     char *tls_ca_file; /* extra CAs outgoing https trusts, beside the system store; "": none */
     char *port_range;  /* "lo-hi" */
     uint32_t max_replicas;

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include "slipway/buf.h"
 #include "slipway/config.h"
 #include "slipway/crypto.h"
 #include "slipway/hub.h"
@@ -21,5 +22,12 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
 /* Hands running deployments back to the queue, stops app instances, closes everything,
  * then calls on_stopped and frees the worker. */
 void sw_worker_stop(sw_worker_t *w, void (*on_stopped)(void *payload), void *payload);
+
+/* The app instances this worker supervises, as a JSON array appended to out: {app_id,
+ * deployment_id, name, endpoint, pid (null between restarts), state (starting: a release
+ * still being checked; running; restarting: exited, waiting to start again; stopping),
+ * restarts}. Also how many deployments it is running now. */
+void sw_worker_instances_json(const sw_worker_t *w, sw_buf_t *out);
+unsigned sw_worker_runs(const sw_worker_t *w);
 
 #endif

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 
 #include "slipway/api.h"
 #include "slipway/hub.h"
@@ -691,111 +690,29 @@ void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx)
 
 /* ---- node metrics, sampled from /proc only while someone watches ---- */
 
-typedef struct {
-    unsigned long long busy, total;
-    unsigned long long rx, tx;
-    uint64_t at_ms;
-    bool have;
-} sample_t;
-
-static bool read_file(const char *path, char *buf, size_t size)
+void sw_api_system_metrics_json(sw_api_t *api, sw_buf_t *out)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return n > 0;
-}
-
-static void read_cpu(sample_t *s)
-{
-    char buf[512];
-    unsigned long long v[8] = {0};
-    if (!read_file("/proc/stat", buf, sizeof(buf)) ||
-        sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-               &v[4], &v[5], &v[6], &v[7]) < 4)
-        return;
-    s->total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
-    s->busy = s->total - v[3] - v[4]; /* idle and iowait */
-}
-
-static void read_net(sample_t *s)
-{
-    static char buf[65536]; /* one loop thread; hosts with many interfaces have long files */
-    if (!read_file("/proc/net/dev", buf, sizeof(buf)))
-        return;
-    s->rx = s->tx = 0;
-    for (char *line = strchr(buf, '\n'); line; line = strchr(line + 1, '\n')) {
-        char *colon = strchr(line, ':');
-        if (!colon)
-            continue;
-        char name[32];
-        unsigned long long rx, tx, skip;
-        if (sscanf(line + 1, " %31[^:]:", name) != 1 || strcmp(name, "lo") == 0)
-            continue;
-        if (sscanf(colon + 1, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &rx, &skip, &skip,
-                   &skip, &skip, &skip, &skip, &skip, &tx) == 9) {
-            s->rx += rx;
-            s->tx += tx;
-        }
-    }
-}
-
-static unsigned long long meminfo(const char *buf, const char *key)
-{
-    const char *p = strstr(buf, key);
-    return p ? strtoull(p + strlen(key), NULL, 10) * 1024ull : 0;
+    sw_host_stats_t st;
+    sw_host_sample(&api->host, uv_now(api->loop), api->cfg->data_dir, &st);
+    sw_buf_append_cstr(out, "{\"node\":\"");
+    sw_buf_append_json_str(out, api->node, strlen(api->node));
+    sw_buf_append_cstr(out, "\",");
+    sw_host_stats_json_members(&st, api->cfg->data_dir, out);
+    sw_buf_printf(out, ",\"process\":{\"rss_bytes\":%llu},\"deployments_running\":%u}",
+                  (unsigned long long)sw_process_rss_bytes(), sw_worker_runs(api->worker));
 }
 
 static void on_metrics_timer(uv_timer_t *t)
 {
     sw_api_t *api = t->data;
-    static sample_t prev;
     char topic[200];
     snprintf(topic, sizeof(topic), "system:%s", api->node);
     if (!api->hub || !sw_hub_watched(api->hub, topic)) {
         uv_timer_stop(t);
-        prev.have = false;
         return;
     }
-    sample_t now = {.at_ms = uv_now(api->loop), .have = true};
-    read_cpu(&now);
-    read_net(&now);
-    char mem[4096] = "", load[128] = "";
-    read_file("/proc/meminfo", mem, sizeof(mem));
-    read_file("/proc/loadavg", load, sizeof(load));
-    double l1 = 0, l5 = 0, l15 = 0;
-    sscanf(load, "%lf %lf %lf", &l1, &l5, &l15);
-    unsigned long long total = meminfo(mem, "MemTotal:"), avail = meminfo(mem, "MemAvailable:");
-    struct statvfs vfs;
-    unsigned long long disk_total = 0, disk_free = 0;
-    if (statvfs(api->cfg->data_dir, &vfs) == 0) {
-        disk_total = (unsigned long long)vfs.f_blocks * vfs.f_frsize;
-        disk_free = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
-    }
-    double cpu = 0, rx = 0, tx = 0;
-    if (prev.have && now.total > prev.total) {
-        cpu = 100.0 * (double)(now.busy - prev.busy) / (double)(now.total - prev.total);
-        double secs = (double)(now.at_ms - prev.at_ms) / 1000.0;
-        /* Interfaces come and go (containers): a sum that fell is no rate. */
-        if (secs > 0 && now.rx >= prev.rx && now.tx >= prev.tx) {
-            rx = (double)(now.rx - prev.rx) / secs;
-            tx = (double)(now.tx - prev.tx) / secs;
-        }
-    }
-    prev = now;
     sw_buf_t data = SW_BUF_INIT;
-    sw_buf_printf(&data,
-                  "{\"node\":\"%s\",\"cpu_percent\":%.1f,\"memory\":{\"total_bytes\":%llu,"
-                  "\"available_bytes\":%llu},\"load\":[%.2f,%.2f,%.2f],\"disk\":{\"path\":\"",
-                  api->node, cpu, total, avail, l1, l5, l15);
-    sw_buf_append_json_str(&data, api->cfg->data_dir, strlen(api->cfg->data_dir));
-    sw_buf_printf(&data,
-                  "\",\"total_bytes\":%llu,\"free_bytes\":%llu},\"network\":{"
-                  "\"rx_bytes_per_s\":%.0f,\"tx_bytes_per_s\":%.0f}}",
-                  disk_total, disk_free, rx, tx);
+    sw_api_system_metrics_json(api, &data);
     sw_hub_msg_t *m = sw_hub_msg_make(SW_HUB_METRICS, 0, data.base, data.len);
     sw_hub_publish(api->hub, topic, m);
     sw_hub_msg_unref(m);

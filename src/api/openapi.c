@@ -497,6 +497,49 @@ static const struct {
      "\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":["
      "\"host\",\"key_type\",\"sha256\",\"source\",\"created_at\"],"
      "\"additionalProperties\":false}"},
+    {"SystemMetrics",
+     "{\"type\":\"object\",\"properties\":{\"node\":{\"type\":\"string\"},\"cpu_percent\":"
+     "{\"type\":\"number\"},\"memory\":{\"type\":\"object\",\"properties\":{\"total_bytes"
+     "\":{\"type\":\"integer\"},\"available_bytes\":{\"type\":\"integer\"}},\"required\":["
+     "\"total_bytes\",\"available_bytes\"],\"additionalProperties\":false},\"load\":{\"type"
+     "\":\"array\",\"items\":{\"type\":\"number\"},\"minItems\":3,\"maxItems\":3},\"disk\""
+     ":{\"type\":\"object\",\"properties\":{\"path\":{\"type\":\"string\"},\"total_bytes\""
+     ":{\"type\":\"integer\"},\"free_bytes\":{\"type\":\"integer\"}},\"required\":[\"path"
+     "\",\"total_bytes\",\"free_bytes\"],\"additionalProperties\":false},\"network\":{\"typ"
+     "e\":\"object\",\"properties\":{\"rx_bytes_per_s\":{\"type\":\"number\"},\"tx_bytes_p"
+     "er_s\":{\"type\":\"number\"}},\"required\":[\"rx_bytes_per_s\",\"tx_bytes_per_s\"],"
+     "\"additionalProperties\":false},\"process\":{\"type\":\"object\",\"properties\":{\"rs"
+     "s_bytes\":{\"type\":\"integer\"}},\"required\":[\"rss_bytes\"],\"additionalPropertie"
+     "s\":false},\"deployments_running\":{\"type\":\"integer\",\"minimum\":0}},\"required"
+     "\":[\"node\",\"cpu_percent\",\"memory\",\"load\",\"disk\",\"network\",\"process\",\"d"
+     "eployments_running\"],\"additionalProperties\":false}"},
+    {"NodeInstance",
+     "{\"type\":\"object\",\"properties\":{\"app_id\":{\"type\":\"string\",\"format\":\"uu"
+     "id\"},\"deployment_id\":{\"type\":\"string\",\"format\":\"uuid\"},\"name\":{\"type\""
+     ":\"string\"},\"endpoint\":{\"type\":\"string\"},\"pid\":{\"oneOf\":[{\"type\":\"inte"
+     "ger\"},{\"type\":\"null\"}]},\"state\":{\"enum\":[\"starting\",\"running\",\"restart"
+     "ing\",\"stopping\"]},\"restarts\":{\"type\":\"integer\",\"minimum\":0}},\"required\""
+     ":[\"app_id\",\"deployment_id\",\"name\",\"endpoint\",\"pid\",\"state\",\"restarts\"]"
+     ",\"additionalProperties\":false}"},
+    {"Node",
+     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uuid\""
+     "},\"name\":{\"type\":\"string\"},\"role\":{\"enum\":[\"api\",\"worker\",\"all\"]},\""
+     "version\":{\"type\":\"string\"},\"status\":{\"enum\":[\"up\",\"lost\",\"stopped\"],"
+     "\"description\":\"up: heartbeats arrive; lost: three intervals without one and no dra"
+     "in; stopped: drained\"},\"listen\":{\"type\":\"string\"},\"started_at\":{\"type\":\""
+     "string\",\"format\":\"date-time\"},\"heartbeat_at\":{\"type\":\"string\",\"format\":"
+     "\"date-time\"},\"heartbeat_ms\":{\"type\":\"integer\",\"minimum\":1},\"stopped_at\":"
+     "{\"oneOf\":[{\"type\":\"string\",\"format\":\"date-time\"},{\"type\":\"null\"}]},\"l"
+     "oad\":{\"type\":\"object\",\"description\":\"the node's SystemMetrics at its last he"
+     "artbeat\"},\"instances\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/components/sche"
+     "mas/NodeInstance\"},\"description\":\"the app instances it supervises (empty unless "
+     "up)\"}},\"required\":[\"id\",\"name\",\"role\",\"version\",\"status\",\"listen\",\"s"
+     "tarted_at\",\"heartbeat_at\",\"heartbeat_ms\",\"stopped_at\",\"load\",\"instances\"]"
+     ",\"additionalProperties\":false}"},
+    {"NodeList",
+     "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref"
+     "\":\"#/components/schemas/Node\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pa"
+     "gination\"}},\"required\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
     {"KnownHosts",
      "{\"type\":\"object\",\"properties\":{\"known_hosts\":{\"type\":\"array\",\"items\":"
      "{\"$ref\":\"#/components/schemas/KnownHost\"}}},\"required\":[\"known_hosts\"],"

@@ -597,6 +597,8 @@ static void on_instance(int status, sw_pg_result_t *res, void *payload)
     if (api->cfg->role != SW_NODE_API && !api->janitor &&
         sw_janitor_start(&api->janitor, api->loop, api->cfg, api->pg, api->redis) != 0)
         sw_log(SW_LOG_ERROR, NULL, "the janitor did not start");
+    if (!api->nodes)
+        api->nodes = sw_api_nodes_start(api);
 }
 
 static void instance_load(sw_api_t *api)
@@ -780,6 +782,9 @@ int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigne
     memset(api, 0, sizeof(*api));
     api->loop = loop;
     api->cfg = cfg;
+    uv_timeval64_t now;
+    if (uv_gettimeofday(&now) == 0)
+        api->started_at_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_usec / 1000u;
     api->worker_index = worker_index;
     api->metrics = sw_metrics_new();
 
@@ -941,12 +946,7 @@ static void on_backend_closed(void *payload)
 
 static void close_backends(sw_api_t *api);
 
-static void on_worker_stopped(void *payload)
-{
-    close_backends(payload);
-}
-
-/* The janitor or the webhook dispatcher stopped: on to the next part. */
+/* The janitor, the webhook dispatcher, the worker or the heartbeat stopped: on to the next. */
 static void on_part_stopped(void *payload)
 {
     sw_api_t *api = payload;
@@ -975,7 +975,14 @@ static void on_drained(sw_http_server_t *server, void *payload)
     if (api->worker) {
         sw_worker_t *w = api->worker;
         api->worker = NULL;
-        sw_worker_stop(w, on_worker_stopped, api);
+        sw_worker_stop(w, on_part_stopped, api);
+        return;
+    }
+    /* Last, with nothing left running here: this node's row says it stopped. */
+    if (api->nodes) {
+        sw_api_nodes_t *n = api->nodes;
+        api->nodes = NULL;
+        sw_api_nodes_stop(n, on_part_stopped, api);
         return;
     }
     close_backends(api);

@@ -63,6 +63,8 @@ static const opt_t options[] = {
      "days a finished deployment's build and release output is kept (the active one's always)"},
     {"janitor-interval-ms", OPT_U32, O(janitor_interval_ms), "3600000", 1000, 86400000,
      "between rounds that prune old webhook deliveries and deleted apps' runtime logs"},
+    {"node-heartbeat-ms", OPT_U32, O(node_heartbeat_ms), "5000", 200, 600000,
+     "between this process's heartbeats in GET /api/v1/nodes (lost after three missed)"},
     {"tls-ca-file", OPT_STR, O(tls_ca_file), "", 0, 0,
      "PEM certificates outgoing https (webhooks) trusts besides the system store"},
     {"port-range", OPT_STR, O(port_range), "20000-29999", 0, 0,

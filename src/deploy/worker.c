@@ -2205,6 +2205,43 @@ static void relaunch_query(sw_worker_t *w)
     sw_buf_free(&ids);
 }
 
+/* ---- what runs here, for the node's heartbeat ---- */
+
+static const char *instance_state(const sw_worker_t *w, const instance_t *in)
+{
+    if (in->stopping)
+        return "stopping";
+    if (!in->proc)
+        return "restarting";
+    for (const run_t *r = w->runs; r; r = r->next)
+        for (int i = 0; i < r->nfresh; i++)
+            if (r->fresh[i] == in)
+                return "starting";
+    return "running";
+}
+
+void sw_worker_instances_json(const sw_worker_t *w, sw_buf_t *out)
+{
+    sw_buf_append_char(out, '[');
+    for (const instance_t *in = w ? w->instances : NULL; in; in = in->next) {
+        char pid[24] = "null";
+        if (in->proc)
+            snprintf(pid, sizeof(pid), "%d", (int)sw_proc_pid(in->proc));
+        sw_buf_printf(out,
+                      "%s{\"app_id\":\"%s\",\"deployment_id\":\"%s\",\"name\":\"%s\","
+                      "\"endpoint\":\"127.0.0.1:%u\",\"pid\":%s,\"state\":\"%s\","
+                      "\"restarts\":%u}",
+                      in == w->instances ? "" : ",", in->app_id, in->deployment_id, in->name,
+                      in->port, pid, instance_state(w, in), in->restarts);
+    }
+    sw_buf_append_char(out, ']');
+}
+
+unsigned sw_worker_runs(const sw_worker_t *w)
+{
+    return w ? w->nruns : 0;
+}
+
 /* ---- lifetime ---- */
 
 static void on_worker_handle_closed(uv_handle_t *h)

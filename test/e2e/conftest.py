@@ -38,6 +38,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 import pytest
 import redis as redis_lib
 import requests
@@ -913,6 +914,28 @@ class AuthKit:
                     out.append((s[:6] + "...", d.url))
         return out
 
+    def leaked_in_databases(self):
+        """[(secret, table)] for every remembered secret found in plain text in any row of any
+        table of the daemons' databases (secrets are stored sealed or as hashes)."""
+        out = []
+        if not self.secrets:
+            return out
+        for url in {d.database_url for d in self.daemons}:
+            try:
+                conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
+            except psycopg.Error:
+                continue  # the database went with its test
+            with conn:
+                tables = [t for (t,) in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+                for t in tables:
+                    text = conn.execute(
+                        psycopg.sql.SQL("SELECT coalesce(string_agg(row_to_json(x)::text, ''), "
+                                        "'') FROM {} x").format(psycopg.sql.Identifier(t))
+                    ).fetchone()[0]
+                    out += [(s[:6] + "...", t) for s in self.secrets if s in text]
+        return out
+
     # ----- requests
     def call(self, d, method, path, **kw):
         if not path.startswith("/"):
@@ -991,13 +1014,17 @@ class AuthKit:
 @pytest.fixture
 def auth(slipwayd, request):
     """AuthKit over the slipwayd factory. Teardown fails the test when any password, token,
-    TOTP secret or recovery code the test handled appears in a daemon's log."""
+    TOTP secret, recovery code, env value, hook or webhook secret the test handled appears in
+    a daemon's log or in plain text anywhere in its database."""
     kit = AuthKit(slipwayd)
     yield kit
     kit.close()
     leaked = kit.leaked_in_logs()
     if leaked:
         pytest.fail(f"secrets found in slipwayd logs: {leaked}", pytrace=False)
+    leaked = kit.leaked_in_databases()
+    if leaked:
+        pytest.fail(f"secrets stored in plain text: {leaked}", pytrace=False)
 
 
 @pytest.fixture

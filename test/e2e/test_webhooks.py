@@ -245,6 +245,42 @@ def test_deployment_started_then_succeeded_signed(auth, whd, whroot, whres, hell
         assert "/hooks/slipway" not in audit, "the audit log keeps only the target's origin"
 
 
+def test_deployment_failed_and_cancelled(whroot, whres, hello_repo, receivers, tmp_path):
+    rx = receivers()
+    hook = create_webhook(whroot, rx.url, ["deployment.failed", "deployment.cancelled"])
+    deps = Deployments(whroot)
+
+    broken = hello_app(whres, whroot, hello_repo, build_command="echo broken >&2; exit 3")
+    failed, _ = deps.deploy(broken["id"])
+    assert failed["status"] == "failed", failed
+
+    hold = tmp_path / "hold-build"
+    hold.write_text("")
+    slow = hello_app(whres, whroot, hello_repo,
+                     build_command=f"while [ -e {hold} ]; do sleep 0.1; done")
+    dep = deps.trigger(slow["id"])
+    wait_for(lambda: deps.get(dep["id"])["stage"] == "building_image", timeout=30,
+             message="the slow build running")
+    assert deps.cancel(dep["id"]).status_code == 202
+    cancelled, _ = deps.wait_terminal(dep["id"])
+    hold.unlink()
+    assert cancelled["status"] == "cancelled", cancelled
+
+    reqs = rx.wait(2)
+    got = {json.loads(q["body"])["event"]: json.loads(q["body"])["data"] for q in reqs}
+    assert set(got) == {"deployment.failed", "deployment.cancelled"}, got
+    assert [q["headers"]["X-Slipway-Event"] for q in reqs] == \
+        [json.loads(q["body"])["event"] for q in reqs]
+    assert got["deployment.failed"]["id"] == failed["id"]
+    assert got["deployment.failed"]["status"] == "failed"
+    assert got["deployment.failed"]["error_message"] == "build failed: exit code 3"
+    assert got["deployment.cancelled"]["id"] == dep["id"]
+    assert got["deployment.cancelled"]["status"] == "cancelled"
+    assert all(verify(hook["secret"], q) for q in reqs)
+    # the events not subscribed to (started, succeeded) sent nothing
+    assert len(rx.requests) == 2
+
+
 # --------------------------------------------------------------------------- retries
 
 

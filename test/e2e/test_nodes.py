@@ -1,0 +1,145 @@
+"""Nodes and the system snapshot (DESIGN.md §5): every slipwayd process keeps a row in nodes,
+refreshed by heartbeats with its load and the instances it supervises, marked stopped when it
+drains and lost when its heartbeats stop; GET system/metrics answers this node's metrics."""
+
+import signal
+import time
+import uuid
+
+from conftest import error_of, wait_for
+from deploy_kit import *  # noqa: F401,F403 - fixtures and helpers
+from resources_kit import Res
+
+BEAT_MS = 300
+METRIC_KEYS = {"node", "cpu_percent", "memory", "load", "disk", "network", "process",
+               "deployments_running"}
+NODE_KEYS = {"id", "name", "role", "version", "status", "listen", "started_at", "heartbeat_at",
+             "heartbeat_ms", "stopped_at", "load", "instances"}
+
+
+def node_env(**extra):
+    return make_deploy_env(SLIPWAY_NODE_HEARTBEAT_MS=BEAT_MS, **extra)
+
+
+def nodes(who, **params):
+    r = who.get("nodes", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def node_named(who, name):
+    return next((n for n in nodes(who) if n["name"] == name), None)
+
+
+def name_of(d):
+    """The node name a daemon logs when its worker starts (host-pid without NODE_NAME)."""
+    event = wait_for(lambda: next((e for e in d.logs() if e.get("node")), None), timeout=15,
+                     message="the daemon to log its node name")
+    return event["node"]
+
+
+def test_a_running_node_reports_its_load_and_instances(auth, hello_repo):
+    d = auth.daemon(env=node_env())
+    root = auth.setup_owner(d)
+    app = hello_app(Res(auth, d), root, hello_repo)
+    done, _ = Deployments(root).deploy(app["id"])
+    assert done["status"] == "success", done
+    [ep] = root.get(f"apps/{app['id']}").json()["endpoints"]
+    name = name_of(d)
+
+    def serving():
+        n = node_named(root, name)
+        return n and any(i["app_id"] == app["id"] and i["state"] == "running"
+                         for i in n["instances"]) and n
+
+    n = wait_for(serving, timeout=10, message="the instance in the node's heartbeat")
+    assert set(n) == NODE_KEYS, n
+    assert n["status"] == "up" and n["role"] == "all" and n["stopped_at"] is None, n
+    assert n["heartbeat_ms"] == BEAT_MS and n["listen"] == f"127.0.0.1:{d.port}", n
+    assert n["version"] == next(e for e in d.logs() if e.get("msg") == "starting")["version"]
+    [inst] = [i for i in n["instances"] if i["app_id"] == app["id"]]
+    assert inst["deployment_id"] == done["id"] and inst["endpoint"] == ep, inst
+    assert isinstance(inst["pid"], int) and inst["restarts"] == 0, inst
+    assert inst["name"].startswith(done["id"][:8]), inst
+    assert set(n["load"]) == METRIC_KEYS and n["load"]["node"] == name, n["load"]
+    assert n["load"]["process"]["rss_bytes"] > 0
+    assert n["load"]["memory"]["total_bytes"] >= n["load"]["memory"]["available_bytes"] > 0
+
+    # heartbeats keep coming
+    first = n["heartbeat_at"]
+    wait_for(lambda: node_named(root, name)["heartbeat_at"] != first, timeout=5,
+             message="a later heartbeat")
+    # the same node, by id
+    r = root.get(f"nodes/{n['id']}")
+    assert r.status_code == 200 and r.json()["id"] == n["id"] and r.json()["name"] == name
+
+    # the snapshot: this node, now
+    r = root.get("system/metrics")
+    assert r.status_code == 200, r.text
+    m = r.json()
+    assert set(m) == METRIC_KEYS and m["node"] == name, m
+    assert 0 <= m["cpu_percent"] <= 100 and len(m["load"]) == 3, m
+    assert m["disk"]["path"].startswith("/"), m  # SLIPWAY_DATA_DIR's file system
+    assert m["disk"]["total_bytes"] >= m["disk"]["free_bytes"] >= 0, m
+
+    # a stopped app's instance leaves the next heartbeat
+    assert root.post(f"apps/{app['id']}/stop").status_code == 202
+    wait_for(lambda: not any(i["app_id"] == app["id"]
+                             for i in node_named(root, name)["instances"]),
+             timeout=15, message="the stopped instance gone from the heartbeat")
+
+
+def test_drained_node_is_stopped_and_a_killed_one_lost(auth):
+    env = node_env()
+    a = auth.daemon(env=env)
+    root = auth.setup_owner(a)
+    a_name = name_of(a)
+    b = auth.daemon(env=env, database_url=a.database_url)
+    b_name = name_of(b)
+    wait_for(lambda: {a_name, b_name} <= {n["name"] for n in nodes(root, status="up")},
+             timeout=10, message="both nodes up")
+
+    assert a.stop() == 0
+    rb = root.on(b)
+    n = node_named(rb, a_name)
+    assert n["status"] == "stopped" and n["stopped_at"] is not None, n
+    assert n["instances"] == [], n
+
+    b.proc.kill()
+    assert b.wait_exit(10) == -signal.SIGKILL
+    c = auth.daemon(env=env, database_url=a.database_url)
+    rc = root.on(c)
+    killed_at = time.monotonic()
+    n = wait_for(lambda: (x := node_named(rc, b_name)) and x["status"] == "lost" and x,
+                 timeout=10, message="the killed node lost")
+    # three heartbeats of grace, measured from its last one
+    assert time.monotonic() - killed_at <= 10
+    assert n["stopped_at"] is None and n["instances"] == [], n
+    assert [x["name"] for x in nodes(rc, status="lost")] == [b_name]
+    assert a_name in [x["name"] for x in nodes(rc, status="stopped")]
+    assert name_of(c) in [x["name"] for x in nodes(rc, status="up", role="all")]
+    assert nodes(rc, role="api") == []
+    names = [x["name"] for x in nodes(rc, sort="name:desc")]
+    assert names == sorted(names, reverse=True), names
+
+    # a node silent for more than a day is removed by the next heartbeat of any node
+    auth.db(c).execute("UPDATE nodes SET heartbeat_at = now() - interval '25 hours' "
+                       "WHERE name = %s", (b_name,))
+    wait_for(lambda: node_named(rc, b_name) is None, timeout=10,
+             message="the long-silent node removed")
+    assert node_named(rc, a_name) is not None
+
+
+def test_validation_and_access(auth, owner):
+    d = owner.d
+    for params, field in (({"status": "down"}, "status"), ({"role": "web"}, "role")):
+        r = owner.get("nodes", params=params)
+        err = error_of(r, 400, "VALIDATION_ERROR")
+        assert [x["field"] for x in err["details"]] == [field], err
+    error_of(owner.get("nodes/not-a-uuid"), 404, "RESOURCE_NOT_FOUND")
+    error_of(owner.get(f"nodes/{uuid.uuid4()}"), 404, "RESOURCE_NOT_FOUND")
+    member = Res(auth, d).user(owner)
+    for path in ("nodes", "system/metrics"):
+        error_of(member.get(path), 403, "INSUFFICIENT_ROLE")
+    r = d.request("GET", "/api/v1/system/metrics")
+    error_of(r, 401, "AUTHENTICATION_ERROR")
