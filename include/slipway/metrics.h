@@ -25,7 +25,12 @@ typedef struct {
     uint64_t counts[SW_HISTOGRAM_BUCKETS + 1]; /* the last is +Inf */
     double sum;
     uint64_t count;
+    /* upper bounds, ascending; NULL (a zeroed histogram): 0.5 ms to 10 s, for requests */
+    const double *bounds;
 } sw_histogram_t;
+
+/* Bounds for steps that take seconds to half an hour (builds): 1 s to 30 min. */
+extern const double sw_histogram_long_bounds[SW_HISTOGRAM_BUCKETS];
 
 void sw_histogram_observe(sw_histogram_t *h, double value);
 /* Appends the _bucket, _sum and _count samples; labels is "" or `key="value"`. */

@@ -30,4 +30,8 @@ void sw_worker_stop(sw_worker_t *w, void (*on_stopped)(void *payload), void *pay
 void sw_worker_instances_json(const sw_worker_t *w, sw_buf_t *out);
 unsigned sw_worker_runs(const sw_worker_t *w);
 
+/* slipway_deployments_total{status}, slipway_deployments_running, slipway_deploy_queue_depth
+ * and slipway_build_duration_seconds, in Prometheus text. */
+void sw_worker_metrics(sw_buf_t *out, const sw_worker_t *w);
+
 #endif

@@ -666,6 +666,13 @@ static void on_redis_state(sw_redis_t *r, void *payload)
     sw_api_health_kick(api);
 }
 
+static void collect_worker(sw_buf_t *out, void *payload)
+{
+    sw_api_t *api = payload;
+    if (api->worker)
+        sw_worker_metrics(out, api->worker);
+}
+
 static void collect_backends(sw_buf_t *out, void *payload)
 {
     sw_api_t *api = payload;
@@ -873,6 +880,7 @@ int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigne
     sw_metrics_add_collector(api->metrics, collect_backends, api);
     sw_metrics_add_collector(api->metrics, collect_read_cache, api);
     sw_metrics_add_collector(api->metrics, sw_api_live_metrics, api);
+    sw_metrics_add_collector(api->metrics, collect_worker, api);
     sw_metrics_add_collector(api->metrics, sw_metrics_process, NULL);
 
     uv_timer_init(loop, &api->migrate_timer);

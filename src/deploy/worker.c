@@ -32,6 +32,7 @@
 #include "slipway/git.h"
 #include "slipway/httpc.h"
 #include "slipway/log.h"
+#include "slipway/metrics.h"
 #include "slipway/proc.h"
 #include "slipway/queue.h"
 #include "slipway/redis.h"
@@ -101,6 +102,7 @@ struct run {
     bool rollback;        /* ...and mark the release it replaces rolled_back */
     int replicas;
     char build_dir[512];
+    uint64_t build_started_ns; /* uv_hrtime() when the build command started */
     char **build_env;
     char **run_env;
     secrets_t *secrets;
@@ -129,6 +131,8 @@ struct run {
     bool output_paused;    /* the build's pipes are not read while a big chunk is stored */
     char final_status[16]; /* written once the last log chunk is stored */
 };
+
+enum { FINISHED_SUCCESS, FINISHED_FAILED, FINISHED_CANCELLED, FINISHED_MAX };
 
 struct sw_worker {
     uv_loop_t *loop;
@@ -161,7 +165,15 @@ struct sw_worker {
     unsigned closes;
     void (*on_stopped)(void *payload);
     void *stopped_payload;
+
+    /* For /metrics: what this worker finished, how long its builds took, and the queue as of
+     * the last reconciliation (-1 until one answered). */
+    uint64_t finished[FINISHED_MAX];
+    sw_histogram_t builds;
+    long long queue_depth;
 };
+
+static const char *const finished_names[FINISHED_MAX] = {"success", "failed", "cancelled"};
 
 static void read_next(sw_worker_t *w);
 static void maybe_stopped(sw_worker_t *w);
@@ -820,6 +832,10 @@ static void run_finish(run_t *r, const char *status)
         return;
     }
     snprintf(r->final_status, sizeof(r->final_status), "%s", status);
+    if (!r->relaunch)
+        for (int i = 0; i < FINISHED_MAX; i++)
+            if (strcmp(status, finished_names[i]) == 0)
+                r->w->finished[i]++;
     run_system(r, "deployment %s%s%s", status, r->error[0] ? ": " : "", r->error);
     run_release(r);
 }
@@ -1023,6 +1039,7 @@ static void on_build_exit(sw_proc_t *p, int64_t exit_status, int term_signal, bo
     run_t *r = payload;
     sw_proc_free(p);
     r->build = NULL;
+    sw_histogram_observe(&r->w->builds, (double)(uv_hrtime() - r->build_started_ns) / 1e9);
     state_save(r->w);
     if (r->cancelled) {
         run_fail(r, "cancelled during the build");
@@ -1068,6 +1085,7 @@ static void build(run_t *r)
         .payload = r,
     };
     run_system(r, "running the build command");
+    r->build_started_ns = uv_hrtime();
     if (sw_proc_spawn(&r->build, r->w->loop, &o) != 0) {
         r->build = NULL;
         run_fail(r, "build failed: the build command could not be spawned");
@@ -1702,6 +1720,14 @@ static void on_unqueued(int status, sw_pg_result_t *res, void *payload)
                       sw_pg_result_value(res, i, 1));
 }
 
+static void on_queue_depth(int status, sw_pg_result_t *res, void *payload)
+{
+    sw_worker_t *w = payload;
+    if (!worker_query_done(w) || status != 0 || sw_pg_result_rows(res) != 1)
+        return;
+    w->queue_depth = atoll(sw_pg_result_value(res, 0, 0));
+}
+
 static void reconcile(sw_worker_t *w)
 {
     /* Triggers that Redis did not take: put them on the stream now. */
@@ -1710,6 +1736,8 @@ static void reconcile(sw_worker_t *w)
                  "AND NOT cancel_requested ORDER BY created_at LIMIT 100",
                  0, NULL, on_unqueued);
     gone_apps_query(w);
+    worker_query(w, "SELECT count(*) FROM deployments WHERE status = 'pending'", 0, NULL,
+                 on_queue_depth);
 }
 
 static void on_swept(int status, sw_pg_result_t *res, void *payload)
@@ -2242,6 +2270,29 @@ unsigned sw_worker_runs(const sw_worker_t *w)
     return w ? w->nruns : 0;
 }
 
+void sw_worker_metrics(sw_buf_t *out, const sw_worker_t *w)
+{
+    sw_buf_append_cstr(out, "# HELP slipway_deployments_total Deployments this worker finished, "
+                            "by outcome.\n# TYPE slipway_deployments_total counter\n");
+    for (int i = 0; i < FINISHED_MAX; i++)
+        sw_buf_printf(out, "slipway_deployments_total{status=\"%s\"} %llu\n", finished_names[i],
+                      (unsigned long long)w->finished[i]);
+    sw_buf_printf(out,
+                  "# HELP slipway_deployments_running Deployments this worker runs now.\n"
+                  "# TYPE slipway_deployments_running gauge\nslipway_deployments_running %u\n",
+                  w->nruns);
+    if (w->queue_depth >= 0)
+        sw_buf_printf(out,
+                      "# HELP slipway_deploy_queue_depth Deployments pending across the "
+                      "cluster, as of this worker's last reconciliation (every 5 s).\n"
+                      "# TYPE slipway_deploy_queue_depth gauge\nslipway_deploy_queue_depth %lld\n",
+                      w->queue_depth);
+    sw_buf_append_cstr(out, "# HELP slipway_build_duration_seconds How long build commands "
+                            "ran, whatever their outcome.\n"
+                            "# TYPE slipway_build_duration_seconds histogram\n");
+    sw_histogram_render(&w->builds, out, "slipway_build_duration_seconds", "");
+}
+
 /* ---- lifetime ---- */
 
 static void on_worker_handle_closed(uv_handle_t *h)
@@ -2271,6 +2322,8 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
 {
     sw_worker_t *w = sw_calloc(1, sizeof(*w));
     w->loop = loop;
+    w->builds.bounds = sw_histogram_long_bounds;
+    w->queue_depth = -1;
     w->cfg = cfg;
     w->pg = pg;
     w->box = box;

@@ -9,6 +9,8 @@
 
 static const double bucket_bounds[SW_HISTOGRAM_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+const double sw_histogram_long_bounds[SW_HISTOGRAM_BUCKETS] = {1,   2.5, 5,   10,  20,  30,   60,
+                                                               120, 180, 300, 600, 900, 1200, 1800};
 
 typedef struct {
     const char *route;
@@ -61,8 +63,9 @@ static size_t hash_ptr(const void *p, size_t salt)
 
 void sw_histogram_observe(sw_histogram_t *h, double value)
 {
+    const double *bounds = h->bounds ? h->bounds : bucket_bounds;
     size_t i = 0;
-    while (i < SW_HISTOGRAM_BUCKETS && value > bucket_bounds[i])
+    while (i < SW_HISTOGRAM_BUCKETS && value > bounds[i])
         i++;
     h->counts[i]++;
     h->sum += value;
@@ -72,11 +75,12 @@ void sw_histogram_observe(sw_histogram_t *h, double value)
 void sw_histogram_render(const sw_histogram_t *h, sw_buf_t *out, const char *name,
                          const char *labels)
 {
+    const double *bounds = h->bounds ? h->bounds : bucket_bounds;
     uint64_t cum = 0;
     const char *sep = *labels ? "," : "";
     for (size_t i = 0; i < SW_HISTOGRAM_BUCKETS; i++) {
         cum += h->counts[i];
-        sw_buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, bucket_bounds[i],
+        sw_buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, bounds[i],
                       (unsigned long long)cum);
     }
     cum += h->counts[SW_HISTOGRAM_BUCKETS];

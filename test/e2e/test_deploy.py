@@ -568,3 +568,32 @@ def test_list_and_log_validation(droot, dres, hello_repo):
     r = droot.post(f"deployments/{dep['id']}/cancel")
     assert r.status_code in (200, 202, 409), r.text
     Deployments(droot).wait_terminal(dep["id"])
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_worker_metrics(ddaemon, droot, dres, hello_repo):
+    """/metrics counts what the worker finished by outcome, times its builds, and shows the
+    queue as of its last reconciliation."""
+    from conftest import parse_metrics
+
+    def sample(name, **labels):
+        return next((v for n, lb, v in parse_metrics(ddaemon.get("/metrics").text)
+                     if n == name and all(lb.get(k) == want for k, want in labels.items())), None)
+
+    deps = Deployments(droot)
+    ok, _ = deps.deploy(hello_app(dres, droot, hello_repo)["id"])
+    assert ok["status"] == "success", ok
+    bad, _ = deps.deploy(hello_app(dres, droot, hello_repo, build_command="exit 7")["id"])
+    assert bad["status"] == "failed", bad
+    assert sample("slipway_deployments_total", status="success") == 1
+    assert sample("slipway_deployments_total", status="failed") == 1
+    assert sample("slipway_deployments_total", status="cancelled") == 0
+    assert sample("slipway_deployments_running") == 0
+    assert sample("slipway_build_duration_seconds_count") == 2
+    assert sample("slipway_build_duration_seconds_bucket", le="+Inf") == 2
+    assert sample("slipway_build_duration_seconds_bucket", le="1800") == 2
+    assert sample("slipway_build_duration_seconds_sum") > 0
+    wait_for(lambda: sample("slipway_deploy_queue_depth") == 0, timeout=15,
+             message="the queue depth from a reconciliation")
