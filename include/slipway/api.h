@@ -52,6 +52,7 @@ struct sw_api {
     char public_origin[256];          /* scheme://host[:port] of SLIPWAY_PUBLIC_URL */
     sw_api_limits_t *limits;          /* API budget per address and per principal */
     sw_worker_t *worker;              /* roles worker and all, once migrations ran */
+    sw_worker_t *worker_draining;     /* the worker while it stops, for the heartbeat */
     struct sw_webhooks *webhooks;     /* the webhook dispatcher, started with the worker */
     struct sw_janitor *janitor;       /* retention, started with the worker */
     struct sw_hub *hub;               /* live topics, once the instance id is known */

@@ -75,8 +75,9 @@ typedef struct {
 } sw_git_deploy_key_t;
 
 /* Removes the private keys that fetches wrote into dir (see ssh_key_dir) and that a killed
- * process left there; answers how many. Only while nothing fetches with dir as its key
- * directory: the worker calls it at start, holding the data directory's lock. */
+ * process left there - those of processes that are gone, and of an earlier process with this
+ * one's pid - and answers how many. Call it before this process's first fetch: the worker
+ * does at start. Keys of live processes sharing dir (--http-workers) stay. */
 int sw_git_key_files_remove(const char *dir);
 
 /* Makes a fresh key pair (libsodium); comment ends the public line and is stored in the

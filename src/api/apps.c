@@ -80,9 +80,12 @@ static const char *repo_url_problem(const char *u, bool allow_file)
     }
     const char *at = strchr(u, '@'), *slash = strchr(u, '/');
     if (at && !strstr(u, "://") && (!slash || at < slash)) {
+        /* The host is a name or an IPv4 address: git's scp-like form has no port, and
+         * brackets there are read differently by different clients. */
         const char *colon = strchr(at + 1, ':');
-        if (!ssh_user_ok(u, (size_t)(at - u)) || !colon ||
-            !url_host_ok(at + 1, (size_t)(colon - at - 1)) || !colon[1])
+        size_t host_len = colon ? (size_t)(colon - at - 1) : 0;
+        if (!ssh_user_ok(u, (size_t)(at - u)) || !colon || !colon[1] ||
+            !url_host_ok(at + 1, host_len) || strcspn(at + 1, "[]") < host_len)
             return "must look like user@host:path";
         return NULL;
     }

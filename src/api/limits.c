@@ -2,6 +2,7 @@
  * default; with SLIPWAY_RATE_LIMIT_BACKEND=redis one Lua script checks and takes from both
  * buckets atomically, shared by every slipwayd on that Redis (and the local buckets stand in
  * while Redis is unreachable). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,9 @@
 #define HOOK_PERIOD_MS 60000
 #define HOOK_BURST     30
 #define HOOK_KEYS_MAX  100000
+/* Unverified requests to one app from all senders together: a ceiling on what a spread-out
+ * flood costs (a query and an HMAC each), well above what a git host sends. */
+#define HOOK_FLOOD_FACTOR 10
 
 /* KEYS: the buckets. ARGV: tokens per millisecond, burst. Answers {allowed, remaining,
  * reset_ms, retry_ms} for the tightest bucket; takes one token from each only when every
@@ -52,6 +56,7 @@ struct sw_api_limits {
     sw_ratelimit_t *by_address;
     sw_ratelimit_t *by_principal;
     sw_ratelimit_t *hook_senders; /* per app and sender address, before verification */
+    sw_ratelimit_t *hook_floods;  /* per app, before verification: many senders together */
     sw_ratelimit_t *hooks;        /* per app, verified deliveries; both always on */
 };
 
@@ -68,6 +73,8 @@ sw_api_limits_t *sw_api_limits_new(const sw_config_t *cfg)
     sw_api_limits_t *l = sw_calloc(1, sizeof(*l));
     unsigned rps, burst;
     l->hook_senders = sw_ratelimit_new(HOOK_RATE, HOOK_PERIOD_MS, HOOK_BURST, HOOK_KEYS_MAX);
+    l->hook_floods = sw_ratelimit_new(HOOK_RATE * HOOK_FLOOD_FACTOR, HOOK_PERIOD_MS,
+                                      HOOK_BURST * HOOK_FLOOD_FACTOR, HOOK_KEYS_MAX);
     l->hooks = sw_ratelimit_new(HOOK_RATE, HOOK_PERIOD_MS, HOOK_BURST, HOOK_KEYS_MAX);
     if (strcmp(cfg->rate_limit, "off") != 0 &&
         sscanf(cfg->rate_limit, "%u/%u", &rps, &burst) == 2) {
@@ -88,6 +95,7 @@ void sw_api_limits_free(sw_api_limits_t *l)
     sw_ratelimit_free(l->by_address);
     sw_ratelimit_free(l->by_principal);
     sw_ratelimit_free(l->hook_senders);
+    sw_ratelimit_free(l->hook_floods);
     sw_ratelimit_free(l->hooks);
     free(l);
 }
@@ -228,11 +236,27 @@ static bool hook_take(sw_api_t *api, sw_http_req_t *req, sw_ratelimit_t *rl, con
     return false;
 }
 
+/* A sender: its IPv4 address, or the /64 of an IPv6 one (one host's usual share). */
+static void sender_of(const char *addr, char *out, size_t len)
+{
+    struct in6_addr a6;
+    if (!strchr(addr, ':') || inet_pton(AF_INET6, addr, &a6) != 1) {
+        snprintf(out, len, "%s", addr);
+        return;
+    }
+    memset(a6.s6_addr + 8, 0, 8);
+    if (!inet_ntop(AF_INET6, &a6, out, (socklen_t)len))
+        snprintf(out, len, "%s", addr);
+}
+
 bool sw_api_limits_hook_sender(sw_api_t *api, sw_http_req_t *req, const char *app_id)
 {
-    char key[SW_UUID_LEN + 1 + sizeof(req->client_addr)];
-    snprintf(key, sizeof(key), "%s/%s", app_id, req->client_addr);
-    return hook_take(api, req, api->limits->hook_senders, key);
+    char sender[INET6_ADDRSTRLEN + 8];
+    char key[SW_UUID_LEN + 1 + sizeof(sender)];
+    sender_of(req->client_addr, sender, sizeof(sender));
+    snprintf(key, sizeof(key), "%s/%s", app_id, sender);
+    return hook_take(api, req, api->limits->hook_senders, key) &&
+           hook_take(api, req, api->limits->hook_floods, app_id);
 }
 
 bool sw_api_limits_hook(sw_api_t *api, sw_http_req_t *req, const char *app_id)

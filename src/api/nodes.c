@@ -80,7 +80,7 @@ static void beat(sw_api_nodes_t *n)
         return;
     sw_buf_t load = SW_BUF_INIT, instances = SW_BUF_INIT;
     sw_api_system_metrics_json(api, &load);
-    sw_worker_instances_json(api->worker, &instances);
+    sw_worker_instances_json(api->worker ? api->worker : api->worker_draining, &instances);
     char started[32], every[16];
     snprintf(started, sizeof(started), "%.3f", (double)api->started_at_ms / 1000.0);
     snprintf(every, sizeof(every), "%u", api->cfg->node_heartbeat_ms);
@@ -99,7 +99,10 @@ static void beat(sw_api_nodes_t *n)
                     "version = EXCLUDED.version, started_at = EXCLUDED.started_at, "
                     "heartbeat_at = now(), heartbeat_ms = EXCLUDED.heartbeat_ms, "
                     "listen = EXCLUDED.listen, load = EXCLUDED.load, "
-                    "instances = EXCLUDED.instances, stopped_at = NULL",
+                    "instances = EXCLUDED.instances, stopped_at = NULL "
+                    /* a late beat of this process never undoes its stop */
+                    "WHERE nodes.stopped_at IS NULL "
+                    "OR nodes.started_at IS DISTINCT FROM EXCLUDED.started_at",
                     8, params, on_beat, n) == 0;
     sw_buf_free(&load);
     sw_buf_free(&instances);

@@ -965,6 +965,7 @@ static void on_drained(sw_http_server_t *server, void *payload)
 {
     sw_api_t *api = payload;
     (void)server;
+    api->worker_draining = NULL; /* back here, the worker (if it was draining) has stopped */
     /* A janitor round ends at its next step; it needs PostgreSQL and Redis until then. */
     if (api->janitor) {
         sw_janitor_t *j = api->janitor;
@@ -983,6 +984,7 @@ static void on_drained(sw_http_server_t *server, void *payload)
     if (api->worker) {
         sw_worker_t *w = api->worker;
         api->worker = NULL;
+        api->worker_draining = w;
         sw_worker_stop(w, on_part_stopped, api);
         return;
     }

@@ -9,10 +9,12 @@
 #include <git2.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
@@ -40,7 +42,7 @@
 #define KEY_END      "-----END OPENSSH PRIVATE KEY-----\n"
 #define KEY_MAGIC    "openssh-key-v1"
 #define KEY_COLUMNS  70
-#define KEY_FILE     ".slipway-key-XXXXXX"
+#define KEY_PREFIX   ".slipway-key-" /* then the writer's pid, '-' and mkostemp's six */
 
 typedef struct {
     char host[SW_GIT_HOST_MAX];
@@ -426,8 +428,8 @@ static int write_key_file(sw_git_job_t *job)
 
     if (job->key_path[0])
         return 0;
-    if ((size_t)snprintf(job->key_path, sizeof(job->key_path), "%s/" KEY_FILE, job->key_dir) >=
-        sizeof(job->key_path)) {
+    if ((size_t)snprintf(job->key_path, sizeof(job->key_path), "%s/" KEY_PREFIX "%d-XXXXXX",
+                         job->key_dir, (int)getpid()) >= sizeof(job->key_path)) {
         job->key_path[0] = '\0';
         snprintf(job->host_problem, sizeof(job->host_problem), "ssh key directory too long");
         return -ENAMETOOLONG;
@@ -1138,18 +1140,34 @@ static void private_key_text(const unsigned char pk[crypto_sign_PUBLICKEYBYTES],
     buf_wipe(&raw);
 }
 
+/* The pid in "<KEY_PREFIX><pid>-XXXXXX", or 0 when name is not such a key file. */
+static pid_t key_file_pid(const char *name)
+{
+    size_t n = strlen(KEY_PREFIX);
+    char *end;
+    long pid;
+
+    if (strncmp(name, KEY_PREFIX, n) != 0 || !isdigit((unsigned char)name[n]))
+        return 0;
+    pid = strtol(name + n, &end, 10);
+    if (pid <= 0 || pid > INT_MAX || *end != '-' || strlen(end + 1) != 6)
+        return 0;
+    return (pid_t)pid;
+}
+
 int sw_git_key_files_remove(const char *dir)
 {
-    /* KEY_FILE without mkostemp's six random characters */
-    static const char prefix[] = ".slipway-key-";
     DIR *d = opendir(dir);
     int n = 0;
 
     if (!d)
         return -errno;
     for (struct dirent *e; (e = readdir(d));) {
-        if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) == 0 &&
-            strlen(e->d_name) == sizeof(prefix) - 1 + 6 && unlinkat(dirfd(d), e->d_name, 0) == 0)
+        pid_t pid = key_file_pid(e->d_name);
+        /* Another live process's key may be in a fetch right now (--http-workers share the
+         * data directory); a pid of ours is from an earlier process, as this one wrote none. */
+        bool dead = pid > 0 && (pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH));
+        if (dead && unlinkat(dirfd(d), e->d_name, 0) == 0)
             n++;
     }
     closedir(d);

@@ -153,7 +153,8 @@ struct sw_worker {
     uint64_t next_claim, next_reconcile;
     bool reading;
     bool group_ready;
-    bool swept, sweeping; /* the previous incarnation's deployments are settled */
+    bool swept, sweeping;  /* the previous incarnation's deployments are settled */
+    char sweep_before[64]; /* PostgreSQL's clock before this worker claimed anything */
     bool stopping;
     run_t *runs;
     unsigned nruns;
@@ -1750,6 +1751,10 @@ static void on_swept(int status, sw_pg_result_t *res, void *payload)
         ignore_pg(status, res, NULL); /* the next tick tries again */
         return;
     }
+    if (!w->sweep_before[0]) {
+        snprintf(w->sweep_before, sizeof(w->sweep_before), "%s", sw_pg_result_value(res, 0, 0));
+        return; /* the sweep itself goes with the next tick */
+    }
     w->swept = true;
     if (w->hub)
         on_abandoned(status, res, w->hub);
@@ -1757,21 +1762,27 @@ static void on_swept(int status, sw_pg_result_t *res, void *payload)
 }
 
 /* Deployments this node name held in a process before this one: failed, once, before this
- * worker claims anything. Only then, since the pool may run a query after one sent later: a
- * sweep sent before a claim could otherwise land after it and fail a live run. A run of this
- * process that loses its status update is settled by the claim path when its entry returns. */
+ * worker claims anything. The pool may run a query after one sent later, and a sweep that timed
+ * out may still run: so the sweep only touches deployments started before a time read from
+ * PostgreSQL first, which every claim of this process follows. A run of this process that loses
+ * its status update is settled by the claim path when its entry comes back. */
 static void sweep_abandoned(sw_worker_t *w)
 {
     if (w->swept || w->sweeping)
         return;
-    const char *params[] = {w->node};
+    if (!w->sweep_before[0]) {
+        w->sweeping = worker_query(w, "SELECT now()::text", 0, NULL, on_swept) == 0;
+        return;
+    }
+    const char *params[] = {w->node, w->sweep_before};
     w->sweeping = worker_query(w,
                                "UPDATE deployments SET status = 'failed', finished_at = now(), "
                                "error_message = 'abandoned: the worker running it stopped', "
                                "updated_at = now() WHERE node_id = $1 "
                                "AND status IN ('building', 'deploying') "
+                               "AND started_at < $2::timestamptz "
                                "RETURNING id, stage, progress, error_message",
-                               1, params, on_swept) == 0;
+                               2, params, on_swept) == 0;
 }
 
 static void on_tick(uv_timer_t *t)

@@ -176,12 +176,15 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     if (len > c->max_body - c->body.len) {
         if (!c->truncate_body)
             return refuse(c, -EMSGSIZE);
-        /* Enough of it: the answer is what fits, and the rest is never read. */
         sw_buf_append(&c->body, at, c->max_body - c->body.len);
+    } else {
+        sw_buf_append(&c->body, at, len);
+    }
+    if (c->truncate_body && c->body.len == c->max_body) {
+        /* Enough of it: the answer is what fits, and the rest is never waited for. */
         c->complete = true;
         return HPE_PAUSED;
     }
-    sw_buf_append(&c->body, at, len);
     return 0;
 }
 

@@ -70,7 +70,7 @@ INVALID = [
     ("repo_url", "file:///srv/git/a"), ("repo_url", "https://"), ("repo_url", 7),
     ("repo_url", "-oProxyCommand=x@host:a"), ("repo_url", "@host:a"), ("repo_url", "u@host:"),
     ("repo_url", "u@-host:a"), ("repo_url", "u$x@host:a"), ("repo_url", "u@host/a"),
-    ("repo_url", "a/b@host:c"),
+    ("repo_url", "a/b@host:c"), ("repo_url", "u@[::1]:repo"), ("repo_url", "u@h]:repo"),
     ("branch", "a..b"), ("branch", "has space"), ("branch", "-x"), ("branch", "/x"),
     ("branch", "x/"), ("branch", "x.lock"), ("branch", "a~1"), ("branch", "a^"),
     ("branch", "a:b"), ("branch", "a?"), ("branch", "a*"), ("branch", "a[b"),

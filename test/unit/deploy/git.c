@@ -739,16 +739,29 @@ static bool exists_in(const char *dir, const char *name)
 static void test_key_files_remove(void **state)
 {
     fixture_t *f = *state;
-    touch(f->root, ".slipway-key-a1B2c3");
-    touch(f->root, ".slipway-key-zzzzzz");
-    touch(f->root, ".slipway-key-short");    /* not a name mkostemp makes */
-    touch(f->root, ".slipway-key-toolong1"); /* nor this */
+    char dead[64], live[64], mine[64];
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(0);
+    waitpid(child, NULL, 0); /* a pid nothing uses now */
+    snprintf(dead, sizeof(dead), ".slipway-key-%d-a1B2c3", (int)child);
+    snprintf(live, sizeof(live), ".slipway-key-%d-zzzzzz", (int)getppid());
+    snprintf(mine, sizeof(mine), ".slipway-key-%d-qqqqqq", (int)getpid());
+    touch(f->root, dead);
+    touch(f->root, live);
+    touch(f->root, mine);
+    touch(f->root, ".slipway-key-short");     /* not a name a fetch makes */
+    touch(f->root, ".slipway-key-1-toolong"); /* nor these */
+    touch(f->root, ".slipway-key--1-abcdef");
     touch(f->root, "master.key");
     assert_int_equal(sw_git_key_files_remove(f->root), 2);
-    assert_false(exists_in(f->root, ".slipway-key-a1B2c3"));
-    assert_false(exists_in(f->root, ".slipway-key-zzzzzz"));
+    assert_false(exists_in(f->root, dead));
+    assert_false(exists_in(f->root, mine));
+    assert_true(exists_in(f->root, live)); /* a sibling's, perhaps mid-fetch */
     assert_true(exists_in(f->root, ".slipway-key-short"));
-    assert_true(exists_in(f->root, ".slipway-key-toolong1"));
+    assert_true(exists_in(f->root, ".slipway-key-1-toolong"));
+    assert_true(exists_in(f->root, ".slipway-key--1-abcdef"));
     assert_true(exists_in(f->root, "master.key"));
     assert_int_equal(sw_git_key_files_remove(f->root), 0);
     assert_int_equal(sw_git_key_files_remove("/nonexistent/sw-git"), -ENOENT);

@@ -521,6 +521,17 @@ static void test_truncate_body_keeps_the_first_bytes(void **state)
     assert_in_range(f.elapsed_ms, 0, 2000);
     fx_free(&f);
 
+    /* Exactly the cap arrives and the server stalls: the answer is complete all the same. */
+    fx_init_v4(&f);
+    fx_reply(&f, "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n0123", false);
+    sw_httpc_req_t req_exact = {
+        .host = "127.0.0.1", .path = "/", .max_body = 4, .truncate_body = true, .timeout_ms = 3000};
+    fx_request(&f, &req_exact);
+    assert_int_equal(f.status, 0);
+    assert_body(&f, "0123");
+    assert_in_range(f.elapsed_ms, 0, 2000);
+    fx_free(&f);
+
     /* Chunked, cut inside the second chunk. */
     fx_init_v4(&f);
     fx_reply(&f,
