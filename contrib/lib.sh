@@ -68,8 +68,11 @@ print(s.getsockname()[1])
 s.close()'
 }
 
+# (ss's "state listening" after a filter is a parse error, whose empty output read as free.)
 sw_port_is_free() {
-    [[ -z "$(ss -Htan "( sport = :$1 )" state listening 2>/dev/null)" ]]
+    local out
+    out=$(ss -Htln "( sport = :$1 )") || return 1
+    [[ -z "$out" ]]
 }
 
 # Polls a condition at a short interval until it holds; fails after SECONDS.
