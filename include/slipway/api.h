@@ -221,6 +221,11 @@ void sw_api_exec_deleting_apps(sw_api_t *api, sw_http_req_t *req, const char *sq
 bool sw_api_uuid_filter(sw_http_req_t *req, const char *name, const char **out,
                         sw_json_errors_t *e);
 
+/* Reads a filter ?name= that must be one of allowed (NULL-terminated); false after recording
+ * "must be one of ..." for another value. */
+bool sw_api_enum_filter(sw_http_req_t *req, const char *name, const char *const *allowed,
+                        const char **out, sw_json_errors_t *e);
+
 /* A DNS label: 1-63 of a-z, 0-9 and '-', not starting or ending with '-'. */
 bool sw_api_dns_label(const char *s);
 

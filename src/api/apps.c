@@ -321,22 +321,16 @@ static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_j
 
 void sw_api_apps_list(sw_http_req_t *req, void *ctx)
 {
-    static const char *const statuses[] = {"idle", "deploying", "running", "stopped", "crashed"};
+    static const char *const statuses[] = {"idle",    "deploying", "running",
+                                           "stopped", "crashed",   NULL};
     const sw_principal_t *p = sw_api_principal(req);
     sw_json_errors_t e;
     sw_json_errors_init(&e);
     const char *project = NULL, *environment = NULL;
     sw_api_uuid_filter(req, "project_id", &project, &e);
     sw_api_uuid_filter(req, "environment_id", &environment, &e);
-    const char *status = sw_http_req_query(req, "status");
-    if (status) {
-        bool known = false;
-        for (size_t i = 0; i < SW_ARRAY_SIZE(statuses); i++)
-            known |= strcmp(status, statuses[i]) == 0;
-        if (!known)
-            sw_json_errors_add(&e, "status",
-                               "must be idle, deploying, running, stopped or crashed");
-    }
+    const char *status = NULL;
+    sw_api_enum_filter(req, "status", statuses, &status, &e);
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
         return;

@@ -218,6 +218,27 @@ bool sw_api_uuid_filter(sw_http_req_t *req, const char *name, const char **out, 
     return true;
 }
 
+bool sw_api_enum_filter(sw_http_req_t *req, const char *name, const char *const *allowed,
+                        const char **out, sw_json_errors_t *e)
+{
+    const char *v = sw_http_req_query(req, name);
+    *out = NULL;
+    if (!v)
+        return true;
+    for (const char *const *a = allowed; *a; a++) {
+        if (strcmp(v, *a) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    sw_buf_t list = SW_BUF_INIT;
+    for (const char *const *a = allowed; *a; a++)
+        sw_buf_printf(&list, "%s%s", a == allowed ? "" : ", ", *a);
+    sw_json_errors_add(e, name, "must be one of %s", list.base);
+    sw_buf_free(&list);
+    return false;
+}
+
 /* "field[:asc|desc]" against the allowed fields; the ORDER BY text comes only from the
  * table of constants, never from the request. */
 static bool list_order(sw_http_req_t *req, const sw_api_list_t *l, sw_buf_t *order,

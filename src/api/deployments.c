@@ -189,16 +189,8 @@ void sw_api_deployments_list(sw_http_req_t *req, void *ctx)
     sw_json_errors_init(&e);
     const char *app = NULL;
     sw_api_uuid_filter(req, "app_id", &app, &e);
-    const char *status = sw_http_req_query(req, "status");
-    if (status) {
-        bool known = false;
-        for (const char *const *s = statuses; *s; s++)
-            known |= strcmp(*s, status) == 0;
-        if (!known)
-            sw_json_errors_add(&e, "status",
-                               "must be one of pending, building, deploying, "
-                               "success, failed, cancelled, rolled_back");
-    }
+    const char *status = NULL;
+    sw_api_enum_filter(req, "status", statuses, &status, &e);
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
         return;

@@ -142,14 +142,6 @@ static const sw_api_sort_t node_sorts[] = {
     {NULL, NULL},
 };
 
-static bool one_of(const char *v, const char *const *set)
-{
-    for (; *set; set++)
-        if (strcmp(v, *set) == 0)
-            return true;
-    return false;
-}
-
 void sw_api_nodes_list(sw_http_req_t *req, void *ctx)
 {
     static const char *const roles[] = {"api", "worker", "all", NULL};
@@ -158,14 +150,11 @@ void sw_api_nodes_list(sw_http_req_t *req, void *ctx)
                        .json_expr = "sw_node_json(x)",
                        .sorts = node_sorts,
                        .default_sort = "name:asc"};
-    const char *role = sw_http_req_query(req, "role");
-    const char *status = sw_http_req_query(req, "status");
+    const char *role = NULL, *status = NULL;
     sw_json_errors_t e;
     sw_json_errors_init(&e);
-    if (role && !one_of(role, roles))
-        sw_json_errors_add(&e, "role", "must be api, worker or all");
-    if (status && !one_of(status, statuses))
-        sw_json_errors_add(&e, "status", "must be up, lost or stopped");
+    sw_api_enum_filter(req, "role", roles, &role, &e);
+    sw_api_enum_filter(req, "status", statuses, &status, &e);
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
         return;
