@@ -114,6 +114,19 @@ def test_bad_list_parameters(res, root):
     assert not failures, f"{len(failures)} wrong:\n" + "\n".join(failures)
 
 
+def test_enum_filters_name_what_they_accept(root):
+    for path, field, accepted in [
+            ("apps", "status", "idle, deploying, running, stopped, crashed"),
+            ("deployments", "status",
+             "pending, building, deploying, success, failed, cancelled, rolled_back"),
+            ("nodes", "status", "up, lost, stopped"), ("nodes", "role", "api, worker, all")]:
+        r = root.get(path, params={field: "Running"})  # case matters
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["details"] == [
+            {"field": field, "message": f"must be one of {accepted}"}], (path, r.text)
+        assert root.get(path, params={field: accepted.split(", ")[-1]}).status_code == 200
+
+
 def test_projects_list_sort_and_role(res, root):
     m = res.user(root, "member")
     names = ["delta", "Alpha", "charlie", "bravo"]
