@@ -869,6 +869,13 @@ class AuthKit:
         if kw.get("wait", True):
             wait_for(lambda: d.get("/ready", timeout=2).status_code == 200, timeout=30,
                      message="slipwayd /ready")
+            if int((kw.get("env") or {}).get("SLIPWAY_HTTP_WORKERS", "1")) > 1:
+                # Each process migrates (or waits for the one that does) on its own: ready means
+                # every one is, so ask until 20 new connections in a row, spread over the
+                # processes by SO_REUSEPORT, all say so.
+                wait_for(lambda: all(d.get("/ready", timeout=2).status_code == 200
+                                     for _ in range(20)),
+                         timeout=30, message="every slipwayd process /ready")
         return d
 
     def db(self, d):
