@@ -699,7 +699,8 @@ void sw_api_system_metrics_json(sw_api_t *api, sw_buf_t *out)
     sw_buf_append_cstr(out, "\",");
     sw_host_stats_json_members(&st, api->cfg->data_dir, out);
     sw_buf_printf(out, ",\"process\":{\"rss_bytes\":%llu},\"deployments_running\":%u}",
-                  (unsigned long long)sw_process_rss_bytes(), sw_worker_runs(api->worker));
+                  (unsigned long long)sw_process_rss_bytes(),
+                  sw_worker_runs(api->worker ? api->worker : api->worker_draining));
 }
 
 static void on_metrics_timer(uv_timer_t *t)

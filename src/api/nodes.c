@@ -17,16 +17,10 @@ struct sw_api_nodes {
     uv_timer_t timer;
     bool in_flight; /* one heartbeat at a time: a slow database skips beats, never queues */
     bool stopping;
-    bool stop_sent;
     bool failing; /* the last heartbeat failed: logged once until one succeeds */
     void (*on_stopped)(void *payload);
     void *payload;
 };
-
-static const char *role_name(sw_node_role_t role)
-{
-    return role == SW_NODE_API ? "api" : role == SW_NODE_WORKER ? "worker" : "all";
-}
 
 static void on_timer_closed(uv_handle_t *h)
 {
@@ -51,7 +45,6 @@ static void on_stop_written(int status, sw_pg_result_t *res, void *payload)
 static void send_stop(sw_api_nodes_t *n)
 {
     const char *params[] = {n->api->node};
-    n->stop_sent = true;
     if (sw_pg_query(n->api->pg,
                     "UPDATE nodes SET stopped_at = now(), heartbeat_at = now(), instances = '[]' "
                     "WHERE name = $1",
@@ -85,9 +78,10 @@ static void beat(sw_api_nodes_t *n)
     snprintf(started, sizeof(started), "%.3f", (double)api->started_at_ms / 1000.0);
     snprintf(every, sizeof(every), "%u", api->cfg->node_heartbeat_ms);
     const char *listen = api->cfg->role == SW_NODE_WORKER ? "" : api->cfg->listen;
-    const char *params[] = {
-        api->node,     role_name(api->cfg->role), SW_VERSION, started, every, listen, load.base,
-        instances.base};
+    const char *params[] = {api->node,  sw_node_role_name(api->cfg->role),
+                            SW_VERSION, started,
+                            every,      listen,
+                            load.base,  instances.base};
     n->in_flight =
         sw_pg_query(api->pg,
                     "WITH gone AS (DELETE FROM nodes WHERE heartbeat_at < now() - "
@@ -166,20 +160,6 @@ void sw_api_nodes_list(sw_http_req_t *req, void *ctx)
     sw_api_list_run(ctx, req, &l);
 }
 
-static void on_node(int status, sw_pg_result_t *res, void *payload)
-{
-    sw_http_req_t *req = payload;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
-        return;
-    }
-    if (sw_pg_result_rows(res) != 1) {
-        sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such node", NULL);
-        return;
-    }
-    sw_api_respond_text(req, 200, sw_pg_result_value(res, 0, 0));
-}
-
 void sw_api_nodes_get(sw_http_req_t *req, void *ctx)
 {
     sw_api_t *api = ctx;
@@ -189,8 +169,8 @@ void sw_api_nodes_get(sw_http_req_t *req, void *ctx)
         return;
     }
     const char *params[] = {sw_arena_iovdup(&req->arena, id).base};
-    sw_pg_query(api->pg, "SELECT sw_node_json(n) FROM nodes n WHERE n.id = $1", 1, params, on_node,
-                req);
+    sw_api_exec(api, req, "SELECT sw_node_json(n) FROM nodes n WHERE n.id = $1", 1, params, 200,
+                "no such node", NULL);
 }
 
 /* ---- GET system/metrics ---- */
