@@ -26,6 +26,7 @@ typedef struct {
     char *registration; /* "closed" | "open" */
     char *rate_limit;   /* "<rps>/<burst>" | "off" */
     bool allow_file_repos;
+    bool git_allow_private; /* fetches may reach private addresses */
     bool webhook_allow_private;
     uint32_t webhook_max_attempts;     /* per delivery, then it is failed */
     uint32_t webhook_retry_base_ms;    /* the first retry's delay; doubled after each failure */

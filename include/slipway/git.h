@@ -1,5 +1,6 @@
-/* Fetching app sources with libgit2, on the uv threadpool: a bare mirror per repository,
- * fetched (never re-cloned) each time, then one commit checked out into a build directory. */
+/* Fetching app sources with libgit2, each job on a thread of its own: a bare mirror per
+ * repository, fetched (never re-cloned) each time, then one commit checked out into a build
+ * directory. Fetches reach public addresses only, unless the options allow more. */
 #ifndef SLIPWAY_GIT_H
 #define SLIPWAY_GIT_H
 
@@ -48,8 +49,11 @@ typedef struct {
     const sw_git_known_host_t *known_hosts;
     size_t n_known_hosts;
     sw_git_host_key_cb host_key; /* optional */
-    bool allow_file;             /* file:// permitted */
-    uint32_t timeout_ms;         /* whole job; 0: none */
+    /* file:// permitted, and so are loopback, link-local and other local addresses:
+     * development only */
+    bool allow_file;
+    bool allow_private;  /* private addresses (10/8, 192.168/16, fc00::/7, ...) permitted */
+    uint32_t timeout_ms; /* whole job, however the server stalls; 0: none */
 } sw_git_opts_t;
 
 typedef struct {
@@ -74,6 +78,15 @@ typedef struct {
     char fingerprint[SW_GIT_FINGERPRINT_MAX];
 } sw_git_deploy_key_t;
 
+/* The name of a key file a fetch writes: then the writer's pid, '-' and mkostemp's six. */
+#define SW_GIT_KEY_PREFIX ".slipway-key-"
+
+/* Writes key into a new 0600 file in dir (SW_GIT_KEY_PREFIX, this process's pid, '-' and six
+ * random characters) and its name into path (size bytes); the caller removes it after the
+ * fetch. 0, or -ENAMETOOLONG or another negative errno, and then path is "" and no file is
+ * left. */
+int sw_git_key_file_write(const char *dir, const char *key, char *path, size_t size);
+
 /* Removes the private keys that fetches wrote into dir (see ssh_key_dir) and that a killed
  * process left there - those of processes that are gone, and of an earlier process with this
  * one's pid - and answers how many. Call it before this process's first fetch: the worker
@@ -87,18 +100,32 @@ int sw_git_deploy_key_new(sw_git_deploy_key_t *out, const char *comment);
 void sw_git_deploy_key_clear(sw_git_deploy_key_t *key);
 /* OpenSSH's SHA256 fingerprint of a key blob (the SSH wire encoding of the public key). */
 void sw_git_fingerprint(const void *blob, size_t len, char out[SW_GIT_FINGERPRINT_MAX]);
+/* The key type a key blob names first ("ssh-ed25519", ...) into out; "" when it names none
+ * that fits in size. */
+void sw_git_key_type(const void *blob, size_t len, char *out, size_t size);
+/* sw_git_fingerprint() for a key blob's SHA-256 already taken. */
+void sw_git_fingerprint_encode(const unsigned char hash[32], char out[SW_GIT_FINGERPRINT_MAX]);
 /* The known-hosts name of url's ssh host ("host" or "host:port", lower case, port 22 left
  * out) into out; -EINVAL when url is not ssh:// or user@host:path. */
 int sw_git_ssh_host(const char *url, char out[SW_GIT_HOST_MAX]);
 
-/* Initialises libgit2 once per process. */
+/* 0 when sw_git_checkout() takes opts, else -EINVAL. */
+int sw_git_opts_check(const sw_git_opts_t *opts);
+/* The port a scheme://[user@]host[:port]/path URL names: 1-65535, 0 when it names none (and
+ * for other forms), -EINVAL when it is not a number in that range. */
+int sw_git_url_port(const char *url);
+/* Whether two scheme:// URLs name the same host and port (case aside). */
+bool sw_git_same_host(const char *a, const char *b);
+
+/* Initialises libgit2 once per process, with gitstream.h's sockets under every connection. */
 int sw_git_init(void);
 /* Starts the job; *out (optional) lets the caller cancel it. Returns 0 or a negative code
  * (then done is not called). */
 int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_cb progress,
                     sw_git_done_cb done, void *payload, sw_git_job_t **out);
 /* Asks the job to stop; done follows with -ECANCELED (or its real outcome if it had
- * finished). Safe until done has been called. */
+ * finished) within a fraction of a second, whatever the fetch was waiting on. Safe until done
+ * has been called. */
 void sw_git_cancel(sw_git_job_t *job);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "slipway/api.h"
+#include "slipway/git.h"
 
 #define GIT_TOKEN_MAX 4096
 
@@ -76,6 +77,8 @@ static const char *repo_url_problem(const char *u, bool allow_file)
         }
         if (!url_host_ok(host, (size_t)(end - host)))
             return "has no valid host";
+        if (sw_git_url_port(u) < 0)
+            return "has an invalid port: it must be a number from 1 to 65535";
         return NULL;
     }
     const char *at = strchr(u, '@'), *slash = strchr(u, '/');

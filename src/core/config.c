@@ -51,6 +51,8 @@ static const opt_t options[] = {
      "API budget per principal: <requests per second>/<burst>, or off"},
     {"allow-file-repos", OPT_BOOL, O(allow_file_repos), "false", 0, 0,
      "accept file:// repository URLs"},
+    {"git-allow-private", OPT_BOOL, O(git_allow_private), "false", 0, 0,
+     "let git fetches reach private addresses (10/8, 172.16/12, 192.168/16, fc00::/7)"},
     {"webhook-allow-private", OPT_BOOL, O(webhook_allow_private), "false", 0, 0,
      "let outgoing webhooks reach private and loopback addresses"},
     {"webhook-max-attempts", OPT_U32, O(webhook_max_attempts), "8", 1, 100,

@@ -1,22 +1,20 @@
-/* Fetching app sources with libgit2 on the uv threadpool: open (or create) the bare mirror,
- * fetch into it, resolve the commit and check its tree out into a fresh directory. */
+/* Fetching app sources with libgit2, each job on a thread of its own: open (or create) the
+ * bare mirror, fetch into it, resolve the commit and check its tree out into a fresh
+ * directory. A fetch waits on its peer for as long as its deadline allows: on the uv
+ * threadpool it would hold a thread that password hashing and file I/O need. */
 #include "slipway/git.h"
 
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <git2.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -24,25 +22,15 @@
 
 #include "slipway/buf.h"
 #include "slipway/common.h"
+#include "slipway/gitstream.h"
 
-#define URL_MAX      4096
 #define REF_MAX      255
-#define TOKEN_MAX    4096
-#define DIR_MAX      (PATH_MAX - 64) /* room for the lock file's name */
 #define ERROR_MAX    1024
 #define LOCK_NAP_NS  10000000L
 #define SHA_HEX      40
 #define TOKEN_USER   "x-token"
 #define HEADS_PREFIX "refs/heads/"
 #define TAGS_PREFIX  "refs/tags/"
-#define KEY_MAX      16384 /* an OpenSSH private key's text */
-#define KNOWN_MAX    1024
-#define ED25519_NAME "ssh-ed25519"
-#define KEY_BEGIN    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
-#define KEY_END      "-----END OPENSSH PRIVATE KEY-----\n"
-#define KEY_MAGIC    "openssh-key-v1"
-#define KEY_COLUMNS  70
-#define KEY_PREFIX   ".slipway-key-" /* then the writer's pid, '-' and mkostemp's six */
 
 typedef struct {
     char host[SW_GIT_HOST_MAX];
@@ -50,8 +38,10 @@ typedef struct {
 } known_t;
 
 struct sw_git_job {
-    uv_work_t work;
-    uv_async_t async; /* wakes the loop to report progress */
+    uv_thread_t thread;
+    uv_async_t async; /* wakes the loop to report progress, and once the thread is done */
+    uv_timer_t timer; /* the deadline: wakes a fetch that waits where no slice reaches */
+    int open_handles;
     char *url;
     char *ref;        /* NULL: the remote's HEAD */
     char *commit_sha; /* NULL: use ref */
@@ -72,16 +62,19 @@ struct sw_git_job {
 
     /* Shared between the threads. */
     atomic_bool cancel;
+    atomic_bool expired; /* the timer fired: the deadline has passed, whatever the clocks say */
+    atomic_bool ended;   /* the thread is done with the job but for returning */
+    sw_gitstream_ctx_t stream;
     atomic_bool progressed;
     _Atomic uint64_t counts; /* total << 32 | received, one word so the pair is never torn */
 
     /* Loop thread only. */
     uint64_t reported; /* counts last passed to progress */
     bool reported_any;
-    bool finished; /* after_work ran: uv_cancel no longer applies */
+    bool finished; /* the thread was joined */
     bool no_done;  /* start failed: the caller was told synchronously */
 
-    /* Work thread until after_work, then the loop thread. */
+    /* Work thread until it ended, then the loop thread. */
     int stop; /* -ECANCELED or -ETIMEDOUT once either has been seen */
     bool cred_given;
     const char *auth_failed; /* why the server would not let us in; NULL while it has */
@@ -99,7 +92,7 @@ static int init_status;
 
 static void init_libgit2(void)
 {
-    init_status = git_libgit2_init() < 0 ? -EIO : 0;
+    init_status = git_libgit2_init() < 0 ? -EIO : sw_gitstream_register();
 }
 
 int sw_git_init(void)
@@ -108,172 +101,9 @@ int sw_git_init(void)
     return init_status;
 }
 
-static bool has_prefix(const char *s, const char *prefix)
-{
-    return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-/* Non-empty, at most max bytes, no control characters. */
-static bool is_clean(const char *s, size_t max)
-{
-    size_t n = 0;
-
-    if (!s || !*s)
-        return false;
-    for (; *s; s++, n++) {
-        if (n >= max || (unsigned char)*s < 0x20 || *s == 0x7f)
-            return false;
-    }
-    return true;
-}
-
-static bool is_hex(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (!isxdigit((unsigned char)s[i]))
-            return false;
-    }
-    return true;
-}
-
-/* user@host:path. Neither part may start with '-': some libgit2 builds hand the host to an
- * ssh binary. */
-static bool scp_like_ok(const char *url)
-{
-    const char *at = strchr(url, '@'), *colon, *p;
-
-    if (!at || at == url || url[0] == '-')
-        return false;
-    for (p = url; p < at; p++) {
-        if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
-            return false;
-    }
-    colon = strchr(at + 1, ':');
-    if (!colon || colon == at + 1 || at[1] == '-' || colon[1] == '\0')
-        return false;
-    for (p = at + 1; p < colon; p++) {
-        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-')
-            return false;
-    }
-    return true;
-}
-
-/* Where the host of a scheme://[userinfo@]host[:port]/path URL starts; len is its length
- * with the port. */
-static const char *url_host(const char *url, size_t *len)
-{
-    const char *p = strstr(url, "://"), *at;
-    size_t n;
-
-    *len = 0;
-    if (!p)
-        return NULL;
-    p += 3;
-    n = strcspn(p, "/");
-    at = memchr(p, '@', n);
-    if (at) {
-        n -= (size_t)(at + 1 - p);
-        p = at + 1;
-    }
-    *len = n;
-    return p;
-}
-
-static int validate_url(const char *url, bool allow_file)
-{
-    const char *host;
-    size_t len;
-
-    if (!is_clean(url, URL_MAX) || strchr(url, ' '))
-        return -EINVAL;
-    if (has_prefix(url, "https://") || has_prefix(url, "ssh://")) {
-        host = url_host(url, &len);
-        return len > 0 && host[0] != '-' ? 0 : -EINVAL;
-    }
-    if (has_prefix(url, "file://"))
-        return allow_file && url[7] == '/' ? 0 : -EINVAL;
-    if (strstr(url, "://"))
-        return -EINVAL;
-    return scp_like_ok(url) ? 0 : -EINVAL;
-}
-
-int sw_git_ssh_host(const char *url, char out[SW_GIT_HOST_MAX])
-{
-    const char *host, *colon;
-    size_t len;
-
-    if (!url)
-        return -EINVAL;
-    if (has_prefix(url, "ssh://")) {
-        host = url_host(url, &len);
-    } else if (!strstr(url, "://") && scp_like_ok(url)) {
-        host = strchr(url, '@') + 1;
-        colon = strchr(host, ':');
-        len = (size_t)(colon - host);
-    } else {
-        return -EINVAL;
-    }
-    if (len > 3 && strncmp(host + len - 3, ":22", 3) == 0 && host[len - 4] != ':')
-        len -= 3;
-    if (len == 0 || len >= SW_GIT_HOST_MAX)
-        return -EINVAL;
-    for (size_t i = 0; i < len; i++)
-        out[i] = (char)tolower((unsigned char)host[i]);
-    out[len] = '\0';
-    return 0;
-}
-
 static bool is_https(const char *url)
 {
-    return has_prefix(url, "https://");
-}
-
-static int validate_ref(const char *ref)
-{
-    char name[sizeof(HEADS_PREFIX) + REF_MAX];
-    int valid = 0;
-
-    if (!is_clean(ref, REF_MAX) || ref[0] == '-')
-        return -EINVAL;
-    snprintf(name, sizeof(name), HEADS_PREFIX "%s", ref);
-    if (git_reference_name_is_valid(&valid, name) < 0 || !valid)
-        return -EINVAL;
-    return 0;
-}
-
-static int validate_path(const char *path)
-{
-    if (!is_clean(path, DIR_MAX) || path[0] != '/' || strcmp(path, "/") == 0)
-        return -EINVAL;
-    return 0;
-}
-
-static int validate_opts(const sw_git_opts_t *o)
-{
-    if (validate_url(o->url, o->allow_file) < 0)
-        return -EINVAL;
-    if (o->ref && *o->ref && validate_ref(o->ref) < 0)
-        return -EINVAL;
-    if (o->commit_sha && *o->commit_sha &&
-        (strlen(o->commit_sha) != SHA_HEX || !is_hex(o->commit_sha, SHA_HEX)))
-        return -EINVAL;
-    if (validate_path(o->mirror_dir) < 0 || validate_path(o->checkout_dir) < 0)
-        return -EINVAL;
-    if (o->https_token && *o->https_token && !is_clean(o->https_token, TOKEN_MAX))
-        return -EINVAL;
-    if (o->ssh_private_key && *o->ssh_private_key &&
-        (strlen(o->ssh_private_key) > KEY_MAX || !o->ssh_key_dir ||
-         validate_path(o->ssh_key_dir) < 0))
-        return -EINVAL;
-    if (o->n_known_hosts > KNOWN_MAX || (o->n_known_hosts && !o->known_hosts))
-        return -EINVAL;
-    for (size_t i = 0; i < o->n_known_hosts; i++) {
-        const sw_git_known_host_t *k = &o->known_hosts[i];
-        if (!is_clean(k->host, SW_GIT_HOST_MAX - 1) ||
-            !is_clean(k->sha256, SW_GIT_FINGERPRINT_MAX - 1))
-            return -EINVAL;
-    }
-    return 0;
+    return strncmp(url, "https://", 8) == 0;
 }
 
 static char *dup_opt(const char *s)
@@ -301,6 +131,7 @@ static void job_free(sw_git_job_t *job)
     free(job->mirror_dir);
     free(job->checkout_dir);
     sw_buf_free(&job->error);
+    sw_gitstream_ctx_destroy(&job->stream);
     free(job);
 }
 
@@ -310,7 +141,8 @@ static int check_stop(sw_git_job_t *job)
     if (job->stop == 0) {
         if (atomic_load(&job->cancel))
             job->stop = -ECANCELED;
-        else if (job->deadline_ns && sw_now_ns() >= job->deadline_ns)
+        else if (atomic_load(&job->expired) ||
+                 (job->deadline_ns && sw_now_ns() >= job->deadline_ns))
             job->stop = -ETIMEDOUT;
     }
     return job->stop;
@@ -399,57 +231,17 @@ static int on_sideband(const char *str, int len, void *payload)
     return check_stop(payload) < 0 ? GIT_EUSER : 0;
 }
 
-static bool same_host(const char *a, const char *b)
-{
-    size_t alen, blen;
-    const char *ha = url_host(a, &alen), *hb = url_host(b, &blen);
-
-    return ha && hb && alen == blen && strncasecmp(ha, hb, alen) == 0;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* For a libgit2 that cannot take a key from memory: a private file, removed after the fetch. */
 static int write_key_file(sw_git_job_t *job)
 {
-    int fd, r;
+    int r;
 
     if (job->key_path[0])
         return 0;
-    if ((size_t)snprintf(job->key_path, sizeof(job->key_path), "%s/" KEY_PREFIX "%d-XXXXXX",
-                         job->key_dir, (int)getpid()) >= sizeof(job->key_path)) {
-        job->key_path[0] = '\0';
-        snprintf(job->host_problem, sizeof(job->host_problem), "ssh key directory too long");
-        return -ENAMETOOLONG;
-    }
-    fd = mkostemp(job->key_path, O_CLOEXEC);
-    if (fd < 0) {
-        r = -errno;
-        job->key_path[0] = '\0';
+    r = sw_git_key_file_write(job->key_dir, job->ssh_key, job->key_path, sizeof(job->key_path));
+    if (r < 0)
         snprintf(job->host_problem, sizeof(job->host_problem), "cannot write the ssh key: %s",
-                 sw_strerror(r));
-        return r;
-    }
-    r = fchmod(fd, 0600) < 0 ? -errno : write_all(fd, job->ssh_key, strlen(job->ssh_key));
-    close(fd);
-    if (r < 0) {
-        (void)unlink(job->key_path);
-        job->key_path[0] = '\0';
-        snprintf(job->host_problem, sizeof(job->host_problem), "cannot write the ssh key: %s",
-                 sw_strerror(r));
-    }
+                 r == -ENAMETOOLONG ? "ssh key directory too long" : sw_strerror(r));
     return r;
 }
 
@@ -473,7 +265,7 @@ static int on_credentials(git_credential **out, const char *url, const char *use
     job->cred_given = true;
     /* The token only ever goes to the host it was configured for, never after a redirect. */
     if (job->token && (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && is_https(url) &&
-        is_https(job->url) && same_host(url, job->url))
+        is_https(job->url) && sw_git_same_host(url, job->url))
         return git_credential_userpass_plaintext_new(out, TOKEN_USER, job->token);
     if (is_https(url) || is_https(job->url))
         return GIT_PASSTHROUGH;
@@ -494,25 +286,6 @@ static int on_credentials(git_credential **out, const char *url, const char *use
     return GIT_PASSTHROUGH;
 }
 
-/* The key type named at the start of a host key blob (an SSH string), into out. */
-static void blob_type(const unsigned char *blob, size_t len, char *out, size_t size)
-{
-    uint32_t n;
-
-    out[0] = '\0';
-    if (len < 4)
-        return;
-    n = (uint32_t)blob[0] << 24 | (uint32_t)blob[1] << 16 | (uint32_t)blob[2] << 8 | blob[3];
-    if (n == 0 || n >= size || n > len - 4)
-        return;
-    for (uint32_t i = 0; i < n; i++) {
-        if (!isalnum(blob[4 + i]) && !strchr("-@.", blob[4 + i]))
-            return;
-    }
-    memcpy(out, blob + 4, n);
-    out[n] = '\0';
-}
-
 static const char *raw_type_name(git_cert_ssh_raw_type_t t)
 {
     switch (t) {
@@ -527,25 +300,10 @@ static const char *raw_type_name(git_cert_ssh_raw_type_t t)
     case GIT_CERT_SSH_RAW_TYPE_KEY_ECDSA_521:
         return "ecdsa-sha2-nistp521";
     case GIT_CERT_SSH_RAW_TYPE_KEY_ED25519:
-        return ED25519_NAME;
+        return "ssh-ed25519";
     default:
         return "";
     }
-}
-
-static void encode_fingerprint(const unsigned char hash[32], char out[SW_GIT_FINGERPRINT_MAX])
-{
-    memcpy(out, "SHA256:", 7);
-    sodium_bin2base64(out + 7, SW_GIT_FINGERPRINT_MAX - 7, hash, 32,
-                      sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
-}
-
-void sw_git_fingerprint(const void *blob, size_t len, char out[SW_GIT_FINGERPRINT_MAX])
-{
-    unsigned char hash[crypto_hash_sha256_BYTES];
-
-    crypto_hash_sha256(hash, blob, len);
-    encode_fingerprint(hash, out);
 }
 
 /* ssh host keys against the known hosts; TLS certificates are left to libgit2. A host with no
@@ -568,11 +326,11 @@ static int on_certificate(git_cert *cert, int valid, const char *host, void *pay
     type[0] = '\0';
     if ((hk->type & GIT_CERT_SSH_RAW) && hk->hostkey && hk->hostkey_len) {
         sw_git_fingerprint(hk->hostkey, hk->hostkey_len, fp);
-        blob_type((const unsigned char *)hk->hostkey, hk->hostkey_len, type, sizeof(type));
+        sw_git_key_type(hk->hostkey, hk->hostkey_len, type, sizeof(type));
         if (!type[0])
             snprintf(type, sizeof(type), "%s", raw_type_name(hk->raw_type));
     } else if (hk->type & GIT_CERT_SSH_SHA256) {
-        encode_fingerprint(hk->hash_sha256, fp);
+        sw_git_fingerprint_encode(hk->hash_sha256, fp);
     } else {
         snprintf(job->host_problem, sizeof(job->host_problem),
                  "host %s offered no SHA-256 host key fingerprint", job->ssh_host);
@@ -766,7 +524,7 @@ static int resolve_ref(git_repository *repo, const char *ref, git_commit **out)
     r = lookup_ref(repo, name, out);
     if (!is_missing(r))
         return r;
-    if (len < GIT_OID_MINPREFIXLEN || len > SHA_HEX || !is_hex(ref, len))
+    if (len < GIT_OID_MINPREFIXLEN || len > SHA_HEX || strspn(ref, "0123456789abcdefABCDEF") != len)
         return GIT_ENOTFOUND;
     r = git_oid_fromstrn(&oid, ref, len);
     if (r == 0)
@@ -871,9 +629,14 @@ static void fill_result(sw_git_job_t *job, const git_commit *commit)
     copy_text(res->commit_author, sizeof(res->commit_author), author);
 }
 
-static void job_work(uv_work_t *req)
+static int stream_stop(void *payload)
 {
-    sw_git_job_t *job = sw_container_of(req, sw_git_job_t, work);
+    return check_stop(payload);
+}
+
+static void job_run(void *arg)
+{
+    sw_git_job_t *job = arg;
     git_repository *repo = NULL;
     git_commit *commit = NULL;
     char *head = NULL;
@@ -881,7 +644,8 @@ static void job_work(uv_work_t *req)
     int lock_fd = -1;
     int r;
 
-    /* Cancelled before a thread picked it up: touch nothing. */
+    sw_gitstream_bind(&job->stream);
+    /* Cancelled before the thread started: touch nothing. */
     r = check_stop(job);
     if (r < 0)
         goto out;
@@ -930,6 +694,9 @@ out:
     if (r < 0 && created)
         (void)rmdir(job->checkout_dir);
     job->status = r;
+    sw_gitstream_bind(NULL);
+    atomic_store(&job->ended, true);
+    uv_async_send(&job->async);
 }
 
 static void report_progress(sw_git_job_t *job)
@@ -946,15 +713,12 @@ static void report_progress(sw_git_job_t *job)
     job->progress((unsigned)(counts & 0xffffffffu), (unsigned)(counts >> 32), job->payload);
 }
 
-static void on_async(uv_async_t *handle)
+static void on_closed(uv_handle_t *handle)
 {
-    report_progress(sw_container_of(handle, sw_git_job_t, async));
-}
+    sw_git_job_t *job = handle->data;
 
-static void on_async_closed(uv_handle_t *handle)
-{
-    sw_git_job_t *job = sw_container_of(handle, sw_git_job_t, async);
-
+    if (--job->open_handles > 0)
+        return;
     if (!job->no_done && job->trusted_new && job->host_key)
         job->host_key(job->ssh_host, job->new_key_type, job->new_sha256, job->payload);
     if (!job->no_done)
@@ -963,19 +727,32 @@ static void on_async_closed(uv_handle_t *handle)
     job_free(job);
 }
 
-static void job_after(uv_work_t *req, int status)
+/* done runs once both handles are closed, so the caller never sees a job with anything open. */
+static void close_handles(sw_git_job_t *job)
 {
-    sw_git_job_t *job = sw_container_of(req, sw_git_job_t, work);
+    uv_close((uv_handle_t *)&job->async, on_closed);
+    uv_close((uv_handle_t *)&job->timer, on_closed);
+}
 
-    job->finished = true;
-    if (status == UV_ECANCELED) {
-        job->status = -ECANCELED;
-        set_error(job, "cancelled");
-    }
+static void on_async(uv_async_t *handle)
+{
+    sw_git_job_t *job = handle->data;
+
     /* A last wake-up may still be pending; progress never lags behind done. */
     report_progress(job);
-    /* done runs once the handle is closed, so the caller never sees a job with anything open. */
-    uv_close((uv_handle_t *)&job->async, on_async_closed);
+    if (job->finished || !atomic_load(&job->ended))
+        return;
+    job->finished = true;
+    (void)uv_thread_join(&job->thread); /* it has nothing left to do but return */
+    close_handles(job);
+}
+
+static void on_deadline(uv_timer_t *timer)
+{
+    sw_git_job_t *job = timer->data;
+
+    atomic_store(&job->expired, true);
+    sw_gitstream_abort(&job->stream);
 }
 
 int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_cb progress,
@@ -989,10 +766,11 @@ int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_
     r = sw_git_init();
     if (r < 0)
         goto out;
-    r = validate_opts(opts);
+    r = sw_git_opts_check(opts);
     if (r < 0)
         goto out;
     job = sw_calloc(1, sizeof(*job));
+    sw_gitstream_ctx_init(&job->stream, opts->allow_private, opts->allow_file, stream_stop, job);
     job->url = sw_strdup(opts->url);
     job->ref = dup_opt(opts->ref);
     job->commit_sha = dup_opt(opts->commit_sha);
@@ -1026,10 +804,15 @@ int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_
         job_free(job);
         goto out;
     }
-    r = uv_queue_work(loop, &job->work, job_work, job_after);
+    (void)uv_timer_init(loop, &job->timer);
+    job->async.data = job->timer.data = job;
+    job->open_handles = 2;
+    if (opts->timeout_ms)
+        (void)uv_timer_start(&job->timer, on_deadline, opts->timeout_ms, 0);
+    r = uv_thread_create(&job->thread, job_run, job);
     if (r < 0) {
         job->no_done = true;
-        uv_close((uv_handle_t *)&job->async, on_async_closed);
+        close_handles(job);
         goto out;
     }
     if (out)
@@ -1043,167 +826,6 @@ void sw_git_cancel(sw_git_job_t *job)
     if (!job)
         return;
     atomic_store(&job->cancel, true);
-    /* Still queued: take it off so it never holds a threadpool thread. */
-    if (!job->finished)
-        (void)uv_cancel((uv_req_t *)&job->work);
-}
-
-/* ---- deploy keys: ed25519 in OpenSSH's formats ---- */
-
-static void put_u32(sw_buf_t *b, uint32_t v)
-{
-    char be[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
-
-    sw_buf_append(b, be, sizeof(be));
-}
-
-/* An SSH wire string: length, then the bytes. */
-static void put_string(sw_buf_t *b, const void *p, size_t len)
-{
-    put_u32(b, (uint32_t)len);
-    sw_buf_append(b, p, len);
-}
-
-static void put_cstring(sw_buf_t *b, const char *s)
-{
-    put_string(b, s, strlen(s));
-}
-
-/* Frees a buffer that held key material. */
-static void buf_wipe(sw_buf_t *b)
-{
-    if (b->base)
-        sodium_memzero(b->base, b->cap);
-    sw_buf_free(b);
-}
-
-static void append_base64(sw_buf_t *out, const void *p, size_t len)
-{
-    size_t size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-
-    sw_buf_reserve(out, size);
-    sodium_bin2base64(out->base + out->len, size, p, len, sodium_base64_VARIANT_ORIGINAL);
-    out->len += size - 1;
-}
-
-static bool comment_ok(const char *s)
-{
-    size_t n = 0;
-
-    for (; *s; s++, n++) {
-        if (n >= 255 || (unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
-            return false;
-    }
-    return n > 0;
-}
-
-/* openssh-key-v1 (PROTOCOL.key in OpenSSH): unencrypted, one key, the private section padded
- * to the cipher block size of "none" (8) with 1, 2, 3, ... */
-static void private_key_text(const unsigned char pk[crypto_sign_PUBLICKEYBYTES],
-                             const unsigned char sk[crypto_sign_SECRETKEYBYTES],
-                             const sw_buf_t *pub_blob, const char *comment, sw_buf_t *out)
-{
-    sw_buf_t raw = SW_BUF_INIT, section = SW_BUF_INIT, b64 = SW_BUF_INIT;
-    uint32_t check = randombytes_random();
-
-    /* Room up front: a buffer that grew would leave copies of the key in freed memory. */
-    sw_buf_reserve(&section, 512);
-    sw_buf_reserve(&raw, 1024);
-    sw_buf_reserve(&b64, 2048);
-    sw_buf_reserve(out, 2048);
-    put_u32(&section, check);
-    put_u32(&section, check);
-    put_cstring(&section, ED25519_NAME);
-    put_string(&section, pk, crypto_sign_PUBLICKEYBYTES);
-    put_string(&section, sk, crypto_sign_SECRETKEYBYTES);
-    put_cstring(&section, comment);
-    for (char pad = 1; section.len % 8 != 0; pad++)
-        sw_buf_append_char(&section, pad);
-
-    sw_buf_append(&raw, KEY_MAGIC, sizeof(KEY_MAGIC)); /* with its NUL */
-    put_cstring(&raw, "none");                         /* cipher */
-    put_cstring(&raw, "none");                         /* kdf */
-    put_cstring(&raw, "");                             /* kdf options */
-    put_u32(&raw, 1);
-    put_string(&raw, pub_blob->base, pub_blob->len);
-    put_string(&raw, section.base, section.len);
-
-    append_base64(&b64, raw.base, raw.len);
-    sw_buf_append_cstr(out, KEY_BEGIN);
-    for (size_t i = 0; i < b64.len; i += KEY_COLUMNS) {
-        sw_buf_append(out, b64.base + i, SW_MIN((size_t)KEY_COLUMNS, b64.len - i));
-        sw_buf_append_char(out, '\n');
-    }
-    sw_buf_append_cstr(out, KEY_END);
-    buf_wipe(&b64);
-    buf_wipe(&section);
-    buf_wipe(&raw);
-}
-
-/* The pid in "<KEY_PREFIX><pid>-XXXXXX", or 0 when name is not such a key file. */
-static pid_t key_file_pid(const char *name)
-{
-    size_t n = strlen(KEY_PREFIX);
-    char *end;
-    long pid;
-
-    if (strncmp(name, KEY_PREFIX, n) != 0 || !isdigit((unsigned char)name[n]))
-        return 0;
-    pid = strtol(name + n, &end, 10);
-    if (pid <= 0 || pid > INT_MAX || *end != '-' || strlen(end + 1) != 6)
-        return 0;
-    return (pid_t)pid;
-}
-
-int sw_git_key_files_remove(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-
-    if (!d)
-        return -errno;
-    for (struct dirent *e; (e = readdir(d));) {
-        pid_t pid = key_file_pid(e->d_name);
-        /* Another live process's key may be in a fetch right now (--http-workers share the
-         * data directory); a pid of ours is from an earlier process, as this one wrote none. */
-        bool dead = pid > 0 && (pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH));
-        if (dead && unlinkat(dirfd(d), e->d_name, 0) == 0)
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
-int sw_git_deploy_key_new(sw_git_deploy_key_t *out, const char *comment)
-{
-    unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
-    sw_buf_t blob = SW_BUF_INIT, pub = SW_BUF_INIT, priv = SW_BUF_INIT;
-
-    if (!out || !comment || !comment_ok(comment))
-        return -EINVAL;
-    crypto_sign_keypair(pk, sk);
-    put_cstring(&blob, ED25519_NAME);
-    put_string(&blob, pk, sizeof(pk));
-
-    sw_buf_append_cstr(&pub, ED25519_NAME " ");
-    append_base64(&pub, blob.base, blob.len);
-    sw_buf_printf(&pub, " %s", comment);
-    private_key_text(pk, sk, &blob, comment, &priv);
-
-    sw_git_fingerprint(blob.base, blob.len, out->fingerprint);
-    out->public_key = sw_buf_steal(&pub);
-    out->private_key = sw_buf_steal(&priv);
-    sodium_memzero(sk, sizeof(sk));
-    sw_buf_free(&blob);
-    return 0;
-}
-
-void sw_git_deploy_key_clear(sw_git_deploy_key_t *key)
-{
-    if (!key)
-        return;
-    wipe_free(key->private_key);
-    free(key->public_key);
-    key->private_key = NULL;
-    key->public_key = NULL;
+    /* Wakes a fetch that waits where no slice reaches (libssh2 on its socket). */
+    sw_gitstream_abort(&job->stream);
 }

@@ -1246,6 +1246,7 @@ static void on_git_credentials(int status, sw_pg_result_t *res, void *payload)
         .n_known_hosts = nknown,
         .host_key = on_host_key,
         .allow_file = w->cfg->allow_file_repos,
+        .allow_private = w->cfg->git_allow_private,
         .timeout_ms = w->cfg->clone_timeout_ms,
     };
     run_system(r, "fetching %s%s", r->commit_sha[0] ? r->commit_sha : r->ref,
