@@ -13,7 +13,7 @@ typedef struct sw_proc sw_proc_t;
 
 enum { SW_PROC_STDOUT = 1, SW_PROC_STDERR = 2 };
 
-#define SW_PROC_LINE_MAX 16384 /* longer lines are split */
+#define SW_PROC_LINE_MAX 16384 /* longer lines are split, between UTF-8 characters */
 
 /* One line without its newline (len <= SW_PROC_LINE_MAX); valid only during the call. */
 typedef void (*sw_proc_line_cb)(sw_proc_t *p, int stream, const char *line, size_t len,

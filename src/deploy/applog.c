@@ -14,6 +14,7 @@
 #include "slipway/buf.h"
 #include "slipway/common.h"
 #include "slipway/queue.h"
+#include "slipway/utf8.h"
 
 #define FLUSH_MS       100
 #define SEQ_BLOCK      4096
@@ -231,7 +232,7 @@ static void emit(app_t *a, long long seq, const char *stream, const char *instan
 {
     sw_buf_t b = SW_BUF_INIT;
     sw_buf_printf(&b, "{\"seq\":%lld,\"stream\":\"%s\",\"line\":\"", seq, stream);
-    sw_buf_append_json_str(&b, line, len);
+    sw_utf8_append_json(&b, line, len); /* Redis keeps bytes, but watchers take UTF-8 only */
     sw_buf_append_cstr(&b, "\",\"instance\":\"");
     sw_buf_append_json_str(&b, instance, strlen(instance));
     sw_buf_append_char(&b, '"');

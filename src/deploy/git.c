@@ -22,6 +22,7 @@
 
 #include "slipway/buf.h"
 #include "slipway/common.h"
+#include "slipway/utf8.h"
 #include "slipway/gitstream.h"
 
 #define REF_MAX      255
@@ -602,16 +603,8 @@ out:
  * JSON. */
 static void copy_text(char *dst, size_t size, const char *src)
 {
-    size_t n = src ? strlen(src) : 0;
-
-    if (n > size - 1) {
-        n = size - 1;
-        while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
-            n--;
-    }
-    if (n)
-        memcpy(dst, src, n);
-    dst[n] = '\0';
+    /* Whatever bytes the author's tools wrote; PostgreSQL stores UTF-8 text only. */
+    sw_utf8_copy(dst, size, src ? src : "", src ? strlen(src) : 0);
 }
 
 static void fill_result(sw_git_job_t *job, const git_commit *commit)

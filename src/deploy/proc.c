@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "slipway/common.h"
+#include "slipway/utf8.h"
 
 /* After the leader exits, how long the rest of its group may keep our pipes open. */
 #define DRAIN_MS         2000
@@ -95,7 +96,8 @@ static void end_line(stream_t *s, const char *line, size_t len)
 /* The buffer is full and holds no newline: deliver it as one piece of a longer line. */
 static void cut_line(stream_t *s)
 {
-    size_t n = SW_PROC_LINE_MAX;
+    /* A UTF-8 character the cut would split goes whole into the next piece. */
+    size_t n = sw_utf8_cut(s->buf, SW_PROC_LINE_MAX);
     /* Keep a final '\r' back: if '\n' follows, it is a CRLF and must not reach the line. */
     if (s->buf[n - 1] == '\r')
         n--;

@@ -36,6 +36,7 @@
 #include "slipway/proc.h"
 #include "slipway/queue.h"
 #include "slipway/redis.h"
+#include "slipway/utf8.h"
 
 #define TICK_MS        1000
 #define CLAIM_EVERY_MS 5000
@@ -393,9 +394,7 @@ static void run_log(run_t *r, const char *stream, const char *text, size_t len)
         return;
     }
     sw_buf_t line = SW_BUF_INIT;
-    sw_buf_append(&line, text, len);
-    if (!line.base)
-        sw_buf_reserve(&line, 0);
+    sw_utf8_append(&line, text, len); /* PostgreSQL and WebSocket peers take UTF-8 only */
     mask(r->secrets, &line);
     char ts[40];
     sw_time_rfc3339(ts, sizeof(ts), sw_wall_ms());
@@ -847,6 +846,7 @@ static void run_fail(run_t *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(r->error, sizeof(r->error), fmt, ap);
     va_end(ap);
+    sw_utf8_copy(r->error, sizeof(r->error), r->error, strlen(r->error)); /* stored as text */
     run_finish(r, r->cancelled ? "cancelled" : "failed");
 }
 

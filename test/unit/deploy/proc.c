@@ -279,6 +279,26 @@ static void test_line_of_exactly_max_is_one_line(void **state)
     run_done(&r);
 }
 
+static void test_long_line_cut_between_utf8_characters(void **state)
+{
+    (void)state;
+    run_t r;
+    run_init(&r);
+    /* The limit falls inside a 3-byte and then a 4-byte character: each goes whole into the
+     * next piece, so no piece ends or starts with part of one. */
+    run_sh(&r,
+           "head -c 16383 /dev/zero | tr '\\0' a; printf '\\342\\202\\254!\\n';"
+           "head -c 16382 /dev/zero | tr '\\0' c; printf '\\360\\237\\232\\200?\\n'",
+           0, 0);
+    assert_int_equal(r.nlines, 4);
+    assert_int_equal(r.lines[0].len, 16383);
+    assert_string_equal(r.lines[1].text, "\xe2\x82\xac!");
+    assert_int_equal(r.lines[2].len, 16382);
+    assert_int_equal(r.lines[2].text[16381], 'c');
+    assert_string_equal(r.lines[3].text, "\xf0\x9f\x9a\x80?");
+    run_done(&r);
+}
+
 static void test_partial_last_line_flushed(void **state)
 {
     (void)state;
@@ -569,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_crlf_stripped_lone_cr_kept),
         cmocka_unit_test(test_long_line_in_max_chunks),
         cmocka_unit_test(test_line_of_exactly_max_is_one_line),
+        cmocka_unit_test(test_long_line_cut_between_utf8_characters),
         cmocka_unit_test(test_partial_last_line_flushed),
         cmocka_unit_test(test_exit_code),
         cmocka_unit_test(test_killed_by_signal),
