@@ -160,6 +160,10 @@ json_t *sw_api_body(sw_http_req_t *req);
 void sw_api_validation_error(sw_http_req_t *req, sw_json_errors_t *e);
 /* Answers with JSON text produced by PostgreSQL. */
 void sw_api_respond_text(sw_http_req_t *req, int status, const char *json);
+/* ?name= as a whole number from min (at least 0) to max: true with *out set when it is given
+ * and valid; when it is not, e names it. Absent: false, and *out is left alone. */
+bool sw_api_query_int(sw_http_req_t *req, const char *name, long long min, long long max,
+                      long long *out, sw_json_errors_t *e);
 /* ?page=&limit=&offset= into page (1-based), limit (1..100) and offset; false after
  * answering 400. */
 bool sw_api_page(sw_http_req_t *req, long long *page, long long *limit, long long *offset);

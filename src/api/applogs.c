@@ -41,11 +41,8 @@ void sw_api_apps_logs(sw_http_req_t *req, void *ctx)
     sw_api_t *api = ctx;
     sw_json_errors_t e;
     sw_json_errors_init(&e);
-    unsigned long long lines = APP_LOG_LINES_DEFAULT;
-    const char *v = sw_http_req_query(req, "lines");
-    if (v &&
-        (sw_iov_to_u64(sw_iov_from_cstr(v), &lines) != 0 || lines < 1 || lines > APP_LOG_LINES_MAX))
-        sw_json_errors_add(&e, "lines", "must be a whole number from 1 to %d", APP_LOG_LINES_MAX);
+    long long lines = APP_LOG_LINES_DEFAULT;
+    sw_api_query_int(req, "lines", 1, APP_LOG_LINES_MAX, &lines, &e);
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
         return;
@@ -59,7 +56,7 @@ void sw_api_apps_logs(sw_http_req_t *req, void *ctx)
         sw_http_respond_error(req, 503, "SERVICE_UNAVAILABLE", "starting up; try again", NULL);
         return;
     }
-    snprintf(from, sizeof(from), "-%llu", lines);
+    snprintf(from, sizeof(from), "-%lld", lines);
     const char *argv[] = {"LRANGE", key, from, "-1"};
     size_t lens[] = {6, strlen(key), strlen(from), 2};
     if (sw_redis_command(api->redis, on_lines, req, 4, argv, lens) != 0)

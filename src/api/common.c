@@ -80,14 +80,16 @@ void sw_api_respond_text(sw_http_req_t *req, int status, const char *json)
     sw_http_respond(req, status, "application/json", body, len + 1);
 }
 
-static bool parse_query_int(sw_http_req_t *req, const char *name, long long min, long long max,
-                            long long *out, sw_json_errors_t *e)
+bool sw_api_query_int(sw_http_req_t *req, const char *name, long long min, long long max,
+                      long long *out, sw_json_errors_t *e)
 {
     const char *v = sw_http_req_query(req, name);
     unsigned long long n;
     if (!v)
         return false;
-    if (sw_iov_to_u64(sw_iov_from_cstr(v), &n) != 0 || (long long)n < min || (long long)n > max) {
+    /* Compared unsigned: a value past LLONG_MAX must not wrap into the range. */
+    if (sw_iov_to_u64(sw_iov_from_cstr(v), &n) != 0 || n < (unsigned long long)min ||
+        n > (unsigned long long)max) {
         sw_json_errors_add(e, name, "must be a whole number from %lld to %lld", min, max);
         return false;
     }
@@ -101,10 +103,10 @@ bool sw_api_page(sw_http_req_t *req, long long *page, long long *limit, long lon
     sw_json_errors_init(&e);
     *page = 1;
     *limit = PAGE_LIMIT_DEFAULT;
-    parse_query_int(req, "limit", 1, PAGE_LIMIT_MAX, limit, &e);
-    bool by_page = parse_query_int(req, "page", 1, PAGE_MAX, page, &e);
+    sw_api_query_int(req, "limit", 1, PAGE_LIMIT_MAX, limit, &e);
+    bool by_page = sw_api_query_int(req, "page", 1, PAGE_MAX, page, &e);
     long long off = 0;
-    if (parse_query_int(req, "offset", 0, PAGE_MAX * (long long)PAGE_LIMIT_MAX, &off, &e)) {
+    if (sw_api_query_int(req, "offset", 0, PAGE_MAX * (long long)PAGE_LIMIT_MAX, &off, &e)) {
         if (by_page)
             sw_json_errors_add(&e, "offset", "give page or offset, not both");
         /* An offset that is not a multiple of limit still lands on the page holding it. */

@@ -1,6 +1,7 @@
 /* /api/v1/.../deployments: trigger, read, cancel, logs. The row and its audit entry are
  * written in one statement before the queue hears of it, so a trigger is never lost: if
  * Redis does not take it, the workers' reconciler enqueues it later. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,14 +283,10 @@ void sw_api_deployments_logs(sw_http_req_t *req, void *ctx)
     sw_api_t *api = ctx;
     sw_json_errors_t e;
     sw_json_errors_init(&e);
-    unsigned long long lines = LOG_LINES_DEFAULT, since = 0;
-    const char *v = sw_http_req_query(req, "lines");
-    if (v &&
-        (sw_iov_to_u64(sw_iov_from_cstr(v), &lines) != 0 || lines < 1 || lines > LOG_LINES_MAX))
-        sw_json_errors_add(&e, "lines", "must be a whole number from 1 to %d", LOG_LINES_MAX);
-    const char *s = sw_http_req_query(req, "since_seq");
-    if (s && sw_iov_to_u64(sw_iov_from_cstr(s), &since) != 0)
-        sw_json_errors_add(&e, "since_seq", "must be a whole number");
+    long long lines = LOG_LINES_DEFAULT, since = 0;
+    sw_api_query_int(req, "lines", 1, LOG_LINES_MAX, &lines, &e);
+    /* seq is a bigint: a larger since_seq is the client's error, not the database's. */
+    bool has_since = sw_api_query_int(req, "since_seq", 0, LLONG_MAX, &since, &e);
     const char *follow = sw_http_req_query(req, "follow");
     if (follow && strcmp(follow, "false") != 0 && strcmp(follow, "true") != 0)
         sw_json_errors_add(&e, "follow", "must be true or false");
@@ -302,14 +299,10 @@ void sw_api_deployments_logs(sw_http_req_t *req, void *ctx)
         sw_api_deployments_follow(req, api);
         return;
     }
-    if (sw_json_errors_any(&e)) {
-        sw_api_validation_error(req, &e);
-        return;
-    }
-    char *slines = sw_arena_printf(&req->arena, "%llu", lines);
-    char *ssince = sw_arena_printf(&req->arena, "%llu", since);
+    char *slines = sw_arena_printf(&req->arena, "%lld", lines);
+    char *ssince = sw_arena_printf(&req->arena, "%lld", since);
     const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base, ssince,
-                            slines, s ? "true" : "false"};
+                            slines, has_since ? "true" : "false"};
     /* With since_seq: the lines after it. Without: the last `lines` lines. */
     sw_pg_query(api->pg,
                 "WITH l AS (SELECT e AS line, (e->>'seq')::bigint AS seq FROM "
