@@ -84,22 +84,18 @@ static void on_text(int status, sw_pg_result_t *res, void *payload)
     sw_api_respond_text(u->req, 200, v);
 }
 
+static const sw_api_sort_t user_sorts[] = {
+    {"email", "email"},           {"name", "lower(name)"},      {"role", "role"},
+    {"created_at", "created_at"}, {"updated_at", "updated_at"}, {NULL, NULL},
+};
+
 void sw_api_users_list(sw_http_req_t *req, void *ctx)
 {
-    long long page, limit, offset;
-    if (!sw_api_page(req, &page, &limit, &offset))
-        return;
-    users_t *u = users_new(req, ctx);
-    char slimit[24], soffset[24], spage[24];
-    snprintf(slimit, sizeof(slimit), "%lld", limit);
-    snprintf(soffset, sizeof(soffset), "%lld", offset);
-    snprintf(spage, sizeof(spage), "%lld", page);
-    const char *params[] = {slimit, soffset, spage};
-    sw_pg_query(u->api->pg,
-                "SELECT sw_page((SELECT json_agg(sw_user_json(x) ORDER BY x.created_at, x.id) "
-                "FROM (SELECT * FROM users ORDER BY created_at, id LIMIT $1::int "
-                "OFFSET $2::int) x), (SELECT count(*) FROM users), $3::int, $1::int)",
-                3, params, on_text, u);
+    sw_api_list_t l = {.from = "users",
+                       .json_expr = "sw_user_json(x)",
+                       .sorts = user_sorts,
+                       .default_sort = "created_at"};
+    sw_api_list_run(ctx, req, &l);
 }
 
 void sw_api_users_get(sw_http_req_t *req, void *ctx)
