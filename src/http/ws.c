@@ -44,6 +44,16 @@ typedef enum {
     WS_MAX
 } ws_state_t;
 
+/* Frame boundaries in the peer's input, followed ahead of wslay: wslay reads a frame's length
+ * only once payload bytes follow it, so a peer announcing a message over the cap would be
+ * refused only after sending it. */
+typedef struct {
+    uint8_t head[14];
+    uint8_t have;     /* bytes of head received */
+    uint64_t left;    /* payload bytes of the current frame still to come */
+    uint64_t message; /* payload of the data message so far, fragments included */
+} frame_scan_t;
+
 struct sw_ws {
     sw_http_stream_t *st;        /* NULL once the stream is gone */
     wslay_event_context_ptr ctx; /* NULL until needed (see Memory above) */
@@ -57,7 +67,8 @@ struct sw_ws {
     uint16_t code;    /* close code sent or received; 0 when none */
     const char *in;   /* input being fed to wslay */
     size_t in_len;
-    sw_buf_t held; /* input kept while output is backed up */
+    sw_buf_t held;     /* input kept while output is backed up */
+    frame_scan_t scan; /* where the peer's frames begin, to read their lengths early */
 };
 
 static sw_ws_stats_t stats;
@@ -166,6 +177,51 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
     ws->in += n;
     ws->in_len -= n;
     return (ssize_t)n;
+}
+
+/* The length of a frame header whose second byte is h1. */
+static uint8_t frame_head_len(uint8_t h1)
+{
+    uint8_t len = h1 & 0x7F;
+    return (uint8_t)(2 + (len == 126 ? 2 : len == 127 ? 8 : 0) + (h1 & 0x80 ? 4 : 0));
+}
+
+/* Follows the frames in data; false once a data frame's header announces a message longer
+ * than max. Malformed headers are left to wslay, which refuses them itself. */
+static bool scan_frames(frame_scan_t *sc, const uint8_t *data, size_t len, uint64_t max)
+{
+    while (len > 0) {
+        if (sc->left > 0) {
+            size_t n = (size_t)SW_MIN(sc->left, (uint64_t)len);
+            sc->left -= n;
+            data += n;
+            len -= n;
+            continue;
+        }
+        sc->head[sc->have++] = *data++;
+        len--;
+        if (sc->have < 2 || sc->have < frame_head_len(sc->head[1]))
+            continue;
+        uint64_t plen = sc->head[1] & 0x7F;
+        if (plen >= 126) {
+            size_t n = plen == 126 ? 2 : 8;
+            plen = 0;
+            for (size_t i = 0; i < n; i++)
+                plen = plen << 8 | sc->head[2 + i];
+        }
+        uint8_t opcode = sc->head[0] & 0x0F;
+        sc->have = 0;
+        sc->left = plen;
+        if (opcode == WSLAY_TEXT_FRAME || opcode == WSLAY_BINARY_FRAME)
+            sc->message = 0;
+        if (opcode == WSLAY_CONTINUATION_FRAME || opcode == WSLAY_TEXT_FRAME ||
+            opcode == WSLAY_BINARY_FRAME) {
+            if (plen > max - SW_MIN(sc->message, max))
+                return false;
+            sc->message += plen;
+        }
+    }
+    return true;
 }
 
 /* Writes the control frames wslay has queued. */
@@ -325,7 +381,13 @@ static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_o
                          void *user)
 {
     sw_ws_t *ws = user;
-    (void)ctx;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1) {
+        /* A close payload is empty or starts with a two-byte code; wslay would read this one
+         * as empty and echo an empty close. Its queued echo must not follow ours. */
+        wslay_event_shutdown_write(ctx);
+        fail(ws, WSLAY_CODE_PROTOCOL_ERROR);
+        return;
+    }
     if (ws->state != WS_OPEN || !ws->cbs.on_message)
         return;
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
@@ -337,7 +399,8 @@ static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_o
 /* Feeds input to wslay, sends what it answers, and ends the connection when it is done. */
 static void process(sw_ws_t *ws, const char *data, size_t len)
 {
-    if (!ws->ctx && only_pongs(data, len))
+    bool too_big = !scan_frames(&ws->scan, (const uint8_t *)data, len, ws->opts.max_message);
+    if (!ws->ctx && !too_big && only_pongs(data, len))
         return;
     ctx_get(ws);
     ws->in = data;
@@ -357,8 +420,12 @@ static void process(sw_ws_t *ws, const char *data, size_t len)
         return;
     }
     flush(ws);
-    if (wslay_event_get_read_enabled(ws->ctx))
+    if (wslay_event_get_read_enabled(ws->ctx)) {
+        /* wslay waits for the payload of a frame it would refuse: refuse it now. */
+        if (too_big)
+            fail(ws, WSLAY_CODE_MESSAGE_TOO_BIG);
         return;
+    }
     if (wslay_event_get_close_received(ws->ctx)) {
         /* The handshake is complete (the echo just went out, or ours went out earlier). */
         if (!ws->code)

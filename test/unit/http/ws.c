@@ -449,22 +449,24 @@ static void run_bad_handshake(const char *request, const char *status)
 static void test_bad_handshakes(void **state)
 {
     (void)state;
-    run_bad_handshake("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    run_bad_handshake("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       "Sec-WebSocket-Version: 13\r\n\r\n",
                       "HTTP/1.1 400 ");
-    run_bad_handshake("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    run_bad_handshake("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       "Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n",
                       "HTTP/1.1 400 ");
-    run_bad_handshake("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    run_bad_handshake("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 8\r\n\r\n",
                       "HTTP/1.1 426 ");
-    run_bad_handshake("POST /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      "Content-Length: 0\r\n"
-                      "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                      "HTTP/1.1 400 ");
-    run_bad_handshake("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n"
-                      "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                      "HTTP/1.1 400 ");
+    run_bad_handshake(
+        "POST /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Content-Length: 0\r\n"
+        "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "HTTP/1.1 400 ");
+    run_bad_handshake(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n"
+        "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "HTTP/1.1 400 ");
 }
 
 /* ---- frames ---- */
@@ -552,6 +554,32 @@ static void oversize(fixture_t *f, int fd)
     expect_close(f, fd, 1009);
 }
 
+/* Only the header of a frame over the cap: the refusal must not wait for the payload. */
+static void oversize_header_only(fixture_t *f, int fd)
+{
+    static const uint8_t head[] = {0x81, 0x80 | 126, 0x07, 0xD0, 1, 2, 3, 4}; /* 2000 bytes */
+    CHECK(f, send_all(fd, head, sizeof(head)), "send");
+    expect_close(f, fd, 1009);
+}
+
+/* The second fragment's header takes the message past the cap; its payload never comes. */
+static void oversize_fragment_header_only(fixture_t *f, int fd)
+{
+    static char big[600];
+    static const uint8_t head[] = {0x80, 0x80 | 126, 0x02, 0x58, 1, 2, 3, 4}; /* 600 bytes */
+    memset(big, 'a', sizeof(big));
+    CHECK(f, send_frame(fd, false, 0x1, true, big, sizeof(big)), "send");
+    CHECK(f, send_all(fd, head, sizeof(head)), "send");
+    expect_close(f, fd, 1009);
+}
+
+/* A close payload of one byte is neither empty nor a code. */
+static void one_byte_close(fixture_t *f, int fd)
+{
+    CHECK(f, send_frame(fd, true, 0x8, true, "\x03", 1), "send");
+    expect_close(f, fd, 1002);
+}
+
 /* A control frame longer than 125 bytes is malformed at the frame level. */
 static const uint8_t long_ping[] = {0x89, 0x80 | 126, 0x00, 200, 1, 2, 3, 4};
 
@@ -567,7 +595,10 @@ static void test_protocol_errors_close_with_their_codes(void **state)
     struct {
         scenario_fn fn;
         uint16_t code;
-    } cases[] = {{unmasked, 1002}, {invalid_utf8, 1007}, {oversize, 1009}, {bad_header, 1002}};
+    } cases[] = {
+        {unmasked, 1002},      {invalid_utf8, 1007},         {oversize, 1009},
+        {bad_header, 1002},    {oversize_header_only, 1009}, {oversize_fragment_header_only, 1009},
+        {one_byte_close, 1002}};
     sw_ws_stats_t before, after;
     sw_ws_stats(&before);
     for (size_t i = 0; i < SW_ARRAY_SIZE(cases); i++) {
