@@ -16,6 +16,7 @@
 
 #include "slipway/common.h"
 #include "slipway/config.h"
+#include "slipway/framing.h"
 #include "slipway/json.h"
 
 #define READ_BUF_SIZE  65536
@@ -67,6 +68,7 @@ struct sw_http_conn {
     uint32_t header_bytes;
     sw_buf_t field, value; /* the header being parsed; bounded by max_header_bytes */
     int parse_error;       /* status to answer with when a callback refuses input */
+    const char *parse_why; /* and why, when the status alone does not say */
     bool in_feed;
     bool read_paused;
     bool read_eof;
@@ -825,6 +827,9 @@ static int on_headers_complete(llhttp_t *p)
     } else {
         sw_request_id_new(r->request_id);
     }
+    c->parse_why = sw_http_framing_error(r, p->http_major, p->http_minor);
+    if (c->parse_why)
+        return refuse(c, 400);
 
     if (p->upgrade) {
         /* The parser stops at an upgrade; we keep it parsing as HTTP and let conn_feed hold
@@ -860,6 +865,16 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     if (r->body.len + len > c->server->opts.max_body_bytes)
         return refuse(c, 413);
     sw_buf_append(&r->body, at, len);
+    return 0;
+}
+
+/* A chunk larger than the body may still grow is refused on its size line, not after its
+ * bytes (or the body timeout) arrive. */
+static int on_chunk_header(llhttp_t *p)
+{
+    sw_http_conn_t *c = p->data;
+    if (p->content_length > c->server->opts.max_body_bytes - c->parsing->body.len)
+        return refuse(c, 413);
     return 0;
 }
 
@@ -900,7 +915,8 @@ static void parse_failed(sw_http_conn_t *c, llhttp_errno_t err)
     c->state = CONN_CLOSING;
     conn_set_timer(c, TIMER_NONE);
     r->keep_alive = false;
-    const char *msg = status == 431   ? "request headers are too large"
+    const char *msg = c->parse_why    ? c->parse_why
+                      : status == 431 ? "request headers are too large"
                       : status == 413 ? "request body is too large"
                       : status == 414 ? "request target is too long"
                       : status == 417 ? "only Expect: 100-continue is supported"
@@ -1523,6 +1539,7 @@ int sw_http_server_new(sw_http_server_t **out, uv_loop_t *loop, const sw_http_se
     s->settings.on_header_value_complete = on_header_value_complete;
     s->settings.on_headers_complete = on_headers_complete;
     s->settings.on_body = on_body;
+    s->settings.on_chunk_header = on_chunk_header;
     s->settings.on_message_complete = on_message_complete;
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;

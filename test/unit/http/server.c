@@ -278,7 +278,7 @@ static void test_pipeline_cap_pauses_and_resumes(void **state)
     fixture_t f = {0};
     sw_buf_t req = SW_BUF_INIT;
     for (int i = 0; i < 20; i++)
-        sw_buf_printf(&req, "GET /p%d HTTP/1.1\r\nX-Request-Id: p%d\r\n%s\r\n", i, i,
+        sw_buf_printf(&req, "GET /p%d HTTP/1.1\r\nHost: x\r\nX-Request-Id: p%d\r\n%s\r\n", i, i,
                       i == 19 ? "Connection: close\r\n" : "");
     f.request = req.base;
     f.request_len = req.len;
@@ -297,9 +297,10 @@ static void test_chunked_body_and_query(void **state)
 {
     (void)state;
     fixture_t f = {0};
-    static const char req[] = "POST /up?x=1&q=a%20b+c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
-                              "Connection: close\r\n\r\n"
-                              "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    static const char req[] =
+        "POST /up?x=1&q=a%20b+c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\n"
+        "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
     f.request = req;
     f.request_len = sizeof(req) - 1;
     run(&f, NULL);
@@ -313,7 +314,7 @@ static void test_too_many_headers_is_431(void **state)
     (void)state;
     fixture_t f = {0};
     sw_buf_t req = SW_BUF_INIT;
-    sw_buf_append_cstr(&req, "GET / HTTP/1.1\r\n");
+    sw_buf_append_cstr(&req, "GET / HTTP/1.1\r\nHost: x\r\n");
     for (int i = 0; i < 20; i++)
         sw_buf_printf(&req, "X-H%d: v\r\n", i);
     sw_buf_append_cstr(&req, "\r\n");
@@ -327,18 +328,68 @@ static void test_too_many_headers_is_431(void **state)
     sw_buf_free(&f.reply);
 }
 
-static void test_chunked_body_over_limit_is_413(void **state)
+/* req is refused with 413 under a body limit of 20 bytes, and the connection closed. */
+static void expect_413(const char *req)
 {
-    (void)state;
     fixture_t f = {0};
-    static const char req[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                              "10\r\n0123456789abcdef\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n";
     f.request = req;
-    f.request_len = sizeof(req) - 1;
+    f.request_len = strlen(req);
     sw_http_server_opts_t extra = {.max_body_bytes = 20};
     run(&f, &extra);
     assert_non_null(strstr(f.reply.base, "HTTP/1.1 413 "));
     assert_non_null(strstr(f.reply.base, "PAYLOAD_TOO_LARGE"));
+    assert_non_null(strstr(f.reply.base, "Connection: close"));
+    sw_buf_free(&f.reply);
+}
+
+static void test_chunked_body_over_limit_is_413(void **state)
+{
+    (void)state;
+    expect_413("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "10\r\n0123456789abcdef\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n");
+    /* The size line alone announces more than the limit; the bytes never come. Waiting for
+     * them would end in the body timeout's 408. */
+    expect_413("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "100000\r\nab");
+}
+
+/* Sends req, then a second request on the same connection; the first must be refused with
+ * 400 and why, and the second never served. */
+static void expect_refused(const char *req, const char *why)
+{
+    fixture_t f = {0};
+    sw_buf_t both = SW_BUF_INIT;
+    sw_buf_printf(&both, "%sGET /next HTTP/1.1\r\nHost: x\r\n\r\n", req);
+    f.request = both.base;
+    f.request_len = both.len;
+    run(&f, NULL);
+    assert_non_null(strstr(f.reply.base, "HTTP/1.1 400 "));
+    assert_non_null(strstr(f.reply.base, why));
+    assert_non_null(strstr(f.reply.base, "Connection: close"));
+    assert_null(strstr(f.reply.base, "200 OK"));
+    assert_null(strstr(f.reply.base, "/next"));
+    sw_buf_free(&both);
+    sw_buf_free(&f.reply);
+}
+
+static void test_host_and_framing_rules(void **state)
+{
+    (void)state;
+    expect_refused("GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", "at most one Host");
+    expect_refused("GET /a HTTP/1.1\r\nHost: x\r\nhOsT: x\r\n\r\n", "at most one Host");
+    expect_refused("GET /a HTTP/1.1\r\n\r\n", "needs a Host header");
+    expect_refused("GET /a HTTP/1.0\r\nHost: x\r\nHost: x\r\n\r\n", "at most one Host");
+    expect_refused("POST /a HTTP/1.0\r\nConnection: keep-alive\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                   "Transfer-Encoding is not allowed");
+    /* HTTP/1.0 may leave Host out. */
+    fixture_t f = {0};
+    static const char req[] = "GET /old HTTP/1.0\r\n\r\n";
+    f.request = req;
+    f.request_len = sizeof(req) - 1;
+    run(&f, NULL);
+    assert_non_null(strstr(f.reply.base, "HTTP/1.1 200 OK"));
+    assert_non_null(strstr(f.reply.base, "GET /old body=0"));
     sw_buf_free(&f.reply);
 }
 
@@ -346,7 +397,7 @@ static void test_garbage_is_400_and_head_has_no_body(void **state)
 {
     (void)state;
     fixture_t f = {0};
-    static const char req[] = "HEAD /h HTTP/1.1\r\n\r\nNOT HTTP AT ALL\r\n\r\n";
+    static const char req[] = "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n";
     f.request = req;
     f.request_len = sizeof(req) - 1;
     run(&f, NULL);
@@ -426,9 +477,9 @@ static void test_stream_waits_behind_earlier_pipelined_answer(void **state)
 {
     (void)state;
     fixture_t f = {0};
-    static const char req[] = "GET /slow HTTP/1.1\r\nX-Request-Id: s1\r\n\r\n"
-                              "GET /stream HTTP/1.1\r\nX-Request-Id: s2\r\n\r\n"
-                              "GET /never HTTP/1.1\r\nX-Request-Id: s3\r\n\r\n";
+    static const char req[] = "GET /slow HTTP/1.1\r\nHost: x\r\nX-Request-Id: s1\r\n\r\n"
+                              "GET /stream HTTP/1.1\r\nHost: x\r\nX-Request-Id: s2\r\n\r\n"
+                              "GET /never HTTP/1.1\r\nHost: x\r\nX-Request-Id: s3\r\n\r\n";
     f.request = req;
     f.request_len = sizeof(req) - 1;
     f.hold = 1; /* /slow is answered a little later, after /stream has been opened */
@@ -452,7 +503,7 @@ static void test_drain_asks_streams_to_finish(void **state)
 {
     (void)state;
     fixture_t f = {0};
-    static const char req[] = "GET /forever HTTP/1.1\r\n\r\n";
+    static const char req[] = "GET /forever HTTP/1.1\r\nHost: x\r\n\r\n";
     f.request = req;
     f.request_len = sizeof(req) - 1;
     run(&f, NULL);
@@ -469,7 +520,7 @@ static void test_peer_hanging_up_closes_the_stream(void **state)
 {
     (void)state;
     fixture_t f = {0};
-    static const char req[] = "GET /forever HTTP/1.1\r\n\r\n";
+    static const char req[] = "GET /forever HTTP/1.1\r\nHost: x\r\n\r\n";
     f.request = req;
     f.request_len = sizeof(req) - 1;
     f.close_when = "tick;";
@@ -488,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_chunked_body_and_query),
         cmocka_unit_test(test_too_many_headers_is_431),
         cmocka_unit_test(test_chunked_body_over_limit_is_413),
+        cmocka_unit_test(test_host_and_framing_rules),
         cmocka_unit_test(test_garbage_is_400_and_head_has_no_body),
         cmocka_unit_test(test_chunked_stream_delivers_every_write_then_ends),
         cmocka_unit_test(test_upgrade_hands_over_bytes_sent_with_the_request),
