@@ -8,16 +8,16 @@
 #   sw_port_is_free PORT                 0 if nothing listens on PORT
 #   sw_wait_until SECONDS CMD [ARG...]   poll CMD until it succeeds or the deadline passes
 #   sw_pg_start DIR PORT [DB] [OPT...]   start PostgreSQL 15 with its files under DIR
-#   sw_pg_url DIR [DB]                   print the libpq URI of that server
+#   sw_pg_url DIR [DB]                   print the libpq URI of that server (with its password)
 #   sw_pg_stop DIR                       stop it (fast shutdown)
 #   sw_redis_start DIR PORT [ARG...]     start redis-server on 127.0.0.1:PORT, files under DIR
-#   sw_redis_url DIR [DB]                print redis://127.0.0.1:PORT/DB
+#   sw_redis_url DIR [DB]                print redis://:PASSWORD@127.0.0.1:PORT/DB
 #   sw_redis_stop DIR                    stop it
 
 SW_PACKAGES=(curl meson ninja-build pkg-config gcc libuv1-dev node-llhttp libwslay-dev libpq-dev
     libhiredis-dev libgit2-dev libsodium-dev libssl-dev libjansson-dev libcmocka-dev
     python3-pytest python3-requests python3-websocket python3-psycopg python3-redis python3-jsonschema
-    postgresql redis-server iproute2 openssh-server openssl)
+    postgresql redis-server iproute2 openssh-server openssl bubblewrap)
 # shellcheck disable=SC2034 # used by bench/ scripts
 SW_BENCH_PACKAGES=(wrk nginx-light nodejs node-ws)
 SW_PG_BIN=${SW_PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -116,17 +116,27 @@ sw_pg_start() {
     if ! sw_as_pg test -x "$dir"; then
         sw_die "the postgres user cannot reach $dir; use a directory under a world-searchable path"
     fi
+    # Password authentication over TCP, the OS user over the socket; never trust: builds
+    # and app instances on this host must not reach the database without the password.
+    sw_password_file "$dir/password"
     if [[ ! -f "$dir/data/PG_VERSION" ]]; then
-        sw_as_pg "$SW_PG_BIN/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 \
-            --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+        sw_as_pg "$SW_PG_BIN/initdb" -D "$dir/data" --auth-local=peer \
+            --auth-host=scram-sha-256 -U postgres -E UTF8 --locale=C.UTF-8 \
+            >"$dir/initdb.log" 2>&1 ||
             sw_die "initdb failed: $(tail -n 20 "$dir/initdb.log")"
     fi
+    # Also for a cluster an older run.sh made with trust.
+    printf '%s\n' 'local all all peer' 'host all all 127.0.0.1/32 scram-sha-256' \
+        'host all all ::1/128 scram-sha-256' >"$dir/data/pg_hba.conf"
+    ((EUID == 0)) && chown postgres:postgres "$dir/data/pg_hba.conf"
     echo "$port" >"$dir/port"
     sw_as_pg "$SW_PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgresql.log" -o "$opts" \
         -w -t 60 start >/dev/null ||
         sw_die "PostgreSQL did not start: $(tail -n 20 "$dir/postgresql.log")"
     sw_wait_until 30 "$SW_PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" ||
         sw_die "PostgreSQL on port $port is not accepting connections"
+    sw_as_pg "$SW_PG_BIN/psql" -h "$dir/sock" -p "$port" -U postgres -d postgres -qc \
+        "ALTER ROLE postgres PASSWORD '$(cat "$dir/password")'" >/dev/null
     if [[ -n "$db" ]]; then
         local exists
         exists=$(sw_as_pg "$SW_PG_BIN/psql" -h "$dir/sock" -p "$port" -U postgres -d postgres \
@@ -139,7 +149,8 @@ sw_pg_start() {
 
 sw_pg_url() {
     local dir=$1 db=${2:-slipway}
-    printf 'postgresql://postgres@127.0.0.1:%s/%s\n' "$(cat "$dir/port")" "$db"
+    printf 'postgresql://postgres:%s@127.0.0.1:%s/%s\n' "$(cat "$dir/password")" \
+        "$(cat "$dir/port")" "$db"
 }
 
 sw_pg_stop() {
@@ -156,21 +167,38 @@ sw_redis_start() {
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     echo "$port" >"$dir/port"
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    # The password goes in a 0600 file, never on a command line every process can read.
+    sw_password_file "$dir/password"
+    (
+        umask 077
+        printf 'requirepass %s\n' "$(cat "$dir/password")" >"$dir/redis.conf"
+    )
+    redis-server "$dir/redis.conf" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
         --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" \
         "$@" ||
         sw_die "redis-server did not start: $(tail -n 20 "$dir/redis.log" 2>/dev/null)"
-    sw_wait_until 30 sw_redis_ping "$port" ||
+    sw_wait_until 30 sw_redis_ping "$port" "$dir/password" ||
         sw_die "Redis on port $port does not answer: $(tail -n 20 "$dir/redis.log")"
 }
 
+# sw_redis_ping PORT PASSWORD_FILE
 sw_redis_ping() {
-    [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
+    [[ "$(REDISCLI_AUTH=$(cat "$2") redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
+}
+
+# sw_password_file FILE: a random password (hex, so it needs no escaping in a URL) in a 0600
+# file, made once.
+sw_password_file() {
+    [[ -s "$1" ]] && return 0
+    (
+        umask 077
+        od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$1"
+    )
 }
 
 sw_redis_url() {
     local dir=$1 db=${2:-0}
-    printf 'redis://127.0.0.1:%s/%s\n' "$(cat "$dir/port")" "$db"
+    printf 'redis://:%s@127.0.0.1:%s/%s\n' "$(cat "$dir/password")" "$(cat "$dir/port")" "$db"
 }
 
 sw_pid_gone() {

@@ -8,6 +8,7 @@
 
 #include "slipway/api.h"
 #include "slipway/config.h"
+#include "slipway/sandbox.h"
 #include "slipway/crypto.h"
 #include "slipway/httpc.h"
 #include "slipway/log.h"
@@ -162,6 +163,10 @@ int main(int argc, char **argv)
     sw_config_err_t err;
     int action;
 
+    /* The launcher of builds and instances: before anything else (no signal disposition of
+     * the daemon's may cross into a tenant's command). */
+    if (argc > 1 && strcmp(argv[1], SW_SANDBOX_EXEC_ARG) == 0)
+        return sw_sandbox_exec(argc - 2, argv + 2);
     signal(SIGPIPE, SIG_IGN);
     if (sw_config_load(&cfg, argc, argv, environ, &action, &err) != 0) {
         fprintf(stderr, "slipwayd: invalid configuration: %s\n", err.msg);

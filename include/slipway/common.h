@@ -66,5 +66,7 @@ void sw_time_rfc3339(char *out, size_t size, uint64_t wall_ms);
 int sw_random_bytes(void *out, size_t size);
 /* A request id: 16 lower-case hex characters, NUL-terminated (out has 17 bytes). */
 void sw_request_id_new(char out[17]);
+/* Marks a descriptor a library opened close-on-exec, so no child inherits it. 0 or -errno. */
+int sw_fd_cloexec(int fd);
 
 #endif

@@ -37,6 +37,9 @@ typedef struct {
     char *tls_ca_file; /* extra CAs outgoing https trusts, beside the system store; "": none */
     char *port_range;  /* "lo-hi" */
     uint32_t max_replicas;
+    char *process_runtime; /* "auto" | "all" | "admins" | "off" */
+    char *app_uid_range;   /* "lo-hi": one uid and gid per app for its builds and instances */
+    char *bwrap;           /* "auto" | "off" | an absolute path to bwrap */
     bool allow_wildcard_domains;
     char *rate_limit_backend; /* "local" | "redis" */
 
@@ -49,6 +52,8 @@ typedef struct {
     uint32_t lease_ttl_ms;
     uint32_t keep_builds;
     uint32_t runtime_log_lines; /* kept per app */
+    /* a deployment's stored output, bytes; later lines are only streamed */
+    uint64_t build_log_max_bytes;
     sw_log_level_t log_level;
 
     /* HTTP limits and timeouts */

@@ -2,6 +2,7 @@
 #include "slipway/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -136,4 +137,14 @@ void sw_request_id_new(char out[17])
         v >>= 4;
     }
     out[16] = '\0';
+}
+
+int sw_fd_cloexec(int fd)
+{
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0)
+        return -errno;
+    if (!(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
 }

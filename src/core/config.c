@@ -71,6 +71,13 @@ static const opt_t options[] = {
      "PEM certificates outgoing https (webhooks) trusts besides the system store"},
     {"port-range", OPT_STR, O(port_range), "20000-29999", 0, 0,
      "ports handed to app instances: lo-hi"},
+    {"process-runtime", OPT_STR, O(process_runtime), "auto", 0, 0,
+     "who may deploy with the process runtime: all, admins, off; auto: all when builds and "
+     "instances run isolated, admins otherwise"},
+    {"app-uid-range", OPT_STR, O(app_uid_range), "300000-399999", 0, 0,
+     "uids (and gids) handed one per app to its builds and process instances: lo-hi"},
+    {"bwrap", OPT_STR, O(bwrap), "auto", 0, 0,
+     "bubblewrap for builds and instances: auto (bwrap on PATH when it works), off, or a path"},
     {"max-replicas", OPT_U32, O(max_replicas), "10", 1, 1000, "most instances one app may run"},
     {"allow-wildcard-domains", OPT_BOOL, O(allow_wildcard_domains), "false", 0, 0,
      "accept *.example.com style domains"},
@@ -91,6 +98,8 @@ static const opt_t options[] = {
     {"keep-builds", OPT_U32, O(keep_builds), "5", 1, 1000, "build directories kept per app"},
     {"runtime-log-lines", OPT_U32, O(runtime_log_lines), "1000", 10, 100000,
      "runtime output lines kept per app (the last ones, in Redis)"},
+    {"build-log-max-bytes", OPT_U64, O(build_log_max_bytes), "10485760", 4096, 1073741824ull,
+     "a deployment's output stored, bytes; later lines are streamed live but not stored"},
     {"log-level", OPT_LOGLEVEL, O(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"max-header-bytes", OPT_U32, O(max_header_bytes), "16384", 1024, 1048576,
      "request line and headers, bytes (431 beyond)"},
@@ -345,6 +354,25 @@ static int check_port_range(const char *s)
     return 0;
 }
 
+static int check_uid_range(const char *s)
+{
+    unsigned long lo, hi;
+    char tail;
+    /* Above the system's users, below the overflow uid; at least one app. */
+    if (sscanf(s, "%lu-%lu%c", &lo, &hi, &tail) != 2 || lo < 1000 || hi >= 2147483647ul ||
+        lo > hi)
+        return -EINVAL;
+    return 0;
+}
+
+static bool one_of(const char *s, const char *const *names)
+{
+    for (; *names; names++)
+        if (strcmp(s, *names) == 0)
+            return true;
+    return false;
+}
+
 static int check_url_prefix(const char *s)
 {
     return (*s == '\0' || strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0)
@@ -392,6 +420,21 @@ static int validate(sw_config_t *cfg, sw_config_err_t *err)
     if (check_port_range(cfg->port_range) != 0) {
         snprintf(err->msg, sizeof(err->msg),
                  "SLIPWAY_PORT_RANGE: expected lo-hi within 1024-65535");
+        return -EINVAL;
+    }
+    static const char *const runtimes[] = {"auto", "all", "admins", "off", NULL};
+    if (!one_of(cfg->process_runtime, runtimes)) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_PROCESS_RUNTIME: expected auto, all, admins or off");
+        return -EINVAL;
+    }
+    if (check_uid_range(cfg->app_uid_range) != 0) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_APP_UID_RANGE: expected lo-hi with 1000 <= lo <= hi < 2147483647");
+        return -EINVAL;
+    }
+    if (strcmp(cfg->bwrap, "auto") != 0 && strcmp(cfg->bwrap, "off") != 0 && cfg->bwrap[0] != '/') {
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_BWRAP: expected auto, off or an absolute path");
         return -EINVAL;
     }
     if (check_url_prefix(cfg->public_url) != 0) {

@@ -424,6 +424,20 @@ static void on_listened(int status, sw_pg_result_t *res, void *payload)
     (void)payload;
 }
 
+/* Once per process: a server that let slipwayd in without a password lets in anything else
+ * on the host that can reach it, builds and app instances included. */
+static void warn_without_password(PGconn *pg)
+{
+    static bool warned;
+    if (warned || PQconnectionUsedPassword(pg))
+        return;
+    warned = true;
+    sw_log_kv(SW_LOG_WARN, NULL,
+              "PostgreSQL let slipwayd in without a password: builds and app instances on this "
+              "host may connect the same way; require password authentication (scram-sha-256)",
+              NULL);
+}
+
 static void conn_up(conn_t *c)
 {
     sw_pg_pool_t *pool = c->pool;
@@ -436,6 +450,7 @@ static void conn_up(conn_t *c)
     c->state = CONN_UP;
     c->backoff_ms = 0;
     pool->n_up++;
+    warn_without_password(c->pg);
     if (c->reported_down)
         sw_info("postgresql connection %u up", c->index);
     c->reported_down = false;
@@ -477,6 +492,8 @@ static int conn_watch(conn_t *c, int events)
         return 0; /* the close callback re-opens it */
     if (fd < 0)
         return -EBADF;
+    /* libpq marks its sockets close-on-exec itself; this holds whatever version is linked. */
+    (void)sw_fd_cloexec(fd);
     if (c->state == CONN_CONNECTING || c->poll_state == POLL_NONE) {
         if (fstat(fd, &st) != 0)
             return -errno;

@@ -509,7 +509,10 @@ static void sock_cleanup(void *p)
 static int sock_attach(conn_t *c, redisAsyncContext *ac)
 {
     sock_t *s = sw_calloc(1, sizeof(*s));
-    int rc = uv_poll_init(c->r->loop, &s->poll, ac->c.fd);
+    /* hiredis opens its socket without close-on-exec: a build must never inherit it. */
+    int rc = sw_fd_cloexec(ac->c.fd);
+    if (rc == 0)
+        rc = uv_poll_init(c->r->loop, &s->poll, ac->c.fd);
     if (rc < 0) {
         free(s);
         return rc;
@@ -1121,6 +1124,16 @@ int sw_redis_new(sw_redis_t **out, uv_loop_t *loop, const sw_redis_opts_t *opts)
         return rc;
     }
 
+    /* Once per process: a Redis without a password is open to every process on the host
+     * that reaches it, builds and app instances included. */
+    static bool warned;
+    if (!url.has_password && !warned) {
+        warned = true;
+        sw_log_kv(SW_LOG_WARN, NULL,
+                  "SLIPWAY_REDIS_URL has no password: builds and app instances on this host may "
+                  "reach Redis as slipwayd does; set requirepass and put it in the URL",
+                  NULL);
+    }
     sw_redis_t *r = sw_calloc(1, sizeof(*r));
     r->loop = loop;
     r->url = url;

@@ -28,10 +28,12 @@
 #include <unistd.h>
 
 #include "slipway/applog.h"
+#include "slipway/sandbox.h"
 #include "slipway/buf.h"
 #include "slipway/git.h"
 #include "slipway/httpc.h"
 #include "slipway/log.h"
+#include "slipway/logcap.h"
 #include "slipway/metrics.h"
 #include "slipway/proc.h"
 #include "slipway/queue.h"
@@ -102,6 +104,9 @@ struct run {
     char rollback_of[40]; /* release this deployment's build again (rollback, start, restart) */
     bool rollback;        /* ...and mark the release it replaces rolled_back */
     int replicas;
+    long run_uid;        /* the app's uid for its builds and instances; 0 until allocated */
+    char creator_role[16]; /* instance role of who asked for the deployment; "" when no one */
+    unsigned uid_tries;
     char build_dir[512];
     uint64_t build_started_ns; /* uv_hrtime() when the build command started */
     char **build_env;
@@ -130,6 +135,7 @@ struct run {
     bool flushing;
     bool finished;
     bool output_paused;    /* the build's pipes are not read while a big chunk is stored */
+    sw_logcap_t logcap;    /* the output stored so far against SLIPWAY_BUILD_LOG_MAX_BYTES */
     char final_status[16]; /* written once the last log chunk is stored */
 };
 
@@ -143,6 +149,7 @@ struct sw_worker {
     const sw_secretbox_t *box;
     sw_hub_t *hub;
     sw_applogs_t *applogs;
+    sw_sandbox_t sandbox;
     char node[128];
     int lock_fd;         /* holds the data directory's worker lock; -1: not ours */
     char **relaunch_ids; /* apps this node ran before it restarted, to start again */
@@ -281,6 +288,7 @@ static void lease_value(sw_worker_t *w, const char *deployment_id, char *out, si
 
 static void log_flush(run_t *r);
 static void run_persist(run_t *r);
+static void run_system(run_t *r, const char *fmt, ...) SW_PRINTF(2, 3);
 
 static void on_log_timer(uv_timer_t *t)
 {
@@ -396,31 +404,47 @@ static void run_log(run_t *r, const char *stream, const char *text, size_t len)
     sw_buf_t line = SW_BUF_INIT;
     sw_utf8_append(&line, text, len); /* PostgreSQL and WebSocket peers take UTF-8 only */
     mask(r->secrets, &line);
-    char ts[40];
-    sw_time_rfc3339(ts, sizeof(ts), sw_wall_ms());
-    r->seq++;
-    if (r->pending.len == 0)
-        r->pending_first = r->seq;
+    sw_logcap_verdict_t v =
+        strcmp(stream, "system") == 0
+            ? SW_LOGCAP_STORE
+            : sw_logcap_take(&r->logcap, r->w->cfg->build_log_max_bytes, line.len);
+    if (v == SW_LOGCAP_CUT)
+        run_system(r,
+                   "output cut here: over SLIPWAY_BUILD_LOG_MAX_BYTES (%llu); the rest is "
+                   "streamed live, not stored",
+                   (unsigned long long)r->w->cfg->build_log_max_bytes);
+    /* A line past the cap has no number (seq null, 0 on the hub): stored seqs keep no gap. */
+    long long seq = v == SW_LOGCAP_STORE ? ++r->seq : 0;
+    sw_buf_t el = SW_BUF_INIT;
+    if (seq)
+        sw_buf_printf(&el, "{\"seq\":%lld,", seq);
     else
-        sw_buf_append_char(&r->pending, ',');
-    size_t at = r->pending.len;
-    sw_buf_printf(&r->pending, "{\"seq\":%lld,\"stream\":\"%s\",\"line\":\"", r->seq, stream);
-    sw_buf_append_json_str(&r->pending, line.base, line.len);
-    sw_buf_append_char(&r->pending, '"');
+        sw_buf_append_cstr(&el, "{\"seq\":null,");
+    sw_buf_printf(&el, "\"stream\":\"%s\",\"line\":\"", stream);
+    sw_buf_append_json_str(&el, line.base, line.len);
+    sw_buf_append_char(&el, '"');
+    sodium_memzero(line.base, line.cap);
+    sw_buf_free(&line);
     if (r->w->hub) {
         /* The same masked line and seq the database gets, without the timestamp. */
         char topic[64];
         deployment_topic(r, topic, sizeof(topic));
-        sw_buf_t data = SW_BUF_INIT;
-        sw_buf_append(&data, r->pending.base + at, r->pending.len - at);
-        sw_buf_append_char(&data, '}');
-        sw_applogs_publish(r->w->hub, topic, SW_HUB_LOG, r->seq, data.base, data.len);
-        sodium_memzero(data.base, data.cap);
-        sw_buf_free(&data);
+        sw_buf_append_char(&el, '}');
+        sw_applogs_publish(r->w->hub, topic, SW_HUB_LOG, seq, el.base, el.len);
+        el.base[--el.len] = '\0';
     }
-    sw_buf_printf(&r->pending, ",\"timestamp\":\"%s\"}", ts);
-    sodium_memzero(line.base, line.cap);
-    sw_buf_free(&line);
+    if (seq) {
+        char ts[40];
+        sw_time_rfc3339(ts, sizeof(ts), sw_wall_ms());
+        if (r->pending.len == 0)
+            r->pending_first = seq;
+        else
+            sw_buf_append_char(&r->pending, ',');
+        sw_buf_append(&r->pending, el.base, el.len);
+        sw_buf_printf(&r->pending, ",\"timestamp\":\"%s\"}", ts);
+    }
+    sodium_memzero(el.base, el.cap);
+    sw_buf_free(&el);
     if (r->pending.len >= LOG_PENDING_MAX && r->build && !r->output_paused) {
         r->output_paused = true;
         sw_proc_pause(r->build);
@@ -610,7 +634,7 @@ static void on_instance_exit(sw_proc_t *p, int64_t exit_status, int term_signal,
 static void instance_start(instance_t *in)
 {
     sw_proc_opts_t o = {
-        .file = "/bin/sh",
+        .file = in->argv[0],
         .argv = in->argv,
         .env = in->env,
         .cwd = in->cwd,
@@ -836,6 +860,10 @@ static void run_finish(run_t *r, const char *status)
         for (int i = 0; i < FINISHED_MAX; i++)
             if (strcmp(status, finished_names[i]) == 0)
                 r->w->finished[i]++;
+    if (r->logcap.cut)
+        run_system(r, "not stored (past the cut): %llu lines, %llu bytes of output",
+                   (unsigned long long)r->logcap.skipped_lines,
+                   (unsigned long long)r->logcap.skipped_bytes);
     run_system(r, "deployment %s%s%s", status, r->error[0] ? ": " : "", r->error);
     run_release(r);
 }
@@ -999,10 +1027,9 @@ static void release(run_t *r)
             run_fail(r, "no free port in SLIPWAY_PORT_RANGE %s", w->cfg->port_range);
             return;
         }
-        in->argv = sw_calloc(4, sizeof(char *));
-        in->argv[0] = sw_strdup("/bin/sh");
-        in->argv[1] = sw_strdup("-c");
-        in->argv[2] = sw_strdup(r->start_cmd);
+        char *cmd[] = {"/bin/sh", "-c", r->start_cmd, NULL};
+        in->argv = sw_sandbox_argv(&w->sandbox, sw_sandbox_uid(&w->sandbox, r->run_uid),
+                                   r->build_dir, cmd);
         size_t n = 0;
         while (r->run_env[n])
             n++;
@@ -1073,9 +1100,11 @@ static void build(run_t *r)
         release(r);
         return;
     }
-    char *argv[] = {"/bin/sh", "-c", r->build_cmd, NULL};
+    char *cmd[] = {"/bin/sh", "-c", r->build_cmd, NULL};
+    char **argv = sw_sandbox_argv(&r->w->sandbox, sw_sandbox_uid(&r->w->sandbox, r->run_uid),
+                                  r->build_dir, cmd);
     sw_proc_opts_t o = {
-        .file = "/bin/sh",
+        .file = argv[0],
         .argv = argv,
         .env = r->build_env,
         .cwd = r->build_dir,
@@ -1087,7 +1116,9 @@ static void build(run_t *r)
     };
     run_system(r, "running the build command");
     r->build_started_ns = uv_hrtime();
-    if (sw_proc_spawn(&r->build, r->w->loop, &o) != 0) {
+    int rc = sw_proc_spawn(&r->build, r->w->loop, &o);
+    sw_sandbox_argv_free(argv);
+    if (rc != 0) {
         r->build = NULL;
         run_fail(r, "build failed: the build command could not be spawned");
         return;
@@ -1128,6 +1159,12 @@ static void on_fetched(int status, const sw_git_result_t *res, const char *error
                 "commit_author = $4, updated_at = now() WHERE id = $1",
                 4, params, ignore_pg, NULL);
     run_system(r, "checked out %.12s", res->commit_hash);
+    int rc = sw_sandbox_adopt(&r->w->sandbox, r->build_dir,
+                              sw_sandbox_uid(&r->w->sandbox, r->run_uid));
+    if (rc != 0) {
+        run_fail(r, "could not hand the checkout to the app's uid: %s", sw_strerror(rc));
+        return;
+    }
     build(r);
 }
 
@@ -1390,6 +1427,81 @@ static void fail_abandoned(sw_worker_t *w, const char *sql, int nparams, const c
     sw_pg_query(w->pg, sql, nparams, params, w->hub ? on_abandoned : ignore_pg, w->hub);
 }
 
+static void env_query(run_t *r)
+{
+    const char *params[] = {r->app_id};
+    sw_pg_query(r->w->pg,
+                "SELECT key, value_sealed, build_time, runtime FROM app_env WHERE app_id = $1 "
+                "ORDER BY key",
+                1, params, on_env, r);
+}
+
+/* Why SLIPWAY_PROCESS_RUNTIME forbids this deployment, or NULL. A push hook's deployment has
+ * no one behind it, so under "admins" it does not run either. */
+static const char *runtime_refusal(const run_t *r)
+{
+    switch (r->w->sandbox.policy) {
+    case SW_RUNTIME_OFF:
+        return "the process runtime is off on this node (SLIPWAY_PROCESS_RUNTIME=off)";
+    case SW_RUNTIME_ADMINS:
+        if (strcmp(r->creator_role, "owner") == 0 || strcmp(r->creator_role, "admin") == 0)
+            return NULL;
+        return "only instance admins may deploy with the process runtime on this node "
+               "(SLIPWAY_PROCESS_RUNTIME=admins)";
+    default:
+        return NULL;
+    }
+}
+
+#define UID_TRIES 4
+
+static void uid_allocate(run_t *r);
+
+static void on_uid(int status, sw_pg_result_t *res, void *payload)
+{
+    run_t *r = payload;
+    const char *uid = status == 0 && sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0)
+                                                                  : NULL;
+    if (uid) {
+        r->run_uid = atol(uid);
+        env_query(r);
+        return;
+    }
+    /* Two apps took the same free uid at once: the UNIQUE constraint failed one; again. */
+    if (status != 0 && ++r->uid_tries < UID_TRIES) {
+        uid_allocate(r);
+        return;
+    }
+    if (status != 0)
+        run_fail(r, "could not allocate a uid for the app: %s", sw_strerror(status));
+    else
+        run_fail(r, "could not allocate a uid for the app: every uid of SLIPWAY_APP_UID_RANGE "
+                    "%s is taken", r->w->cfg->app_uid_range);
+}
+
+/* The lowest uid of the range no app holds, kept by the app from then on. */
+static void uid_allocate(run_t *r)
+{
+    char lo[16], hi[16];
+    snprintf(lo, sizeof(lo), "%u", r->w->sandbox.uid_lo);
+    snprintf(hi, sizeof(hi), "%u", r->w->sandbox.uid_hi);
+    const char *params[] = {r->app_id, lo, hi};
+    sw_pg_query(r->w->pg,
+                "UPDATE apps SET run_uid = coalesce(run_uid, (SELECT g FROM "
+                "generate_series($2::int, $3::int) g WHERE NOT EXISTS (SELECT 1 FROM apps x "
+                "WHERE x.run_uid = g) ORDER BY g LIMIT 1)) WHERE id = $1 RETURNING run_uid",
+                3, params, on_uid, r);
+}
+
+/* The app's uid (allocated on its first run where uids are switched), then its env. */
+static void run_identify(run_t *r)
+{
+    if (r->w->sandbox.switch_uid && r->run_uid <= 0)
+        uid_allocate(r);
+    else
+        env_query(r);
+}
+
 /* What a run needs from its app and deployment, in the claim's column order. */
 static void run_fields(run_t *r, sw_pg_result_t *res)
 {
@@ -1403,6 +1515,10 @@ static void run_fields(run_t *r, sw_pg_result_t *res)
     if (r->replicas < 1)
         r->replicas = 1;
     snprintf(r->app_id, sizeof(r->app_id), "%s", sw_pg_result_value(res, 0, 7));
+    const char *uid = sw_pg_result_value(res, 0, 10);
+    const char *role = sw_pg_result_value(res, 0, 11);
+    r->run_uid = uid ? atol(uid) : 0;
+    snprintf(r->creator_role, sizeof(r->creator_role), "%s", role ? role : "");
 }
 
 static void on_claimed(int status, sw_pg_result_t *res, void *payload)
@@ -1438,11 +1554,12 @@ static void on_claimed(int status, sw_pg_result_t *res, void *payload)
         run_fail(r, "cancelled before the fetch");
         return;
     }
-    const char *params[] = {r->app_id};
-    sw_pg_query(r->w->pg,
-                "SELECT key, value_sealed, build_time, runtime FROM app_env WHERE app_id = $1 "
-                "ORDER BY key",
-                1, params, on_env, r);
+    const char *refusal = runtime_refusal(r);
+    if (refusal) {
+        run_fail(r, "%s", refusal);
+        return;
+    }
+    run_identify(r);
 }
 
 static run_t *run_new(sw_worker_t *w, const char *entry_id, const char *deployment_id,
@@ -1474,7 +1591,8 @@ static void run_start(sw_worker_t *w, const char *entry_id, const char *deployme
                 "FROM apps a WHERE d.id = $1 AND a.id = d.app_id AND d.status = 'pending' "
                 "AND NOT d.cancel_requested RETURNING a.repo_url, d.ref, d.commit_sha, "
                 "a.build_command, a.start_command, a.health_check_path, a.replicas, a.id, "
-                "d.rolled_back_from, d.build_of",
+                "d.rolled_back_from, d.build_of, a.run_uid, "
+                "(SELECT u.role FROM users u WHERE u.id = d.created_by)",
                 2, params, on_claimed, r);
 }
 
@@ -1505,11 +1623,7 @@ static void on_relaunch_row(int status, sw_pg_result_t *res, void *payload)
     run_fields(r, res);
     snprintf(r->rollback_of, sizeof(r->rollback_of), "%s", sw_pg_result_value(res, 0, 9));
     run_system(r, "slipwayd restarted: starting the active release (deployment %s) again", r->id);
-    const char *params[] = {r->app_id};
-    sw_pg_query(r->w->pg,
-                "SELECT key, value_sealed, build_time, runtime FROM app_env WHERE app_id = $1 "
-                "ORDER BY key",
-                1, params, on_env, r);
+    run_identify(r);
 }
 
 static void relaunch_start(sw_worker_t *w, entry_t *e)
@@ -1527,7 +1641,7 @@ static void relaunch_start(sw_worker_t *w, entry_t *e)
     const char *params[] = {e->app_id, e->deployment_id};
     sw_pg_query(w->pg,
                 "SELECT '', '', '', '', a.start_command, a.health_check_path, a.replicas, a.id, "
-                "NULL, coalesce(d.build_of, d.id) FROM apps a JOIN deployments d "
+                "NULL, coalesce(d.build_of, d.id), a.run_uid, NULL FROM apps a JOIN deployments d "
                 "ON d.id = a.active_deployment_id WHERE a.id = $1 AND d.id = $2 "
                 "AND a.status = 'running'",
                 2, params, on_relaunch_row, r);
@@ -2341,9 +2455,16 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
     w->box = box;
     w->hub = hub;
     snprintf(w->node, sizeof(w->node), "%s", node);
+    int r = sw_sandbox_open(&w->sandbox, cfg);
+    if (r != 0) {
+        sw_log_kv(SW_LOG_ERROR, NULL, "cannot isolate builds: the data directory or bwrap failed",
+                  "data_dir", cfg->data_dir, "error", sw_strerror(r), NULL);
+        free(w);
+        return r;
+    }
     /* Its own Redis connections: XREADGROUP blocks, and must not hold up the API's commands. */
     sw_redis_opts_t ro = {.url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms + 2000};
-    int r = sw_redis_new(&w->redis, loop, &ro);
+    r = sw_redis_new(&w->redis, loop, &ro);
     if (r != 0) {
         free(w);
         return r;

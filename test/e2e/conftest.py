@@ -122,6 +122,7 @@ class PgServer:
         self.log = self.dir / "postgresql.log"
         self.port = port or free_port()
         self.tuned = tuned
+        self.password = _secrets.token_hex(16)
         self._initdb()
 
     def _initdb(self):
@@ -129,9 +130,19 @@ class PgServer:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
             shutil.chown(self.sock, "postgres", "postgres")
-        subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust",
-                                     "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"]),
+        # As contrib/lib.sh does: a password over TCP, never trust, so a build on this host
+        # cannot reach the database without it.
+        pwfile = self.dir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres", "postgres")
+        pwfile.chmod(0o600)
+        subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data),
+                                     "--auth-local=peer", "--auth-host=scram-sha-256",
+                                     f"--pwfile={pwfile}", "-U", "postgres", "-E", "UTF8",
+                                     "--locale=C.UTF-8"]),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        pwfile.unlink()
 
     def start(self):
         opts = f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c max_connections=300"
@@ -158,7 +169,7 @@ class PgServer:
             return True
 
     def url(self, dbname="postgres"):
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{dbname}"
 
     def log_tail(self, n=20):
         try:
@@ -217,18 +228,25 @@ class RedisServer:
         self.port = port or free_port()
         self.proc = None
         self.log = self.dir / "redis.log"
+        # As contrib/lib.sh does: a password, in a 0600 file rather than on a command line.
+        self.password = _secrets.token_hex(16)
+        self.conf = self.dir / "redis.conf"
+        self.conf.touch(mode=0o600)
+        self.conf.write_text(f"requirepass {self.password}\n")
 
     def start(self):
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            ["redis-server", str(self.conf), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "",
              "--appendonly", "no", "--dir", str(self.dir)],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
         def pong():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited: {self.log.read_text(errors='replace')}")
-            return redis_lib.Redis(port=self.port, socket_timeout=1).ping()
+            return redis_lib.Redis(port=self.port, password=self.password,
+                                   socket_timeout=1).ping()
 
         wait_for(pong, timeout=20, message=f"Redis on port {self.port}")
         return self
@@ -247,7 +265,7 @@ class RedisServer:
             self._log = None
 
     def url(self, db=0):
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/{db}"
 
     def destroy(self):
         self.stop()
@@ -551,6 +569,20 @@ class Daemon:
         return "\n".join(self.log_text().splitlines()[-n:])
 
 
+def traversable(path):
+    """Lets other uids cross (never list) every directory above path, as /var/lib is: builds
+    run under their app's uid and must reach their build directory in the data directory.
+    pytest makes its temporary directories 0700."""
+    if not path:
+        return
+    p = Path(path).resolve().parent
+    while p != p.parent:
+        mode = p.stat().st_mode
+        if mode & 0o011 != 0o011:
+            p.chmod((mode & 0o7777) | 0o011)
+        p = p.parent
+
+
 def _clean_env():
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
@@ -657,6 +689,7 @@ def slipwayd(request, pg, redis_server, tmp_path):
         for k, v in (env or {}).items():
             if v is None:
                 full_env.pop(k, None)
+        traversable(full_env.get("SLIPWAY_DATA_DIR"))
         d = Daemon(binary, full_env, args, tmp_path, host, port, database_url,
                    full_env["SLIPWAY_REDIS_URL"])
         daemons.append(d)
