@@ -63,6 +63,9 @@ struct sw_api {
     char node[160];                   /* this process in leases and node_id */
     sw_buf_t openapi;                 /* the rendered /api/v1/openapi.json */
 
+    /* Open live streams' access, rechecked on revocations; made with the first stream. */
+    struct sw_live_access *live_access;
+
     sw_health_check_t db_check;
     sw_health_check_t redis_check;
     uv_timer_t health_timer;

@@ -60,6 +60,20 @@ void sw_auth_invalidate_session(sw_auth_t *auth, const char *token_hash);
 void sw_auth_invalidate_user(sw_auth_t *auth, const char *user_id);
 void sw_auth_invalidate_token(sw_auth_t *auth, const char *token_id);
 
+/* What an invalidation names. */
+typedef enum {
+    SW_AUTH_DROP_SESSION, /* id: a session's token hash */
+    SW_AUTH_DROP_USER,    /* id: a user id */
+    SW_AUTH_DROP_TOKEN,   /* id: an API token id (and the sessions issued for it) */
+    SW_AUTH_DROP_MAX
+} sw_auth_drop_t;
+
+/* Runs on the loop after every invalidation, made here or received from another process, once
+ * the cache has dropped what it names: for those who hold on to a principal longer than a
+ * request (live streams). One observer; cb NULL removes it. */
+typedef void (*sw_auth_dropped_cb)(sw_auth_drop_t what, const char *id, void *payload);
+void sw_auth_observe(sw_auth_t *auth, sw_auth_dropped_cb cb, void *payload);
+
 /* Parses "owner", "admin", "member"; SW_ROLE_NONE otherwise. */
 sw_user_role_t sw_user_role_parse(const char *s);
 const char *sw_user_role_name(sw_user_role_t role);

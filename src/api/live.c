@@ -18,6 +18,7 @@
 
 #include "slipway/api.h"
 #include "slipway/hub.h"
+#include "slipway/live_access.h"
 #include "slipway/log.h"
 #include "slipway/queue.h"
 #include "slipway/ws.h"
@@ -61,13 +62,15 @@ typedef struct live {
     bool end_ready;   /* the final catch-up is done: `end` may go */
     bool final_asked; /* a read started after the deployment ended */
     bool ending;      /* `end` was sent: finish the transport */
+    bool revoked;     /* the caller lost access: nothing more is sent */
     uint64_t gap_since_ms;
     uv_timer_t timer;
     unsigned history; /* app streams: how many stored lines to replay */
     uint64_t poll_at; /* the next status check */
     long long *hist;  /* app streams: the seqs the history replayed, sorted */
     unsigned nhist;
-    uint64_t keepalive_at; /* SSE */
+    uint64_t keepalive_at;        /* SSE */
+    sw_live_access_link_t access; /* who watches what, while it lasts */
 } live_t;
 
 static uint64_t sse_open, ndjson_open;
@@ -93,6 +96,7 @@ static void live_closed(live_t *l)
         return;
     l->closed = true;
     l->phase = PHASE_DONE;
+    sw_live_access_remove(&l->access);
     if (l->w) {
         sw_hub_unwatch(l->w);
         l->w = NULL;
@@ -120,7 +124,7 @@ static void live_finish(live_t *l)
 static int sink_send(void *conn, sw_shared_t *frame)
 {
     live_t *l = conn;
-    if (l->closed)
+    if (l->closed || l->revoked)
         return -EPIPE;
     int r = l->ws ? sw_ws_send_frame(l->ws, frame) : sw_http_stream_write_shared(l->st, frame);
     if (r == 0 && l->ending)
@@ -304,7 +308,7 @@ static void on_lines(int status, sw_pg_result_t *res, void *payload)
 {
     live_t *l = payload;
     l->querying = false;
-    if (l->closed) {
+    if (l->closed || l->revoked) {
         live_unref(l);
         return;
     }
@@ -338,7 +342,7 @@ static void on_lines(int status, sw_pg_result_t *res, void *payload)
 
 static void catch_up(live_t *l)
 {
-    if (l->querying || l->closed)
+    if (l->querying || l->closed || l->revoked)
         return;
     char after[24], limit[16];
     snprintf(after, sizeof(after), "%lld", l->last);
@@ -361,7 +365,7 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
 {
     live_t *l = payload;
     l->querying = false;
-    if (l->closed) {
+    if (l->closed || l->revoked) {
         live_unref(l);
         return;
     }
@@ -407,7 +411,7 @@ static void on_app_history(int status, const sw_redis_reply_t *reply, void *payl
 {
     live_t *l = payload;
     l->querying = false;
-    if (l->closed) {
+    if (l->closed || l->revoked) {
         live_unref(l);
         return;
     }
@@ -464,7 +468,7 @@ static void app_history(live_t *l)
 static void on_live_timer(uv_timer_t *t)
 {
     live_t *l = t->data;
-    if (l->closed)
+    if (l->closed || l->revoked)
         return;
     uint64_t now = uv_now(l->api->loop);
     if (l->transport == LIVE_SSE && now >= l->keepalive_at) {
@@ -482,11 +486,36 @@ static void on_live_timer(uv_timer_t *t)
     }
 }
 
+/* ---- access lost: a revoked credential, a removed member, an expired session ---- */
+
+/* Closes the stream as REST would now refuse it: WebSocket code 1008 (policy violation); SSE
+ * and NDJSON get an error message and the end of the body. */
+static void on_revoked(sw_live_access_link_t *link)
+{
+    live_t *l = sw_container_of(link, live_t, access);
+    if (l->closed || l->revoked)
+        return;
+    if (l->w) {
+        sw_hub_unwatch(l->w);
+        l->w = NULL;
+    }
+    l->phase = PHASE_DONE;
+    if (l->ws) {
+        l->revoked = true;
+        sw_ws_close(l->ws, 1008, "access revoked");
+        return;
+    }
+    send_error(l, "{\"message\":\"access revoked: the credential or the membership is gone\"}");
+    l->revoked = true;
+    if (!l->closed)
+        sw_http_stream_end(l->st);
+}
+
 /* ---- transports ---- */
 
 static void on_room(live_t *l)
 {
-    if (l->closed)
+    if (l->closed || l->revoked)
         return;
     if (l->wait_room) {
         l->wait_room = false;
@@ -534,7 +563,7 @@ static void st_on_shutdown(sw_http_stream_t *st, void *ud)
 {
     live_t *l = ud;
     (void)st;
-    if (l->closed)
+    if (l->closed || l->revoked)
         return;
     /* A clean end of the body would look like a finished stream: say why it stops. */
     send_error(l, "{\"message\":\"the server is shutting down; reconnect\"}");
@@ -617,6 +646,12 @@ static live_t *live_open(sw_api_t *api, sw_http_req_t *req, topic_kind_t kind, c
     l->poll_at = uv_now(api->loop) + POLL_MS;
     uv_timer_start(&l->timer, on_live_timer, GAP_RETRY_MS, GAP_RETRY_MS);
     l->w = sw_hub_watch(api->hub, l->topic, &sinks[l->transport], l, true);
+    if (!api->live_access)
+        api->live_access = sw_live_access_new(api, on_revoked);
+    sw_api_req_t *ctx = sw_api_req(req);
+    const sw_route_t *route = req->route;
+    sw_live_access_add(api->live_access, &l->access, &ctx->principal, ctx->project_id,
+                       &route->access);
     return l;
 }
 
@@ -741,9 +776,11 @@ void sw_api_live_metrics(sw_buf_t *out, void *payload)
     sw_api_t *api = payload;
     sw_hub_stats_t hs = {0};
     sw_ws_stats_t ws = {0};
+    sw_live_access_stats_t as;
     if (api->hub)
         sw_hub_stats(api->hub, &hs);
     sw_ws_stats(&ws);
+    sw_live_access_stats(api->live_access, &as);
     sw_buf_printf(out,
                   "# HELP slipway_ws_connections Open WebSocket connections.\n"
                   "# TYPE slipway_ws_connections gauge\n"
@@ -776,10 +813,19 @@ void sw_api_live_metrics(sw_buf_t *out, void *payload)
                   "# HELP slipway_live_relayed_total Live messages received from other "
                   "processes.\n"
                   "# TYPE slipway_live_relayed_total counter\n"
-                  "slipway_live_relayed_total %llu\n",
+                  "slipway_live_relayed_total %llu\n"
+                  "# HELP slipway_live_access_checks_total Queries that checked open streams' "
+                  "access again after a revocation, a membership change or an expiry.\n"
+                  "# TYPE slipway_live_access_checks_total counter\n"
+                  "slipway_live_access_checks_total %llu\n"
+                  "# HELP slipway_live_revoked_total Streams closed because their caller lost "
+                  "access.\n"
+                  "# TYPE slipway_live_revoked_total counter\n"
+                  "slipway_live_revoked_total %llu\n",
                   (unsigned long long)ws.connections, (unsigned long long)hs.sent[SW_HUB_ENC_WS],
                   (unsigned long long)hs.dropped[SW_HUB_ENC_WS], (unsigned long long)sse_open,
                   (unsigned long long)hs.sent[SW_HUB_ENC_SSE],
                   (unsigned long long)hs.dropped[SW_HUB_ENC_SSE], (unsigned long long)ndjson_open,
-                  (unsigned long long)hs.watchers, (unsigned long long)hs.relayed_in);
+                  (unsigned long long)hs.watchers, (unsigned long long)hs.relayed_in,
+                  (unsigned long long)as.checks, (unsigned long long)as.revoked);
 }

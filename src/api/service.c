@@ -9,6 +9,7 @@
 #include "slipway/api.h"
 #include "slipway/hub.h"
 #include "slipway/janitor.h"
+#include "slipway/live_access.h"
 #include "slipway/log.h"
 #include "slipway/queue.h"
 #include "slipway/webhooks.h"
@@ -139,6 +140,7 @@ static void on_read_cache_notify(sw_pg_pool_t *pool, unsigned count, void *paylo
     (void)pool;
     api->read_cache_notified += count;
     sw_cache_invalidate(api->read_cache);
+    sw_live_access_changed(api->live_access); /* a member removed: streams close too */
 }
 
 /* The ping asks the session what it listens to: an answer without the channel counts as none. */
@@ -1011,6 +1013,8 @@ static void close_backends(sw_api_t *api)
     /* The drain closed every stream, so no watcher is left; the worker has stopped. */
     sw_hub_free(api->hub);
     api->hub = NULL;
+    sw_live_access_free(api->live_access);
+    api->live_access = NULL;
     if (api->listen_pg) {
         api->closes_pending += 2;
         api->read_cache_ping.data = api;

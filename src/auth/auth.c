@@ -40,6 +40,8 @@ struct sw_auth {
     entry_t *lru_head, *lru_tail; /* head: most recently used */
     bool sub_was_up;
     uint64_t generation; /* bumped by every invalidation */
+    sw_auth_dropped_cb observer;
+    void *observer_payload;
 };
 
 typedef struct {
@@ -411,6 +413,16 @@ static void drop_matching(sw_auth_t *auth, char kind, const char *id)
     }
 }
 
+static void dropped(sw_auth_t *auth, char kind, const char *id)
+{
+    sw_auth_drop_t what = kind == 's'   ? SW_AUTH_DROP_SESSION
+                          : kind == 'u' ? SW_AUTH_DROP_USER
+                          : kind == 't' ? SW_AUTH_DROP_TOKEN
+                                        : SW_AUTH_DROP_MAX;
+    if (auth->observer && what != SW_AUTH_DROP_MAX)
+        auth->observer(what, id, auth->observer_payload);
+}
+
 static void on_message(const char *channel, size_t channel_len, const char *data, size_t len,
                        void *payload)
 {
@@ -424,6 +436,7 @@ static void on_message(const char *channel, size_t channel_len, const char *data
     id[len - 2] = '\0';
     auth->generation++;
     drop_matching(auth, data[0], id);
+    dropped(auth, data[0], id);
 }
 
 static void on_published(int status, const sw_redis_reply_t *reply, void *payload)
@@ -446,6 +459,7 @@ static void invalidate(sw_auth_t *auth, char kind, const char *id)
     const char *argv[] = {"PUBLISH", CHANNEL, msg};
     const size_t argvlen[] = {7, sizeof(CHANNEL) - 1, (size_t)n};
     sw_redis_command(auth->redis, on_published, NULL, 3, argv, argvlen);
+    dropped(auth, kind, id);
 }
 
 void sw_auth_invalidate_session(sw_auth_t *auth, const char *token_hash)
@@ -461,6 +475,14 @@ void sw_auth_invalidate_user(sw_auth_t *auth, const char *user_id)
 void sw_auth_invalidate_token(sw_auth_t *auth, const char *token_id)
 {
     invalidate(auth, 't', token_id);
+}
+
+void sw_auth_observe(sw_auth_t *auth, sw_auth_dropped_cb cb, void *payload)
+{
+    if (!auth)
+        return;
+    auth->observer = cb;
+    auth->observer_payload = cb ? payload : NULL;
 }
 
 int sw_auth_new(sw_auth_t **out, uv_loop_t *loop, sw_pg_pool_t *pg, sw_redis_t *redis,
