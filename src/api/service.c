@@ -13,6 +13,7 @@
 #include "slipway/log.h"
 #include "slipway/queue.h"
 #include "slipway/webhooks.h"
+#include "slipway/ws.h"
 
 #define MIGRATE_RETRY_MAX_MS 10000
 
@@ -103,6 +104,19 @@ static bool origin_allowed(sw_api_t *api, sw_http_req_t *req)
                strncasecmp(self, origin.base, origin.len) == 0;
     }
     return false;
+}
+
+/* A same-origin EventSource sends no Origin (browsers send one on every cross-origin
+ * EventSource, fetch and WebSocket), and a GET stream without one is nothing another site's
+ * page can read. Fetch metadata, when sent, must not say another site asked; a Referer, when
+ * sent, is checked like an Origin by origin_allowed. */
+static bool same_origin_stream(sw_http_req_t *req)
+{
+    if (strcmp(req->method, "GET") != 0 || sw_ws_requested(req) ||
+        sw_http_req_header(req, "origin").len || sw_http_req_header(req, "referer").len)
+        return false;
+    sw_iov_t site = sw_http_req_header(req, "sec-fetch-site");
+    return !site.len || sw_iov_eq_cstr(site, "same-origin") || sw_iov_eq_cstr(site, "none");
 }
 
 /* ---- the read cache ---- */
@@ -374,7 +388,7 @@ static void authorised(sw_api_t *api, sw_http_req_t *req)
     /* A cookie reaches a WebSocket from any page (no CORS there): streams check the Origin
      * like changes do, or any site could watch a signed-in user's logs. */
     if (ctx->principal.via_cookie && (!is_safe_method(req->method) || route->live) &&
-        !origin_allowed(api, req)) {
+        !origin_allowed(api, req) && !(route->live && same_origin_stream(req))) {
         sw_http_respond_error(req, 403, "INSUFFICIENT_ROLE",
                               "cross-origin request refused: a cookie-authenticated change "
                               "needs an Origin of this instance (or use a bearer token)",

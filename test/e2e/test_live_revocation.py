@@ -2,7 +2,8 @@
 from the project, a logout, a revoked API token, a deleted user, an expired credential. The
 WebSocket gets close code 1008 and the SSE stream ends within the same second or so that
 REST starts answering 401 or 404 — on the process that made the change and on other
-processes and daemons sharing the database.
+processes and daemons sharing the database. And a cookie-authenticated SSE stream from our
+own origin (which sends no Origin) is served, while other sites' are refused.
 
 Every watcher watches a deployment whose build keeps printing, so a stream that stays open
 keeps receiving lines: the tests wait for conditions with deadlines, never sleep.
@@ -325,3 +326,43 @@ def test_revocation_with_several_processes(auth, deploy_env, hello_repo):
     assert viewer.get(f"deployments/{dep['id']}").status_code == 404
     assert_closed_for_revocation(wss, sse, t0)
     stop(Deployments(owner), dep["id"], sse, *wss)
+
+
+# --------------------------------------------------------------------------- same-origin SSE
+
+
+def sse_with_cookie(d, path, token, **headers):
+    h = {"Cookie": f"slipway_session={token}", "Accept": "text/event-stream"}
+    h.update(headers)
+    r = requests.get(f"{d.url}{API}/{path}", headers=h, stream=True, timeout=30)
+    r.close()
+    return r.status_code
+
+
+def test_same_origin_sse_with_the_session_cookie(droot, dres, hello_repo):
+    d = droot.d
+    app = hello_app(dres, droot, hello_repo)
+    done, _ = Deployments(droot).deploy(app["id"])
+    path = f"deployments/{done['id']}/stream"
+    own = f"http://{d.host}:{d.port}"
+
+    # What a page of our own origin's EventSource sends: no Origin at all.
+    assert sse_with_cookie(d, path, droot.token) == 200
+    assert sse_with_cookie(d, path, droot.token, **{"Sec-Fetch-Site": "same-origin"}) == 200
+    assert sse_with_cookie(d, path, droot.token, Referer=f"{own}/dashboard") == 200
+    assert sse_with_cookie(d, path, droot.token, Origin=own) == 200
+    # Another site's page: refused, however it says so.
+    assert sse_with_cookie(d, path, droot.token, Origin="http://evil.example") == 403
+    assert sse_with_cookie(d, path, droot.token, **{"Sec-Fetch-Site": "cross-site"}) == 403
+    assert sse_with_cookie(d, path, droot.token, **{"Sec-Fetch-Site": "same-site"}) == 403
+    assert sse_with_cookie(d, path, droot.token, Referer="http://evil.example/page") == 403
+    assert sse_with_cookie(d, path, droot.token, Origin="http://evil.example",
+                           **{"Sec-Fetch-Site": "same-origin"}) == 403
+    # A WebSocket always carries its page's Origin, so it still needs one (test_live.py).
+    with_cookie = [f"Cookie: slipway_session={droot.token}"]
+    try:
+        websocket.create_connection(ws_url(d, path), timeout=10, header=with_cookie,
+                                    suppress_origin=True)
+        raise AssertionError("a WebSocket without Origin was upgraded")
+    except websocket.WebSocketBadStatusException as exc:
+        assert exc.status_code == 403
