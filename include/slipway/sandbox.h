@@ -6,7 +6,8 @@
  * Children are started through slipwayd itself: sw_sandbox_argv() makes the argv of a
  * launcher (slipwayd SW_SANDBOX_EXEC_ARG ...) that main() hands to sw_sandbox_exec() before
  * anything else runs. The launcher closes every descriptor above 2, drops to the app's ids,
- * sets PR_SET_NO_NEW_PRIVS and executes the command, or bwrap around it. */
+ * sets PR_SET_NO_NEW_PRIVS and executes the command; with bwrap it stays the group's leader,
+ * runs bwrap in a group of its own and passes stop signals on (see sandbox_exec.c). */
 #ifndef SLIPWAY_SANDBOX_H
 #define SLIPWAY_SANDBOX_H
 

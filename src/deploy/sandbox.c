@@ -141,7 +141,9 @@ int sw_sandbox_open(sw_sandbox_t *sb, const sw_config_t *cfg)
     sb->switch_uid = can_switch_uid();
     if (sb->switch_uid && try_launcher(sb, sb->uid_lo, builds) != 0) {
         sw_log_kv(SW_LOG_WARN, NULL,
-                  "isolation: switching builds to an app uid failed; they run as slipwayd's",
+                  "isolation: a build under an app's uid could not start (can other uids cross "
+                  "every parent of SLIPWAY_DATA_DIR?); builds and instances run as slipwayd's "
+                  "own user",
                   "uid", cfg->app_uid_range, NULL);
         sb->switch_uid = false;
     }

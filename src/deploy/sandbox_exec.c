@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "slipway/sandbox.h"
@@ -88,6 +90,104 @@ static bool is_dir(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Signals a stop sends our group; the launcher hands them to the sandbox's session. */
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT};
+static volatile sig_atomic_t sandbox_group;
+
+static void forward(int signum)
+{
+    if (sandbox_group > 0)
+        kill(-sandbox_group, signum);
+}
+
+#define INFO_FD 3 /* bwrap --info-fd in the child: what it says names the sandbox's first pid */
+
+/* The sandbox's first process, as bwrap's --info-fd names it ({"child-pid": N, ...}); 0 when
+ * bwrap said nothing (it failed before). */
+static pid_t read_child_pid(int fd)
+{
+    char buf[512];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strchr(buf, '}'))
+            break;
+    }
+    buf[len] = '\0';
+    const char *key = strstr(buf, "\"child-pid\"");
+    if (!key || !(key = strchr(key, ':')))
+        return 0;
+    long pid = strtol(key + 1, NULL, 10);
+    return pid > 1 ? (pid_t)pid : 0;
+}
+
+/* A graceful stop sends SIGTERM to our whole group, and bwrap's outer process would die of it
+ * and, with it, the whole sandbox at once. So bwrap runs in a group of its own under this
+ * launcher, which stays the leader of ours; the sandbox runs in a session of its own
+ * (--new-session), and the launcher passes each stop signal on to that session only: the
+ * command gets its SIGTERM, bwrap stays to reap it. The launcher ends as bwrap ends. A SIGKILL
+ * of our group kills the launcher, and --die-with-parent takes the sandbox with it. */
+static int run_bwrap(const char *bwrap, char **all)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+        sigaddset(&block, forwarded[i]);
+    int info[2];
+    if (pipe(info) != 0)
+        return fail("cannot make a pipe: %s", strerror(errno));
+    sigprocmask(SIG_BLOCK, &block, &old);
+    pid_t pid = fork();
+    if (pid < 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return fail("cannot fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        close(info[0]);
+        if (info[1] != INFO_FD) {
+            dup2(info[1], INFO_FD);
+            close(info[1]);
+        }
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        execv(bwrap, all);
+        fail("cannot run %s: %s", bwrap, strerror(errno));
+        _exit(FAIL_CODE);
+    }
+    setpgid(pid, pid); /* whichever of the two runs first */
+    close(info[1]);
+    /* Signals wait (blocked) until the session they go to is known. */
+    sandbox_group = read_child_pid(info[0]);
+    close(info[0]);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = forward;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+        sigaction(forwarded[i], &sa, NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            _exit(FAIL_CODE);
+    if (WIFEXITED(status))
+        _exit(WEXITSTATUS(status));
+    /* Ended by a signal: end the same way, so the daemon reports the signal. */
+    int sig = WTERMSIG(status);
+    signal(sig, SIG_DFL);
+    sigprocmask(SIG_UNBLOCK, &block, NULL);
+    kill(getpid(), sig);
+    _exit(128 + sig);
+}
+
 static int exec_bwrap(const char *bwrap, const char *dir, const char *hide, char **cmd)
 {
     const char *args[BWRAP_ARGS_MAX];
@@ -98,6 +198,10 @@ static int exec_bwrap(const char *bwrap, const char *dir, const char *hide, char
     args[n++] = "--unshare-user";
     args[n++] = "--unshare-pid";
     args[n++] = "--unshare-ipc";
+    args[n++] = "--die-with-parent";
+    args[n++] = "--new-session";
+    args[n++] = "--info-fd";
+    args[n++] = "3"; /* INFO_FD */
     args[n++] = "--ro-bind";
     args[n++] = "/";
     args[n++] = "/";
@@ -130,8 +234,9 @@ static int exec_bwrap(const char *bwrap, const char *dir, const char *hide, char
         return fail("out of memory");
     memcpy(all, args, n * sizeof(char *));
     memcpy(all + n, cmd, ncmd * sizeof(char *));
-    execv(bwrap, all);
-    return fail("cannot run %s: %s", bwrap, strerror(errno));
+    int r = run_bwrap(bwrap, all); /* returns only when it could not fork */
+    free(all);
+    return r;
 }
 
 int sw_sandbox_exec(int argc, char **argv)

@@ -569,6 +569,25 @@ class Daemon:
         return "\n".join(self.log_text().splitlines()[-n:])
 
 
+_OWN_BASETEMP = []
+
+
+def pytest_configure(config):
+    """A base temporary directory of this session's own, instead of the shared
+    /tmp/pytest-of-<user>: pytest makes that one 0700 again whenever any session starts,
+    which would shut the builds of this session's daemons (running under app uids) out of
+    their build directories. Removed at the end; --basetemp still wins."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        base = tempfile.mkdtemp(prefix="slipway-e2e-")
+        config.option.basetemp = base
+        _OWN_BASETEMP.append(base)
+
+
+def pytest_unconfigure(config):
+    for base in _OWN_BASETEMP:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def traversable(path):
     """Lets other uids cross (never list) every directory above path, as /var/lib is: builds
     run under their app's uid and must reach their build directory in the data directory.

@@ -223,9 +223,11 @@ def test_process_runtime_off_refuses_everyone(auth, policy_daemon, tmp_path):
 
 
 def test_the_start_says_what_is_isolated(ddaemon):
+    said = ("isolation: each app's builds and instances run under its own uid, in user, pid, "
+            "ipc and mount namespaces (bwrap)")
+    # the worker starts once the migrations have run
+    wait_for(lambda: said in ddaemon.log_text(), message="the isolation line")
     text = ddaemon.log_text()
-    assert "isolation: each app's builds and instances run under its own uid, in user, pid, " \
-           "ipc and mount namespaces (bwrap)" in text, text[-2000:]
     # the test stacks have passwords: no warning about open backends
     assert "without a password" not in text and "has no password" not in text
 
