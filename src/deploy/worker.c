@@ -7,7 +7,7 @@
  * while the worker holds it. PostgreSQL stays the truth: a claimed entry whose deployment is
  * already running under a lapsed lease is failed as abandoned, never left as it was.
  *
- * A run walks: claim the row -> fetch (libgit2, threadpool) -> build (child process) ->
+ * A run walks: claim the row -> fetch (libgit2, its own thread) -> build (child process) ->
  * start the new instances -> health check -> switch the app's endpoints -> stop the old
  * instances. Every line of output is masked, numbered and written in chunks at most every
  * 100 ms. */

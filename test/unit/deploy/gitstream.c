@@ -20,6 +20,22 @@
 #include "slipway/git.h"
 #include "slipway/gitstream.h"
 
+/* Under -Dsanitize: Debian's libgit2 1.5 leaks a few bytes in an ssh connect that fails after
+ * the socket connected (as test/e2e/lsan_libgit2_ssh.supp says for the daemons); full stacks
+ * so the suppression sees git_remote_connect in them. */
+const char *__asan_default_options(void);
+const char *__lsan_default_suppressions(void);
+
+const char *__asan_default_options(void)
+{
+    return "fast_unwind_on_malloc=0";
+}
+
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:git_remote_connect\n";
+}
+
 typedef struct {
     char root[64];
     char mirror[128];
@@ -261,7 +277,8 @@ static void stalled(fixture_t *f, bool cancel)
         assert_int_equal(o.calls, 1);
         assert_int_equal(o.status, cancel ? -ECANCELED : -ETIMEDOUT);
         assert_string_equal(o.error, cancel ? "cancelled" : "timed out");
-        if (elapsed_ms(&o) < 200 || elapsed_ms(&o) > 1300)
+        /* The deadline is a loop timer, which may fire a few ms before 300 by our clock. */
+        if ((!cancel && elapsed_ms(&o) < 250) || elapsed_ms(&o) > 1300)
             fail_msg("%s: ended after %llu ms", scheme[i], (unsigned long long)elapsed_ms(&o));
     }
     close(fd);
