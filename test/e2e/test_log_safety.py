@@ -11,6 +11,7 @@ the same bytes the lines slipwayd must have stored.
 
 import random
 import re
+import subprocess
 import uuid
 
 import pytest
@@ -46,9 +47,23 @@ def expected_lines(data):
     return out
 
 
-def commit_bytes(repo, name, data):
+def commit_bytes(repo, name, data, message=None):
+    """Commits data as name, with message (bytes, any) as the commit message byte for byte:
+    the commit object is written by hand, since `git commit` would re-encode bytes that are
+    not UTF-8 as Latin-1."""
     (repo.work / name).write_bytes(data)
-    return repo.commit(message=f"add {name}")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", f"add {name}")
+    if message is not None:
+        who = "Slipway Test <test@example.com> 1700000000 +0000"
+        raw = (f"tree {repo.git('rev-parse', 'HEAD^{tree}')}\n"
+               f"parent {repo.git('rev-parse', 'HEAD^')}\n"
+               f"author {who}\ncommitter {who}\n\n").encode() + message
+        r = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--stdin"], input=raw,
+                           cwd=repo.work, env=repo.env, capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        repo.git("update-ref", "HEAD", r.stdout.decode().strip())
+    repo.git("push", "-q", "origin", f"HEAD:refs/heads/{repo.branch}")
 
 
 def between(lines, begin, end):
@@ -62,7 +77,7 @@ def test_build_output_that_is_not_utf8_is_stored_and_streamed_whole(droot, dres,
     data = noisy_bytes(seed=1201, size=200_000)
     want = expected_lines(data)
     assert any(NUL_SHOWN in ln for ln in want) and any("\ufffd" in ln for ln in want)
-    commit_bytes(hello_repo, "noise.bin", data)
+    commit_bytes(hello_repo, "noise.bin", data, message=b"caf\xe9 \xed\xa0\x80 noise\n")
     tag = uuid.uuid4().hex[:8]
     begin, end = f"BEGIN-{tag}", f"END-{tag}"
     build = f"sleep 1; echo {begin}; cat noise.bin; echo {end}; " + BUILD
@@ -74,6 +89,8 @@ def test_build_output_that_is_not_utf8_is_stored_and_streamed_whole(droot, dres,
 
     done, _ = deps.wait_terminal(dep["id"], timeout=120)
     assert done["status"] == "success", (done, deps.tail(done["id"]))
+    # A commit message in Latin-1 (and a surrogate) is stored too, made valid.
+    assert done["commit_message"].strip() == "caf\ufffd \ufffd\ufffd\ufffd noise", done
     stored = deps.all_logs(dep["id"])
     assert [ln["seq"] for ln in stored] == list(range(1, len(stored) + 1))
     assert between([ln["line"] for ln in stored], begin, end) == want
