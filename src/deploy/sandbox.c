@@ -127,6 +127,16 @@ int sw_sandbox_open(sw_sandbox_t *sb, const sw_config_t *cfg)
     if (n <= 0 || (size_t)n >= sizeof(sb->exe) - 1)
         return n < 0 ? -errno : -ENAMETOOLONG;
     sb->exe[n] = '\0';
+    /* The small launcher beside us when it is there; else slipwayd itself. */
+    char *slash = strrchr(sb->exe, '/');
+    char small[sizeof(sb->exe)];
+    sb->exe_is_daemon = true;
+    if (slash && snprintf(small, sizeof(small), "%.*s/slipway-sandbox", (int)(slash - sb->exe),
+                          sb->exe) < (int)sizeof(small) &&
+        access(small, X_OK) == 0) {
+        memcpy(sb->exe, small, sizeof(sb->exe));
+        sb->exe_is_daemon = false;
+    }
     unsigned long lo = 300000, hi = 399999;
     (void)sscanf(cfg->app_uid_range, "%lu-%lu", &lo, &hi);
     sb->uid_lo = (uint32_t)lo;
@@ -241,7 +251,8 @@ char **sw_sandbox_argv(const sw_sandbox_t *sb, uid_t uid, const char *dir, char 
         snprintf(uid_s, sizeof(uid_s), "%lu", (unsigned long)uid);
     size_t k = 0;
     argv[k++] = sw_strdup(sb->exe);
-    argv[k++] = sw_strdup(SW_SANDBOX_EXEC_ARG);
+    if (sb->exe_is_daemon)
+        argv[k++] = sw_strdup(SW_SANDBOX_EXEC_ARG);
     argv[k++] = sw_strdup(uid_s);
     argv[k++] = sw_strdup(dir);
     argv[k++] = sw_strdup(sb->data_dir);

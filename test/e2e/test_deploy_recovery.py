@@ -229,7 +229,9 @@ def test_sigterm_hands_back_and_next_worker_runs_it(auth, lease_env, hello_repo,
 
 def test_200k_build_lines_stored_in_order_and_rss_flat(auth, lease_env, hello_repo):
     n = 200_000
-    d, root, res = start_pair_a(auth, lease_env)
+    # every line stored: above SLIPWAY_BUILD_LOG_MAX_BYTES's default (test_log_safety.py
+    # checks the cut)
+    d, root, res = start_pair_a(auth, dict(lease_env, SLIPWAY_BUILD_LOG_MAX_BYTES=64 << 20))
     app = hello_app(res, root, hello_repo,
                     build_command=f"seq 1 {n}; {BUILD} >/dev/null 2>&1")
     deps = Deployments(root)

@@ -162,7 +162,7 @@ static void test_adopt_hands_the_tree_over_without_following_links(void **state)
 static void test_argv_layout(void **state)
 {
     (void)state;
-    sw_sandbox_t sb = {.switch_uid = true};
+    sw_sandbox_t sb = {.switch_uid = true, .exe_is_daemon = true};
     snprintf(sb.exe, sizeof(sb.exe), "/usr/bin/slipwayd");
     snprintf(sb.data_dir, sizeof(sb.data_dir), "/var/lib/slipway");
     snprintf(sb.bwrap, sizeof(sb.bwrap), "/usr/bin/bwrap");
@@ -179,12 +179,16 @@ static void test_argv_layout(void **state)
     }
     sw_sandbox_argv_free(argv);
 
+    /* slipway-sandbox takes the same arguments without the flag */
     sb.switch_uid = false;
+    sb.exe_is_daemon = false;
     sb.bwrap[0] = '\0';
+    snprintf(sb.exe, sizeof(sb.exe), "/usr/bin/slipway-sandbox");
     argv = sw_sandbox_argv(&sb, 300001, "/d", cmd);
-    assert_string_equal(argv[2 + SW_SANDBOX_ARG_UID], "-");
-    assert_string_equal(argv[2 + SW_SANDBOX_ARG_BWRAP], "-");
-    assert_string_equal(argv[2 + SW_SANDBOX_ARG_CMD], "/bin/sh");
+    assert_string_equal(argv[0], "/usr/bin/slipway-sandbox");
+    assert_string_equal(argv[1 + SW_SANDBOX_ARG_UID], "-");
+    assert_string_equal(argv[1 + SW_SANDBOX_ARG_BWRAP], "-");
+    assert_string_equal(argv[1 + SW_SANDBOX_ARG_CMD], "/bin/sh");
     sw_sandbox_argv_free(argv);
     assert_int_equal(sw_sandbox_uid(&sb, 300001), geteuid());
     sb.switch_uid = true;
