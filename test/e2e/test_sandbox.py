@@ -7,6 +7,7 @@ The attacks print one `LEAK <what>` line for anything that worked, and `<WHAT> <
 the test reads; each test first checks that what it attacks exists, so it cannot pass by
 attacking nothing."""
 
+import os
 import stat
 import tempfile
 import urllib.parse
@@ -240,3 +241,42 @@ def test_a_backend_without_a_password_is_named_at_start(slipwayd, redis_server):
     wait_for(lambda: "SLIPWAY_REDIS_URL has no password" in d.log_text(),
              message="the warning about Redis without a password")
     assert redis_server.password not in d.log_text()
+
+
+def test_without_root_the_start_says_builds_are_not_isolated(pg, redis_server, tmp_path):
+    """slipwayd as an ordinary user can switch no uid: it says so at start, in the words an
+    operator needs, and only admins may then deploy (SLIPWAY_PROCESS_RUNTIME's auto)."""
+    import pwd
+    import signal
+    import subprocess
+    from conftest import create_database, drop_database, free_port, slipwayd_binary, traversable
+
+    nobody = pwd.getpwnam("nobody")
+    data = tmp_path / "data-nobody"
+    data.mkdir()
+    traversable(data)
+    os.chown(data, nobody.pw_uid, nobody.pw_gid)
+    log = tmp_path / "nobody.log"
+    db = create_database(pg)
+    env = {"PATH": os.environ["PATH"], "SLIPWAY_DATA_DIR": str(data),
+           "SLIPWAY_DATABASE_URL": db, "SLIPWAY_REDIS_URL": redis_server.url(),
+           "SLIPWAY_LISTEN": f"127.0.0.1:{free_port()}", "SLIPWAY_ALLOW_FILE_REPOS": "true",
+           "ASAN_OPTIONS": "detect_leaks=0"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["setpriv", f"--reuid={nobody.pw_uid}",
+                                 f"--regid={nobody.pw_gid}", "--clear-groups",
+                                 str(slipwayd_binary())],
+                                env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        said = "isolation: slipwayd has neither root nor CAP_SETUID and CAP_SETGID"
+        wait_for(lambda: said in log.read_text(errors="replace"), timeout=30,
+                 message="the isolation warning")
+        text = log.read_text(errors="replace")
+        line = next(ln for ln in text.splitlines() if said in ln)
+        assert '"process_runtime":"admins"' in line, line
+        assert "master key" in line, line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        drop_database(db)
