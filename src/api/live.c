@@ -51,7 +51,6 @@ typedef struct live {
     sw_http_stream_t *st;
     sw_hub_watcher_t *w;
     char id[SW_UUID_LEN + 1];
-    char topic[96];
     long long last; /* the highest seq sent */
     phase_t phase;
     unsigned refs; /* the transport, the timer, a query in flight */
@@ -65,10 +64,10 @@ typedef struct live {
     bool revoked;     /* the caller lost access: nothing more is sent */
     uint64_t gap_since_ms;
     uv_timer_t timer;
-    unsigned history; /* app streams: how many stored lines to replay */
-    uint64_t poll_at; /* the next status check */
-    long long *hist;  /* app streams: the seqs the history replayed, sorted */
-    unsigned nhist;
+    unsigned history;             /* app streams: how many stored lines to replay */
+    unsigned nhist;               /* app streams: the length of hist */
+    uint64_t poll_at;             /* the next status check */
+    long long *hist;              /* app streams: the seqs the history replayed, sorted */
     uint64_t keepalive_at;        /* SSE */
     sw_live_access_link_t access; /* who watches what, while it lasts */
 } live_t;
@@ -601,7 +600,10 @@ static live_t *live_open(sw_api_t *api, sw_http_req_t *req, topic_kind_t kind, c
     l->api = api;
     l->kind = kind;
     snprintf(l->id, sizeof(l->id), "%s", id);
-    snprintf(l->topic, sizeof(l->topic), "%s:%s",
+    /* Needed only to subscribe: not kept, so an idle watcher stays small. The node's id may
+     * be longer than l->id, and on_metrics_timer publishes under the whole of it. */
+    char topic[200];
+    snprintf(topic, sizeof(topic), "%s:%s",
              kind == TOPIC_DEPLOYMENT ? "deployment"
              : kind == TOPIC_APP      ? "app"
                                       : "system",
@@ -645,7 +647,7 @@ static live_t *live_open(sw_api_t *api, sw_http_req_t *req, topic_kind_t kind, c
     l->keepalive_at = uv_now(api->loop) + KEEPALIVE_MS;
     l->poll_at = uv_now(api->loop) + POLL_MS;
     uv_timer_start(&l->timer, on_live_timer, GAP_RETRY_MS, GAP_RETRY_MS);
-    l->w = sw_hub_watch(api->hub, l->topic, &sinks[l->transport], l, true);
+    l->w = sw_hub_watch(api->hub, topic, &sinks[l->transport], l, true);
     if (!api->live_access)
         api->live_access = sw_live_access_new(api, on_revoked);
     sw_api_req_t *ctx = sw_api_req(req);

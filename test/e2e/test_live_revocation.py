@@ -260,16 +260,18 @@ def test_expired_token_and_session(auth, droot, dres, hello_repo):
     token = auth.make_token(droot, ["read"])
     session = auth.login_principal(d, droot.email, droot.password)
     db = auth.db(d)
-    db.execute("UPDATE api_tokens SET expires_at = now() + interval '3 seconds' WHERE id = %s",
+    db.execute("UPDATE api_tokens SET expires_at = now() + interval '10 seconds' WHERE id = %s",
                (token.token_id,))
-    db.execute("UPDATE sessions SET absolute_expires_at = now() + interval '3 seconds' "
+    db.execute("UPDATE sessions SET absolute_expires_at = now() + interval '10 seconds' "
                "WHERE id = (SELECT id FROM sessions WHERE user_id = %s "
                "ORDER BY created_at DESC LIMIT 1)", (droot.id,))
-    expires = time.monotonic() + 3
+    expires = time.monotonic() + 10
     wss, sse = open_watchers(d, dep["id"], token.token)
     swss, ssse = open_watchers(d, dep["id"], session.token)
     assert token.get(f"deployments/{dep['id']}").status_code == 200
     assert session.get(f"deployments/{dep['id']}").status_code == 200
+    assert time.monotonic() < expires - 1, "setting up took longer than the credentials live"
+    assert not any(w.closed_at for w in wss + swss) and not sse.ended_at and not ssse.ended_at
 
     wait_for(lambda: token.get(f"deployments/{dep['id']}").status_code == 401, timeout=10,
              interval=0.05, message="REST refusing the expired token")
