@@ -73,6 +73,19 @@ def between(lines, begin, end):
     return lines[i + 1:j]
 
 
+def deploy_watched(droot, dres, hello_repo, build):
+    """Deploys an app with this build while a WebSocket watcher reads its stream from the
+    start; returns (deployments, the successful deployment, the watcher)."""
+    app = hello_app(dres, droot, hello_repo, build_command=build)
+    deps = Deployments(droot)
+    dep = deps.trigger(app["id"])
+    live = Collector(ws_connect(droot, f"deployments/{dep['id']}/stream"))
+    live.start()
+    done, _ = deps.wait_terminal(dep["id"], timeout=120)
+    assert done["status"] == "success", (done, deps.tail(done["id"]))
+    return deps, done, live
+
+
 def test_build_output_that_is_not_utf8_is_stored_and_streamed_whole(droot, dres, hello_repo):
     data = noisy_bytes(seed=1201, size=200_000)
     want = expected_lines(data)
@@ -81,17 +94,10 @@ def test_build_output_that_is_not_utf8_is_stored_and_streamed_whole(droot, dres,
     tag = uuid.uuid4().hex[:8]
     begin, end = f"BEGIN-{tag}", f"END-{tag}"
     build = f"sleep 1; echo {begin}; cat noise.bin; echo {end}; " + BUILD
-    app = hello_app(dres, droot, hello_repo, build_command=build)
-    deps = Deployments(droot)
-    dep = deps.trigger(app["id"])
-    live = Collector(ws_connect(droot, f"deployments/{dep['id']}/stream"))
-    live.start()
-
-    done, _ = deps.wait_terminal(dep["id"], timeout=120)
-    assert done["status"] == "success", (done, deps.tail(done["id"]))
+    deps, done, live = deploy_watched(droot, dres, hello_repo, build)
     # A commit message in Latin-1 (and a surrogate) is stored too, made valid.
     assert done["commit_message"].strip() == "caf\ufffd \ufffd\ufffd\ufffd noise", done
-    stored = deps.all_logs(dep["id"])
+    stored = deps.all_logs(done["id"])
     assert [ln["seq"] for ln in stored] == list(range(1, len(stored) + 1))
     assert between([ln["line"] for ln in stored], begin, end) == want
     assert all(ln["stream"] == "stdout" for ln in stored if ln["line"] in want)
@@ -103,7 +109,7 @@ def test_build_output_that_is_not_utf8_is_stored_and_streamed_whole(droot, dres,
     got = [(m["data"]["seq"], m["data"]["line"]) for m in live.msgs if m["type"] == "log"]
     assert got == [(ln["seq"], ln["line"]) for ln in stored]
     # And one that comes after the end replays the same from the database.
-    ws = ws_connect(droot, f"deployments/{dep['id']}/stream")
+    ws = ws_connect(droot, f"deployments/{done['id']}/stream")
     late = ws_messages(ws)
     ws.close()
     assert [(m["data"]["seq"], m["data"]["line"]) for m in late if m["type"] == "log"] == got
@@ -155,15 +161,8 @@ def test_output_past_the_cap_streams_but_is_not_stored(auth, capped_env, hello_r
     build = (BUILD + f"; sleep 1; i=1; while [ $i -le {n} ]; do "
              f"printf 'out-%05d-%s\\n' $i {pad}; i=$((i+1)); done; echo {last}")
     printed = [f"out-{i:05d}-{pad}" for i in range(1, n + 1)] + [last]
-    app = hello_app(dres, droot, hello_repo, build_command=build)
-    deps = Deployments(droot)
-    dep = deps.trigger(app["id"])
-    live = Collector(ws_connect(droot, f"deployments/{dep['id']}/stream"))
-    live.start()
-
-    done, _ = deps.wait_terminal(dep["id"], timeout=120)
-    assert done["status"] == "success", (done, deps.tail(done["id"]))
-    stored = deps.all_logs(dep["id"])
+    deps, done, live = deploy_watched(droot, dres, hello_repo, build)
+    stored = deps.all_logs(done["id"])
     assert [ln["seq"] for ln in stored] == list(range(1, len(stored) + 1)), "gap in stored seqs"
     output = [ln["line"] for ln in stored if ln["stream"] != "system"]
     first = output.index(printed[0])  # what the app's build.sh printed comes before
