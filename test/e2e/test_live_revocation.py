@@ -72,14 +72,17 @@ class WsWatcher(threading.Thread):
 
 
 class SseWatcher(threading.Thread):
-    """An SSE watcher reading on a thread until its stream ends."""
+    """An SSE watcher (or, with ndjson, an NDJSON follower) reading on a thread until its
+    stream ends."""
 
-    def __init__(self, d, path, token):
+    def __init__(self, d, path, token, ndjson=False):
         super().__init__(daemon=True)
+        self.ndjson = ndjson
+        accept = "application/x-ndjson" if ndjson else "text/event-stream"
         self.resp = requests.get(f"{d.url}{API}/{path}", stream=True, timeout=30,
-                                 headers={"Authorization": f"Bearer {token}",
-                                          "Accept": "text/event-stream"})
+                                 headers={"Authorization": f"Bearer {token}", "Accept": accept})
         assert self.resp.status_code == 200, self.resp.text
+        assert self.resp.headers["Content-Type"].startswith(accept)
         self.msgs = []
         self.ended_at = None
         self.error = None
@@ -88,7 +91,9 @@ class SseWatcher(threading.Thread):
     def run(self):
         try:
             for raw in self.resp.iter_lines(decode_unicode=True):
-                if raw and raw.startswith("data:"):
+                if raw and self.ndjson:
+                    self.msgs.append(json.loads(raw))
+                elif raw and raw.startswith("data:"):
                     self.msgs.append(json.loads(raw[5:].strip()))
         except Exception as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
@@ -163,6 +168,8 @@ def test_member_removed_from_the_project(auth, droot, dres, hello_repo):
     dres.member(droot, p["id"], viewer, "viewer")
     # Many streams of one caller on one project are one grant: one recheck, not one each.
     wss, sse = open_watchers(d, dep["id"], viewer.token, ws_count=8)
+    follow = SseWatcher(d, f"deployments/{dep['id']}/logs?follow=true", viewer.token, ndjson=True)
+    wait_for(lambda: follow.lines() >= 3, timeout=10, message="the NDJSON follower")
     checks = live_metric(d, "slipway_live_access_checks_total")
 
     r = droot.delete(f"projects/{p['id']}/members/{viewer.id}")
@@ -170,13 +177,14 @@ def test_member_removed_from_the_project(auth, droot, dres, hello_repo):
     t0 = time.monotonic()
     assert viewer.get(f"deployments/{dep['id']}").status_code == 404
     assert_closed_for_revocation(wss, sse, t0)
-    assert live_metric(d, "slipway_live_revoked_total") == 9
+    assert_closed_for_revocation([], follow, t0)
+    assert live_metric(d, "slipway_live_revoked_total") == 10
     assert live_metric(d, "slipway_live_access_checks_total") - checks <= 3
     # Nobody else lost anything: the owner's stream of the same deployment goes on.
     owner_ws = WsWatcher(d, f"deployments/{dep['id']}/stream", droot.token)
     wait_for(lambda: owner_ws.lines() >= 3, timeout=10, message="the owner's stream")
     assert owner_ws.close_code is None
-    stop(Deployments(droot), dep["id"], owner_ws, sse, *wss)
+    stop(Deployments(droot), dep["id"], owner_ws, sse, follow, *wss)
 
 
 def test_logout(auth, droot, dres, hello_repo):
