@@ -8,6 +8,7 @@
 #
 #   bench/deploy.sh                 COUNT=20 LINES=200000
 #   SLIPWAYD=build/slipwayd bench/deploy.sh
+#   SLIPWAY_BWRAP=off bench/deploy.sh    without the bubblewrap layer (the anchor for its cost)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,6 +49,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Builds and instances run under app uids, which must cross into the data directory.
+chmod 0711 "$tmp"
 sw_pg_start "$tmp/pg" "$(sw_free_port)" slipway -c fsync=off -c synchronous_commit=off
 sw_redis_start "$tmp/redis" "$(sw_free_port)"
 
@@ -73,6 +76,7 @@ SLIPWAY_LISTEN=127.0.0.1:$port \
     SLIPWAY_DATA_DIR=$tmp/data \
     SLIPWAY_ALLOW_FILE_REPOS=true SLIPWAY_RATE_LIMIT=off SLIPWAY_LOG_LEVEL=warn \
     SLIPWAY_PORT_RANGE=$lo-$((lo + 63)) SLIPWAY_STOP_GRACE_MS=2000 \
+    SLIPWAY_BUILD_LOG_MAX_BYTES=$((256 << 20)) \
     sw_slipwayd_start "$bin" "$tmp/slipwayd.log"
 sw_wait_until 30 sw_http_ok "$base/ready" ||
     sw_die "slipwayd not ready: $(tail -n 20 "$tmp/slipwayd.log")"
