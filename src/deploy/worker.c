@@ -1397,6 +1397,13 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
                      r->rollback_of, r->w->cfg->keep_builds);
             return;
         }
+        /* A build made before its app had a uid of its own (an upgrade) becomes the app's. */
+        uid_t uid = sw_sandbox_uid(&r->w->sandbox, r->run_uid);
+        int rc = st.st_uid == uid ? 0 : sw_sandbox_adopt(&r->w->sandbox, r->build_dir, uid);
+        if (rc != 0) {
+            run_fail(r, "could not hand the build to the app's uid: %s", sw_strerror(rc));
+            return;
+        }
         run_system(r, "%s the build of deployment %s",
                    r->rollback ? "rolling back to" : "releasing again", r->rollback_of);
         release(r); /* no fetch, no build: the earlier artifact as it was */

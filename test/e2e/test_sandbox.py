@@ -280,3 +280,28 @@ def test_without_root_the_start_says_builds_are_not_isolated(pg, redis_server, t
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         drop_database(db)
+
+
+def test_a_build_from_before_uids_is_handed_over_on_release(ddaemon, droot, dres, hello_repo):
+    """A build directory an older slipwayd left (root's, 0755) is the app's again when the app
+    is restarted from it, and the restarted instance serves."""
+    app = hello_app(dres, droot, hello_repo)
+    deps = Deployments(droot)
+    done, _ = deps.deploy(app["id"])
+    assert done["status"] == "success", deps.tail(done["id"])
+    build = Path(ddaemon.env["SLIPWAY_DATA_DIR"]) / "builds" / app["id"] / done["id"]
+    uid = build.stat().st_uid
+    assert UID_LO <= uid <= UID_HI
+    for p in [build, *build.rglob("*")]:
+        os.lchown(p, 0, 0)
+    build.chmod(0o755)
+
+    r = droot.post(f"apps/{app['id']}/restart")
+    assert r.status_code == 202, r.text
+    again, _ = deps.wait_terminal(r.json()["id"])
+    assert again["status"] == "success", deps.tail(again["id"])
+    st = build.stat()
+    assert st.st_uid == uid and stat.S_IMODE(st.st_mode) == 0o700, (st.st_uid, oct(st.st_mode))
+    assert (build / "server.py").stat().st_uid == uid
+    endpoint = droot.get(f"apps/{app['id']}").json()["endpoints"][0]
+    assert fetch(endpoint, "/health")[0] == 200
