@@ -129,8 +129,10 @@ run_meson_suite fuzz
 if [[ "$unit_only" == 0 ]]; then
     sw_log "e2e: pytest test/e2e"
     rc=0
-    SLIPWAYD="$root/$builddir/slipwayd" timeout -k 30 900 \
-        "$SW_PYTHON" -m pytest test/e2e -q -rfEs -p no:cacheprovider \
+    # Two workers (pytest-xdist), each with its own Redis; SLIPWAY_E2E_WORKERS=0 runs serially.
+    workers=${SLIPWAY_E2E_WORKERS:-2}
+    SLIPWAYD="$root/$builddir/slipwayd" timeout -k 30 1500 \
+        "$SW_PYTHON" -m pytest test/e2e -q -rfEs -p no:cacheprovider -n "$workers" \
         --junitxml="$tmp/e2e.xml" "${pytest_extra[@]}" || rc=$?
     if ((rc == 5)); then
         sw_log "e2e: no tests collected"

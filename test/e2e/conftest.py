@@ -623,8 +623,13 @@ def pg():
 
 @pytest.fixture(scope="session")
 def redis_server():
-    """The shared Redis server (SLIPWAY_TEST_REDIS_URL, or a private one)."""
+    """The shared Redis server (SLIPWAY_TEST_REDIS_URL, or a private one). Under pytest-xdist
+    each worker has a private one: every daemon's worker reads the one deployment stream, and
+    would take (and settle as unknown) the entries of another test's daemon running at the
+    same time."""
     url = os.environ.get("SLIPWAY_TEST_REDIS_URL")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        url = None
     server = ExternalRedis(url) if url else RedisServer().start()
     yield server
     server.destroy()
