@@ -47,10 +47,11 @@ def check_countdown(responses, budget):
 
 
 def test_headers_count_down_and_429(auth):
-    d = auth.daemon(env={"SLIPWAY_RATE_LIMIT": "5/10"})
+    # 2/s: a token takes 0.5 s to come back, room for a burst on a loaded machine
+    d = auth.daemon(env={"SLIPWAY_RATE_LIMIT": "2/10"})
     s = requests.Session()
     rs, took = burst(lambda: s.get(d.url + STATE, timeout=5), 11)
-    assert took < 0.15, f"the burst took {took:.3f}s: refill (5/s) would blur the count"
+    assert took < 0.45, f"the burst took {took:.3f}s: refill (2/s) would blur the count"
     check_countdown(rs, 10)
     resets = [float(r.headers["X-RateLimit-Reset"]) for r in rs[:10]]
     assert resets == sorted(resets), f"X-RateLimit-Reset should grow as tokens go: {resets}"
@@ -61,7 +62,7 @@ def test_headers_count_down_and_429(auth):
             r = s.get(d.url + path, timeout=5)
             assert r.status_code == 200, f"{path}: {r.status_code}"
             assert "X-RateLimit-Remaining" not in r.headers, path
-    # the bucket refills at 5/s: one token is back within a second or so
+    # the bucket refills at 2/s: one token is back within a second or so
     wait_for(lambda: s.get(d.url + STATE, timeout=5).status_code == 200, timeout=3,
              interval=0.25, message="a token refilled")
 
