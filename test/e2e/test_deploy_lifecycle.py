@@ -46,8 +46,11 @@ def test_only_the_last_builds_are_kept(ddaemon, droot, dres, hello_repo):
         d, _ = deps.deploy(app["id"])
         assert d["status"] == "success", (d, deps.tail(d["id"]))
         done.append(d)
-    left = sorted(p.name for p in builds_dir(ddaemon, app["id"]).iterdir())
-    assert left == sorted(d["id"] for d in done[-5:]), left
+    # pruning follows the success, on the threadpool: wait for it rather than race it
+    want = sorted(d["id"] for d in done[-5:])
+    left = wait_for(lambda: (ls := sorted(p.name for p in builds_dir(ddaemon, app["id"])
+                                          .iterdir())) == want and ls,
+                    timeout=10, message=f"the builds left to be {want}")
 
     # A rollback to a pruned build fails and says why; the active release keeps serving.
     r = droot.post(f"deployments/{done[0]['id']}/rollback")
@@ -69,9 +72,11 @@ def test_only_the_last_builds_are_kept(ddaemon, droot, dres, hello_repo):
         d, _ = deps.deploy(app["id"])
         assert d["status"] == "success", (d, deps.tail(d["id"]))
         done.append(d)
-    left = {p.name for p in builds_dir(ddaemon, app["id"]).iterdir()}
-    assert len(left) == 5, left  # the rollback's build was replaced as the active one
-    assert done[2]["id"] not in left and done[-1]["id"] in left, left
+    # the rollback's build was replaced as the active one, so it goes too
+    left = wait_for(lambda: (ls := {p.name for p in builds_dir(ddaemon, app["id"]).iterdir()})
+                    and len(ls) == 5 and done[2]["id"] not in ls and ls,
+                    timeout=10, message="five builds left, the rolled-back-to one gone")
+    assert done[-1]["id"] in left, left
 
 
 # --------------------------------------------------------------------------- timeouts
