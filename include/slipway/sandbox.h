@@ -5,9 +5,10 @@
  *
  * Children are started through a launcher: sw_sandbox_argv() makes its argv, for the small
  * slipway-sandbox beside slipwayd, or for slipwayd itself (SW_SANDBOX_EXEC_ARG first), whose
- * main() hands it to sw_sandbox_exec() before anything else runs. The launcher closes every descriptor above 2, drops to the app's ids,
- * sets PR_SET_NO_NEW_PRIVS and executes the command; with bwrap it stays the group's leader,
- * runs bwrap in a group of its own and passes stop signals on (see sandbox_exec.c). */
+ * main() hands it to sw_sandbox_exec() before anything else runs. The launcher closes every
+ * descriptor above 2, drops to the app's ids, sets PR_SET_NO_NEW_PRIVS and executes the command;
+ * with bwrap it stays the group's leader, runs bwrap in a group of its own and passes stop signals
+ * on (see sandbox_exec.c). */
 #ifndef SLIPWAY_SANDBOX_H
 #define SLIPWAY_SANDBOX_H
 
@@ -29,9 +30,9 @@ typedef enum {
 
 typedef struct {
     char data_dir[512];
-    char exe[512];   /* the launcher: slipway-sandbox next to this binary, else this binary */
+    char exe[512];      /* the launcher: slipway-sandbox next to this binary, else this binary */
     bool exe_is_daemon; /* exe is slipwayd: SW_SANDBOX_EXEC_ARG goes first */
-    char bwrap[512]; /* "" when builds and instances get no namespaces */
+    char bwrap[512];    /* "" when builds and instances get no namespaces */
     uint32_t uid_lo, uid_hi;
     bool switch_uid; /* root or CAP_SETUID+CAP_SETGID: each app gets its own uid */
     sw_runtime_policy_t policy;

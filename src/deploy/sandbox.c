@@ -131,8 +131,9 @@ int sw_sandbox_open(sw_sandbox_t *sb, const sw_config_t *cfg)
     char *slash = strrchr(sb->exe, '/');
     char small[sizeof(sb->exe)];
     sb->exe_is_daemon = true;
-    if (slash && snprintf(small, sizeof(small), "%.*s/slipway-sandbox", (int)(slash - sb->exe),
-                          sb->exe) < (int)sizeof(small) &&
+    if (slash &&
+        snprintf(small, sizeof(small), "%.*s/slipway-sandbox", (int)(slash - sb->exe), sb->exe) <
+            (int)sizeof(small) &&
         access(small, X_OK) == 0) {
         memcpy(sb->exe, small, sizeof(sb->exe));
         sb->exe_is_daemon = false;

@@ -22,7 +22,7 @@
 
 #include "slipway/sandbox.h"
 
-#define FAIL_CODE 126 /* as a shell says of a command it cannot execute */
+#define FAIL_CODE      126 /* as a shell says of a command it cannot execute */
 #define BWRAP_ARGS_MAX 40
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

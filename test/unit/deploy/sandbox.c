@@ -59,7 +59,12 @@ static void test_launcher_drops_to_the_uid_and_keeps_only_stdio(void **state)
     char uid[16];
     snprintf(uid, sizeof(uid), "%d", APP_UID);
     /* The shell's own descriptors, listed by a child it starts with no redirection. */
-    char *argv[] = {uid, "/", "-", "-", "/bin/sh", "-c",
+    char *argv[] = {uid,
+                    "/",
+                    "-",
+                    "-",
+                    "/bin/sh",
+                    "-c",
                     "echo \"$(id -u) $(id -g) $(id -G)\"; "
                     "awk '/^NoNewPrivs/ {print $2}' /proc/self/status; "
                     "python3 -c 'import os; print(*sorted(int(f) for f in "
@@ -168,9 +173,16 @@ static void test_argv_layout(void **state)
     snprintf(sb.bwrap, sizeof(sb.bwrap), "/usr/bin/bwrap");
     char *cmd[] = {"/bin/sh", "-c", "make; echo \"$HOME\"", NULL};
     char **argv = sw_sandbox_argv(&sb, 300001, "/var/lib/slipway/builds/a/d", cmd);
-    const char *want[] = {"/usr/bin/slipwayd", SW_SANDBOX_EXEC_ARG, "300001",
-                          "/var/lib/slipway/builds/a/d", "/var/lib/slipway", "/usr/bin/bwrap",
-                          "/bin/sh", "-c", "make; echo \"$HOME\"", NULL};
+    const char *want[] = {"/usr/bin/slipwayd",
+                          SW_SANDBOX_EXEC_ARG,
+                          "300001",
+                          "/var/lib/slipway/builds/a/d",
+                          "/var/lib/slipway",
+                          "/usr/bin/bwrap",
+                          "/bin/sh",
+                          "-c",
+                          "make; echo \"$HOME\"",
+                          NULL};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         if (want[i])
             assert_string_equal(argv[i], want[i]);
