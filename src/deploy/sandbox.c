@@ -150,6 +150,13 @@ int sw_sandbox_open(sw_sandbox_t *sb, const sw_config_t *cfg)
     snprintf(builds, sizeof(builds), "%s/builds", sb->data_dir);
 
     sb->switch_uid = can_switch_uid();
+    if (sb->switch_uid && geteuid() >= sb->uid_lo && geteuid() <= sb->uid_hi) {
+        sw_log_kv(SW_LOG_ERROR, NULL,
+                  "isolation: SLIPWAY_APP_UID_RANGE holds slipwayd's own uid; apps get no uid "
+                  "of their own",
+                  "uid_range", cfg->app_uid_range, NULL);
+        sb->switch_uid = false;
+    }
     if (sb->switch_uid && try_launcher(sb, sb->uid_lo, builds) != 0) {
         sw_log_kv(SW_LOG_WARN, NULL,
                   "isolation: a build under an app's uid could not start (can other uids cross "
@@ -176,6 +183,16 @@ int sw_sandbox_open(sw_sandbox_t *sb, const sw_config_t *cfg)
         }
     }
 
+    if (!sb->switch_uid && geteuid() == 0) {
+        /* Tenants' code would run as root: nothing runs, whatever the setting says. */
+        sb->policy = SW_RUNTIME_OFF;
+        sw_log_kv(SW_LOG_ERROR, NULL,
+                  "isolation: slipwayd runs as root but cannot run builds under app uids (can "
+                  "other uids cross every parent of SLIPWAY_DATA_DIR?); the process runtime is "
+                  "off on this node",
+                  "data_dir", cfg->data_dir, NULL);
+        return 0;
+    }
     if (strcmp(cfg->process_runtime, "all") == 0)
         sb->policy = SW_RUNTIME_ALL;
     else if (strcmp(cfg->process_runtime, "admins") == 0)
@@ -207,14 +224,22 @@ uid_t sw_sandbox_uid(const sw_sandbox_t *sb, long run_uid)
     return sb->switch_uid && run_uid > 0 ? (uid_t)run_uid : geteuid();
 }
 
-static uid_t adopt_uid; /* nftw takes no payload; only the loop thread adopts */
+/* nftw takes no payload; only the loop thread adopts. */
+static uid_t adopt_uid;
+static int adopt_err; /* why adopt_one stopped the walk (it returns 1 then) */
 
 static int adopt_one(const char *path, const struct stat *st, int type, struct FTW *f)
 {
-    (void)st;
     (void)type;
     (void)f;
-    return lchown(path, adopt_uid, (gid_t)adopt_uid) == 0 ? 0 : -errno;
+    /* Only what the daemon wrote (or the app already owns): anything of another uid, or a
+     * second name of a file (a hard link), may have been put there to be chowned. */
+    if ((st->st_uid != geteuid() && st->st_uid != adopt_uid) ||
+        (!S_ISDIR(st->st_mode) && st->st_nlink > 1))
+        adopt_err = -EPERM;
+    else if (lchown(path, adopt_uid, (gid_t)adopt_uid) != 0)
+        adopt_err = -errno;
+    return adopt_err ? 1 : 0;
 }
 
 int sw_sandbox_adopt(const sw_sandbox_t *sb, const char *build_dir, uid_t uid)
@@ -236,9 +261,15 @@ int sw_sandbox_adopt(const sw_sandbox_t *sb, const char *build_dir, uid_t uid)
             return -errno;
     }
     adopt_uid = uid;
+    adopt_err = 0;
     /* Depth first, so the top directory turns the app's last. */
+    errno = 0;
     int r = nftw(build_dir, adopt_one, 32, FTW_PHYS | FTW_DEPTH | FTW_MOUNT);
-    return r == 0 ? 0 : r < 0 ? r : -EIO;
+    if (r == 1)
+        return adopt_err;
+    if (r != 0) /* nftw's own failure */
+        return errno ? -errno : -EIO;
+    return 0;
 }
 
 char **sw_sandbox_argv(const sw_sandbox_t *sb, uid_t uid, const char *dir, char *const *cmd)

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,6 +79,14 @@ static int drop_to(const char *uid_s)
         return fail("cannot switch to gid %lu: %s", v, strerror(errno));
     if (setresuid(uid, uid, uid) != 0)
         return fail("cannot switch to uid %lu: %s", v, strerror(errno));
+    /* From root the switch drops every capability; from a non-root daemon holding
+     * CAP_SETUID and CAP_SETGID they would stay (ambient ones too): drop them all. */
+    (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct none[2];
+    memset(none, 0, sizeof(none));
+    if (syscall(SYS_capset, &h, none) != 0)
+        return fail("cannot drop capabilities: %s", strerror(errno));
     /* A switch that could be undone is no switch. */
     if (setuid(0) == 0 || geteuid() != uid || getegid() != gid)
         return fail("uid %lu could take root back", v);
@@ -96,8 +105,10 @@ static volatile sig_atomic_t sandbox_group;
 
 static void forward(int signum)
 {
+    int saved = errno;
     if (sandbox_group > 0)
         kill(-sandbox_group, signum);
+    errno = saved;
 }
 
 #define INFO_FD 3 /* bwrap --info-fd in the child: what it says names the sandbox's first pid */

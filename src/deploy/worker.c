@@ -1486,24 +1486,37 @@ static void on_uid(int status, sw_pg_result_t *res, void *payload)
                     "%s is taken", r->w->cfg->app_uid_range);
 }
 
-/* The lowest uid of the range no app holds, kept by the app from then on. */
+/* The lowest uid of the range never given to any app, kept by the app from then on. */
 static void uid_allocate(run_t *r)
 {
     char lo[16], hi[16];
     snprintf(lo, sizeof(lo), "%u", r->w->sandbox.uid_lo);
     snprintf(hi, sizeof(hi), "%u", r->w->sandbox.uid_hi);
     const char *params[] = {r->app_id, lo, hi};
+    /* app_uids never forgets a uid, so a deleted app's is never given again. */
     sw_pg_query(r->w->pg,
-                "UPDATE apps SET run_uid = coalesce(run_uid, (SELECT g FROM "
-                "generate_series($2::int, $3::int) g WHERE NOT EXISTS (SELECT 1 FROM apps x "
-                "WHERE x.run_uid = g) ORDER BY g LIMIT 1)) WHERE id = $1 RETURNING run_uid",
+                "WITH a AS (SELECT run_uid FROM apps WHERE id = $1), "
+                "n AS (INSERT INTO app_uids (uid, app_id) SELECT g, $1 FROM "
+                "generate_series($2::int, $3::int) g WHERE (SELECT run_uid FROM a) IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM app_uids u WHERE u.uid = g) ORDER BY g LIMIT 1 "
+                "RETURNING uid), "
+                "u AS (UPDATE apps SET run_uid = n.uid FROM n WHERE id = $1 RETURNING run_uid) "
+                "SELECT coalesce((SELECT run_uid FROM a), (SELECT run_uid FROM u))",
                 3, params, on_uid, r);
 }
 
 /* The app's uid (allocated on its first run where uids are switched), then its env. */
 static void run_identify(run_t *r)
 {
-    if (r->w->sandbox.switch_uid && r->run_uid <= 0)
+    const sw_sandbox_t *sb = &r->w->sandbox;
+    if (sb->switch_uid && r->run_uid > 0 &&
+        (r->run_uid < (long)sb->uid_lo || r->run_uid > (long)sb->uid_hi)) {
+        /* Given by a node with another range: this node cannot vouch for it. */
+        run_fail(r, "the app's uid %ld is outside this node's SLIPWAY_APP_UID_RANGE %s",
+                 r->run_uid, r->w->cfg->app_uid_range);
+        return;
+    }
+    if (sb->switch_uid && r->run_uid <= 0)
         uid_allocate(r);
     else
         env_query(r);
@@ -1630,6 +1643,11 @@ static void on_relaunch_row(int status, sw_pg_result_t *res, void *payload)
     run_fields(r, res);
     snprintf(r->rollback_of, sizeof(r->rollback_of), "%s", sw_pg_result_value(res, 0, 9));
     run_system(r, "slipwayd restarted: starting the active release (deployment %s) again", r->id);
+    const char *refusal = runtime_refusal(r);
+    if (refusal) {
+        run_fail(r, "%s", refusal);
+        return;
+    }
     run_identify(r);
 }
 
@@ -1648,7 +1666,9 @@ static void relaunch_start(sw_worker_t *w, entry_t *e)
     const char *params[] = {e->app_id, e->deployment_id};
     sw_pg_query(w->pg,
                 "SELECT '', '', '', '', a.start_command, a.health_check_path, a.replicas, a.id, "
-                "NULL, coalesce(d.build_of, d.id), a.run_uid, NULL FROM apps a JOIN deployments d "
+                "NULL, coalesce(d.build_of, d.id), a.run_uid, "
+                "(SELECT u.role FROM users u WHERE u.id = d.created_by) FROM apps a "
+                "JOIN deployments d "
                 "ON d.id = a.active_deployment_id WHERE a.id = $1 AND d.id = $2 "
                 "AND a.status = 'running'",
                 2, params, on_relaunch_row, r);

@@ -305,3 +305,20 @@ def test_a_build_from_before_uids_is_handed_over_on_release(ddaemon, droot, dres
     assert (build / "server.py").stat().st_uid == uid
     endpoint = droot.get(f"apps/{app['id']}").json()["endpoints"][0]
     assert fetch(endpoint, "/health")[0] == 200
+
+
+def test_a_deleted_apps_uid_is_never_given_again(ddaemon, droot, dres, tmp_path):
+    """A process or a file the deleted app left behind must never belong to a new app."""
+    script = 'echo "UID $(id -u)"; sh build.sh'
+    deps = Deployments(droot)
+    old = hello_app(dres, droot, HelloRepo(tmp_path / "repo-old"), build_command=script)
+    done, _ = deps.deploy(old["id"])
+    assert done["status"] == "success", deps.tail(done["id"])
+    old_uid = value_after(lines_of(deps, done["id"]), "UID")
+    assert droot.delete(f"apps/{old['id']}").status_code == 204
+
+    new = hello_app(dres, droot, HelloRepo(tmp_path / "repo-new"), build_command=script)
+    again, _ = deps.deploy(new["id"])
+    assert again["status"] == "success", deps.tail(again["id"])
+    new_uid = value_after(lines_of(deps, again["id"]), "UID")
+    assert UID_LO <= int(new_uid) <= UID_HI and new_uid != old_uid, (old_uid, new_uid)

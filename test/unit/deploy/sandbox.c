@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +165,46 @@ static void test_adopt_hands_the_tree_over_without_following_links(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A file of another uid (or a second name of one) inside a tree is never chowned: it may have
+ * been put there to be. */
+static void test_adopt_refuses_what_it_did_not_write(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    char base[] = "/tmp/sw-sandbox-test-XXXXXX";
+    assert_non_null(mkdtemp(base));
+    char dir[80], planted[100], target[100], second[100];
+    snprintf(dir, sizeof(dir), "%s/dep", base);
+    snprintf(planted, sizeof(planted), "%s/planted", dir);
+    snprintf(target, sizeof(target), "%s/target", base);
+    snprintf(second, sizeof(second), "%s/second-name", dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    FILE *f = fopen(planted, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(chown(planted, 12345, 12345), 0);
+    sw_sandbox_t sb = {.switch_uid = true, .uid_lo = APP_UID, .uid_hi = APP_UID};
+    snprintf(sb.data_dir, sizeof(sb.data_dir), "%s", base);
+    assert_int_equal(sw_sandbox_adopt(&sb, dir, APP_UID), -EPERM);
+    struct stat st;
+    assert_int_equal(stat(planted, &st), 0);
+    assert_int_equal(st.st_uid, 12345);
+
+    assert_int_equal(unlink(planted), 0);
+    f = fopen(target, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(link(target, second), 0);
+    assert_int_equal(sw_sandbox_adopt(&sb, dir, APP_UID), -EPERM);
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_uid, 0);
+
+    char cmd[120];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_argv_layout(void **state)
 {
     (void)state;
@@ -214,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_launcher_keeps_the_uid_when_told_to),
         cmocka_unit_test(test_launcher_refuses_bad_arguments),
         cmocka_unit_test(test_adopt_hands_the_tree_over_without_following_links),
+        cmocka_unit_test(test_adopt_refuses_what_it_did_not_write),
         cmocka_unit_test(test_argv_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
