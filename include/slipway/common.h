@@ -68,5 +68,7 @@ int sw_random_bytes(void *out, size_t size);
 void sw_request_id_new(char out[17]);
 /* Marks a descriptor a library opened close-on-exec, so no child inherits it. 0 or -errno. */
 int sw_fd_cloexec(int fd);
+/* Writes all len bytes to fd, again after EINTR and short writes. 0 or -errno. */
+int sw_write_all(int fd, const void *p, size_t len);
 
 #endif

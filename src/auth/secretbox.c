@@ -209,20 +209,6 @@ out:
     return r;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Writes a new random key to a private temporary file and links it into place, so another
  * process sees either no key file or a complete one. -EEXIST when another process won. */
 static int create_key_file(const char *dir, const char *path, sw_secretbox_t *box, char *err,
@@ -256,7 +242,7 @@ static int create_key_file(const char *dir, const char *path, sw_secretbox_t *bo
     /* The umask can only take bits away, but be explicit about what the file must be. */
     r = fchmod(fd, 0600) == 0 ? 0 : -errno;
     if (r == 0)
-        r = write_all(fd, text, KEY_HEX + 1);
+        r = sw_write_all(fd, text, KEY_HEX + 1);
     if (r == 0 && fsync(fd) != 0)
         r = -errno;
     if (r < 0) {

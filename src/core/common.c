@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 void sw_oom(void)
 {
@@ -146,5 +147,20 @@ int sw_fd_cloexec(int fd)
         return -errno;
     if (!(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
         return -errno;
+    return 0;
+}
+
+int sw_write_all(int fd, const void *p, size_t len)
+{
+    const char *c = p;
+    while (len > 0) {
+        ssize_t n = write(fd, c, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        c += n;
+        len -= (size_t)n;
+    }
     return 0;
 }

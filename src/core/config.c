@@ -359,8 +359,7 @@ static int check_uid_range(const char *s)
     unsigned long lo, hi;
     char tail;
     /* Above the system's users, below the overflow uid; at least one app. */
-    if (sscanf(s, "%lu-%lu%c", &lo, &hi, &tail) != 2 || lo < 1000 || hi >= 2147483647ul ||
-        lo > hi)
+    if (sscanf(s, "%lu-%lu%c", &lo, &hi, &tail) != 2 || lo < 1000 || hi >= 2147483647ul || lo > hi)
         return -EINVAL;
     return 0;
 }
@@ -434,7 +433,8 @@ static int validate(sw_config_t *cfg, sw_config_err_t *err)
         return -EINVAL;
     }
     if (strcmp(cfg->bwrap, "auto") != 0 && strcmp(cfg->bwrap, "off") != 0 && cfg->bwrap[0] != '/') {
-        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_BWRAP: expected auto, off or an absolute path");
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_BWRAP: expected auto, off or an absolute path");
         return -EINVAL;
     }
     if (check_url_prefix(cfg->public_url) != 0) {

@@ -61,20 +61,6 @@ void sw_git_key_type(const void *blob, size_t len, char *out, size_t size)
 
 /* ---- key files, for a libgit2 that cannot take a key from memory ---- */
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int sw_git_key_file_write(const char *dir, const char *key, char *path, size_t size)
 {
     int fd, r;
@@ -89,7 +75,7 @@ int sw_git_key_file_write(const char *dir, const char *key, char *path, size_t s
         path[0] = '\0';
         return -errno;
     }
-    r = fchmod(fd, 0600) < 0 ? -errno : write_all(fd, key, strlen(key));
+    r = fchmod(fd, 0600) < 0 ? -errno : sw_write_all(fd, key, strlen(key));
     close(fd);
     if (r < 0) {
         (void)unlink(path);

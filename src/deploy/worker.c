@@ -104,7 +104,7 @@ struct run {
     char rollback_of[40]; /* release this deployment's build again (rollback, start, restart) */
     bool rollback;        /* ...and mark the release it replaces rolled_back */
     int replicas;
-    long run_uid;        /* the app's uid for its builds and instances; 0 until allocated */
+    long run_uid;          /* the app's uid for its builds and instances; 0 until allocated */
     char creator_role[16]; /* instance role of who asked for the deployment; "" when no one */
     unsigned uid_tries;
     char build_dir[512];
@@ -1159,8 +1159,8 @@ static void on_fetched(int status, const sw_git_result_t *res, const char *error
                 "commit_author = $4, updated_at = now() WHERE id = $1",
                 4, params, ignore_pg, NULL);
     run_system(r, "checked out %.12s", res->commit_hash);
-    int rc = sw_sandbox_adopt(&r->w->sandbox, r->build_dir,
-                              sw_sandbox_uid(&r->w->sandbox, r->run_uid));
+    int rc =
+        sw_sandbox_adopt(&r->w->sandbox, r->build_dir, sw_sandbox_uid(&r->w->sandbox, r->run_uid));
     if (rc != 0) {
         run_fail(r, "could not hand the checkout to the app's uid: %s", sw_strerror(rc));
         return;
@@ -1467,8 +1467,8 @@ static void uid_allocate(run_t *r);
 static void on_uid(int status, sw_pg_result_t *res, void *payload)
 {
     run_t *r = payload;
-    const char *uid = status == 0 && sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0)
-                                                                  : NULL;
+    const char *uid =
+        status == 0 && sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0) : NULL;
     if (uid) {
         r->run_uid = atol(uid);
         env_query(r);
@@ -1482,8 +1482,10 @@ static void on_uid(int status, sw_pg_result_t *res, void *payload)
     if (status != 0)
         run_fail(r, "could not allocate a uid for the app: %s", sw_strerror(status));
     else
-        run_fail(r, "could not allocate a uid for the app: every uid of SLIPWAY_APP_UID_RANGE "
-                    "%s is taken", r->w->cfg->app_uid_range);
+        run_fail(r,
+                 "could not allocate a uid for the app: every uid of SLIPWAY_APP_UID_RANGE "
+                 "%s is taken",
+                 r->w->cfg->app_uid_range);
 }
 
 /* The lowest uid of the range never given to any app, kept by the app from then on. */
@@ -1512,8 +1514,8 @@ static void run_identify(run_t *r)
     if (sb->switch_uid && r->run_uid > 0 &&
         (r->run_uid < (long)sb->uid_lo || r->run_uid > (long)sb->uid_hi)) {
         /* Given by a node with another range: this node cannot vouch for it. */
-        run_fail(r, "the app's uid %ld is outside this node's SLIPWAY_APP_UID_RANGE %s",
-                 r->run_uid, r->w->cfg->app_uid_range);
+        run_fail(r, "the app's uid %ld is outside this node's SLIPWAY_APP_UID_RANGE %s", r->run_uid,
+                 r->w->cfg->app_uid_range);
         return;
     }
     if (sb->switch_uid && r->run_uid <= 0)
