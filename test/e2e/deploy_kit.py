@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 import warnings
@@ -39,7 +40,8 @@ from resources_kit import SECRET_VALUES, Res, assert_invalid, response_log, secr
 
 __all__ = [
     "API", "DEP_KEYS", "HELLO_DIR", "TERMINAL", "STAGE_ORDER", "STATUS_ORDER", "Deployments",
-    "HelloRepo", "Res", "SECRET_VALUES", "assert_invalid", "deploy_env", "ddaemon", "dres",
+    "HelloRepo", "HoldListener", "Res", "SECRET_VALUES", "assert_invalid", "deploy_env",
+    "ddaemon", "dres",
     "droot", "error_of", "fetch", "free_port_range", "hello_app", "hello_repo",
     "make_deploy_env", "parse_ts", "procs_matching", "procs_under", "refused", "response_log",
     "secret_value", "stray_instances", "uid", "wait_for", "wait_gone",
@@ -236,6 +238,43 @@ def hello_app(res, who, repo, env_id=None, **fields):
             "start_command": START, "health_check_path": "/health"}
     body.update(fields)
     return res.app(who, env_id, **body)
+
+
+# --------------------------------------------------------------------------- holding a build
+
+
+class HoldListener:
+    """A loopback listener that accepts (and drops) connections until closed."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def build_wait(self):
+        """Shell that waits while the listener accepts (a build's /tmp is its own, so a
+        file the test holds cannot be seen from there)."""
+        return (f"while python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", "
+                f"{self.port}), 1)' 2>/dev/null; do sleep 0.1; done")
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(timeout=5)
 
 
 # --------------------------------------------------------------------------- deployments

@@ -12,9 +12,7 @@
 import os
 import random
 import signal
-import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -180,41 +178,12 @@ def test_kill9_then_restart_as_the_same_node_settles_its_deployments_first(auth,
 # --------------------------------------------------------------------------- SIGTERM
 
 
-class HoldListener:
-    """A loopback listener that accepts (and drops) connections until closed."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(timeout=5)
-
-
 def test_sigterm_hands_back_and_next_worker_runs_it(auth, lease_env, hello_repo, tmp_path):
     # The build holds while a loopback listener of the test's accepts: a file would not do,
     # as the build's /tmp is its own.
     hold = HoldListener()
     marker = f"hold-build-{uuid.uuid4().hex[:8]}"
-    build = (f": {marker}; while python3 -c 'import socket; socket.create_connection("
-             f"(\"127.0.0.1\", {hold.port}), 1)' 2>/dev/null; do sleep 0.1; done; {BUILD}")
+    build = f": {marker}; {hold.build_wait()}; {BUILD}"
     a, root, res = start_pair_a(auth, lease_env)
     app = hello_app(res, root, hello_repo, build_command=build)
     deps = Deployments(root)

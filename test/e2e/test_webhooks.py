@@ -254,16 +254,14 @@ def test_deployment_failed_and_cancelled(whroot, whres, hello_repo, receivers, t
     failed, _ = deps.deploy(broken["id"])
     assert failed["status"] == "failed", failed
 
-    hold = tmp_path / "hold-build"
-    hold.write_text("")
-    slow = hello_app(whres, whroot, hello_repo,
-                     build_command=f"while [ -e {hold} ]; do sleep 0.1; done")
+    hold = HoldListener()
+    slow = hello_app(whres, whroot, hello_repo, build_command=hold.build_wait())
     dep = deps.trigger(slow["id"])
     wait_for(lambda: deps.get(dep["id"])["stage"] == "building_image", timeout=30,
              message="the slow build running")
     assert deps.cancel(dep["id"]).status_code == 202
     cancelled, _ = deps.wait_terminal(dep["id"])
-    hold.unlink()
+    hold.close()
     assert cancelled["status"] == "cancelled", cancelled
 
     reqs = rx.wait(2)
