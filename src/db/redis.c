@@ -25,6 +25,7 @@
 
 #include "slipway/common.h"
 #include "slipway/log.h"
+#include "slipway/percent.h"
 
 /* opts->timeout_ms (0: this default) bounds each command and also connect plus handshake. A
  * blocking command (BLPOP, XREADGROUP BLOCK) must block for less, or it kills the connection. */
@@ -137,40 +138,6 @@ static int url_fail(char *err, size_t err_size, const char *msg)
     return -EINVAL;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) into out (NUL-terminated); refuses %00 and overlong results. */
-static int pct_decode(const char *s, size_t n, char *out, size_t out_size)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '%') {
-            if (n - i < 3)
-                return -EINVAL;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0 || (hi | lo) == 0)
-                return -EINVAL;
-            ch = (char)(hi << 4 | lo);
-            i += 2;
-        }
-        if (o + 1 >= out_size)
-            return -E2BIG;
-        out[o++] = ch;
-    }
-    out[o] = '\0';
-    return 0;
-}
-
 static bool all_digits(const char *s, size_t n)
 {
     if (n == 0)
@@ -197,11 +164,11 @@ static int parse_userinfo(const char *s, size_t n, url_t *u, char *err, size_t e
     if (plen == 0)
         return url_fail(err, err_size, "the password is empty");
     if (ulen > 0) {
-        if (pct_decode(s, ulen, u->user, sizeof(u->user)) < 0)
+        if (sw_percent_decode(u->user, sizeof(u->user), s, ulen, 0) < 0)
             return url_fail(err, err_size, "the user name is malformed or too long");
         u->has_user = true;
     }
-    if (pct_decode(colon + 1, plen, u->password, sizeof(u->password)) < 0)
+    if (sw_percent_decode(u->password, sizeof(u->password), colon + 1, plen, 0) < 0)
         return url_fail(err, err_size, "the password has a bad %-escape or is too long");
     u->has_password = true;
     return 0;

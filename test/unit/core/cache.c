@@ -1,4 +1,4 @@
-/* Tests for src/api/cache.c: lookups, the generation that refuses answers read before an
+/* Tests for src/core/cache.c: lookups, the generation that refuses answers read before an
  * invalidation, least-recently-used eviction within both bounds, and the counters. */
 #include <errno.h>
 #include <setjmp.h>
