@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "slipway/api.h"
+#include "slipway/backends.h"
 #include "slipway/config.h"
 #include "slipway/sandbox.h"
 #include "slipway/crypto.h"
@@ -168,7 +169,10 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], SW_SANDBOX_EXEC_ARG) == 0)
         return sw_sandbox_exec(argc - 2, argv + 2);
     signal(SIGPIPE, SIG_IGN);
-    if (sw_config_load(&cfg, argc, argv, environ, &action, &err) != 0) {
+    /* The backends' URLs are checked by their own libraries, for every action that validates. */
+    if (sw_config_load(&cfg, argc, argv, environ, &action, &err) != 0 ||
+        (action != SW_CONFIG_HELP && action != SW_CONFIG_VERSION &&
+         sw_backends_check(&cfg, &err) != 0)) {
         fprintf(stderr, "slipwayd: invalid configuration: %s\n", err.msg);
         sw_config_free(&cfg);
         return 2;

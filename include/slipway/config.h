@@ -82,8 +82,9 @@ typedef struct {
 } sw_config_err_t;
 
 /* Fills cfg from defaults, then envp (SLIPWAY_*), then argv (--flag value, --flag=value);
- * validates everything. Recognised non-config flags are reported through out_action:
- * 0 = run, 1 = --help, 2 = --check-config, 3 = --version. Returns 0 or -EINVAL with err. */
+ * validates everything but the backends' URLs (sw_backends_check in backends.h).
+ * Recognised non-config flags are reported through out_action: 0 = run, 1 = --help,
+ * 2 = --check-config, 3 = --version. Returns 0 or -EINVAL with err. */
 enum { SW_CONFIG_RUN, SW_CONFIG_HELP, SW_CONFIG_CHECK, SW_CONFIG_VERSION };
 int sw_config_load(sw_config_t *cfg, int argc, char **argv, char **envp, int *out_action,
                    sw_config_err_t *err);

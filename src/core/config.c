@@ -4,13 +4,11 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <libpq-fe.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "slipway/buf.h"
-#include "slipway/redis.h"
 
 typedef enum { OPT_STR, OPT_BOOL, OPT_U32, OPT_U64, OPT_ROLE, OPT_LOGLEVEL, OPT_MAX } opt_type_t;
 
@@ -288,51 +286,6 @@ static int check_listen(const char *list, sw_config_err_t *err)
     return r;
 }
 
-static int check_port_list(const char *ports)
-{
-    /* libpq accepts any text as a port until it connects; check it here instead. */
-    const char *p = ports;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        unsigned long long v;
-        if (len > 0 && (sw_iov_to_u64((sw_iov_t){(char *)p, len}, &v) != 0 || v == 0 || v > 65535))
-            return -EINVAL;
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    return 0;
-}
-
-static int check_database_url(const char *url, sw_config_err_t *err)
-{
-    char *perr = NULL;
-    int r = 0;
-    if (!*url) {
-        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_DATABASE_URL: must be set");
-        return -EINVAL;
-    }
-    PQconninfoOption *opts = PQconninfoParse(url, &perr);
-    if (!opts) {
-        /* libpq's message names the problem without echoing the password. */
-        size_t n = perr ? strcspn(perr, "\n") : 0;
-        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_DATABASE_URL: %.*s", (int)n,
-                 perr ? perr : "out of memory");
-        PQfreemem(perr);
-        return -EINVAL;
-    }
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (strcmp(o->keyword, "port") == 0 && o->val && check_port_list(o->val) != 0) {
-            snprintf(err->msg, sizeof(err->msg),
-                     "SLIPWAY_DATABASE_URL: invalid port \"%.32s\" (expected 1-65535)", o->val);
-            r = -EINVAL;
-        }
-    }
-    PQconninfoFree(opts);
-    return r;
-}
-
 static int check_rate_limit(const char *s)
 {
     unsigned rps, burst;
@@ -393,15 +346,8 @@ static int check_master_key(const char *s)
 
 static int validate(sw_config_t *cfg, sw_config_err_t *err)
 {
-    char rerr[256];
     if (check_listen(cfg->listen, err) != 0)
         return -EINVAL;
-    if (check_database_url(cfg->database_url, err) != 0)
-        return -EINVAL;
-    if (sw_redis_url_check(cfg->redis_url, rerr, sizeof(rerr)) != 0) {
-        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_REDIS_URL: %s", rerr);
-        return -EINVAL;
-    }
     if (strcmp(cfg->registration, "open") != 0 && strcmp(cfg->registration, "closed") != 0) {
         snprintf(err->msg, sizeof(err->msg), "SLIPWAY_REGISTRATION: expected open or closed");
         return -EINVAL;
