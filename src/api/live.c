@@ -21,6 +21,7 @@
 #include "slipway/live_access.h"
 #include "slipway/log.h"
 #include "slipway/queue.h"
+#include "slipway/sse.h"
 #include "slipway/ws.h"
 
 #define PAGE_LINES       500
@@ -208,10 +209,26 @@ static sw_hub_verdict_t sink_filter(void *conn, const sw_hub_msg_t *m)
     }
 }
 
+/* The hub frames nothing: each transport's encoder, run once per message and shared. */
+static sw_shared_t *encode_ws(const sw_hub_msg_t *m)
+{
+    return sw_ws_encode_text(m->json->data, m->json->len);
+}
+
+static sw_shared_t *encode_sse(const sw_hub_msg_t *m)
+{
+    return sw_sse_encode(m->seq, m->json->data, m->json->len);
+}
+
+static sw_shared_t *encode_ndjson(const sw_hub_msg_t *m)
+{
+    return sw_ndjson_encode(m->json->data, m->json->len);
+}
+
 static const sw_hub_sink_t sinks[] = {
-    [LIVE_WS] = {SW_HUB_ENC_WS, sink_send, sink_pending, sink_filter},
-    [LIVE_SSE] = {SW_HUB_ENC_SSE, sink_send, sink_pending, sink_filter},
-    [LIVE_NDJSON] = {SW_HUB_ENC_NDJSON, sink_send, sink_pending, sink_filter},
+    [LIVE_WS] = {SW_HUB_ENC_WS, encode_ws, sink_send, sink_pending, sink_filter},
+    [LIVE_SSE] = {SW_HUB_ENC_SSE, encode_sse, sink_send, sink_pending, sink_filter},
+    [LIVE_NDJSON] = {SW_HUB_ENC_NDJSON, encode_ndjson, sink_send, sink_pending, sink_filter},
 };
 
 /* Sends a message straight to this watcher's transport (history and the messages made
@@ -219,7 +236,7 @@ static const sw_hub_sink_t sinks[] = {
 static void send_direct(live_t *l, sw_hub_msg_t *m)
 {
     if (!l->closed)
-        sink_send(l, sw_hub_msg_encoded(m, sinks[l->transport].enc));
+        sink_send(l, sw_hub_msg_encoded(m, &sinks[l->transport]));
     sw_hub_msg_unref(m);
 }
 
