@@ -20,7 +20,7 @@
 #include "slipway/hub.h"
 #include "slipway/live_access.h"
 #include "slipway/log.h"
-#include "slipway/queue.h"
+#include "slipway/logread.h"
 #include "slipway/sse.h"
 #include "slipway/ws.h"
 
@@ -423,7 +423,7 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
 
 /* ---- app runtime logs: the last lines from the worker's ring in Redis ---- */
 
-static void on_app_history(int status, const sw_redis_reply_t *reply, void *payload)
+static void on_app_history(int status, const sw_iov_t *lines, size_t n, void *payload)
 {
     live_t *l = payload;
     l->querying = false;
@@ -432,13 +432,10 @@ static void on_app_history(int status, const sw_redis_reply_t *reply, void *payl
         return;
     }
     live_unref(l);
-    if (status == 0 && reply->type == SW_REDIS_ARRAY) {
-        for (size_t i = 0; i < reply->elements && !l->closed; i++) {
-            const sw_redis_reply_t *e = reply->element[i];
-            if (e->type != SW_REDIS_STRING)
-                continue;
+    if (status == 0) {
+        for (size_t i = 0; i < n && !l->closed; i++) {
             json_error_t jerr;
-            json_t *line = json_loadb(e->str, e->len, 0, &jerr);
+            json_t *line = json_loadb(lines[i].base, lines[i].len, 0, &jerr);
             if (!line)
                 continue;
             long long seq = json_integer_value(json_object_get(line, "seq"));
@@ -449,7 +446,7 @@ static void on_app_history(int status, const sw_redis_reply_t *reply, void *payl
             if (text) {
                 send_direct(l, sw_hub_msg_new(SW_HUB_LOG, seq, text, strlen(text)));
                 if (!l->hist)
-                    l->hist = sw_malloc(reply->elements * sizeof(*l->hist));
+                    l->hist = sw_malloc(n * sizeof(*l->hist));
                 l->hist[l->nhist++] = seq;
             }
             free(text);
@@ -465,13 +462,10 @@ static void on_app_history(int status, const sw_redis_reply_t *reply, void *payl
 
 static void app_history(live_t *l)
 {
-    char key[160], from[16];
-    sw_queue_applog_key(l->id, key, sizeof(key));
-    snprintf(from, sizeof(from), "-%u", l->history);
-    const char *argv[] = {"LRANGE", key, from, "-1"};
     l->refs++;
     l->querying = true;
-    if (l->history == 0 || sw_redis_command(l->api->redis, on_app_history, l, 4, argv, NULL) != 0) {
+    if (l->history == 0 ||
+        sw_logread_app(l->api->redis, l->id, l->history, on_app_history, l) != 0) {
         l->querying = false;
         live_unref(l);
         l->phase = PHASE_LIVE;
