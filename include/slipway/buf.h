@@ -66,6 +66,9 @@ typedef struct sw_shared {
 
 /* A copy of data with one reference. */
 sw_shared_t *sw_shared_new(const void *data, size_t len);
+/* len bytes for the caller to fill (NUL after them), with one reference: saves the copy
+ * sw_shared_new makes. */
+sw_shared_t *sw_shared_alloc(size_t len);
 /* Adopts a buffer's bytes (the buffer is SW_BUF_INIT afterwards). */
 sw_shared_t *sw_shared_from_buf(sw_buf_t *b);
 static inline sw_shared_t *sw_shared_ref(sw_shared_t *s)

@@ -4,8 +4,9 @@
  * A message is one JSON object as DESIGN.md §6 describes, with an optional sequence number
  * (log lines have one; status and end messages have 0). Publishing never blocks and costs
  * each watcher one reference: the message's encoding for a transport (WebSocket frame, SSE
- * event, NDJSON line) is made once, the first time a watcher of that transport needs it, and
- * shared by all of them.
+ * event, NDJSON line) is made once, by the encoder the transport's sink brings, the first
+ * time a watcher of that encoding needs it, and shared by all of them. The hub itself frames
+ * nothing.
  *
  * Each watcher has a bounded queue of messages not yet handed to its transport. The hub
  * hands them over while the transport holds less than a window of unsent bytes; when the
@@ -35,11 +36,13 @@ typedef enum {
     SW_HUB_TYPE_MAX
 } sw_hub_type_t;
 
-/* Encodings a transport may ask for; each message caches one of each. */
+/* Which cache slot a message's encoding for a transport goes in: each message caches one
+ * encoding per id, made by the encoder of the first sink that asks. Sinks sharing an id must
+ * bring the same encoder. The names say whose slot it is; the bytes are the transport's. */
 typedef enum {
     SW_HUB_ENC_WS,     /* a WebSocket text frame */
-    SW_HUB_ENC_SSE,    /* "id: <seq>\ndata: <json>\n\n" (no id line when seq is 0) */
-    SW_HUB_ENC_NDJSON, /* "<json>\n" */
+    SW_HUB_ENC_SSE,    /* a Server-Sent Event */
+    SW_HUB_ENC_NDJSON, /* a line of NDJSON */
     SW_HUB_ENC_MAX
 } sw_hub_enc_t;
 
@@ -57,8 +60,6 @@ sw_hub_msg_t *sw_hub_msg_new(sw_hub_type_t type, long long seq, const char *json
 sw_hub_msg_t *sw_hub_msg_make(sw_hub_type_t type, long long seq, const char *data_json, size_t len);
 sw_hub_msg_t *sw_hub_msg_ref(sw_hub_msg_t *m);
 void sw_hub_msg_unref(sw_hub_msg_t *m);
-/* The message in the given encoding (made once, then cached); borrowed. */
-sw_shared_t *sw_hub_msg_encoded(sw_hub_msg_t *m, sw_hub_enc_t enc);
 const char *sw_hub_type_name(sw_hub_type_t type);
 
 typedef enum {
@@ -70,6 +71,10 @@ typedef enum {
 /* What the hub needs from a watcher's transport. */
 typedef struct {
     sw_hub_enc_t enc;
+    /* Makes the message's bytes for this transport from m->json (and m->seq), with one
+     * reference; called once per message and encoding, the result shared by every sink of
+     * that encoding. */
+    sw_shared_t *(*encode)(const sw_hub_msg_t *m);
     /* Writes one encoded message; the transport takes its own reference. Non-zero: the
      * transport is closing (the hub stops sending to it). */
     int (*send)(void *conn, sw_shared_t *frame);
@@ -79,6 +84,9 @@ typedef struct {
      * messages included, so a watcher can tell a deliberate gap from a missing line). */
     sw_hub_verdict_t (*filter)(void *conn, const sw_hub_msg_t *m);
 } sw_hub_sink_t;
+
+/* The message in the sink's encoding (made once, then cached); borrowed. */
+sw_shared_t *sw_hub_msg_encoded(sw_hub_msg_t *m, const sw_hub_sink_t *sink);
 
 typedef struct {
     uint32_t queue_max_msgs;  /* per watcher; beyond it the oldest are dropped */

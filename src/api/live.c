@@ -20,7 +20,8 @@
 #include "slipway/hub.h"
 #include "slipway/live_access.h"
 #include "slipway/log.h"
-#include "slipway/queue.h"
+#include "slipway/logread.h"
+#include "slipway/sse.h"
 #include "slipway/ws.h"
 
 #define PAGE_LINES       500
@@ -208,10 +209,26 @@ static sw_hub_verdict_t sink_filter(void *conn, const sw_hub_msg_t *m)
     }
 }
 
+/* The hub frames nothing: each transport's encoder, run once per message and shared. */
+static sw_shared_t *encode_ws(const sw_hub_msg_t *m)
+{
+    return sw_ws_encode_text(m->json->data, m->json->len);
+}
+
+static sw_shared_t *encode_sse(const sw_hub_msg_t *m)
+{
+    return sw_sse_encode(m->seq, m->json->data, m->json->len);
+}
+
+static sw_shared_t *encode_ndjson(const sw_hub_msg_t *m)
+{
+    return sw_ndjson_encode(m->json->data, m->json->len);
+}
+
 static const sw_hub_sink_t sinks[] = {
-    [LIVE_WS] = {SW_HUB_ENC_WS, sink_send, sink_pending, sink_filter},
-    [LIVE_SSE] = {SW_HUB_ENC_SSE, sink_send, sink_pending, sink_filter},
-    [LIVE_NDJSON] = {SW_HUB_ENC_NDJSON, sink_send, sink_pending, sink_filter},
+    [LIVE_WS] = {SW_HUB_ENC_WS, encode_ws, sink_send, sink_pending, sink_filter},
+    [LIVE_SSE] = {SW_HUB_ENC_SSE, encode_sse, sink_send, sink_pending, sink_filter},
+    [LIVE_NDJSON] = {SW_HUB_ENC_NDJSON, encode_ndjson, sink_send, sink_pending, sink_filter},
 };
 
 /* Sends a message straight to this watcher's transport (history and the messages made
@@ -219,7 +236,7 @@ static const sw_hub_sink_t sinks[] = {
 static void send_direct(live_t *l, sw_hub_msg_t *m)
 {
     if (!l->closed)
-        sink_send(l, sw_hub_msg_encoded(m, sinks[l->transport].enc));
+        sink_send(l, sw_hub_msg_encoded(m, &sinks[l->transport]));
     sw_hub_msg_unref(m);
 }
 
@@ -406,7 +423,7 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
 
 /* ---- app runtime logs: the last lines from the worker's ring in Redis ---- */
 
-static void on_app_history(int status, const sw_redis_reply_t *reply, void *payload)
+static void on_app_history(int status, const sw_iov_t *lines, size_t n, void *payload)
 {
     live_t *l = payload;
     l->querying = false;
@@ -415,13 +432,10 @@ static void on_app_history(int status, const sw_redis_reply_t *reply, void *payl
         return;
     }
     live_unref(l);
-    if (status == 0 && reply->type == SW_REDIS_ARRAY) {
-        for (size_t i = 0; i < reply->elements && !l->closed; i++) {
-            const sw_redis_reply_t *e = reply->element[i];
-            if (e->type != SW_REDIS_STRING)
-                continue;
+    if (status == 0) {
+        for (size_t i = 0; i < n && !l->closed; i++) {
             json_error_t jerr;
-            json_t *line = json_loadb(e->str, e->len, 0, &jerr);
+            json_t *line = json_loadb(lines[i].base, lines[i].len, 0, &jerr);
             if (!line)
                 continue;
             long long seq = json_integer_value(json_object_get(line, "seq"));
@@ -432,7 +446,7 @@ static void on_app_history(int status, const sw_redis_reply_t *reply, void *payl
             if (text) {
                 send_direct(l, sw_hub_msg_new(SW_HUB_LOG, seq, text, strlen(text)));
                 if (!l->hist)
-                    l->hist = sw_malloc(reply->elements * sizeof(*l->hist));
+                    l->hist = sw_malloc(n * sizeof(*l->hist));
                 l->hist[l->nhist++] = seq;
             }
             free(text);
@@ -448,13 +462,10 @@ static void on_app_history(int status, const sw_redis_reply_t *reply, void *payl
 
 static void app_history(live_t *l)
 {
-    char key[160], from[16];
-    sw_queue_applog_key(l->id, key, sizeof(key));
-    snprintf(from, sizeof(from), "-%u", l->history);
-    const char *argv[] = {"LRANGE", key, from, "-1"};
     l->refs++;
     l->querying = true;
-    if (l->history == 0 || sw_redis_command(l->api->redis, on_app_history, l, 4, argv, NULL) != 0) {
+    if (l->history == 0 ||
+        sw_logread_app(l->api->redis, l->id, l->history, on_app_history, l) != 0) {
         l->querying = false;
         live_unref(l);
         l->phase = PHASE_LIVE;

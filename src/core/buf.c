@@ -194,16 +194,22 @@ char *sw_buf_steal(sw_buf_t *b)
     return s;
 }
 
-sw_shared_t *sw_shared_new(const void *data, size_t len)
+sw_shared_t *sw_shared_alloc(size_t len)
 {
     if (len > UINT32_MAX)
         sw_oom();
     sw_shared_t *s = sw_malloc(sizeof(*s) + len + 1);
     s->refs = 1;
     s->len = (uint32_t)len;
+    s->data[len] = '\0';
+    return s;
+}
+
+sw_shared_t *sw_shared_new(const void *data, size_t len)
+{
+    sw_shared_t *s = sw_shared_alloc(len);
     if (len)
         memcpy(s->data, data, len);
-    s->data[len] = '\0';
     return s;
 }
 

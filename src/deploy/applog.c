@@ -71,20 +71,11 @@ static void maybe_closed(sw_applogs_t *l);
 void sw_applogs_publish(sw_hub_t *hub, const char *topic, sw_hub_type_t type, long long seq,
                         const char *data, size_t len)
 {
-    static const char *const names[SW_HUB_TYPE_MAX] = {"log",    "status", "metrics",
-                                                       "lagged", "end",    "error"};
     if (!hub)
         return;
-    char ts[40];
-    sw_time_rfc3339(ts, sizeof(ts), sw_wall_ms());
-    sw_buf_t b = SW_BUF_INIT;
-    sw_buf_printf(&b, "{\"type\":\"%s\",\"timestamp\":\"%s\",\"data\":", names[type], ts);
-    sw_buf_append(&b, data, len);
-    sw_buf_append_char(&b, '}');
-    sw_hub_msg_t *m = sw_hub_msg_new(type, seq, b.base, b.len);
+    sw_hub_msg_t *m = sw_hub_msg_make(type, seq, data, len);
     sw_hub_publish(hub, topic, m);
     sw_hub_msg_unref(m);
-    sw_buf_free(&b);
 }
 
 sw_applogs_t *sw_applogs_new(const sw_applogs_opts_t *opts)

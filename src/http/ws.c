@@ -291,13 +291,10 @@ sw_shared_t *sw_ws_encode_text(const void *data, size_t len)
     size_t hl = frame_header(h, 0x81, len); /* FIN, text */
     if (len > UINT32_MAX - hl)
         sw_oom(); /* sw_shared_t counts in 32 bits; nothing we send comes near */
-    sw_shared_t *s = sw_malloc(sizeof(*s) + hl + len + 1);
-    s->refs = 1;
-    s->len = (uint32_t)(hl + len);
+    sw_shared_t *s = sw_shared_alloc(hl + len);
     memcpy(s->data, h, hl);
     if (len)
         memcpy(s->data + hl, data, len);
-    s->data[hl + len] = '\0';
     return s;
 }
 

@@ -1,5 +1,8 @@
 /* The live-message hub: topics and their local watchers, each watcher's bounded queue, the
- * three encodings, and the Redis relay that carries messages between slipwayd processes.
+ * per-encoding cache, and the Redis relay that carries messages between slipwayd processes.
+ *
+ * The hub frames nothing: a watcher's sink says which encoding it wants and brings the
+ * function that makes it; the hub caches the result on the message, one per encoding.
  *
  * Re-entrancy. A sink's send and filter run inside sw_hub_publish, sw_hub_watcher_push,
  * sw_hub_watcher_resume and sw_hub_watcher_writable, and inside the relay's Redis callback.
@@ -106,18 +109,6 @@ const char *sw_hub_type_name(sw_hub_type_t type)
     return (unsigned)type < SW_HUB_TYPE_MAX ? type_names[type] : "error";
 }
 
-/* A shared block of len bytes, filled by the caller; saves the copy sw_shared_new makes. */
-static sw_shared_t *shared_alloc(size_t len)
-{
-    if (len > UINT32_MAX)
-        sw_oom();
-    sw_shared_t *s = sw_malloc(sizeof(*s) + len + 1);
-    s->refs = 1;
-    s->len = (uint32_t)len;
-    s->data[len] = '\0';
-    return s;
-}
-
 static sw_hub_msg_t *msg_adopt(sw_hub_type_t type, long long seq, sw_shared_t *json)
 {
     sw_hub_msg_t *m = sw_calloc(1, sizeof(*m));
@@ -144,7 +135,7 @@ sw_hub_msg_t *sw_hub_msg_make(sw_hub_type_t type, long long seq, const char *dat
     int n = snprintf(head, sizeof(head),
                      "{\"type\":\"%s\",\"timestamp\":\"%s\",\"data\":", sw_hub_type_name(type), ts);
     assert(n > 0 && (size_t)n < sizeof(head));
-    sw_shared_t *json = shared_alloc((size_t)n + len + 1);
+    sw_shared_t *json = sw_shared_alloc((size_t)n + len + 1);
     memcpy(json->data, head, (size_t)n);
     memcpy(json->data + n, data_json, len);
     json->data[(size_t)n + len] = '}';
@@ -167,81 +158,12 @@ void sw_hub_msg_unref(sw_hub_msg_t *m)
     free(m);
 }
 
-/* A server text frame: FIN and opcode 1, no mask, then the 7, 16 or 64-bit length (RFC 6455
- * 5.2). Kept here rather than taken from the WebSocket module so the hub knows nothing of
- * HTTP; sw_ws_encode_text makes the same bytes. */
-static sw_shared_t *encode_ws(const sw_shared_t *json)
+sw_shared_t *sw_hub_msg_encoded(sw_hub_msg_t *m, const sw_hub_sink_t *sink)
 {
-    size_t n = json->len;
-    size_t hdr = n <= 125 ? 2 : n <= 0xffff ? 4 : 10;
-    sw_shared_t *s = shared_alloc(hdr + n);
-    unsigned char *p = (unsigned char *)s->data;
-    p[0] = 0x81;
-    if (n <= 125) {
-        p[1] = (unsigned char)n;
-    } else if (n <= 0xffff) {
-        p[1] = 126;
-        p[2] = (unsigned char)(n >> 8);
-        p[3] = (unsigned char)n;
-    } else {
-        p[1] = 127;
-        for (int i = 0; i < 8; i++)
-            p[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
-    }
-    memcpy(p + hdr, json->data, n);
-    return s;
-}
-
-/* Copies the JSON with any raw CR or LF turned into a space: JSON whitespace, so the object is
- * unchanged, and a line-framed transport cannot be split by it. */
-static void copy_one_line(char *dst, const sw_shared_t *json)
-{
-    memcpy(dst, json->data, json->len);
-    for (uint32_t i = 0; i < json->len; i++)
-        if (dst[i] == '\n' || dst[i] == '\r')
-            dst[i] = ' ';
-}
-
-static sw_shared_t *encode_sse(const sw_hub_msg_t *m)
-{
-    char id[40] = "";
-    int idlen = m->seq > 0 ? snprintf(id, sizeof(id), "id: %lld\n", m->seq) : 0;
-    size_t n = (size_t)idlen + 6 + m->json->len + 2;
-    sw_shared_t *s = shared_alloc(n);
-    char *p = s->data;
-    memcpy(p, id, (size_t)idlen);
-    p += idlen;
-    memcpy(p, "data: ", 6);
-    copy_one_line(p + 6, m->json);
-    memcpy(p + 6 + m->json->len, "\n\n", 2);
-    return s;
-}
-
-static sw_shared_t *encode_ndjson(const sw_hub_msg_t *m)
-{
-    sw_shared_t *s = shared_alloc((size_t)m->json->len + 1);
-    copy_one_line(s->data, m->json);
-    s->data[m->json->len] = '\n';
-    return s;
-}
-
-sw_shared_t *sw_hub_msg_encoded(sw_hub_msg_t *m, sw_hub_enc_t enc)
-{
-    assert((unsigned)enc < SW_HUB_ENC_MAX);
-    if (m->enc[enc])
-        return m->enc[enc];
-    switch (enc) {
-    case SW_HUB_ENC_WS:
-        m->enc[enc] = encode_ws(m->json);
-        break;
-    case SW_HUB_ENC_SSE:
-        m->enc[enc] = encode_sse(m);
-        break;
-    default:
-        m->enc[enc] = encode_ndjson(m);
-        break;
-    }
-    return m->enc[enc];
+    assert((unsigned)sink->enc < SW_HUB_ENC_MAX);
+    if (!m->enc[sink->enc])
+        m->enc[sink->enc] = sink->encode(m);
+    return m->enc[sink->enc];
 }
 
 /* ---- a watcher's queue -------------------------------------------------------------------- */
@@ -495,7 +417,7 @@ static void watcher_flush(sw_hub_watcher_t *w)
         if (lagged)
             w->lagged -= lagged; /* drops during the filter call are reported next time */
         if (v == SW_HUB_SEND) {
-            if (w->sink.send(w->conn, sw_hub_msg_encoded(m, w->sink.enc)) != 0)
+            if (w->sink.send(w->conn, sw_hub_msg_encoded(m, &w->sink)) != 0)
                 watcher_close(w);
             else
                 hub->stats.sent[w->sink.enc]++;
@@ -700,7 +622,7 @@ bool sw_hub_watched(const sw_hub_t *hub, const char *topic)
 sw_hub_watcher_t *sw_hub_watch(sw_hub_t *hub, const char *topic, const sw_hub_sink_t *sink,
                                void *conn, bool held)
 {
-    if (!hub || !topic || !sink || !sink->send || !sink->pending ||
+    if (!hub || !topic || !sink || !sink->send || !sink->pending || !sink->encode ||
         (unsigned)sink->enc >= SW_HUB_ENC_MAX)
         return NULL;
     topic_t *t = topic_get(hub, topic, true);

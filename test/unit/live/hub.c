@@ -16,6 +16,8 @@
 #include "slipway/common.h"
 #include "slipway/hub.h"
 #include "slipway/redis.h"
+#include "slipway/sse.h"
+#include "slipway/ws.h"
 
 /* ---- the test's transport ----------------------------------------------------------------- */
 
@@ -106,9 +108,27 @@ static void conn_reset(conn_t *c)
     memset(c, 0, sizeof(*c));
 }
 
-static const sw_hub_sink_t ws_sink = {SW_HUB_ENC_WS, conn_send, conn_pending, conn_filter};
-static const sw_hub_sink_t sse_sink = {SW_HUB_ENC_SSE, conn_send, conn_pending, conn_filter};
-static const sw_hub_sink_t nd_sink = {SW_HUB_ENC_NDJSON, conn_send, conn_pending, conn_filter};
+/* The transports' own encoders, as src/api/live.c plugs them in: the hub frames nothing. */
+static sw_shared_t *enc_ws(const sw_hub_msg_t *m)
+{
+    return sw_ws_encode_text(m->json->data, m->json->len);
+}
+
+static sw_shared_t *enc_sse(const sw_hub_msg_t *m)
+{
+    return sw_sse_encode(m->seq, m->json->data, m->json->len);
+}
+
+static sw_shared_t *enc_nd(const sw_hub_msg_t *m)
+{
+    return sw_ndjson_encode(m->json->data, m->json->len);
+}
+
+static const sw_hub_sink_t ws_sink = {SW_HUB_ENC_WS, enc_ws, conn_send, conn_pending, conn_filter};
+static const sw_hub_sink_t sse_sink = {SW_HUB_ENC_SSE, enc_sse, conn_send, conn_pending,
+                                       conn_filter};
+static const sw_hub_sink_t nd_sink = {SW_HUB_ENC_NDJSON, enc_nd, conn_send, conn_pending,
+                                      conn_filter};
 
 /* The JSON of an NDJSON frame, without its newline. */
 static const char *frame_json(const conn_t *c, size_t i, size_t *len)
@@ -223,12 +243,12 @@ static void check_ws(size_t len, const unsigned char *hdr, size_t hdr_len)
     for (size_t i = 0; i < len; i++)
         json[i] = (char)('a' + i % 26);
     sw_hub_msg_t *m = sw_hub_msg_new(SW_HUB_LOG, 1, json, len);
-    sw_shared_t *f = sw_hub_msg_encoded(m, SW_HUB_ENC_WS);
+    sw_shared_t *f = sw_hub_msg_encoded(m, &ws_sink);
     assert_int_equal(f->len, hdr_len + len);
     assert_memory_equal(f->data, hdr, hdr_len);
     if (len)
         assert_memory_equal(f->data + hdr_len, json, len);
-    assert_ptr_equal(sw_hub_msg_encoded(m, SW_HUB_ENC_WS), f); /* made once */
+    assert_ptr_equal(sw_hub_msg_encoded(m, &ws_sink), f); /* made once */
     assert_int_equal(f->refs, 1);
     sw_hub_msg_unref(m);
     free(json);
@@ -246,7 +266,7 @@ static void test_encoding_ws(void **state)
     check_ws(70000, (const unsigned char[]){0x81, 0x7f, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70}, 10);
 }
 
-static void check_text(sw_hub_msg_t *m, sw_hub_enc_t enc, const char *want)
+static void check_text(sw_hub_msg_t *m, const sw_hub_sink_t *enc, const char *want)
 {
     sw_shared_t *f = sw_hub_msg_encoded(m, enc);
     assert_int_equal(f->len, strlen(want));
@@ -258,19 +278,19 @@ static void test_encoding_sse_ndjson(void **state)
 {
     (void)state;
     sw_hub_msg_t *m = sw_hub_msg_new(SW_HUB_LOG, 17, "{\"a\":1}", 7);
-    check_text(m, SW_HUB_ENC_SSE, "id: 17\ndata: {\"a\":1}\n\n");
-    check_text(m, SW_HUB_ENC_NDJSON, "{\"a\":1}\n");
+    check_text(m, &sse_sink, "id: 17\ndata: {\"a\":1}\n\n");
+    check_text(m, &nd_sink, "{\"a\":1}\n");
     sw_hub_msg_unref(m);
 
     m = sw_hub_msg_new(SW_HUB_STATUS, 0, "{\"b\":2}", 7);
-    check_text(m, SW_HUB_ENC_SSE, "data: {\"b\":2}\n\n");
-    check_text(m, SW_HUB_ENC_NDJSON, "{\"b\":2}\n");
+    check_text(m, &sse_sink, "data: {\"b\":2}\n\n");
+    check_text(m, &nd_sink, "{\"b\":2}\n");
     sw_hub_msg_unref(m);
 
     /* Raw line breaks (JSON whitespace) cannot split an event or a line. */
     m = sw_hub_msg_new(SW_HUB_STATUS, 3, "{\"b\":\r\n2}", 9);
-    check_text(m, SW_HUB_ENC_SSE, "id: 3\ndata: {\"b\":  2}\n\n");
-    check_text(m, SW_HUB_ENC_NDJSON, "{\"b\":  2}\n");
+    check_text(m, &sse_sink, "id: 3\ndata: {\"b\":  2}\n\n");
+    check_text(m, &nd_sink, "{\"b\":  2}\n");
     assert_memory_equal(m->json->data, "{\"b\":\r\n2}", 9); /* the message itself is intact */
     sw_hub_msg_unref(m);
 }
