@@ -53,6 +53,18 @@ void sw_token_hash(const char *token, size_t len, char out[SW_TOKEN_HASH_HEX]);
 /* Constant-time equality of two equal-length buffers. */
 bool sw_crypto_equal(const void *a, const void *b, size_t len);
 
+/* ---- HMAC-SHA256 (webhook signatures, both ways) ---- */
+
+#define SW_HMAC_SHA256_BYTES 32
+#define SW_HMAC_SHA256_HEX   (SW_HMAC_SHA256_BYTES * 2 + 1) /* lowercase hex, with NUL */
+
+/* HMAC-SHA256 of data (NULL allowed when len is 0) under key. */
+void sw_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                    unsigned char out[SW_HMAC_SHA256_BYTES]);
+/* The same, as lowercase hex, NUL-terminated. */
+void sw_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
+                        char out[SW_HMAC_SHA256_HEX]);
+
 /* ---- passwords: argon2id on the uv threadpool ---- */
 
 #define SW_PASSWORD_MIN 10

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "slipway/api.h"
+#include "slipway/crypto.h"
 #include "slipway/hooks.h"
 #include "slipway/log.h"
 
@@ -21,7 +22,7 @@
 #define HOOK_MESSAGE_MAX  4096
 #define HOOK_AUTHOR_MAX   256
 #define SHA_HEX           40
-#define HMAC_HEX          (crypto_auth_hmacsha256_BYTES * 2)
+#define HMAC_HEX          (SW_HMAC_SHA256_BYTES * 2)
 
 static const char *const provider_names[SW_HOOK_PROVIDER_MAX] = {
     [SW_HOOK_GITHUB] = "github",
@@ -38,19 +39,14 @@ const char *sw_hook_provider_name(sw_hook_provider_t provider)
 
 static bool hmac_matches(sw_iov_t hex, sw_iov_t body, sw_iov_t secret)
 {
-    unsigned char got[crypto_auth_hmacsha256_BYTES], want[crypto_auth_hmacsha256_BYTES];
-    crypto_auth_hmacsha256_state st;
+    unsigned char got[SW_HMAC_SHA256_BYTES], want[SW_HMAC_SHA256_BYTES];
     size_t n = 0;
     if (hex.len != HMAC_HEX ||
         sodium_hex2bin(got, sizeof(got), hex.base, hex.len, NULL, &n, NULL) != 0 ||
         n != sizeof(got))
         return false;
-    crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret.base, secret.len);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)(body.base ? body.base : ""),
-                                  body.len);
-    crypto_auth_hmacsha256_final(&st, want);
+    sw_hmac_sha256(secret.base, secret.len, body.base, body.len, want);
     bool ok = sodium_memcmp(got, want, sizeof(want)) == 0;
-    sodium_memzero(&st, sizeof(st));
     sodium_memzero(want, sizeof(want));
     return ok;
 }
