@@ -14,7 +14,6 @@
 #include "slipway/log.h"
 
 #define GENERIC_LOGIN_ERROR "invalid email or password"
-#define TOTP_WINDOW         1 /* steps either side: tolerates 30 s of clock skew */
 
 typedef enum { FLOW_SETUP, FLOW_REGISTER, FLOW_LOGIN, FLOW_MAX } flow_kind_t;
 
@@ -384,38 +383,6 @@ static void on_totp_consumed(int status, sw_pg_result_t *res, void *payload)
     login_succeeded(f);
 }
 
-/* Recovery codes are compared without case, spaces or dashes. */
-static void recovery_hash(const char *code, char out[SW_TOKEN_HASH_HEX])
-{
-    char norm[64];
-    size_t n = 0;
-    for (const char *p = code; *p && n + 1 < sizeof(norm); p++) {
-        if (*p == '-' || *p == ' ')
-            continue;
-        norm[n++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-    }
-    norm[n] = '\0';
-    sw_token_hash(norm, n, out);
-    sodium_memzero(norm, sizeof(norm));
-}
-
-/* Checks a 6-digit code against the sealed secret; returns the accepted step or 0. */
-static unsigned long long totp_check(sw_api_t *api, const char *user_id, const char *sealed,
-                                     long long last, const char *code)
-{
-    sw_buf_t secret = SW_BUF_INIT;
-    char ad[64];
-    unsigned long long counter = 0;
-    snprintf(ad, sizeof(ad), "totp:%s", user_id);
-    if (sealed && sw_secretbox_open(&api->box, sealed, strlen(sealed), ad, &secret) == 0)
-        counter = sw_totp_verify((const unsigned char *)secret.base, secret.len, code,
-                                 sw_wall_ms() / 1000, TOTP_WINDOW, last > 0 ? (uint64_t)last : 0);
-    if (secret.base)
-        sodium_memzero(secret.base, secret.cap);
-    sw_buf_free(&secret);
-    return counter;
-}
-
 static bool is_six_digits(const char *s)
 {
     if (strlen(s) != 6)
@@ -440,7 +407,8 @@ static void login_second_factor(flow_t *f)
         return;
     }
     if (is_six_digits(f->totp)) {
-        f->totp_counter = totp_check(api, f->user_id, f->totp_sealed, f->totp_last, f->totp);
+        f->totp_counter = sw_totp_check_sealed(&api->box, f->user_id, f->totp_sealed, f->totp_last,
+                                               f->totp, sw_wall_ms() / 1000);
         if (!f->totp_counter) {
             login_failed(f, "totp", "the code is invalid or was already used");
             return;
@@ -456,7 +424,7 @@ static void login_second_factor(flow_t *f)
         return;
     }
     char hash[SW_TOKEN_HASH_HEX];
-    recovery_hash(f->totp, hash);
+    sw_totp_recovery_hash(f->totp, hash);
     const char *params[] = {f->user_id, hash};
     sw_pg_query(api->pg,
                 "UPDATE totp_recovery_codes SET used_at = now() WHERE id = (SELECT id FROM "

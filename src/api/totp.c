@@ -7,7 +7,6 @@
 #include "slipway/api.h"
 
 #define RECOVERY_CODES 10
-#define TOTP_WINDOW    1
 #define ISSUER         "Slipway"
 
 typedef struct {
@@ -76,17 +75,8 @@ static bool limited(totp_t *t)
 
 static unsigned long long check_code(totp_t *t, const char *sealed, long long last)
 {
-    sw_buf_t secret = SW_BUF_INIT;
-    char ad[64];
-    unsigned long long counter = 0;
-    snprintf(ad, sizeof(ad), "totp:%s", t->p.user_id);
-    if (sealed && sw_secretbox_open(&t->api->box, sealed, strlen(sealed), ad, &secret) == 0)
-        counter = sw_totp_verify((const unsigned char *)secret.base, secret.len, t->code,
-                                 sw_wall_ms() / 1000, TOTP_WINDOW, last > 0 ? (uint64_t)last : 0);
-    if (secret.base)
-        sodium_memzero(secret.base, secret.cap);
-    sw_buf_free(&secret);
-    return counter;
+    return sw_totp_check_sealed(&t->api->box, t->p.user_id, sealed, last, t->code,
+                                sw_wall_ms() / 1000);
 }
 
 /* ---- POST auth/totp/enroll ---- */
@@ -118,13 +108,11 @@ void sw_api_totp_enroll(sw_http_req_t *req, void *ctx)
     totp_t *t = totp_new(req, ctx);
     unsigned char secret[SW_TOTP_SECRET_BYTES];
     sw_buf_t b32 = SW_BUF_INIT, sealed = SW_BUF_INIT;
-    char ad[64];
 
     randombytes_buf(secret, sizeof(secret));
     sw_base32_encode(secret, sizeof(secret), &b32);
     snprintf(t->secret_b32, sizeof(t->secret_b32), "%s", b32.base);
-    snprintf(ad, sizeof(ad), "totp:%s", t->p.user_id);
-    sw_secretbox_seal(&t->api->box, secret, sizeof(secret), ad, &sealed);
+    sw_totp_seal(&t->api->box, t->p.user_id, secret, sizeof(secret), &sealed);
     sodium_memzero(secret, sizeof(secret));
     sodium_memzero(b32.base, b32.len);
     sw_buf_free(&b32);
@@ -171,11 +159,8 @@ static void make_recovery_codes(totp_t *t, sw_buf_t *pg_array)
         for (int k = 0; k < 11; k++)
             c[k] = k == 5 ? '-' : alphabet[randombytes_uniform(sizeof(alphabet) - 1)];
         c[11] = '\0';
-        char norm[11], hash[SW_TOKEN_HASH_HEX];
-        memcpy(norm, c, 5);
-        memcpy(norm + 5, c + 6, 5);
-        norm[10] = '\0';
-        sw_token_hash(norm, 10, hash);
+        char hash[SW_TOKEN_HASH_HEX];
+        sw_totp_recovery_hash(c, hash);
         sw_buf_printf(pg_array, "%s%s", i ? "," : "", hash);
     }
     sw_buf_append_char(pg_array, '}');
