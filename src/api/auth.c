@@ -13,6 +13,8 @@
 #include "slipway/api.h"
 #include "slipway/log.h"
 
+#include "internal.h"
+
 #define GENERIC_LOGIN_ERROR "invalid email or password"
 
 typedef enum { FLOW_SETUP, FLOW_REGISTER, FLOW_LOGIN, FLOW_MAX } flow_kind_t;
@@ -140,10 +142,8 @@ static void on_session_issued(int status, sw_pg_result_t *res, void *payload)
 {
     issue_t *is = payload;
     sw_http_req_t *req = is->req;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         goto out;
-    }
     json_error_t jerr;
     json_t *obj =
         sw_pg_result_rows(res) == 1 ? json_loads(sw_pg_result_value(res, 0, 0), 0, &jerr) : NULL;
@@ -181,10 +181,8 @@ static void on_state(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
     sw_api_t *api = sw_api_req(req)->state;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     json_error_t jerr;
     const char *user = sw_pg_result_value(res, 0, 1);
     json_t *body = json_pack("{s:b, s:b, s:o, s:s}", "needs_setup",
@@ -217,10 +215,8 @@ static void on_account_created(int status, sw_pg_result_t *res, void *payload)
                               NULL);
         return;
     }
-    if (status != 0) {
-        sw_api_db_error(f->req, status, res);
+    if (sw_api_db_failed(f->req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(f->req, 409, "RESOURCE_CONFLICT",
                               f->kind == FLOW_SETUP ? "setup has already been done"
@@ -271,10 +267,8 @@ static void hash_for_account(flow_t *f)
 static void on_setup_checked(int status, sw_pg_result_t *res, void *payload)
 {
     flow_t *f = payload;
-    if (status != 0) {
-        sw_api_db_error(f->req, status, res);
+    if (sw_api_db_failed(f->req, status, res))
         return;
-    }
     /* Answer a repeated setup before spending a hash on it. */
     if (strcmp(sw_pg_result_value(res, 0, 0), "t") == 0) {
         wipe_body(f->req);
@@ -372,10 +366,8 @@ static void login_succeeded(flow_t *f)
 static void on_totp_consumed(int status, sw_pg_result_t *res, void *payload)
 {
     flow_t *f = payload;
-    if (status != 0) {
-        sw_api_db_error(f->req, status, res);
+    if (sw_api_db_failed(f->req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         login_failed(f, "totp", "the code is invalid or was already used");
         return;
@@ -459,9 +451,8 @@ static void on_login_user(int status, sw_pg_result_t *res, void *payload)
 {
     flow_t *f = payload;
     const char *hash = NULL;
-    if (status != 0) {
+    if (sw_api_db_failed(f->req, status, res)) {
         wipe_body(f->req);
-        sw_api_db_error(f->req, status, res);
         return;
     }
     if (sw_pg_result_rows(res) == 1) {
@@ -535,10 +526,8 @@ typedef struct {
 static void on_logged_out(int status, sw_pg_result_t *res, void *payload)
 {
     simple_t *s = payload;
-    if (status != 0) {
-        sw_api_db_error(s->req, status, res);
+    if (sw_api_db_failed(s->req, status, res))
         return;
-    }
     sw_auth_invalidate_session(s->api->auth, s->p.token_hash);
     sw_http_add_header(s->req, "Set-Cookie",
                        "slipway_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
@@ -602,10 +591,8 @@ static void respond_me(sw_http_req_t *req, const sw_principal_t *p, const char *
 static void on_me(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     respond_me(req, sw_api_principal(req),
                sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0) : NULL);
 }
@@ -640,10 +627,8 @@ typedef struct {
 static void on_password_stored(int status, sw_pg_result_t *res, void *payload)
 {
     password_t *pw = payload;
-    if (status != 0) {
-        sw_api_db_error(pw->req, status, res);
+    if (sw_api_db_failed(pw->req, status, res))
         return;
-    }
     /* Every process drops its cached sessions of this user; the others are gone from the
      * database, so only this one is found again. */
     sw_auth_invalidate_user(pw->api->auth, pw->p.user_id);
@@ -691,10 +676,8 @@ static void on_password_verified(int status, bool match, void *payload)
 static void on_password_user(int status, sw_pg_result_t *res, void *payload)
 {
     password_t *pw = payload;
-    if (status != 0) {
-        sw_api_db_error(pw->req, status, res);
+    if (sw_api_db_failed(pw->req, status, res))
         return;
-    }
     const char *hash = sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0) : NULL;
     if (sw_password_verify(pw->api->loop, hash, pw->current, pw->current_len, on_password_verified,
                            pw) != 0)
@@ -769,9 +752,9 @@ static void on_oauth_issued(int status, sw_pg_result_t *res, void *payload)
                          "expires_in", (json_int_t)atoll(sw_pg_result_value(res, 0, 0)), "scope",
                          o->scope);
     sodium_memzero(o->token, sizeof(o->token));
-    if (status != 0) {
-        sw_api_db_error(o->req, status, res);
-    } else if (!body) {
+    if (sw_api_db_failed(o->req, status, res))
+        return;
+    if (!body) {
         oauth_refuse(o);
     } else {
         sw_ratelimit_refund(o->api->login_by_address, o->req->client_addr, 1);
@@ -784,9 +767,8 @@ static void on_oauth_client(int status, sw_pg_result_t *res, void *payload)
 {
     oauth_t *o = payload;
     char hash[SW_TOKEN_HASH_HEX];
-    if (status != 0) {
+    if (sw_api_db_failed(o->req, status, res)) {
         sodium_memzero(o->secret, sizeof(o->secret));
-        sw_api_db_error(o->req, status, res);
         return;
     }
     sw_token_hash(o->secret, strlen(o->secret), hash);

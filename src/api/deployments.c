@@ -9,6 +9,8 @@
 #include "slipway/api.h"
 #include "slipway/queue.h"
 
+#include "internal.h"
+
 #define LOG_LINES_DEFAULT 1000
 #define LOG_LINES_MAX     10000
 
@@ -55,10 +57,8 @@ static bool ref_ok(const char *s)
 static void on_created(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such app", NULL);
         return;
@@ -226,10 +226,8 @@ static void on_cancelled(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
     sw_api_t *api = sw_api_req(req)->state;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(req, 409, "RESOURCE_CONFLICT", "the deployment has already ended",
                               NULL);
@@ -271,10 +269,8 @@ void sw_api_deployments_cancel(sw_http_req_t *req, void *ctx)
 static void on_logs(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     sw_api_respond_text(req, 200, sw_pg_result_value(res, 0, 0));
 }
 
@@ -396,10 +392,8 @@ static void on_stopped(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
     sw_api_t *api = sw_api_req(req)->state;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such app", NULL);
         return;

@@ -7,6 +7,8 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 #define ENV_VALUE_MAX (64 * 1024)
 #define ENV_KEY_MAX   255
 #define ENV_BULK_MAX  100
@@ -64,10 +66,8 @@ void sw_api_env_list(sw_http_req_t *req, void *ctx)
 static void on_bulk_set(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     sw_api_env_list(req, sw_api_req(req)->state);
 }
 

@@ -16,6 +16,8 @@
 #include "slipway/hooks.h"
 #include "slipway/log.h"
 
+#include "internal.h"
+
 #define HOOK_BODY_MAX     (1024u * 1024u)
 #define HOOK_SECRET_BYTES 32
 #define HOOK_DELIVERY_MAX 200
@@ -269,10 +271,8 @@ static void on_triggered(int status, sw_pg_result_t *res, void *payload)
         answer(req, d, 200, "duplicate", "this delivery was taken before");
         return;
     }
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         refuse(req); /* the app went away after its secret was read */
         return;
@@ -389,10 +389,8 @@ static void on_hook_app(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
     delivery_t *d = sw_api_req(req)->state;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         refuse(req);
         return;
@@ -497,11 +495,9 @@ static void on_rotated(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
     char *secret = sw_api_req(req)->state;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
-    } else if (sw_pg_result_rows(res) != 1) {
+    if (status == 0 && sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such app", NULL);
-    } else {
+    } else if (!sw_api_db_failed(req, status, res)) {
         /* {"secret": ..., and the rest as PostgreSQL rendered it; hex needs no escaping. */
         const char *rest = sw_pg_result_value(res, 0, 0);
         sw_buf_t body = SW_BUF_INIT;

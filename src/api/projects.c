@@ -7,6 +7,8 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 /* Validates a DNS label (environment and app names). */
 bool sw_api_dns_label(const char *s)
 {
@@ -185,10 +187,8 @@ typedef struct {
 static void on_member(int status, sw_pg_result_t *res, void *payload)
 {
     member_t *m = payload;
-    if (status != 0) {
-        sw_api_db_error(m->req, status, res);
+    if (sw_api_db_failed(m->req, status, res))
         return;
-    }
     const char *exists = sw_pg_result_value(res, 0, 0);
     const char *outcome = sw_pg_result_value(res, 0, 1);
     if (!exists || strcmp(exists, "0") == 0) {
@@ -375,10 +375,8 @@ void sw_api_environments_update(sw_http_req_t *req, void *ctx)
 static void on_environment_deleted(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0 && status != SW_EREFERENCED) {
-        sw_api_db_error(req, status, res);
+    if (status != SW_EREFERENCED && sw_api_db_failed(req, status, res))
         return;
-    }
     if (status == SW_EREFERENCED || strcmp(sw_pg_result_value(res, 0, 0), "0") == 0) {
         sw_http_respond_error(req, 409, "RESOURCE_CONFLICT",
                               "the environment still holds apps: delete or move them first", NULL);

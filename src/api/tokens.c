@@ -6,6 +6,8 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 #define TOKEN_EXPIRES_MAX_S 315360000LL /* ten years */
 
 typedef struct {
@@ -28,10 +30,8 @@ static tokens_t *tokens_new(sw_http_req_t *req, void *ctx)
 static void on_text(int status, sw_pg_result_t *res, void *payload)
 {
     tokens_t *t = payload;
-    if (status != 0) {
-        sw_api_db_error(t->req, status, res);
+    if (sw_api_db_failed(t->req, status, res))
         return;
-    }
     sw_api_respond_text(t->req, 200, sw_pg_result_value(res, 0, 0));
 }
 
@@ -60,9 +60,8 @@ static void on_created(int status, sw_pg_result_t *res, void *payload)
 {
     tokens_t *t = payload;
     json_error_t jerr;
-    if (status != 0) {
+    if (sw_api_db_failed(t->req, status, res)) {
         sodium_memzero(t->token, sizeof(t->token));
-        sw_api_db_error(t->req, status, res);
         return;
     }
     json_t *obj = json_loads(sw_pg_result_value(res, 0, 0), 0, &jerr);
@@ -162,10 +161,8 @@ void sw_api_tokens_create(sw_http_req_t *req, void *ctx)
 static void on_deleted(int status, sw_pg_result_t *res, void *payload)
 {
     tokens_t *t = payload;
-    if (status != 0) {
-        sw_api_db_error(t->req, status, res);
+    if (sw_api_db_failed(t->req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(t->req, 404, "RESOURCE_NOT_FOUND", "no such token", NULL);
         return;

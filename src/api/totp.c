@@ -6,6 +6,8 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 #define RECOVERY_CODES 10
 #define ISSUER         "Slipway"
 
@@ -84,9 +86,8 @@ static unsigned long long check_code(totp_t *t, const char *sealed, long long la
 static void on_enrolled(int status, sw_pg_result_t *res, void *payload)
 {
     totp_t *t = payload;
-    if (status != 0) {
+    if (sw_api_db_failed(t->req, status, res)) {
         wipe(t);
-        sw_api_db_error(t->req, status, res);
         return;
     }
     if (sw_pg_result_rows(res) != 1) {
@@ -131,9 +132,8 @@ void sw_api_totp_enroll(sw_http_req_t *req, void *ctx)
 static void on_confirmed(int status, sw_pg_result_t *res, void *payload)
 {
     totp_t *t = payload;
-    if (status != 0) {
+    if (sw_api_db_failed(t->req, status, res)) {
         wipe(t);
-        sw_api_db_error(t->req, status, res);
         return;
     }
     if (sw_pg_result_rows(res) != 1) {
@@ -169,9 +169,8 @@ static void make_recovery_codes(totp_t *t, sw_buf_t *pg_array)
 static void on_confirm_user(int status, sw_pg_result_t *res, void *payload)
 {
     totp_t *t = payload;
-    if (status != 0) {
+    if (sw_api_db_failed(t->req, status, res)) {
         wipe(t);
-        sw_api_db_error(t->req, status, res);
         return;
     }
     if (sw_pg_result_rows(res) != 1 || strcmp(sw_pg_result_value(res, 0, 0), "t") == 0 ||
@@ -237,10 +236,8 @@ static void on_disabled(int status, sw_pg_result_t *res, void *payload)
 {
     totp_t *t = payload;
     wipe(t);
-    if (status != 0) {
-        sw_api_db_error(t->req, status, res);
+    if (sw_api_db_failed(t->req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(t->req, 409, "RESOURCE_CONFLICT", "TOTP is not on", NULL);
         return;
@@ -279,9 +276,8 @@ static void on_disable_password(int status, bool match, void *payload)
 static void on_disable_user(int status, sw_pg_result_t *res, void *payload)
 {
     totp_t *t = payload;
-    if (status != 0) {
+    if (sw_api_db_failed(t->req, status, res)) {
         wipe(t);
-        sw_api_db_error(t->req, status, res);
         return;
     }
     if (sw_pg_result_rows(res) != 1 || strcmp(sw_pg_result_value(res, 0, 0), "t") != 0) {

@@ -10,6 +10,8 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 typedef struct {
     sw_api_t *api;
     sw_http_req_t *req;
@@ -72,10 +74,8 @@ static bool read_role(json_t *body, const char **out, sw_json_errors_t *e)
 static void on_text(int status, sw_pg_result_t *res, void *payload)
 {
     users_t *u = payload;
-    if (status != 0) {
-        sw_api_db_error(u->req, status, res);
+    if (sw_api_db_failed(u->req, status, res))
         return;
-    }
     const char *v = sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0) : NULL;
     if (!v) {
         sw_http_respond_error(u->req, 404, "RESOURCE_NOT_FOUND", "no such user", NULL);
@@ -118,10 +118,8 @@ static void on_created(int status, sw_pg_result_t *res, void *payload)
                               NULL);
         return;
     }
-    if (status != 0) {
-        sw_api_db_error(u->req, status, res);
+    if (sw_api_db_failed(u->req, status, res))
         return;
-    }
     sw_api_respond_text(u->req, 201, sw_pg_result_value(res, 0, 0));
 }
 
@@ -217,10 +215,8 @@ static void on_updated(int status, sw_pg_result_t *res, void *payload)
                               NULL);
         return;
     }
-    if (status != 0) {
-        sw_api_db_error(u->req, status, res);
+    if (sw_api_db_failed(u->req, status, res))
         return;
-    }
     const char *user = sw_pg_result_value(res, 0, 1);
     if (refused(u, res, user != NULL, u->role))
         return;
@@ -333,10 +329,8 @@ void sw_api_users_update(sw_http_req_t *req, void *ctx)
 static void on_deleted(int status, sw_pg_result_t *res, void *payload)
 {
     users_t *u = payload;
-    if (status != 0) {
-        sw_api_db_error(u->req, status, res);
+    if (sw_api_db_failed(u->req, status, res))
         return;
-    }
     if (refused(u, res, strcmp(sw_pg_result_value(res, 0, 1), "0") != 0, NULL))
         return;
     sw_auth_invalidate_user(u->api->auth, u->id);

@@ -14,6 +14,8 @@
 #include "slipway/api.h"
 #include "slipway/webhooks.h"
 
+#include "internal.h"
+
 static const char *const event_names[] = {
     "deployment.started",   "deployment.succeeded", "deployment.failed",
     "deployment.cancelled", "app.created",          "app.deleted",
@@ -75,9 +77,7 @@ static void on_inserted(int status, sw_pg_result_t *res, void *payload)
     sw_http_req_t *req = c->req;
     if (status == SW_EREFERENCED) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such project", NULL);
-    } else if (status != 0) {
-        sw_api_db_error(req, status, res);
-    } else {
+    } else if (!sw_api_db_failed(req, status, res)) {
         json_t *w = json_loads(sw_pg_result_value(res, 0, 0), 0, NULL);
         if (!w) {
             sw_http_respond_error(req, 500, "INTERNAL_ERROR", "internal error", NULL);
@@ -170,10 +170,8 @@ static void on_project(int status, sw_pg_result_t *res, void *payload)
 {
     create_t *c = payload;
     sw_http_req_t *req = c->req;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     const char *role = sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0) : NULL;
     bool admin = sw_api_is_instance_admin(sw_api_principal(req));
     if (sw_pg_result_rows(res) != 1 || (!admin && !role)) {
@@ -346,10 +344,8 @@ typedef struct {
 static void on_visible(int status, sw_pg_result_t *res, void *payload)
 {
     deliveries_t *d = payload;
-    if (status != 0) {
-        sw_api_db_error(d->req, status, res);
+    if (sw_api_db_failed(d->req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(d->req, 404, "RESOURCE_NOT_FOUND", "no such webhook", NULL);
         return;
