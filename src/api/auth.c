@@ -282,7 +282,6 @@ static void on_setup_checked(int status, sw_pg_result_t *res, void *payload)
 /* Reads {email, password, name?} into a new flow; NULL after answering 400. */
 static flow_t *account_flow(sw_http_req_t *req, sw_api_t *api, flow_kind_t kind)
 {
-    static const char *const allowed[] = {"email", "password", "name", NULL};
     json_t *body = sw_api_body(req);
     if (!body)
         return NULL;
@@ -297,7 +296,7 @@ static flow_t *account_flow(sw_http_req_t *req, sw_api_t *api, flow_kind_t kind)
         sw_api_email(email, f->email, sizeof(f->email), &e);
     read_password(body, "password", true, &password, &f->password_len, &e);
     sw_json_get_string(body, "name", false, 0, 200, &name, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         json_decref(body);
         wipe_body(req);
@@ -473,7 +472,6 @@ static void on_login_user(int status, sw_pg_result_t *res, void *payload)
 
 void sw_api_auth_login(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"email", "password", "totp", NULL};
     sw_api_t *api = ctx;
     json_t *body = sw_api_body(req);
     if (!body)
@@ -489,7 +487,7 @@ void sw_api_auth_login(sw_http_req_t *req, void *ctx)
         sw_api_email(email, f->email, sizeof(f->email), &e);
     read_password(body, "password", false, &password, &f->password_len, &e);
     sw_json_get_string(body, "totp", false, 0, 32, &totp, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         json_decref(body);
         wipe_body(req);
@@ -686,7 +684,6 @@ static void on_password_user(int status, sw_pg_result_t *res, void *payload)
 
 void sw_api_auth_password(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"current", "new", NULL};
     sw_api_t *api = ctx;
     json_t *body = sw_api_body(req);
     if (!body)
@@ -700,7 +697,7 @@ void sw_api_auth_password(sw_http_req_t *req, void *ctx)
     const char *current = NULL, *next = NULL;
     read_password(body, "current", false, &current, &pw->current_len, &e);
     read_password(body, "new", true, &next, &pw->next_len, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     sw_ratelimit_result_t rl;
     sw_ratelimit_peek(api->login_by_account, pw->p.email, uv_now(api->loop), &rl);
     if (!sw_json_errors_any(&e) && !rl.allowed) {

@@ -128,7 +128,6 @@ void sw_api_deployment_trigger(sw_api_t *api, sw_http_req_t *req, const sw_api_t
 
 void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"ref", "commit_sha", NULL};
     sw_api_t *api = ctx;
     sw_api_req_t *r = sw_api_req(req);
     const char *ref = NULL, *sha = NULL;
@@ -143,7 +142,7 @@ void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
         if (sw_json_get_string(body, "commit_sha", false, 1, 40, &sha, &e) == 0 &&
             !hex_ok(sha, 7, 40))
             sw_json_errors_add(&e, "commit_sha", "must be 7 to 40 lower-case hex digits");
-        sw_json_reject_unknown(body, allowed, &e);
+        sw_api_reject_unknown_body(req, body, &e);
     }
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);

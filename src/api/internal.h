@@ -4,12 +4,35 @@
 #define SLIPWAY_API_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "slipway/http.h"
+#include "slipway/json.h"
 #include "slipway/pg.h"
 
 /* A query's status checked and answered in one place: when status is not 0, answers req as
  * sw_api_db_error does and returns true; otherwise returns false and answers nothing. */
 bool sw_api_db_failed(sw_http_req_t *req, int status, sw_pg_result_t *res);
+
+/* ---- the schema table (schemas.c) ---- */
+
+typedef struct {
+    const char *name;   /* "AppCreate" */
+    const char *schema; /* JSON Schema text */
+} sw_api_schema_t;
+
+extern const sw_api_schema_t sw_api_schemas[];
+extern const size_t sw_api_schemas_count;
+
+/* ---- request validation derived from the route table (validate.c) ---- */
+
+/* Whether the schema at path lists field among its properties. path is a schema name
+ * ("AppCreate"), optionally followed by property names ("AppCreate.resources"); a step into an
+ * array goes on to its items, and a oneOf goes on to its object alternative. */
+bool sw_api_schema_has(const char *path, const char *field);
+/* Adds "is not a known field" to e for each member of obj the schema at path does not list. */
+void sw_api_reject_unknown(json_t *obj, const char *path, sw_json_errors_t *e);
+/* The same against the matched route's request schema. */
+void sw_api_reject_unknown_body(sw_http_req_t *req, json_t *body, sw_json_errors_t *e);
 
 #endif

@@ -114,7 +114,6 @@ static bool read_scopes(json_t *body, sw_buf_t *out, sw_json_errors_t *e)
 
 void sw_api_tokens_create(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"name", "scopes", "expires_in", NULL};
     tokens_t *t = tokens_new(req, ctx);
     json_t *body = sw_api_body(req);
     if (!body)
@@ -128,7 +127,7 @@ void sw_api_tokens_create(sw_http_req_t *req, void *ctx)
     read_scopes(body, &scopes, &e);
     int has_expiry =
         sw_json_get_int(body, "expires_in", false, 60, TOKEN_EXPIRES_MAX_S, &expires_in, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         json_decref(body);
         sw_buf_free(&scopes);

@@ -205,7 +205,6 @@ static void on_confirm_user(int status, sw_pg_result_t *res, void *payload)
 
 void sw_api_totp_confirm(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"code", NULL};
     totp_t *t = totp_new(req, ctx);
     json_t *body = sw_api_body(req);
     if (!body)
@@ -214,7 +213,7 @@ void sw_api_totp_confirm(sw_http_req_t *req, void *ctx)
     sw_json_errors_init(&e);
     const char *code = NULL;
     sw_json_get_string(body, "code", true, 1, 16, &code, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         json_decref(body);
         sw_api_validation_error(req, &e);
@@ -304,7 +303,6 @@ static void on_disable_user(int status, sw_pg_result_t *res, void *payload)
 
 void sw_api_totp_delete(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"code", "password", NULL};
     totp_t *t = totp_new(req, ctx);
     json_t *body = sw_api_body(req);
     if (!body)
@@ -314,7 +312,7 @@ void sw_api_totp_delete(sw_http_req_t *req, void *ctx)
     const char *code = NULL, *password = NULL;
     sw_json_get_string(body, "code", false, 1, 16, &code, &e);
     sw_json_get_string(body, "password", false, 1, SW_PASSWORD_MAX, &password, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (!sw_json_errors_any(&e) && !code && !password)
         sw_json_errors_add(&e, "code", "give a current code or the password");
     if (sw_json_errors_any(&e)) {

@@ -145,7 +145,6 @@ static void on_create_hashed(int status, const char *hash, void *payload)
 
 void sw_api_users_create(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"email", "password", "name", "role", NULL};
     users_t *u = users_new(req, ctx);
     json_t *body = sw_api_body(req);
     if (!body)
@@ -160,7 +159,7 @@ void sw_api_users_create(sw_http_req_t *req, void *ctx)
         u->password_len = strlen(password);
     sw_json_get_string(body, "name", false, 0, 200, &name, &e);
     read_role(body, &role, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         json_decref(body);
         wipe_body(req);
@@ -274,7 +273,6 @@ static void on_update_hashed(int status, const char *hash, void *payload)
 
 void sw_api_users_update(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"name", "role", "password", NULL};
     users_t *u = users_new(req, ctx);
     if (!take_id(u))
         return;
@@ -288,7 +286,7 @@ void sw_api_users_update(sw_http_req_t *req, void *ctx)
     read_role(body, &role, &e);
     int has_password = sw_json_get_string(body, "password", false, SW_PASSWORD_MIN, SW_PASSWORD_MAX,
                                           &password, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (!sw_json_errors_any(&e) && has_name != 0 && !role && has_password != 0)
         sw_json_errors_add(&e, "body", "give at least one of name, role, password");
     if (sw_json_errors_any(&e)) {

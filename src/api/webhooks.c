@@ -226,7 +226,6 @@ static const char *parse_events(sw_http_req_t *req, json_t *body, sw_json_errors
 
 void sw_api_webhooks_create(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"url", "events", "project_id", NULL};
     sw_api_t *api = ctx;
     const sw_principal_t *p = sw_api_principal(req);
     json_t *body = sw_api_json(req);
@@ -251,7 +250,7 @@ void sw_api_webhooks_create(sw_http_req_t *req, void *ctx)
             !sw_iov_is_uuid(sw_iov_from_cstr(project_id)))
             sw_json_errors_add(&e, "project_id", "must be a UUID");
     }
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
         return;
