@@ -317,33 +317,27 @@ static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_j
     sw_api_reject_unknown(body, "AppCreate", e);
 }
 
+static const char *const app_statuses[] = {"idle",    "deploying", "running",
+                                           "stopped", "crashed",   NULL};
+
+static const sw_api_filter_t app_filters[] = {
+    {"project_id", "x.project_id = $%d::uuid", NULL, 0},
+    {"environment_id", "x.environment_id = $%d::uuid", NULL, 0},
+    {"status", "x.status = $%d", app_statuses, 0},
+    {NULL, NULL, NULL, 0},
+};
+
 void sw_api_apps_list(sw_http_req_t *req, void *ctx)
 {
-    static const char *const statuses[] = {"idle",    "deploying", "running",
-                                           "stopped", "crashed",   NULL};
-    const sw_principal_t *p = sw_api_principal(req);
-    sw_json_errors_t e;
-    sw_json_errors_init(&e);
-    const char *project = NULL, *environment = NULL;
-    sw_api_uuid_filter(req, "project_id", &project, &e);
-    sw_api_uuid_filter(req, "environment_id", &environment, &e);
-    const char *status = NULL;
-    sw_api_enum_filter(req, "status", statuses, &status, &e);
-    if (sw_json_errors_any(&e)) {
-        sw_api_validation_error(req, &e);
+    const char *filters[SW_API_FILTERS_MAX];
+    if (!sw_api_filters_read(req, app_filters, filters))
         return;
-    }
     sw_api_list_t l = {.from = "apps",
                        .json_expr = "sw_app_json(x)",
                        .sorts = app_sorts,
                        .default_sort = "created_at"};
-    sw_api_list_visible(&l, p, "project_id", false, NULL, NULL);
-    if (project)
-        sw_api_list_where(&l, "x.project_id = $%d::uuid", project);
-    if (environment)
-        sw_api_list_where(&l, "x.environment_id = $%d::uuid", environment);
-    if (status)
-        sw_api_list_where(&l, "x.status = $%d", status);
+    sw_api_list_visible(&l, sw_api_principal(req), "project_id", false, NULL, NULL);
+    sw_api_filters_apply(&l, app_filters, filters);
     sw_api_list_run(ctx, req, &l);
 }
 

@@ -182,28 +182,23 @@ void sw_api_deployments_list_app(sw_http_req_t *req, void *ctx)
     sw_api_list_run(ctx, req, &l);
 }
 
+static const sw_api_filter_t deployment_filters[] = {
+    {"app_id", "x.app_id = $%d::uuid", NULL, 0},
+    {"status", "x.status = $%d", statuses, 0},
+    {NULL, NULL, NULL, 0},
+};
+
 void sw_api_deployments_list(sw_http_req_t *req, void *ctx)
 {
-    const sw_principal_t *p = sw_api_principal(req);
-    sw_json_errors_t e;
-    sw_json_errors_init(&e);
-    const char *app = NULL;
-    sw_api_uuid_filter(req, "app_id", &app, &e);
-    const char *status = NULL;
-    sw_api_enum_filter(req, "status", statuses, &status, &e);
-    if (sw_json_errors_any(&e)) {
-        sw_api_validation_error(req, &e);
+    const char *filters[SW_API_FILTERS_MAX];
+    if (!sw_api_filters_read(req, deployment_filters, filters))
         return;
-    }
     sw_api_list_t l = {.from = "deployments",
                        .json_expr = "sw_deployment_json(x)",
                        .sorts = deployment_sorts,
                        .default_sort = "created_at:desc"};
-    sw_api_list_visible(&l, p, "project_id", false, NULL, NULL);
-    if (app)
-        sw_api_list_where(&l, "x.app_id = $%d::uuid", app);
-    if (status)
-        sw_api_list_where(&l, "x.status = $%d", status);
+    sw_api_list_visible(&l, sw_api_principal(req), "project_id", false, NULL, NULL);
+    sw_api_filters_apply(&l, deployment_filters, filters);
     sw_api_list_run(ctx, req, &l);
 }
 

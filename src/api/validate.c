@@ -1,6 +1,6 @@
 /* Request validation derived from the route table: a body may hold only the fields its
- * route's request schema lists, so the schema openapi.json publishes and the check cannot
- * drift apart. */
+ * route's request schema lists, and a list takes only the query filters its route names, so
+ * what openapi.json publishes and what is checked cannot drift apart. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -87,4 +87,63 @@ void sw_api_reject_unknown_body(sw_http_req_t *req, json_t *body, sw_json_errors
 {
     const sw_route_t *route = req->route;
     sw_api_reject_unknown(body, route && route->request_schema ? route->request_schema : "", e);
+}
+
+/* ---- list filters ---- */
+
+static const sw_api_filter_t *filter_named(const sw_api_filter_t *filters, const char *name,
+                                           size_t len, size_t *index)
+{
+    for (size_t i = 0; filters[i].name; i++) {
+        if (strlen(filters[i].name) == len && strncmp(filters[i].name, name, len) == 0) {
+            *index = i;
+            return &filters[i];
+        }
+    }
+    return NULL;
+}
+
+static void filter_read(sw_http_req_t *req, const sw_api_filter_t *f, const char **out,
+                        sw_json_errors_t *e)
+{
+    size_t n = strlen(f->name);
+    if (n > 3 && strcmp(f->name + n - 3, "_id") == 0) {
+        sw_api_uuid_filter(req, f->name, out, e);
+    } else if (f->values) {
+        sw_api_enum_filter(req, f->name, f->values, out, e);
+    } else {
+        *out = sw_http_req_query(req, f->name);
+        if (*out && f->max_len && strlen(*out) > f->max_len)
+            sw_json_errors_add(e, f->name, "must be at most %zu characters", f->max_len);
+    }
+}
+
+bool sw_api_filters_read(sw_http_req_t *req, const sw_api_filter_t *filters,
+                         const char *values[SW_API_FILTERS_MAX])
+{
+    const sw_route_t *route = req->route;
+    sw_json_errors_t e;
+    sw_json_errors_init(&e);
+    for (size_t i = 0; i < SW_API_FILTERS_MAX; i++)
+        values[i] = NULL;
+    for (const char *p = route ? route->filters : NULL; p && *p;) {
+        size_t len = strcspn(p, ","), i;
+        /* A filter the route names but the handler cannot apply is not offered. */
+        const sw_api_filter_t *f = filter_named(filters, p, len, &i);
+        if (f && i < SW_API_FILTERS_MAX)
+            filter_read(req, f, &values[i], &e);
+        p += len + (p[len] == ',');
+    }
+    if (!sw_json_errors_any(&e))
+        return true;
+    sw_api_validation_error(req, &e);
+    return false;
+}
+
+void sw_api_filters_apply(sw_api_list_t *l, const sw_api_filter_t *filters,
+                          const char *const values[SW_API_FILTERS_MAX])
+{
+    for (size_t i = 0; filters[i].name && i < SW_API_FILTERS_MAX; i++)
+        if (values[i])
+            sw_api_list_where(l, filters[i].where, values[i]);
 }

@@ -277,22 +277,22 @@ void sw_api_webhooks_create(sw_http_req_t *req, void *ctx)
                 2, params, on_project, c);
 }
 
+static const sw_api_filter_t webhook_filters[] = {
+    {"project_id", "x.project_id = $%d::uuid", NULL, 0},
+    {NULL, NULL, NULL, 0},
+};
+
 void sw_api_webhooks_list(sw_http_req_t *req, void *ctx)
 {
-    sw_json_errors_t e;
-    const char *project_id;
-    sw_json_errors_init(&e);
+    const char *filters[SW_API_FILTERS_MAX];
+    if (!sw_api_filters_read(req, webhook_filters, filters))
+        return;
     sw_api_list_t l = {.from = "webhooks",
                        .json_expr = "sw_webhook_json(x)",
                        .sorts = webhook_sorts,
                        .default_sort = "created_at:asc"};
-    if (!sw_api_uuid_filter(req, "project_id", &project_id, &e)) {
-        sw_api_validation_error(req, &e);
-        return;
-    }
     sw_api_list_visible(&l, sw_api_principal(req), "project_id", true, NULL, NULL);
-    if (project_id)
-        sw_api_list_where(&l, "x.project_id = $%d::uuid", project_id);
+    sw_api_filters_apply(&l, webhook_filters, filters);
     sw_api_list_run(ctx, req, &l);
 }
 
@@ -336,9 +336,14 @@ typedef struct {
     sw_http_req_t *req;
     sw_api_t *api;
     const char *id;
-    const char *delivery_id;
-    const char *event;
+    const char *filters[SW_API_FILTERS_MAX];
 } deliveries_t;
+
+static const sw_api_filter_t attempt_filters[] = {
+    {"delivery_id", "x.delivery_id = $%d::uuid", NULL, 0},
+    {"event", "x.event = $%d", NULL, 0},
+    {NULL, NULL, NULL, 0},
+};
 
 static void on_visible(int status, sw_pg_result_t *res, void *payload)
 {
@@ -354,18 +359,13 @@ static void on_visible(int status, sw_pg_result_t *res, void *payload)
                        .sorts = attempt_sorts,
                        .default_sort = "created_at:desc"};
     sw_api_list_where(&l, "x.webhook_id = $%d::uuid", d->id);
-    if (d->delivery_id)
-        sw_api_list_where(&l, "x.delivery_id = $%d::uuid", d->delivery_id);
-    if (d->event)
-        sw_api_list_where(&l, "x.event = $%d", d->event);
+    sw_api_filters_apply(&l, attempt_filters, d->filters);
     sw_api_list_run(d->api, d->req, &l);
 }
 
 void sw_api_webhooks_deliveries(sw_http_req_t *req, void *ctx)
 {
     const sw_principal_t *p = sw_api_principal(req);
-    sw_json_errors_t e;
-    sw_json_errors_init(&e);
     const char *id = webhook_id(req);
     if (!id)
         return;
@@ -373,11 +373,8 @@ void sw_api_webhooks_deliveries(sw_http_req_t *req, void *ctx)
     d->req = req;
     d->api = ctx;
     d->id = id;
-    d->event = sw_http_req_query(req, "event");
-    if (!sw_api_uuid_filter(req, "delivery_id", &d->delivery_id, &e)) {
-        sw_api_validation_error(req, &e);
+    if (!sw_api_filters_read(req, attempt_filters, d->filters))
         return;
-    }
     const char *params[] = {id, sw_api_is_instance_admin(p) ? "true" : "false", p->user_id};
     sw_pg_query(d->api->pg, "SELECT 1 FROM webhooks WHERE id = $1::uuid AND " MANAGEABLE, 3, params,
                 on_visible, d);

@@ -77,6 +77,51 @@ static void test_reject_unknown_body(void **state)
     json_decref(body);
 }
 
+static const char *const colours[] = {"red", "green", NULL};
+static const sw_api_filter_t filters[] = {
+    {"project_id", "x.project_id = $%d::uuid", NULL, 0},
+    {"colour", "x.colour = $%d", colours, 0},
+    {"name", "x.name = $%d", NULL, 8},
+    {"unlisted", "x.unlisted = $%d", NULL, 0},
+    {NULL, NULL, NULL, 0},
+};
+
+static void test_filters(void **state)
+{
+    (void)state;
+    /* the route offers three of the handler's filters; "unlisted" is not among them */
+    sw_route_t route = {.method = "GET", .pattern = "/x", .filters = "colour,project_id,name"};
+    sw_http_req_t req;
+    memset(&req, 0, sizeof(req));
+    req.arena = SW_ARENA_INIT;
+    req.route = &route;
+    req.query = sw_iov_from_cstr("colour=green&unlisted=1&name=web&project_id="
+                                 "0b4e8c5e-2f8a-4a53-9a2e-1c3b5d7f9a11");
+    const char *values[SW_API_FILTERS_MAX];
+    assert_true(sw_api_filters_read(&req, filters, values));
+    assert_string_equal(values[0], "0b4e8c5e-2f8a-4a53-9a2e-1c3b5d7f9a11");
+    assert_string_equal(values[1], "green");
+    assert_string_equal(values[2], "web");
+    assert_null(values[3]);
+
+    /* conditions go on in the table's order, numbered after what the list holds already */
+    sw_api_list_t l = {.from = "t"};
+    sw_api_list_param(&l, "first");
+    sw_api_filters_apply(&l, filters, values);
+    assert_string_equal(l.where.base, " AND x.project_id = $2::uuid AND x.colour = $3 AND "
+                                      "x.name = $4");
+    assert_int_equal(l.nparams, 4);
+    assert_string_equal(l.params[3], "web");
+    sw_buf_free(&l.where);
+
+    /* nothing given: nothing added */
+    req.query = sw_iov_from_cstr("page=2");
+    assert_true(sw_api_filters_read(&req, filters, values));
+    for (size_t i = 0; i < SW_API_FILTERS_MAX; i++)
+        assert_null(values[i]);
+    sw_arena_free(&req.arena);
+}
+
 /* A typo in the route table would make every field of that route unknown. */
 static void test_route_schemas_exist(void **state)
 {
@@ -99,9 +144,8 @@ static void test_route_schemas_exist(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_schema_has),
-        cmocka_unit_test(test_reject_unknown),
-        cmocka_unit_test(test_reject_unknown_body),
+        cmocka_unit_test(test_schema_has),          cmocka_unit_test(test_reject_unknown),
+        cmocka_unit_test(test_reject_unknown_body), cmocka_unit_test(test_filters),
         cmocka_unit_test(test_route_schemas_exist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
