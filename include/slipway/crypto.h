@@ -53,6 +53,18 @@ void sw_token_hash(const char *token, size_t len, char out[SW_TOKEN_HASH_HEX]);
 /* Constant-time equality of two equal-length buffers. */
 bool sw_crypto_equal(const void *a, const void *b, size_t len);
 
+/* ---- HMAC-SHA256 (webhook signatures, both ways) ---- */
+
+#define SW_HMAC_SHA256_BYTES 32
+#define SW_HMAC_SHA256_HEX   (SW_HMAC_SHA256_BYTES * 2 + 1) /* lowercase hex, with NUL */
+
+/* HMAC-SHA256 of data (NULL allowed when len is 0) under key. */
+void sw_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                    unsigned char out[SW_HMAC_SHA256_BYTES]);
+/* The same, as lowercase hex, NUL-terminated. */
+void sw_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
+                        char out[SW_HMAC_SHA256_HEX]);
+
 /* ---- passwords: argon2id on the uv threadpool ---- */
 
 #define SW_PASSWORD_MIN 10
@@ -90,6 +102,19 @@ void sw_totp_code(const unsigned char *secret, size_t len, uint64_t counter, cha
  * code cannot be used twice. */
 uint64_t sw_totp_verify(const unsigned char *secret, size_t len, const char *code,
                         uint64_t unix_time, unsigned window, uint64_t last_used);
+/* Steps either side a login or confirmation accepts: tolerates 30 s of clock skew. */
+#define SW_TOTP_WINDOW 1
+
+/* Seals a user's TOTP secret with the secret box, bound to that user ("totp:<user id>"). */
+void sw_totp_seal(const sw_secretbox_t *box, const char *user_id, const unsigned char *secret,
+                  size_t len, sw_buf_t *out);
+/* Opens a user's sealed secret and checks code at unix_time, SW_TOTP_WINDOW steps either side,
+ * refusing steps <= last (when last > 0). Returns the accepted step, or 0 when the code does
+ * not match or sealed is NULL or does not open. */
+uint64_t sw_totp_check_sealed(const sw_secretbox_t *box, const char *user_id, const char *sealed,
+                              long long last, const char *code, uint64_t unix_time);
+/* The stored hash of a recovery code: compared without case, spaces or dashes. */
+void sw_totp_recovery_hash(const char *code, char out[SW_TOKEN_HASH_HEX]);
 /* otpauth://totp/<issuer>:<account>?secret=...&issuer=...&algorithm=SHA1&digits=6&period=30
  * with issuer and account percent-encoded. */
 void sw_totp_url(const char *issuer, const char *account, const char *secret_b32, sw_buf_t *out);

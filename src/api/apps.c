@@ -8,6 +8,8 @@
 #include "slipway/api.h"
 #include "slipway/git.h"
 
+#include "internal.h"
+
 #define GIT_TOKEN_MAX 4096
 
 static const sw_api_sort_t app_sorts[] = {
@@ -225,11 +227,6 @@ static void new_uuid(char out[SW_UUID_LEN + 1])
 /* Checks every field the client sent into out; create requires name. */
 static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_json_errors_t *e)
 {
-    static const char *const allowed[] = {
-        "name",      "project_id",    "environment_id",    "repo_url",
-        "branch",    "build_command", "start_command",     "dockerfile_path",
-        "runtime",   "port",          "health_check_path", "replicas",
-        "resources", "auto_deploy",   "git_token",         NULL};
     const char *s;
     long long n;
     bool b;
@@ -283,7 +280,6 @@ static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_j
     json_t *res = json_object_get(body, "resources");
     if (res && !json_is_null(res)) {
         json_t *r = json_object();
-        static const char *const res_allowed[] = {"cpu", "memory", NULL};
         if (!json_is_object(res)) {
             sw_json_errors_add(e, "resources", "must be an object {cpu, memory}");
         } else {
@@ -307,10 +303,7 @@ static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_j
             json_t *v;
             json_object_foreach(res, k, v)
             {
-                bool known = false;
-                for (const char *const *a = res_allowed; *a; a++)
-                    known |= strcmp(*a, k) == 0;
-                if (!known)
+                if (!sw_api_schema_has("AppCreate.resources", k))
                     sw_json_errors_add(e, "resources", "unknown field %.32s: give cpu or memory",
                                        k);
             }
@@ -319,36 +312,32 @@ static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_j
     }
     if (sw_json_get_bool(body, "auto_deploy", false, &b, e) == 0)
         json_object_set_new(out, "auto_deploy", json_boolean(b));
-    sw_json_reject_unknown(body, allowed, e);
+    /* Create and update both check against AppCreate's fields: update answers "cannot be
+     * changed" for project_id and environment_id rather than calling them unknown. */
+    sw_api_reject_unknown(body, "AppCreate", e);
 }
+
+static const char *const app_statuses[] = {"idle",    "deploying", "running",
+                                           "stopped", "crashed",   NULL};
+
+static const sw_api_filter_t app_filters[] = {
+    {"project_id", "x.project_id = $%d::uuid", NULL, 0},
+    {"environment_id", "x.environment_id = $%d::uuid", NULL, 0},
+    {"status", "x.status = $%d", app_statuses, 0},
+    {NULL, NULL, NULL, 0},
+};
 
 void sw_api_apps_list(sw_http_req_t *req, void *ctx)
 {
-    static const char *const statuses[] = {"idle",    "deploying", "running",
-                                           "stopped", "crashed",   NULL};
-    const sw_principal_t *p = sw_api_principal(req);
-    sw_json_errors_t e;
-    sw_json_errors_init(&e);
-    const char *project = NULL, *environment = NULL;
-    sw_api_uuid_filter(req, "project_id", &project, &e);
-    sw_api_uuid_filter(req, "environment_id", &environment, &e);
-    const char *status = NULL;
-    sw_api_enum_filter(req, "status", statuses, &status, &e);
-    if (sw_json_errors_any(&e)) {
-        sw_api_validation_error(req, &e);
+    const char *filters[SW_API_FILTERS_MAX];
+    if (!sw_api_filters_read(req, app_filters, filters))
         return;
-    }
     sw_api_list_t l = {.from = "apps",
                        .json_expr = "sw_app_json(x)",
                        .sorts = app_sorts,
                        .default_sort = "created_at"};
-    sw_api_list_visible(&l, p, "project_id", false, NULL, NULL);
-    if (project)
-        sw_api_list_where(&l, "x.project_id = $%d::uuid", project);
-    if (environment)
-        sw_api_list_where(&l, "x.environment_id = $%d::uuid", environment);
-    if (status)
-        sw_api_list_where(&l, "x.status = $%d", status);
+    sw_api_list_visible(&l, sw_api_principal(req), "project_id", false, NULL, NULL);
+    sw_api_filters_apply(&l, app_filters, filters);
     sw_api_list_run(ctx, req, &l);
 }
 

@@ -13,8 +13,9 @@
 #include "slipway/api.h"
 #include "slipway/log.h"
 
+#include "internal.h"
+
 #define GENERIC_LOGIN_ERROR "invalid email or password"
-#define TOTP_WINDOW         1 /* steps either side: tolerates 30 s of clock skew */
 
 typedef enum { FLOW_SETUP, FLOW_REGISTER, FLOW_LOGIN, FLOW_MAX } flow_kind_t;
 
@@ -141,10 +142,8 @@ static void on_session_issued(int status, sw_pg_result_t *res, void *payload)
 {
     issue_t *is = payload;
     sw_http_req_t *req = is->req;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         goto out;
-    }
     json_error_t jerr;
     json_t *obj =
         sw_pg_result_rows(res) == 1 ? json_loads(sw_pg_result_value(res, 0, 0), 0, &jerr) : NULL;
@@ -182,10 +181,8 @@ static void on_state(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
     sw_api_t *api = sw_api_req(req)->state;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     json_error_t jerr;
     const char *user = sw_pg_result_value(res, 0, 1);
     json_t *body = json_pack("{s:b, s:b, s:o, s:s}", "needs_setup",
@@ -218,10 +215,8 @@ static void on_account_created(int status, sw_pg_result_t *res, void *payload)
                               NULL);
         return;
     }
-    if (status != 0) {
-        sw_api_db_error(f->req, status, res);
+    if (sw_api_db_failed(f->req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(f->req, 409, "RESOURCE_CONFLICT",
                               f->kind == FLOW_SETUP ? "setup has already been done"
@@ -272,10 +267,8 @@ static void hash_for_account(flow_t *f)
 static void on_setup_checked(int status, sw_pg_result_t *res, void *payload)
 {
     flow_t *f = payload;
-    if (status != 0) {
-        sw_api_db_error(f->req, status, res);
+    if (sw_api_db_failed(f->req, status, res))
         return;
-    }
     /* Answer a repeated setup before spending a hash on it. */
     if (strcmp(sw_pg_result_value(res, 0, 0), "t") == 0) {
         wipe_body(f->req);
@@ -289,7 +282,6 @@ static void on_setup_checked(int status, sw_pg_result_t *res, void *payload)
 /* Reads {email, password, name?} into a new flow; NULL after answering 400. */
 static flow_t *account_flow(sw_http_req_t *req, sw_api_t *api, flow_kind_t kind)
 {
-    static const char *const allowed[] = {"email", "password", "name", NULL};
     json_t *body = sw_api_body(req);
     if (!body)
         return NULL;
@@ -304,7 +296,7 @@ static flow_t *account_flow(sw_http_req_t *req, sw_api_t *api, flow_kind_t kind)
         sw_api_email(email, f->email, sizeof(f->email), &e);
     read_password(body, "password", true, &password, &f->password_len, &e);
     sw_json_get_string(body, "name", false, 0, 200, &name, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         json_decref(body);
         wipe_body(req);
@@ -373,47 +365,13 @@ static void login_succeeded(flow_t *f)
 static void on_totp_consumed(int status, sw_pg_result_t *res, void *payload)
 {
     flow_t *f = payload;
-    if (status != 0) {
-        sw_api_db_error(f->req, status, res);
+    if (sw_api_db_failed(f->req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         login_failed(f, "totp", "the code is invalid or was already used");
         return;
     }
     login_succeeded(f);
-}
-
-/* Recovery codes are compared without case, spaces or dashes. */
-static void recovery_hash(const char *code, char out[SW_TOKEN_HASH_HEX])
-{
-    char norm[64];
-    size_t n = 0;
-    for (const char *p = code; *p && n + 1 < sizeof(norm); p++) {
-        if (*p == '-' || *p == ' ')
-            continue;
-        norm[n++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-    }
-    norm[n] = '\0';
-    sw_token_hash(norm, n, out);
-    sodium_memzero(norm, sizeof(norm));
-}
-
-/* Checks a 6-digit code against the sealed secret; returns the accepted step or 0. */
-static unsigned long long totp_check(sw_api_t *api, const char *user_id, const char *sealed,
-                                     long long last, const char *code)
-{
-    sw_buf_t secret = SW_BUF_INIT;
-    char ad[64];
-    unsigned long long counter = 0;
-    snprintf(ad, sizeof(ad), "totp:%s", user_id);
-    if (sealed && sw_secretbox_open(&api->box, sealed, strlen(sealed), ad, &secret) == 0)
-        counter = sw_totp_verify((const unsigned char *)secret.base, secret.len, code,
-                                 sw_wall_ms() / 1000, TOTP_WINDOW, last > 0 ? (uint64_t)last : 0);
-    if (secret.base)
-        sodium_memzero(secret.base, secret.cap);
-    sw_buf_free(&secret);
-    return counter;
 }
 
 static bool is_six_digits(const char *s)
@@ -440,7 +398,8 @@ static void login_second_factor(flow_t *f)
         return;
     }
     if (is_six_digits(f->totp)) {
-        f->totp_counter = totp_check(api, f->user_id, f->totp_sealed, f->totp_last, f->totp);
+        f->totp_counter = sw_totp_check_sealed(&api->box, f->user_id, f->totp_sealed, f->totp_last,
+                                               f->totp, sw_wall_ms() / 1000);
         if (!f->totp_counter) {
             login_failed(f, "totp", "the code is invalid or was already used");
             return;
@@ -456,7 +415,7 @@ static void login_second_factor(flow_t *f)
         return;
     }
     char hash[SW_TOKEN_HASH_HEX];
-    recovery_hash(f->totp, hash);
+    sw_totp_recovery_hash(f->totp, hash);
     const char *params[] = {f->user_id, hash};
     sw_pg_query(api->pg,
                 "UPDATE totp_recovery_codes SET used_at = now() WHERE id = (SELECT id FROM "
@@ -491,9 +450,8 @@ static void on_login_user(int status, sw_pg_result_t *res, void *payload)
 {
     flow_t *f = payload;
     const char *hash = NULL;
-    if (status != 0) {
+    if (sw_api_db_failed(f->req, status, res)) {
         wipe_body(f->req);
-        sw_api_db_error(f->req, status, res);
         return;
     }
     if (sw_pg_result_rows(res) == 1) {
@@ -514,7 +472,6 @@ static void on_login_user(int status, sw_pg_result_t *res, void *payload)
 
 void sw_api_auth_login(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"email", "password", "totp", NULL};
     sw_api_t *api = ctx;
     json_t *body = sw_api_body(req);
     if (!body)
@@ -530,7 +487,7 @@ void sw_api_auth_login(sw_http_req_t *req, void *ctx)
         sw_api_email(email, f->email, sizeof(f->email), &e);
     read_password(body, "password", false, &password, &f->password_len, &e);
     sw_json_get_string(body, "totp", false, 0, 32, &totp, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         json_decref(body);
         wipe_body(req);
@@ -567,10 +524,8 @@ typedef struct {
 static void on_logged_out(int status, sw_pg_result_t *res, void *payload)
 {
     simple_t *s = payload;
-    if (status != 0) {
-        sw_api_db_error(s->req, status, res);
+    if (sw_api_db_failed(s->req, status, res))
         return;
-    }
     sw_auth_invalidate_session(s->api->auth, s->p.token_hash);
     sw_http_add_header(s->req, "Set-Cookie",
                        "slipway_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
@@ -634,10 +589,8 @@ static void respond_me(sw_http_req_t *req, const sw_principal_t *p, const char *
 static void on_me(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     respond_me(req, sw_api_principal(req),
                sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0) : NULL);
 }
@@ -672,10 +625,8 @@ typedef struct {
 static void on_password_stored(int status, sw_pg_result_t *res, void *payload)
 {
     password_t *pw = payload;
-    if (status != 0) {
-        sw_api_db_error(pw->req, status, res);
+    if (sw_api_db_failed(pw->req, status, res))
         return;
-    }
     /* Every process drops its cached sessions of this user; the others are gone from the
      * database, so only this one is found again. */
     sw_auth_invalidate_user(pw->api->auth, pw->p.user_id);
@@ -723,10 +674,8 @@ static void on_password_verified(int status, bool match, void *payload)
 static void on_password_user(int status, sw_pg_result_t *res, void *payload)
 {
     password_t *pw = payload;
-    if (status != 0) {
-        sw_api_db_error(pw->req, status, res);
+    if (sw_api_db_failed(pw->req, status, res))
         return;
-    }
     const char *hash = sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0) : NULL;
     if (sw_password_verify(pw->api->loop, hash, pw->current, pw->current_len, on_password_verified,
                            pw) != 0)
@@ -735,7 +684,6 @@ static void on_password_user(int status, sw_pg_result_t *res, void *payload)
 
 void sw_api_auth_password(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"current", "new", NULL};
     sw_api_t *api = ctx;
     json_t *body = sw_api_body(req);
     if (!body)
@@ -749,7 +697,7 @@ void sw_api_auth_password(sw_http_req_t *req, void *ctx)
     const char *current = NULL, *next = NULL;
     read_password(body, "current", false, &current, &pw->current_len, &e);
     read_password(body, "new", true, &next, &pw->next_len, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     sw_ratelimit_result_t rl;
     sw_ratelimit_peek(api->login_by_account, pw->p.email, uv_now(api->loop), &rl);
     if (!sw_json_errors_any(&e) && !rl.allowed) {
@@ -801,9 +749,9 @@ static void on_oauth_issued(int status, sw_pg_result_t *res, void *payload)
                          "expires_in", (json_int_t)atoll(sw_pg_result_value(res, 0, 0)), "scope",
                          o->scope);
     sodium_memzero(o->token, sizeof(o->token));
-    if (status != 0) {
-        sw_api_db_error(o->req, status, res);
-    } else if (!body) {
+    if (sw_api_db_failed(o->req, status, res))
+        return;
+    if (!body) {
         oauth_refuse(o);
     } else {
         sw_ratelimit_refund(o->api->login_by_address, o->req->client_addr, 1);
@@ -816,9 +764,8 @@ static void on_oauth_client(int status, sw_pg_result_t *res, void *payload)
 {
     oauth_t *o = payload;
     char hash[SW_TOKEN_HASH_HEX];
-    if (status != 0) {
+    if (sw_api_db_failed(o->req, status, res)) {
         sodium_memzero(o->secret, sizeof(o->secret));
-        sw_api_db_error(o->req, status, res);
         return;
     }
     sw_token_hash(o->secret, strlen(o->secret), hash);

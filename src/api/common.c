@@ -8,6 +8,8 @@
 #include "slipway/log.h"
 #include "slipway/queue.h"
 
+#include "internal.h"
+
 #define PAGE_LIMIT_MAX     100
 #define PAGE_LIMIT_DEFAULT 20
 #define PAGE_MAX           1000000
@@ -49,6 +51,14 @@ void sw_api_db_error(sw_http_req_t *req, int status, sw_pg_result_t *res)
                   res ? sw_pg_result_error(res) : sw_strerror(status), NULL);
         sw_http_respond_error(req, 500, "INTERNAL_ERROR", "internal error", NULL);
     }
+}
+
+bool sw_api_db_failed(sw_http_req_t *req, int status, sw_pg_result_t *res)
+{
+    if (status == 0)
+        return false;
+    sw_api_db_error(req, status, res);
+    return true;
 }
 
 json_t *sw_api_body(sw_http_req_t *req)
@@ -276,10 +286,8 @@ static bool list_order(sw_http_req_t *req, const sw_api_list_t *l, sw_buf_t *ord
 static void on_list(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     sw_api_respond_text(req, 200, sw_pg_result_value(res, 0, 0));
 }
 
@@ -350,10 +358,8 @@ static void on_exec(int status, sw_pg_result_t *res, void *payload)
         sw_http_respond_error(x->req, 409, "RESOURCE_CONFLICT", x->conflict, NULL);
         return;
     }
-    if (status != 0) {
-        sw_api_db_error(x->req, status, res);
+    if (sw_api_db_failed(x->req, status, res))
         return;
-    }
     const char *v = sw_pg_result_rows(res) >= 1 ? sw_pg_result_value(res, 0, 0) : NULL;
     if (!v) {
         sw_http_respond_error(x->req, 404, "RESOURCE_NOT_FOUND", x->not_found, NULL);

@@ -10,6 +10,8 @@
 #include "slipway/api.h"
 #include "slipway/git.h"
 
+#include "internal.h"
+
 #define KNOWN_HOSTS_MAX 100 /* entries in one PUT, and hosts after lines are split */
 #define HOST_BLOB_MAX   16384
 #define KEY_TYPE_MAX    64
@@ -230,7 +232,6 @@ static void read_line(const char *line, const char *field, json_t *out, sw_json_
 
 static void read_object(json_t *item, const char *field, json_t *out, sw_json_errors_t *e)
 {
-    static const char *const allowed[] = {"host", "sha256", "key_type", NULL};
     const char *h = NULL, *sha = NULL, *type = NULL;
     char host[SW_GIT_HOST_MAX];
     sw_json_errors_t inner;
@@ -239,7 +240,7 @@ static void read_object(json_t *item, const char *field, json_t *out, sw_json_er
     sw_json_get_string(item, "host", true, 1, SW_GIT_HOST_MAX - 1, &h, &inner);
     sw_json_get_string(item, "sha256", true, 1, 64, &sha, &inner);
     sw_json_get_string(item, "key_type", false, 1, KEY_TYPE_MAX - 1, &type, &inner);
-    sw_json_reject_unknown(item, allowed, &inner);
+    sw_api_reject_unknown(item, "KnownHostsPut.known_hosts", &inner);
     if (sw_json_errors_any(&inner)) {
         sw_json_errors_add(e, field, "must be {host, sha256, key_type?} with strings");
     } else if (!normalise_host(h, strlen(h), host)) {
@@ -262,7 +263,6 @@ static void read_object(json_t *item, const char *field, json_t *out, sw_json_er
 
 void sw_api_known_hosts_put(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"known_hosts", NULL};
     sw_api_t *api = ctx;
     sw_api_req_t *r = sw_api_req(req);
     json_t *body = sw_api_json(req);
@@ -271,7 +271,7 @@ void sw_api_known_hosts_put(sw_http_req_t *req, void *ctx)
     sw_json_errors_t e;
     sw_json_errors_init(&e);
     json_t *list = json_object_get(body, "known_hosts");
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (!json_is_array(list) || json_array_size(list) > KNOWN_HOSTS_MAX)
         sw_json_errors_add(&e, "known_hosts",
                            "must be an array of at most %d known_hosts lines or {host, sha256} "

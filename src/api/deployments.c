@@ -9,6 +9,8 @@
 #include "slipway/api.h"
 #include "slipway/queue.h"
 
+#include "internal.h"
+
 #define LOG_LINES_DEFAULT 1000
 #define LOG_LINES_MAX     10000
 
@@ -55,10 +57,8 @@ static bool ref_ok(const char *s)
 static void on_created(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such app", NULL);
         return;
@@ -128,7 +128,6 @@ void sw_api_deployment_trigger(sw_api_t *api, sw_http_req_t *req, const sw_api_t
 
 void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"ref", "commit_sha", NULL};
     sw_api_t *api = ctx;
     sw_api_req_t *r = sw_api_req(req);
     const char *ref = NULL, *sha = NULL;
@@ -143,7 +142,7 @@ void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
         if (sw_json_get_string(body, "commit_sha", false, 1, 40, &sha, &e) == 0 &&
             !hex_ok(sha, 7, 40))
             sw_json_errors_add(&e, "commit_sha", "must be 7 to 40 lower-case hex digits");
-        sw_json_reject_unknown(body, allowed, &e);
+        sw_api_reject_unknown_body(req, body, &e);
     }
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
@@ -183,28 +182,23 @@ void sw_api_deployments_list_app(sw_http_req_t *req, void *ctx)
     sw_api_list_run(ctx, req, &l);
 }
 
+static const sw_api_filter_t deployment_filters[] = {
+    {"app_id", "x.app_id = $%d::uuid", NULL, 0},
+    {"status", "x.status = $%d", statuses, 0},
+    {NULL, NULL, NULL, 0},
+};
+
 void sw_api_deployments_list(sw_http_req_t *req, void *ctx)
 {
-    const sw_principal_t *p = sw_api_principal(req);
-    sw_json_errors_t e;
-    sw_json_errors_init(&e);
-    const char *app = NULL;
-    sw_api_uuid_filter(req, "app_id", &app, &e);
-    const char *status = NULL;
-    sw_api_enum_filter(req, "status", statuses, &status, &e);
-    if (sw_json_errors_any(&e)) {
-        sw_api_validation_error(req, &e);
+    const char *filters[SW_API_FILTERS_MAX];
+    if (!sw_api_filters_read(req, deployment_filters, filters))
         return;
-    }
     sw_api_list_t l = {.from = "deployments",
                        .json_expr = "sw_deployment_json(x)",
                        .sorts = deployment_sorts,
                        .default_sort = "created_at:desc"};
-    sw_api_list_visible(&l, p, "project_id", false, NULL, NULL);
-    if (app)
-        sw_api_list_where(&l, "x.app_id = $%d::uuid", app);
-    if (status)
-        sw_api_list_where(&l, "x.status = $%d", status);
+    sw_api_list_visible(&l, sw_api_principal(req), "project_id", false, NULL, NULL);
+    sw_api_filters_apply(&l, deployment_filters, filters);
     sw_api_list_run(ctx, req, &l);
 }
 
@@ -226,10 +220,8 @@ static void on_cancelled(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
     sw_api_t *api = sw_api_req(req)->state;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(req, 409, "RESOURCE_CONFLICT", "the deployment has already ended",
                               NULL);
@@ -271,10 +263,8 @@ void sw_api_deployments_cancel(sw_http_req_t *req, void *ctx)
 static void on_logs(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     sw_api_respond_text(req, 200, sw_pg_result_value(res, 0, 0));
 }
 
@@ -396,10 +386,8 @@ static void on_stopped(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
     sw_api_t *api = sw_api_req(req)->state;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such app", NULL);
         return;

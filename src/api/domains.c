@@ -4,6 +4,8 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 static const sw_api_sort_t domain_sorts[] = {
     {"hostname", "hostname"},
     {"created_at", "created_at"},
@@ -89,7 +91,6 @@ void sw_api_domains_list(sw_http_req_t *req, void *ctx)
 
 void sw_api_domains_create(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"hostname", NULL};
     sw_api_t *api = ctx;
     sw_api_req_t *r = sw_api_req(req);
     json_t *body = sw_api_json(req);
@@ -104,7 +105,7 @@ void sw_api_domains_create(sw_http_req_t *req, void *ctx)
         if (why)
             sw_json_errors_add(&e, "hostname", "%s", why);
     }
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
         return;

@@ -7,6 +7,8 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 #define ENV_VALUE_MAX (64 * 1024)
 #define ENV_KEY_MAX   255
 #define ENV_BULK_MAX  100
@@ -64,16 +66,13 @@ void sw_api_env_list(sw_http_req_t *req, void *ctx)
 static void on_bulk_set(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     sw_api_env_list(req, sw_api_req(req)->state);
 }
 
 void sw_api_env_bulk(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"vars", NULL};
     sw_api_t *api = ctx;
     sw_api_req_t *r = sw_api_req(req);
     json_t *body = sw_api_json(req);
@@ -82,7 +81,7 @@ void sw_api_env_bulk(sw_http_req_t *req, void *ctx)
     sw_json_errors_t e;
     sw_json_errors_init(&e);
     json_t *vars = json_object_get(body, "vars");
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (!json_is_object(vars) || json_object_size(vars) == 0 ||
         json_object_size(vars) > ENV_BULK_MAX)
         sw_json_errors_add(&e, "vars", "must be an object of 1 to %d KEY: \"value\" pairs",
@@ -153,7 +152,6 @@ void sw_api_env_bulk(sw_http_req_t *req, void *ctx)
 
 void sw_api_env_put(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"value", "build_time", "runtime", NULL};
     sw_api_t *api = ctx;
     sw_api_req_t *r = sw_api_req(req);
     sw_iov_t k = sw_http_req_param(req, "key");
@@ -173,7 +171,7 @@ void sw_api_env_put(sw_http_req_t *req, void *ctx)
     int has_build = sw_json_get_bool(body, "build_time", false, &build_time, &e);
     int has_runtime = sw_json_get_bool(body, "runtime", false, &runtime, &e);
     sw_json_get_string(body, "value", true, 0, ENV_VALUE_MAX, &value, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         wipe_body(req);
         sw_api_validation_error(req, &e);

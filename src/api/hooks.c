@@ -12,8 +12,11 @@
 #include <string.h>
 
 #include "slipway/api.h"
+#include "slipway/crypto.h"
 #include "slipway/hooks.h"
 #include "slipway/log.h"
+
+#include "internal.h"
 
 #define HOOK_BODY_MAX     (1024u * 1024u)
 #define HOOK_SECRET_BYTES 32
@@ -21,7 +24,7 @@
 #define HOOK_MESSAGE_MAX  4096
 #define HOOK_AUTHOR_MAX   256
 #define SHA_HEX           40
-#define HMAC_HEX          (crypto_auth_hmacsha256_BYTES * 2)
+#define HMAC_HEX          (SW_HMAC_SHA256_BYTES * 2)
 
 static const char *const provider_names[SW_HOOK_PROVIDER_MAX] = {
     [SW_HOOK_GITHUB] = "github",
@@ -38,19 +41,14 @@ const char *sw_hook_provider_name(sw_hook_provider_t provider)
 
 static bool hmac_matches(sw_iov_t hex, sw_iov_t body, sw_iov_t secret)
 {
-    unsigned char got[crypto_auth_hmacsha256_BYTES], want[crypto_auth_hmacsha256_BYTES];
-    crypto_auth_hmacsha256_state st;
+    unsigned char got[SW_HMAC_SHA256_BYTES], want[SW_HMAC_SHA256_BYTES];
     size_t n = 0;
     if (hex.len != HMAC_HEX ||
         sodium_hex2bin(got, sizeof(got), hex.base, hex.len, NULL, &n, NULL) != 0 ||
         n != sizeof(got))
         return false;
-    crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret.base, secret.len);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)(body.base ? body.base : ""),
-                                  body.len);
-    crypto_auth_hmacsha256_final(&st, want);
+    sw_hmac_sha256(secret.base, secret.len, body.base, body.len, want);
     bool ok = sodium_memcmp(got, want, sizeof(want)) == 0;
-    sodium_memzero(&st, sizeof(st));
     sodium_memzero(want, sizeof(want));
     return ok;
 }
@@ -273,10 +271,8 @@ static void on_triggered(int status, sw_pg_result_t *res, void *payload)
         answer(req, d, 200, "duplicate", "this delivery was taken before");
         return;
     }
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         refuse(req); /* the app went away after its secret was read */
         return;
@@ -393,10 +389,8 @@ static void on_hook_app(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
     delivery_t *d = sw_api_req(req)->state;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         refuse(req);
         return;
@@ -501,11 +495,9 @@ static void on_rotated(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
     char *secret = sw_api_req(req)->state;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
-    } else if (sw_pg_result_rows(res) != 1) {
+    if (status == 0 && sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such app", NULL);
-    } else {
+    } else if (!sw_api_db_failed(req, status, res)) {
         /* {"secret": ..., and the rest as PostgreSQL rendered it; hex needs no escaping. */
         const char *rest = sw_pg_result_value(res, 0, 0);
         sw_buf_t body = SW_BUF_INIT;

@@ -8,6 +8,8 @@
 
 #include "slipway/api.h"
 #include "slipway/log.h"
+
+#include "internal.h"
 #include "sw_version.h"
 
 #define NODE_KEEP "1 day" /* a node not heard from for this long is removed */
@@ -136,27 +138,25 @@ static const sw_api_sort_t node_sorts[] = {
     {NULL, NULL},
 };
 
+static const char *const node_roles[] = {"api", "worker", "all", NULL};
+static const char *const node_statuses[] = {"up", "lost", "stopped", NULL};
+
+static const sw_api_filter_t node_filters[] = {
+    {"role", "x.role = $%d", node_roles, 0},
+    {"status", "sw_node_status(x) = $%d", node_statuses, 0},
+    {NULL, NULL, NULL, 0},
+};
+
 void sw_api_nodes_list(sw_http_req_t *req, void *ctx)
 {
-    static const char *const roles[] = {"api", "worker", "all", NULL};
-    static const char *const statuses[] = {"up", "lost", "stopped", NULL};
+    const char *filters[SW_API_FILTERS_MAX];
+    if (!sw_api_filters_read(req, node_filters, filters))
+        return;
     sw_api_list_t l = {.from = "nodes",
                        .json_expr = "sw_node_json(x)",
                        .sorts = node_sorts,
                        .default_sort = "name:asc"};
-    const char *role = NULL, *status = NULL;
-    sw_json_errors_t e;
-    sw_json_errors_init(&e);
-    sw_api_enum_filter(req, "role", roles, &role, &e);
-    sw_api_enum_filter(req, "status", statuses, &status, &e);
-    if (sw_json_errors_any(&e)) {
-        sw_api_validation_error(req, &e);
-        return;
-    }
-    if (role)
-        sw_api_list_where(&l, "x.role = $%d", role);
-    if (status)
-        sw_api_list_where(&l, "sw_node_status(x) = $%d", status);
+    sw_api_filters_apply(&l, node_filters, filters);
     sw_api_list_run(ctx, req, &l);
 }
 

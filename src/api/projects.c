@@ -7,6 +7,8 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 /* Validates a DNS label (environment and app names). */
 bool sw_api_dns_label(const char *s)
 {
@@ -46,7 +48,6 @@ void sw_api_projects_list(sw_http_req_t *req, void *ctx)
 static bool read_project(sw_http_req_t *req, bool create, const char **name,
                          const char **description)
 {
-    static const char *const allowed[] = {"name", "description", NULL};
     json_t *body = sw_api_json(req);
     if (!body)
         return false;
@@ -55,7 +56,7 @@ static bool read_project(sw_http_req_t *req, bool create, const char **name,
     *name = *description = NULL;
     sw_json_get_string(body, "name", create, 1, 100, name, &e);
     sw_json_get_string(body, "description", false, 0, 1000, description, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (!create && !sw_json_errors_any(&e) && !*name && !*description)
         sw_json_errors_add(&e, "body", "give name or description");
     if (sw_json_errors_any(&e)) {
@@ -185,10 +186,8 @@ typedef struct {
 static void on_member(int status, sw_pg_result_t *res, void *payload)
 {
     member_t *m = payload;
-    if (status != 0) {
-        sw_api_db_error(m->req, status, res);
+    if (sw_api_db_failed(m->req, status, res))
         return;
-    }
     const char *exists = sw_pg_result_value(res, 0, 0);
     const char *outcome = sw_pg_result_value(res, 0, 1);
     if (!exists || strcmp(exists, "0") == 0) {
@@ -224,7 +223,6 @@ static bool member_target(sw_http_req_t *req, member_t **out, bool removing)
 
 void sw_api_members_put(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"role", NULL};
     sw_api_t *api = ctx;
     sw_api_req_t *r = sw_api_req(req);
     member_t *m;
@@ -239,7 +237,7 @@ void sw_api_members_put(sw_http_req_t *req, void *ctx)
     if (sw_json_get_string(body, "role", true, 1, 16, &role, &e) == 0 &&
         sw_project_role_parse(role) == SW_PROJECT_NONE)
         sw_json_errors_add(&e, "role", "must be admin, developer or viewer");
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
         return;
@@ -306,7 +304,6 @@ void sw_api_environments_list(sw_http_req_t *req, void *ctx)
 
 static const char *read_environment_name(sw_http_req_t *req)
 {
-    static const char *const allowed[] = {"name", NULL};
     json_t *body = sw_api_json(req);
     if (!body)
         return NULL;
@@ -315,7 +312,7 @@ static const char *read_environment_name(sw_http_req_t *req)
     const char *name = NULL;
     if (sw_json_get_string(body, "name", true, 1, 63, &name, &e) == 0 && !sw_api_dns_label(name))
         sw_json_errors_add(&e, "name", "must be a DNS label: a-z, 0-9 and '-', not at either end");
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
         return NULL;
@@ -375,10 +372,8 @@ void sw_api_environments_update(sw_http_req_t *req, void *ctx)
 static void on_environment_deleted(int status, sw_pg_result_t *res, void *payload)
 {
     sw_http_req_t *req = payload;
-    if (status != 0 && status != SW_EREFERENCED) {
-        sw_api_db_error(req, status, res);
+    if (status != SW_EREFERENCED && sw_api_db_failed(req, status, res))
         return;
-    }
     if (status == SW_EREFERENCED || strcmp(sw_pg_result_value(res, 0, 0), "0") == 0) {
         sw_http_respond_error(req, 409, "RESOURCE_CONFLICT",
                               "the environment still holds apps: delete or move them first", NULL);

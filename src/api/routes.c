@@ -264,7 +264,7 @@ const sw_route_t sw_api_routes[] = {
 
     LIST("/api/v1/audit", sw_api_audit_list, USER(R),
          "Audit entries the caller may read; filters actor_id, resource, action, project_id",
-         "audit", "AuditList", "actor_id,resource,action,project_id"),
+         "audit", "AuditList", "actor_id,project_id,resource,action"),
 };
 
 const size_t sw_api_routes_count = SW_ARRAY_SIZE(sw_api_routes);

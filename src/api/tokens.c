@@ -6,6 +6,8 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 #define TOKEN_EXPIRES_MAX_S 315360000LL /* ten years */
 
 typedef struct {
@@ -28,10 +30,8 @@ static tokens_t *tokens_new(sw_http_req_t *req, void *ctx)
 static void on_text(int status, sw_pg_result_t *res, void *payload)
 {
     tokens_t *t = payload;
-    if (status != 0) {
-        sw_api_db_error(t->req, status, res);
+    if (sw_api_db_failed(t->req, status, res))
         return;
-    }
     sw_api_respond_text(t->req, 200, sw_pg_result_value(res, 0, 0));
 }
 
@@ -60,9 +60,8 @@ static void on_created(int status, sw_pg_result_t *res, void *payload)
 {
     tokens_t *t = payload;
     json_error_t jerr;
-    if (status != 0) {
+    if (sw_api_db_failed(t->req, status, res)) {
         sodium_memzero(t->token, sizeof(t->token));
-        sw_api_db_error(t->req, status, res);
         return;
     }
     json_t *obj = json_loads(sw_pg_result_value(res, 0, 0), 0, &jerr);
@@ -115,7 +114,6 @@ static bool read_scopes(json_t *body, sw_buf_t *out, sw_json_errors_t *e)
 
 void sw_api_tokens_create(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"name", "scopes", "expires_in", NULL};
     tokens_t *t = tokens_new(req, ctx);
     json_t *body = sw_api_body(req);
     if (!body)
@@ -129,7 +127,7 @@ void sw_api_tokens_create(sw_http_req_t *req, void *ctx)
     read_scopes(body, &scopes, &e);
     int has_expiry =
         sw_json_get_int(body, "expires_in", false, 60, TOKEN_EXPIRES_MAX_S, &expires_in, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         json_decref(body);
         sw_buf_free(&scopes);
@@ -162,10 +160,8 @@ void sw_api_tokens_create(sw_http_req_t *req, void *ctx)
 static void on_deleted(int status, sw_pg_result_t *res, void *payload)
 {
     tokens_t *t = payload;
-    if (status != 0) {
-        sw_api_db_error(t->req, status, res);
+    if (sw_api_db_failed(t->req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(t->req, 404, "RESOURCE_NOT_FOUND", "no such token", NULL);
         return;

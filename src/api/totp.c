@@ -6,8 +6,9 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 #define RECOVERY_CODES 10
-#define TOTP_WINDOW    1
 #define ISSUER         "Slipway"
 
 typedef struct {
@@ -76,17 +77,8 @@ static bool limited(totp_t *t)
 
 static unsigned long long check_code(totp_t *t, const char *sealed, long long last)
 {
-    sw_buf_t secret = SW_BUF_INIT;
-    char ad[64];
-    unsigned long long counter = 0;
-    snprintf(ad, sizeof(ad), "totp:%s", t->p.user_id);
-    if (sealed && sw_secretbox_open(&t->api->box, sealed, strlen(sealed), ad, &secret) == 0)
-        counter = sw_totp_verify((const unsigned char *)secret.base, secret.len, t->code,
-                                 sw_wall_ms() / 1000, TOTP_WINDOW, last > 0 ? (uint64_t)last : 0);
-    if (secret.base)
-        sodium_memzero(secret.base, secret.cap);
-    sw_buf_free(&secret);
-    return counter;
+    return sw_totp_check_sealed(&t->api->box, t->p.user_id, sealed, last, t->code,
+                                sw_wall_ms() / 1000);
 }
 
 /* ---- POST auth/totp/enroll ---- */
@@ -94,9 +86,8 @@ static unsigned long long check_code(totp_t *t, const char *sealed, long long la
 static void on_enrolled(int status, sw_pg_result_t *res, void *payload)
 {
     totp_t *t = payload;
-    if (status != 0) {
+    if (sw_api_db_failed(t->req, status, res)) {
         wipe(t);
-        sw_api_db_error(t->req, status, res);
         return;
     }
     if (sw_pg_result_rows(res) != 1) {
@@ -118,13 +109,11 @@ void sw_api_totp_enroll(sw_http_req_t *req, void *ctx)
     totp_t *t = totp_new(req, ctx);
     unsigned char secret[SW_TOTP_SECRET_BYTES];
     sw_buf_t b32 = SW_BUF_INIT, sealed = SW_BUF_INIT;
-    char ad[64];
 
     randombytes_buf(secret, sizeof(secret));
     sw_base32_encode(secret, sizeof(secret), &b32);
     snprintf(t->secret_b32, sizeof(t->secret_b32), "%s", b32.base);
-    snprintf(ad, sizeof(ad), "totp:%s", t->p.user_id);
-    sw_secretbox_seal(&t->api->box, secret, sizeof(secret), ad, &sealed);
+    sw_totp_seal(&t->api->box, t->p.user_id, secret, sizeof(secret), &sealed);
     sodium_memzero(secret, sizeof(secret));
     sodium_memzero(b32.base, b32.len);
     sw_buf_free(&b32);
@@ -143,9 +132,8 @@ void sw_api_totp_enroll(sw_http_req_t *req, void *ctx)
 static void on_confirmed(int status, sw_pg_result_t *res, void *payload)
 {
     totp_t *t = payload;
-    if (status != 0) {
+    if (sw_api_db_failed(t->req, status, res)) {
         wipe(t);
-        sw_api_db_error(t->req, status, res);
         return;
     }
     if (sw_pg_result_rows(res) != 1) {
@@ -171,11 +159,8 @@ static void make_recovery_codes(totp_t *t, sw_buf_t *pg_array)
         for (int k = 0; k < 11; k++)
             c[k] = k == 5 ? '-' : alphabet[randombytes_uniform(sizeof(alphabet) - 1)];
         c[11] = '\0';
-        char norm[11], hash[SW_TOKEN_HASH_HEX];
-        memcpy(norm, c, 5);
-        memcpy(norm + 5, c + 6, 5);
-        norm[10] = '\0';
-        sw_token_hash(norm, 10, hash);
+        char hash[SW_TOKEN_HASH_HEX];
+        sw_totp_recovery_hash(c, hash);
         sw_buf_printf(pg_array, "%s%s", i ? "," : "", hash);
     }
     sw_buf_append_char(pg_array, '}');
@@ -184,9 +169,8 @@ static void make_recovery_codes(totp_t *t, sw_buf_t *pg_array)
 static void on_confirm_user(int status, sw_pg_result_t *res, void *payload)
 {
     totp_t *t = payload;
-    if (status != 0) {
+    if (sw_api_db_failed(t->req, status, res)) {
         wipe(t);
-        sw_api_db_error(t->req, status, res);
         return;
     }
     if (sw_pg_result_rows(res) != 1 || strcmp(sw_pg_result_value(res, 0, 0), "t") == 0 ||
@@ -221,7 +205,6 @@ static void on_confirm_user(int status, sw_pg_result_t *res, void *payload)
 
 void sw_api_totp_confirm(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"code", NULL};
     totp_t *t = totp_new(req, ctx);
     json_t *body = sw_api_body(req);
     if (!body)
@@ -230,7 +213,7 @@ void sw_api_totp_confirm(sw_http_req_t *req, void *ctx)
     sw_json_errors_init(&e);
     const char *code = NULL;
     sw_json_get_string(body, "code", true, 1, 16, &code, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         json_decref(body);
         sw_api_validation_error(req, &e);
@@ -252,10 +235,8 @@ static void on_disabled(int status, sw_pg_result_t *res, void *payload)
 {
     totp_t *t = payload;
     wipe(t);
-    if (status != 0) {
-        sw_api_db_error(t->req, status, res);
+    if (sw_api_db_failed(t->req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(t->req, 409, "RESOURCE_CONFLICT", "TOTP is not on", NULL);
         return;
@@ -294,9 +275,8 @@ static void on_disable_password(int status, bool match, void *payload)
 static void on_disable_user(int status, sw_pg_result_t *res, void *payload)
 {
     totp_t *t = payload;
-    if (status != 0) {
+    if (sw_api_db_failed(t->req, status, res)) {
         wipe(t);
-        sw_api_db_error(t->req, status, res);
         return;
     }
     if (sw_pg_result_rows(res) != 1 || strcmp(sw_pg_result_value(res, 0, 0), "t") != 0) {
@@ -323,7 +303,6 @@ static void on_disable_user(int status, sw_pg_result_t *res, void *payload)
 
 void sw_api_totp_delete(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"code", "password", NULL};
     totp_t *t = totp_new(req, ctx);
     json_t *body = sw_api_body(req);
     if (!body)
@@ -333,7 +312,7 @@ void sw_api_totp_delete(sw_http_req_t *req, void *ctx)
     const char *code = NULL, *password = NULL;
     sw_json_get_string(body, "code", false, 1, 16, &code, &e);
     sw_json_get_string(body, "password", false, 1, SW_PASSWORD_MAX, &password, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (!sw_json_errors_any(&e) && !code && !password)
         sw_json_errors_add(&e, "code", "give a current code or the password");
     if (sw_json_errors_any(&e)) {

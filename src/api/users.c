@@ -10,6 +10,8 @@
 
 #include "slipway/api.h"
 
+#include "internal.h"
+
 typedef struct {
     sw_api_t *api;
     sw_http_req_t *req;
@@ -72,10 +74,8 @@ static bool read_role(json_t *body, const char **out, sw_json_errors_t *e)
 static void on_text(int status, sw_pg_result_t *res, void *payload)
 {
     users_t *u = payload;
-    if (status != 0) {
-        sw_api_db_error(u->req, status, res);
+    if (sw_api_db_failed(u->req, status, res))
         return;
-    }
     const char *v = sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0) : NULL;
     if (!v) {
         sw_http_respond_error(u->req, 404, "RESOURCE_NOT_FOUND", "no such user", NULL);
@@ -118,10 +118,8 @@ static void on_created(int status, sw_pg_result_t *res, void *payload)
                               NULL);
         return;
     }
-    if (status != 0) {
-        sw_api_db_error(u->req, status, res);
+    if (sw_api_db_failed(u->req, status, res))
         return;
-    }
     sw_api_respond_text(u->req, 201, sw_pg_result_value(res, 0, 0));
 }
 
@@ -147,7 +145,6 @@ static void on_create_hashed(int status, const char *hash, void *payload)
 
 void sw_api_users_create(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"email", "password", "name", "role", NULL};
     users_t *u = users_new(req, ctx);
     json_t *body = sw_api_body(req);
     if (!body)
@@ -162,7 +159,7 @@ void sw_api_users_create(sw_http_req_t *req, void *ctx)
         u->password_len = strlen(password);
     sw_json_get_string(body, "name", false, 0, 200, &name, &e);
     read_role(body, &role, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         json_decref(body);
         wipe_body(req);
@@ -217,10 +214,8 @@ static void on_updated(int status, sw_pg_result_t *res, void *payload)
                               NULL);
         return;
     }
-    if (status != 0) {
-        sw_api_db_error(u->req, status, res);
+    if (sw_api_db_failed(u->req, status, res))
         return;
-    }
     const char *user = sw_pg_result_value(res, 0, 1);
     if (refused(u, res, user != NULL, u->role))
         return;
@@ -278,7 +273,6 @@ static void on_update_hashed(int status, const char *hash, void *payload)
 
 void sw_api_users_update(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"name", "role", "password", NULL};
     users_t *u = users_new(req, ctx);
     if (!take_id(u))
         return;
@@ -292,7 +286,7 @@ void sw_api_users_update(sw_http_req_t *req, void *ctx)
     read_role(body, &role, &e);
     int has_password = sw_json_get_string(body, "password", false, SW_PASSWORD_MIN, SW_PASSWORD_MAX,
                                           &password, &e);
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (!sw_json_errors_any(&e) && has_name != 0 && !role && has_password != 0)
         sw_json_errors_add(&e, "body", "give at least one of name, role, password");
     if (sw_json_errors_any(&e)) {
@@ -333,10 +327,8 @@ void sw_api_users_update(sw_http_req_t *req, void *ctx)
 static void on_deleted(int status, sw_pg_result_t *res, void *payload)
 {
     users_t *u = payload;
-    if (status != 0) {
-        sw_api_db_error(u->req, status, res);
+    if (sw_api_db_failed(u->req, status, res))
         return;
-    }
     if (refused(u, res, strcmp(sw_pg_result_value(res, 0, 1), "0") != 0, NULL))
         return;
     sw_auth_invalidate_user(u->api->auth, u->id);

@@ -14,6 +14,8 @@
 #include "slipway/api.h"
 #include "slipway/webhooks.h"
 
+#include "internal.h"
+
 static const char *const event_names[] = {
     "deployment.started",   "deployment.succeeded", "deployment.failed",
     "deployment.cancelled", "app.created",          "app.deleted",
@@ -75,9 +77,7 @@ static void on_inserted(int status, sw_pg_result_t *res, void *payload)
     sw_http_req_t *req = c->req;
     if (status == SW_EREFERENCED) {
         sw_http_respond_error(req, 404, "RESOURCE_NOT_FOUND", "no such project", NULL);
-    } else if (status != 0) {
-        sw_api_db_error(req, status, res);
-    } else {
+    } else if (!sw_api_db_failed(req, status, res)) {
         json_t *w = json_loads(sw_pg_result_value(res, 0, 0), 0, NULL);
         if (!w) {
             sw_http_respond_error(req, 500, "INTERNAL_ERROR", "internal error", NULL);
@@ -170,10 +170,8 @@ static void on_project(int status, sw_pg_result_t *res, void *payload)
 {
     create_t *c = payload;
     sw_http_req_t *req = c->req;
-    if (status != 0) {
-        sw_api_db_error(req, status, res);
+    if (sw_api_db_failed(req, status, res))
         return;
-    }
     const char *role = sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, 0) : NULL;
     bool admin = sw_api_is_instance_admin(sw_api_principal(req));
     if (sw_pg_result_rows(res) != 1 || (!admin && !role)) {
@@ -228,7 +226,6 @@ static const char *parse_events(sw_http_req_t *req, json_t *body, sw_json_errors
 
 void sw_api_webhooks_create(sw_http_req_t *req, void *ctx)
 {
-    static const char *const allowed[] = {"url", "events", "project_id", NULL};
     sw_api_t *api = ctx;
     const sw_principal_t *p = sw_api_principal(req);
     json_t *body = sw_api_json(req);
@@ -253,7 +250,7 @@ void sw_api_webhooks_create(sw_http_req_t *req, void *ctx)
             !sw_iov_is_uuid(sw_iov_from_cstr(project_id)))
             sw_json_errors_add(&e, "project_id", "must be a UUID");
     }
-    sw_json_reject_unknown(body, allowed, &e);
+    sw_api_reject_unknown_body(req, body, &e);
     if (sw_json_errors_any(&e)) {
         sw_api_validation_error(req, &e);
         return;
@@ -280,22 +277,22 @@ void sw_api_webhooks_create(sw_http_req_t *req, void *ctx)
                 2, params, on_project, c);
 }
 
+static const sw_api_filter_t webhook_filters[] = {
+    {"project_id", "x.project_id = $%d::uuid", NULL, 0},
+    {NULL, NULL, NULL, 0},
+};
+
 void sw_api_webhooks_list(sw_http_req_t *req, void *ctx)
 {
-    sw_json_errors_t e;
-    const char *project_id;
-    sw_json_errors_init(&e);
+    const char *filters[SW_API_FILTERS_MAX];
+    if (!sw_api_filters_read(req, webhook_filters, filters))
+        return;
     sw_api_list_t l = {.from = "webhooks",
                        .json_expr = "sw_webhook_json(x)",
                        .sorts = webhook_sorts,
                        .default_sort = "created_at:asc"};
-    if (!sw_api_uuid_filter(req, "project_id", &project_id, &e)) {
-        sw_api_validation_error(req, &e);
-        return;
-    }
     sw_api_list_visible(&l, sw_api_principal(req), "project_id", true, NULL, NULL);
-    if (project_id)
-        sw_api_list_where(&l, "x.project_id = $%d::uuid", project_id);
+    sw_api_filters_apply(&l, webhook_filters, filters);
     sw_api_list_run(ctx, req, &l);
 }
 
@@ -339,17 +336,20 @@ typedef struct {
     sw_http_req_t *req;
     sw_api_t *api;
     const char *id;
-    const char *delivery_id;
-    const char *event;
+    const char *filters[SW_API_FILTERS_MAX];
 } deliveries_t;
+
+static const sw_api_filter_t attempt_filters[] = {
+    {"delivery_id", "x.delivery_id = $%d::uuid", NULL, 0},
+    {"event", "x.event = $%d", NULL, 0},
+    {NULL, NULL, NULL, 0},
+};
 
 static void on_visible(int status, sw_pg_result_t *res, void *payload)
 {
     deliveries_t *d = payload;
-    if (status != 0) {
-        sw_api_db_error(d->req, status, res);
+    if (sw_api_db_failed(d->req, status, res))
         return;
-    }
     if (sw_pg_result_rows(res) != 1) {
         sw_http_respond_error(d->req, 404, "RESOURCE_NOT_FOUND", "no such webhook", NULL);
         return;
@@ -359,18 +359,13 @@ static void on_visible(int status, sw_pg_result_t *res, void *payload)
                        .sorts = attempt_sorts,
                        .default_sort = "created_at:desc"};
     sw_api_list_where(&l, "x.webhook_id = $%d::uuid", d->id);
-    if (d->delivery_id)
-        sw_api_list_where(&l, "x.delivery_id = $%d::uuid", d->delivery_id);
-    if (d->event)
-        sw_api_list_where(&l, "x.event = $%d", d->event);
+    sw_api_filters_apply(&l, attempt_filters, d->filters);
     sw_api_list_run(d->api, d->req, &l);
 }
 
 void sw_api_webhooks_deliveries(sw_http_req_t *req, void *ctx)
 {
     const sw_principal_t *p = sw_api_principal(req);
-    sw_json_errors_t e;
-    sw_json_errors_init(&e);
     const char *id = webhook_id(req);
     if (!id)
         return;
@@ -378,11 +373,8 @@ void sw_api_webhooks_deliveries(sw_http_req_t *req, void *ctx)
     d->req = req;
     d->api = ctx;
     d->id = id;
-    d->event = sw_http_req_query(req, "event");
-    if (!sw_api_uuid_filter(req, "delivery_id", &d->delivery_id, &e)) {
-        sw_api_validation_error(req, &e);
+    if (!sw_api_filters_read(req, attempt_filters, d->filters))
         return;
-    }
     const char *params[] = {id, sw_api_is_instance_admin(p) ? "true" : "false", p->user_id};
     sw_pg_query(d->api->pg, "SELECT 1 FROM webhooks WHERE id = $1::uuid AND " MANAGEABLE, 3, params,
                 on_visible, d);

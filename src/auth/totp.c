@@ -1,4 +1,5 @@
-/* One-time codes (RFC 6238 over RFC 4226) and the base32 that carries their secrets. */
+/* One-time codes (RFC 6238 over RFC 4226), the base32 that carries their secrets, a user's
+ * sealed secret and the recovery codes that stand in for it. */
 #include "slipway/crypto.h"
 
 #include <errno.h>
@@ -6,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #define TOTP_DIGITS 6
@@ -168,4 +170,49 @@ void sw_totp_url(const char *issuer, const char *account, const char *secret_b32
     sw_buf_append_cstr(out, "&issuer=");
     append_pct(out, issuer);
     sw_buf_printf(out, "&algorithm=SHA1&digits=%d&period=%d", TOTP_DIGITS, SW_TOTP_STEP);
+}
+
+/* ---- a user's secret, sealed; recovery codes ---- */
+
+static void totp_ad(const char *user_id, char ad[64])
+{
+    snprintf(ad, 64, "totp:%s", user_id);
+}
+
+void sw_totp_seal(const sw_secretbox_t *box, const char *user_id, const unsigned char *secret,
+                  size_t len, sw_buf_t *out)
+{
+    char ad[64];
+    totp_ad(user_id, ad);
+    sw_secretbox_seal(box, secret, len, ad, out);
+}
+
+uint64_t sw_totp_check_sealed(const sw_secretbox_t *box, const char *user_id, const char *sealed,
+                              long long last, const char *code, uint64_t unix_time)
+{
+    sw_buf_t secret = SW_BUF_INIT;
+    char ad[64];
+    uint64_t counter = 0;
+    totp_ad(user_id, ad);
+    if (sealed && sw_secretbox_open(box, sealed, strlen(sealed), ad, &secret) == 0)
+        counter = sw_totp_verify((const unsigned char *)secret.base, secret.len, code, unix_time,
+                                 SW_TOTP_WINDOW, last > 0 ? (uint64_t)last : 0);
+    if (secret.base)
+        sodium_memzero(secret.base, secret.cap);
+    sw_buf_free(&secret);
+    return counter;
+}
+
+void sw_totp_recovery_hash(const char *code, char out[SW_TOKEN_HASH_HEX])
+{
+    char norm[64];
+    size_t n = 0;
+    for (const char *p = code; *p && n + 1 < sizeof(norm); p++) {
+        if (*p == '-' || *p == ' ')
+            continue;
+        norm[n++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+    }
+    norm[n] = '\0';
+    sw_token_hash(norm, n, out);
+    sodium_memzero(norm, sizeof(norm));
 }

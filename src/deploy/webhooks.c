@@ -24,6 +24,7 @@
 
 #include "slipway/buf.h"
 #include "slipway/common.h"
+#include "slipway/crypto.h"
 #include "slipway/httpc.h"
 #include "slipway/log.h"
 #include "sw_version.h"
@@ -149,14 +150,8 @@ const char *sw_webhook_url_parse(const char *url, sw_webhook_url_t *out)
 void sw_webhook_sign(const char *key, size_t key_len, const void *body, size_t len,
                      char out[SW_WEBHOOK_SIGNATURE])
 {
-    crypto_auth_hmacsha256_state st;
-    unsigned char mac[crypto_auth_hmacsha256_BYTES];
-    crypto_auth_hmacsha256_init(&st, (const unsigned char *)key, key_len);
-    crypto_auth_hmacsha256_update(&st, body, len);
-    crypto_auth_hmacsha256_final(&st, mac);
     memcpy(out, "sha256=", 7);
-    sodium_bin2hex(out + 7, SW_WEBHOOK_SIGNATURE - 7, mac, sizeof(mac));
-    sodium_memzero(&st, sizeof(st));
+    sw_hmac_sha256_hex(key, key_len, body, len, out + 7);
 }
 
 static bool token_valid(const char *s)

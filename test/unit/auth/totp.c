@@ -150,6 +150,43 @@ static void test_otpauth_url(void **state)
     sw_buf_free(&b);
 }
 
+static void test_sealed_secret(void **state)
+{
+    (void)state;
+    sw_secretbox_t box;
+    char err[128];
+    assert_int_equal(sw_crypto_init(), 0);
+    assert_int_equal(sw_secretbox_load(&box,
+                                       "000102030405060708090a0b0c0d0e0f"
+                                       "101112131415161718191a1b1c1d1e1f",
+                                       NULL, err, sizeof(err)),
+                     0);
+    sw_buf_t sealed = SW_BUF_INIT;
+    sw_totp_seal(&box, "u1", rfc_secret, RFC_SECRET_LEN, &sealed);
+    /* RFC 6238 at T = 59: counter 1, code 287082 */
+    assert_int_equal(sw_totp_check_sealed(&box, "u1", sealed.base, 0, "287082", 59), 1);
+    assert_int_equal(sw_totp_check_sealed(&box, "u1", sealed.base, 1, "287082", 59), 0);
+    assert_int_equal(sw_totp_check_sealed(&box, "u1", sealed.base, 0, "000000", 59), 0);
+    /* bound to its user; no secret, no match */
+    assert_int_equal(sw_totp_check_sealed(&box, "u2", sealed.base, 0, "287082", 59), 0);
+    assert_int_equal(sw_totp_check_sealed(&box, "u1", NULL, 0, "287082", 59), 0);
+    sw_buf_free(&sealed);
+    sw_secretbox_clear(&box);
+}
+
+static void test_recovery_hash(void **state)
+{
+    (void)state;
+    char a[SW_TOKEN_HASH_HEX], b[SW_TOKEN_HASH_HEX], c[SW_TOKEN_HASH_HEX];
+    sw_totp_recovery_hash("k3m9q-x7p2a", a);
+    sw_totp_recovery_hash(" K3M9Q X7P2A-", b);
+    sw_token_hash("k3m9qx7p2a", 10, c);
+    assert_string_equal(a, b);
+    assert_string_equal(a, c);
+    sw_totp_recovery_hash("k3m9q-x7p2b", b);
+    assert_string_not_equal(a, b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +197,8 @@ int main(void)
         cmocka_unit_test(test_base32_decode_leniency_and_errors),
         cmocka_unit_test(test_base32_round_trip),
         cmocka_unit_test(test_otpauth_url),
+        cmocka_unit_test(test_sealed_secret),
+        cmocka_unit_test(test_recovery_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
