@@ -21,23 +21,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <netinet/in.h>
 #include <sodium.h>
 #include <unistd.h>
 
 #include "slipway/applog.h"
-#include "slipway/sandbox.h"
 #include "slipway/buf.h"
 #include "slipway/git.h"
-#include "slipway/httpc.h"
 #include "slipway/log.h"
 #include "slipway/logcap.h"
 #include "slipway/metrics.h"
-#include "slipway/proc.h"
 #include "slipway/queue.h"
 #include "slipway/redis.h"
+#include "slipway/runtime.h"
 #include "slipway/utf8.h"
 
 #define TICK_MS        1000
@@ -71,27 +67,8 @@ typedef struct {
     char *v[SECRETS_MAX];
 } secrets_t;
 
-typedef struct instance instance_t;
 typedef struct run run_t;
 typedef struct entry entry_t;
-
-struct instance {
-    instance_t *next;
-    sw_worker_t *w;
-    char app_id[40];
-    char deployment_id[40];
-    sw_proc_t *proc;
-    char name[24]; /* in log lines: the deployment's first 8 hex digits and the replica */
-    secrets_t *secrets;
-    uint16_t port;
-    bool stopping; /* asked to stop: an exit is expected */
-    bool healthy;
-    unsigned restarts;
-    uv_timer_t restart_timer;
-    char **argv;
-    char **env;
-    char *cwd;
-};
 
 struct run {
     run_t *next;
@@ -119,10 +96,11 @@ struct run {
     bool handback; /* the worker is stopping: back to the queue, not failed */
     char error[512];
     sw_git_job_t *git;
-    sw_proc_t *build;
-    instance_t *fresh[MAX_INSTANCES];
+    sw_runtime_build_t *build;
+    sw_instance_t *fresh[MAX_INSTANCES];
     int nfresh;
-    sw_httpc_t *probe;
+    int nhealthy; /* fresh[0..nhealthy) answered their health check */
+    sw_runtime_probe_t *probe;
     uint64_t health_deadline;
     uv_timer_t timer; /* health polling */
     uv_timer_t log_timer;
@@ -149,7 +127,7 @@ struct sw_worker {
     const sw_secretbox_t *box;
     sw_hub_t *hub;
     sw_applogs_t *applogs;
-    sw_sandbox_t sandbox;
+    sw_runtime_t *rt;
     char node[128];
     int lock_fd;         /* holds the data directory's worker lock; -1: not ours */
     char **relaunch_ids; /* apps this node ran before it restarted, to start again */
@@ -166,7 +144,6 @@ struct sw_worker {
     bool stopping;
     run_t *runs;
     unsigned nruns;
-    instance_t *instances;
     entry_t *waiting; /* entries whose app is busy: retried when it frees up, and each tick */
     unsigned nwaiting;
     unsigned leasing; /* lease requests in flight */
@@ -224,18 +201,6 @@ static void redis_cmd(sw_worker_t *w, sw_redis_cb cb, void *payload, int argc, c
 static char *dupstr(const char *s)
 {
     return sw_strdup(s ? s : "");
-}
-
-/* Frees a NULL-terminated vector, wiping each string: env vectors hold secrets. */
-static void free_strv(char **v)
-{
-    if (!v)
-        return;
-    for (char **p = v; *p; p++) {
-        sodium_memzero(*p, strlen(*p));
-        free(*p);
-    }
-    free(v);
 }
 
 static secrets_t *secrets_ref(secrets_t *sec)
@@ -313,7 +278,7 @@ static void on_log_written(int status, sw_pg_result_t *res, void *payload)
     }
     if (r->output_paused && r->pending.len < LOG_PENDING_MAX / 2 && r->build) {
         r->output_paused = false;
-        sw_proc_resume(r->build);
+        sw_runtime_build_pause(r->w->rt, r->build, false);
     }
     if (r->pending.len && !uv_is_active((uv_handle_t *)&r->log_timer))
         uv_timer_start(&r->log_timer, on_log_timer, LOG_FLUSH_MS, 0);
@@ -447,7 +412,7 @@ static void run_log(run_t *r, const char *stream, const char *text, size_t len)
     sw_buf_free(&el);
     if (r->pending.len >= LOG_PENDING_MAX && r->build && !r->output_paused) {
         r->output_paused = true;
-        sw_proc_pause(r->build);
+        sw_runtime_build_pause(r->w->rt, r->build, true);
     }
     if (!uv_is_active((uv_handle_t *)&r->log_timer) && !r->flushing)
         uv_timer_start(&r->log_timer, on_log_timer, LOG_FLUSH_MS, 0);
@@ -549,148 +514,42 @@ static void run_status(run_t *r, const char *status, const char *stage, int prog
                 4, params, ignore_pg, NULL);
 }
 
-/* ---- instances: the app's running processes, supervised ---- */
+/* ---- instances: what the runtime tells of them ---- */
 
-static void instance_start(instance_t *in);
-
-static void instance_free(instance_t *in)
-{
-    secrets_unref(in->secrets);
-    free_strv(in->argv);
-    free_strv(in->env);
-    free(in->cwd);
-    free(in);
-}
-
-static void on_restart_timer_closed(uv_handle_t *h)
-{
-    instance_free(h->data);
-}
-
-static void instance_unlink(instance_t *in)
-{
-    sw_worker_t *w = in->w;
-    for (instance_t **pp = &w->instances; *pp; pp = &(*pp)->next) {
-        if (*pp == in) {
-            *pp = in->next;
-            break;
-        }
-    }
-}
-
-static void instance_release(instance_t *in)
-{
-    sw_worker_t *w = in->w;
-    instance_unlink(in);
-    state_save(w);
-    uv_close((uv_handle_t *)&in->restart_timer, on_restart_timer_closed);
-    if (w->stopping)
-        maybe_stopped(w);
-}
-
-static void on_restart(uv_timer_t *t)
-{
-    instance_t *in = t->data;
-    if (!in->stopping && !in->w->stopping)
-        instance_start(in);
-}
-
-static void on_instance_line(sw_proc_t *p, int stream, const char *line, size_t len, void *payload)
-{
-    instance_t *in = payload;
-    (void)p;
-    app_log(in->w, in->app_id, in->secrets, stream == SW_PROC_STDERR ? "stderr" : "stdout",
-            in->name, line, len);
-}
-
-static void on_instance_exit(sw_proc_t *p, int64_t exit_status, int term_signal, bool timed_out,
+static void on_instance_line(sw_instance_t *in, const char *stream, const char *line, size_t len,
                              void *payload)
 {
-    instance_t *in = payload;
-    (void)timed_out;
-    sw_proc_free(p);
-    in->proc = NULL;
-    if (in->stopping || in->w->stopping) {
-        instance_release(in);
-        return;
-    }
-    /* Crashed: restart with backoff, 1 s doubling to 30 s. */
+    app_log(payload, in->app_id, in->data, stream, in->name, line, len);
+}
+
+static void on_instance_crash(sw_instance_t *in, int64_t exit_status, int term_signal,
+                              uint32_t delay_ms, void *payload)
+{
+    sw_worker_t *w = payload;
     char code[32];
     snprintf(code, sizeof(code), "%lld/%d", (long long)exit_status, term_signal);
     sw_log_kv(SW_LOG_WARN, NULL, "app instance exited; restarting", "app", in->app_id, "exit", code,
               NULL);
-    uint64_t delay = SW_MIN(1000u << SW_MIN(in->restarts, 5u), 30000u);
-    in->restarts++;
     if (term_signal)
-        app_system(in->w, in->app_id, "instance %s was killed by signal %d; restarting in %u s",
-                   in->name, term_signal, (unsigned)(delay / 1000));
+        app_system(w, in->app_id, "instance %s was killed by signal %d; restarting in %u s",
+                   in->name, term_signal, delay_ms / 1000);
     else
-        app_system(in->w, in->app_id, "instance %s exited with code %lld; restarting in %u s",
-                   in->name, (long long)exit_status, (unsigned)(delay / 1000));
-    state_save(in->w);
-    uv_timer_start(&in->restart_timer, on_restart, delay, 0);
+        app_system(w, in->app_id, "instance %s exited with code %lld; restarting in %u s", in->name,
+                   (long long)exit_status, delay_ms / 1000);
 }
 
-static void instance_start(instance_t *in)
+static void on_instances_changed(void *payload)
 {
-    sw_proc_opts_t o = {
-        .file = in->argv[0],
-        .argv = in->argv,
-        .env = in->env,
-        .cwd = in->cwd,
-        .kill_grace_ms = in->w->cfg->stop_grace_ms,
-        .on_line = on_instance_line,
-        .on_exit = on_instance_exit,
-        .payload = in,
-    };
-    if (sw_proc_spawn(&in->proc, in->w->loop, &o) != 0) {
-        in->proc = NULL;
-        uv_timer_start(&in->restart_timer, on_restart, 1000, 0);
-        return;
-    }
-    state_save(in->w);
+    state_save(payload);
 }
 
-static void instance_stop(instance_t *in)
+static void on_instance_gone(sw_instance_t *in, void *payload)
 {
-    in->stopping = true;
-    uv_timer_stop(&in->restart_timer);
-    if (in->proc) {
-        sw_proc_stop(in->proc, in->w->cfg->stop_grace_ms);
-        state_save(in->w);
-    } else {
-        instance_release(in);
-    }
-}
-
-/* A free TCP port on loopback within SLIPWAY_PORT_RANGE. */
-static uint16_t pick_port(sw_worker_t *w)
-{
-    unsigned lo = 20000, hi = 29999;
-    sscanf(w->cfg->port_range, "%u-%u", &lo, &hi);
-    unsigned span = hi - lo + 1;
-    unsigned start = randombytes_uniform(span);
-    for (unsigned i = 0; i < span; i++) {
-        uint16_t port = (uint16_t)(lo + (start + i) % span);
-        bool used = false;
-        for (instance_t *in = w->instances; in; in = in->next)
-            used |= in->port == port;
-        if (used)
-            continue;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return 0;
-        /* As servers bind: a port whose last connections linger in TIME_WAIT is free. */
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(fd);
-        if (ok)
-            return port;
-    }
-    return 0;
+    sw_worker_t *w = payload;
+    secrets_unref(in->data);
+    in->data = NULL;
+    if (w->stopping)
+        maybe_stopped(w);
 }
 
 /* ---- the run ---- */
@@ -703,8 +562,8 @@ static void run_free(run_t *r)
     free(r->build_cmd);
     free(r->start_cmd);
     free(r->health_path);
-    free_strv(r->build_env);
-    free_strv(r->run_env);
+    sw_strv_free(r->build_env);
+    sw_strv_free(r->run_env);
     secrets_unref(r->secrets);
     sw_buf_free(&r->pending);
     free(r);
@@ -835,7 +694,7 @@ static void run_finish(run_t *r, const char *status)
     r->state = RUN_DONE;
     for (int i = 0; i < r->nfresh; i++)
         if (r->fresh[i])
-            instance_stop(r->fresh[i]);
+            sw_runtime_instance_stop(r->fresh[i]);
     r->nfresh = 0;
     if (r->handback && strcmp(status, "success") != 0) {
         /* Shutting down: the entry stays unacknowledged and the row pending, so the next
@@ -895,13 +754,13 @@ static void on_switched(int status, sw_pg_result_t *res, void *payload)
     /* The new instances serve now: the old ones of this app go. */
     run_status(r, "deploying", "stopping_old", 95);
     sw_worker_t *w = r->w;
-    for (instance_t *in = w->instances, *next; in; in = next) {
+    for (sw_instance_t *in = w->rt->instances, *next; in; in = next) {
         next = in->next;
         if (strcmp(in->app_id, r->app_id) != 0 || strcmp(in->deployment_id, r->id) == 0 ||
             in->stopping)
             continue;
         run_system(r, "stopping the previous instance on port %u", in->port);
-        instance_stop(in);
+        sw_runtime_instance_stop(in);
     }
     r->nfresh = 0; /* they belong to the app now */
     r->error[0] = '\0';
@@ -916,7 +775,7 @@ static void switch_traffic(run_t *r)
     sw_buf_t endpoints = SW_BUF_INIT;
     sw_buf_append_char(&endpoints, '{');
     for (int i = 0; i < r->nfresh; i++)
-        sw_buf_printf(&endpoints, "%s127.0.0.1:%u", i ? "," : "", r->fresh[i]->port);
+        sw_buf_printf(&endpoints, "%s%s", i ? "," : "", r->fresh[i]->endpoint);
     sw_buf_append_char(&endpoints, '}');
     const char *params[] = {r->app_id, r->id, endpoints.base, r->rollback ? "true" : "false"};
     if (r->relaunch) {
@@ -943,11 +802,9 @@ static void switch_traffic(run_t *r)
 static void probe_next(run_t *r);
 static void on_probe_timer(uv_timer_t *t);
 
-static void on_probe(int status, int http_status, const char *body, size_t len, void *payload)
+static void on_probe(int status, int http_status, void *payload)
 {
     run_t *r = payload;
-    (void)body;
-    (void)len;
     r->probe = NULL;
     if (r->state != RUN_CHECKING)
         return;
@@ -955,11 +812,9 @@ static void on_probe(int status, int http_status, const char *body, size_t len, 
         run_fail(r, "cancelled during the health check");
         return;
     }
-    int i = 0;
-    while (i < r->nfresh && r->fresh[i]->healthy)
-        i++;
+    int i = r->nhealthy;
     if (status == 0 && http_status >= 200 && http_status < 300) {
-        r->fresh[i]->healthy = true;
+        r->nhealthy++;
         run_system(r, "instance on port %u is healthy", r->fresh[i]->port);
         if (i + 1 == r->nfresh) {
             switch_traffic(r);
@@ -981,18 +836,7 @@ static void probe_next(run_t *r)
 {
     if (r->state != RUN_CHECKING)
         return;
-    int i = 0;
-    while (i < r->nfresh && r->fresh[i]->healthy)
-        i++;
-    sw_httpc_req_t q = {
-        .host = "127.0.0.1",
-        .port = r->fresh[i]->port,
-        .path = r->health_path,
-        .connect_timeout_ms = 1000,
-        .timeout_ms = 2000,
-        .max_body = 64 * 1024,
-    };
-    if (sw_httpc_request(r->w->loop, &q, on_probe, r, &r->probe) != 0)
+    if (sw_runtime_health(r->fresh[r->nhealthy], r->health_path, on_probe, r, &r->probe) != 0)
         run_fail(r, "health check could not start");
 }
 
@@ -1011,38 +855,27 @@ static void release(run_t *r)
         return;
     }
     for (int i = 0; i < r->replicas && i < MAX_INSTANCES; i++) {
-        instance_t *in = sw_calloc(1, sizeof(*in));
-        in->w = w;
-        snprintf(in->app_id, sizeof(in->app_id), "%s", r->app_id);
-        snprintf(in->deployment_id, sizeof(in->deployment_id), "%s", r->id);
-        snprintf(in->name, sizeof(in->name), "%.8s-%d", r->id, i + 1);
-        in->secrets = secrets_ref(r->secrets);
-        in->port = pick_port(w);
-        uv_timer_init(w->loop, &in->restart_timer);
-        in->restart_timer.data = in;
-        in->next = w->instances;
-        w->instances = in;
-        r->fresh[r->nfresh++] = in;
-        if (!in->port) {
+        char name[24];
+        snprintf(name, sizeof(name), "%.8s-%d", r->id, i + 1);
+        sw_instance_opts_t o = {
+            .app_id = r->app_id,
+            .deployment_id = r->id,
+            .name = name,
+            .dir = r->build_dir,
+            .run_uid = r->run_uid,
+            .command = r->start_cmd,
+            .env = r->run_env,
+            .data = r->secrets,
+        };
+        sw_instance_t *in;
+        if (sw_runtime_instance_new(w->rt, &o, &in) != 0) {
             run_fail(r, "no free port in SLIPWAY_PORT_RANGE %s", w->cfg->port_range);
             return;
         }
-        char *cmd[] = {"/bin/sh", "-c", r->start_cmd, NULL};
-        in->argv = sw_sandbox_argv(&w->sandbox, sw_sandbox_uid(&w->sandbox, r->run_uid),
-                                   r->build_dir, cmd);
-        size_t n = 0;
-        while (r->run_env[n])
-            n++;
-        in->env = sw_calloc(n + 2, sizeof(char *));
-        for (size_t k = 0; k < n; k++)
-            in->env[k] = sw_strdup(r->run_env[k]);
-        char port[24];
-        snprintf(port, sizeof(port), "PORT=%u", in->port);
-        in->env[n] = sw_strdup(port);
-        in->cwd = sw_strdup(r->build_dir);
+        secrets_ref(r->secrets);
+        r->fresh[r->nfresh++] = in;
         run_system(r, "starting instance %d on port %u", i + 1, in->port);
-        instance_start(in);
-        if (!in->proc) {
+        if (sw_runtime_instance_start(in) != 0) {
             run_fail(r, "the start command could not be spawned");
             return;
         }
@@ -1055,17 +888,14 @@ static void release(run_t *r)
 
 /* ---- build ---- */
 
-static void on_build_line(sw_proc_t *p, int stream, const char *line, size_t len, void *payload)
+static void on_build_line(const char *stream, const char *line, size_t len, void *payload)
 {
-    (void)p;
-    run_log(payload, stream == SW_PROC_STDERR ? "stderr" : "stdout", line, len);
+    run_log(payload, stream, line, len);
 }
 
-static void on_build_exit(sw_proc_t *p, int64_t exit_status, int term_signal, bool timed_out,
-                          void *payload)
+static void on_build_exit(int64_t exit_status, int term_signal, bool timed_out, void *payload)
 {
     run_t *r = payload;
-    sw_proc_free(p);
     r->build = NULL;
     sw_histogram_observe(&r->w->builds, (double)(uv_hrtime() - r->build_started_ns) / 1e9);
     state_save(r->w);
@@ -1100,14 +930,11 @@ static void build(run_t *r)
         release(r);
         return;
     }
-    char *cmd[] = {"/bin/sh", "-c", r->build_cmd, NULL};
-    char **argv = sw_sandbox_argv(&r->w->sandbox, sw_sandbox_uid(&r->w->sandbox, r->run_uid),
-                                  r->build_dir, cmd);
-    sw_proc_opts_t o = {
-        .file = argv[0],
-        .argv = argv,
+    sw_runtime_build_opts_t o = {
+        .dir = r->build_dir,
+        .run_uid = r->run_uid,
+        .command = r->build_cmd,
         .env = r->build_env,
-        .cwd = r->build_dir,
         .timeout_ms = r->w->cfg->build_timeout_ms,
         .kill_grace_ms = 500,
         .on_line = on_build_line,
@@ -1116,9 +943,7 @@ static void build(run_t *r)
     };
     run_system(r, "running the build command");
     r->build_started_ns = uv_hrtime();
-    int rc = sw_proc_spawn(&r->build, r->w->loop, &o);
-    sw_sandbox_argv_free(argv);
-    if (rc != 0) {
+    if (sw_runtime_build(r->w->rt, &o, &r->build) != 0) {
         r->build = NULL;
         run_fail(r, "build failed: the build command could not be spawned");
         return;
@@ -1159,8 +984,7 @@ static void on_fetched(int status, const sw_git_result_t *res, const char *error
                 "commit_author = $4, updated_at = now() WHERE id = $1",
                 4, params, ignore_pg, NULL);
     run_system(r, "checked out %.12s", res->commit_hash);
-    int rc =
-        sw_sandbox_adopt(&r->w->sandbox, r->build_dir, sw_sandbox_uid(&r->w->sandbox, r->run_uid));
+    int rc = sw_runtime_adopt(r->w->rt, r->build_dir, r->run_uid, false);
     if (rc != 0) {
         run_fail(r, "could not hand the checkout to the app's uid: %s", sw_strerror(rc));
         return;
@@ -1398,8 +1222,7 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
             return;
         }
         /* A build made before its app had a uid of its own (an upgrade) becomes the app's. */
-        uid_t uid = sw_sandbox_uid(&r->w->sandbox, r->run_uid);
-        int rc = st.st_uid == uid ? 0 : sw_sandbox_adopt(&r->w->sandbox, r->build_dir, uid);
+        int rc = sw_runtime_adopt(r->w->rt, r->build_dir, r->run_uid, true);
         if (rc != 0) {
             run_fail(r, "could not hand the build to the app's uid: %s", sw_strerror(rc));
             return;
@@ -1447,7 +1270,7 @@ static void env_query(run_t *r)
  * no one behind it, so under "admins" it does not run either. */
 static const char *runtime_refusal(const run_t *r)
 {
-    switch (r->w->sandbox.policy) {
+    switch (r->w->rt->policy) {
     case SW_RUNTIME_OFF:
         return "the process runtime is off on this node (SLIPWAY_PROCESS_RUNTIME=off)";
     case SW_RUNTIME_ADMINS:
@@ -1492,8 +1315,8 @@ static void on_uid(int status, sw_pg_result_t *res, void *payload)
 static void uid_allocate(run_t *r)
 {
     char lo[16], hi[16];
-    snprintf(lo, sizeof(lo), "%u", r->w->sandbox.uid_lo);
-    snprintf(hi, sizeof(hi), "%u", r->w->sandbox.uid_hi);
+    snprintf(lo, sizeof(lo), "%u", r->w->rt->uid_lo);
+    snprintf(hi, sizeof(hi), "%u", r->w->rt->uid_hi);
     const char *params[] = {r->app_id, lo, hi};
     /* app_uids never forgets a uid, so a deleted app's is never given again. */
     sw_pg_query(r->w->pg,
@@ -1510,15 +1333,15 @@ static void uid_allocate(run_t *r)
 /* The app's uid (allocated on its first run where uids are switched), then its env. */
 static void run_identify(run_t *r)
 {
-    const sw_sandbox_t *sb = &r->w->sandbox;
-    if (sb->switch_uid && r->run_uid > 0 &&
-        (r->run_uid < (long)sb->uid_lo || r->run_uid > (long)sb->uid_hi)) {
+    const sw_runtime_t *rt = r->w->rt;
+    if (rt->own_uids && r->run_uid > 0 &&
+        (r->run_uid < (long)rt->uid_lo || r->run_uid > (long)rt->uid_hi)) {
         /* Given by a node with another range: this node cannot vouch for it. */
         run_fail(r, "the app's uid %ld is outside this node's SLIPWAY_APP_UID_RANGE %s", r->run_uid,
                  r->w->cfg->app_uid_range);
         return;
     }
-    if (sb->switch_uid && r->run_uid <= 0)
+    if (rt->own_uids && r->run_uid <= 0)
         uid_allocate(r);
     else
         env_query(r);
@@ -1657,7 +1480,7 @@ static void relaunch_start(sw_worker_t *w, entry_t *e)
 {
     run_t *r = run_new(w, "", e->deployment_id, e->app_id);
     r->relaunch = true;
-    for (instance_t *in = w->instances; in; in = in->next) {
+    for (sw_instance_t *in = w->rt->instances; in; in = in->next) {
         if (strcmp(in->app_id, e->app_id) == 0 && !in->stopping) {
             /* A deployment already started it again. */
             r->state = RUN_DONE;
@@ -1979,13 +1802,13 @@ static void run_interrupt(run_t *r)
         break;
     case RUN_BUILDING:
         if (r->build)
-            sw_proc_stop(r->build, 500); /* the whole group, SIGKILL after half a second */
+            sw_runtime_build_stop(r->w->rt, r->build, 500); /* SIGKILL after half a second */
         break;
     case RUN_STARTING:
     case RUN_CHECKING:
         uv_timer_stop(&r->timer);
         if (r->probe)
-            sw_httpc_cancel(r->probe);
+            sw_runtime_probe_cancel(r->w->rt, r->probe);
         else
             run_fail(r, "cancelled during the health check");
         break;
@@ -2011,10 +1834,10 @@ static void on_cancel_message(const char *channel, size_t channel_len, const cha
 
 static void stop_app_instances(sw_worker_t *w, const char *app_id)
 {
-    for (instance_t *in = w->instances, *next; in; in = next) {
+    for (sw_instance_t *in = w->rt->instances, *next; in; in = next) {
         next = in->next;
         if (strcmp(in->app_id, app_id) == 0 && !in->stopping)
-            instance_stop(in);
+            sw_runtime_instance_stop(in);
     }
 }
 
@@ -2039,7 +1862,7 @@ static void gone_apps_query(sw_worker_t *w)
         return;
     sw_buf_t ids = SW_BUF_INIT;
     sw_buf_append_char(&ids, '{');
-    for (instance_t *in = w->instances; in; in = in->next)
+    for (sw_instance_t *in = w->rt->instances; in; in = in->next)
         if (!in->stopping)
             sw_buf_printf(&ids, "%s%s", ids.len > 1 ? "," : "", in->app_id);
     sw_buf_append_char(&ids, '}');
@@ -2167,8 +1990,8 @@ static void on_prune_list(int status, sw_pg_result_t *res, void *payload)
         char path[600];
         snprintf(path, sizeof(path), "%s/%s", p->dir, p->ids[i]);
         /* An instance still running from it (one stopping, say) keeps it. */
-        for (instance_t *in = w->instances; in; in = in->next)
-            p->protect[i] |= in->cwd && strcmp(in->cwd, path) == 0;
+        for (sw_instance_t *in = w->rt->instances; in; in = in->next)
+            p->protect[i] |= in->dir && strcmp(in->dir, path) == 0;
     }
     if (uv_queue_work(w->loop, &p->work, prune_work, prune_done) != 0) {
         p->n = 0;
@@ -2199,66 +2022,17 @@ static void builds_prune(run_t *r)
 #define STATE_FILE "worker.state"
 #define LOCK_FILE  "worker.lock"
 
-static bool read_small(const char *path, char *out, size_t size)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, out, size - 1);
-    close(fd);
-    if (n < 0)
-        return false;
-    out[n] = '\0';
-    return true;
-}
-
-static void boot_id(char *out, size_t size)
-{
-    if (!read_small("/proc/sys/kernel/random/boot_id", out, size))
-        out[0] = '\0';
-    out[strcspn(out, "\n")] = '\0';
-}
-
-/* Field 22 of /proc/<pid>/stat (ticks after boot); 0 when there is no such process. */
-static unsigned long long proc_starttime(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    if (!read_small(path, buf, sizeof(buf)))
-        return 0;
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    if (!p)
-        return 0;
-    char *save = NULL;
-    int field = 2;
-    for (char *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
-        if (++field == 22)
-            return strtoull(tok, NULL, 10);
-    return 0;
-}
-
-static void state_group(sw_buf_t *b, sw_proc_t *proc)
-{
-    if (!proc)
-        return;
-    pid_t pid = sw_proc_pid(proc);
-    unsigned long long start = proc_starttime(pid);
-    if (start)
-        sw_buf_printf(b, "group %d %llu\n", (int)pid, start);
-}
-
 static void state_save(sw_worker_t *w)
 {
     /* A stopping worker keeps the last list: its apps start again with the next one. */
     if (w->lock_fd < 0 || w->stopping)
         return;
-    char boot[64], path[600], tmp[610];
-    boot_id(boot, sizeof(boot));
+    char path[600], tmp[610];
     sw_buf_t b = SW_BUF_INIT;
-    sw_buf_printf(&b, "boot %s\n", boot);
-    for (instance_t *in = w->instances; in; in = in->next) {
+    sw_runtime_state(w->rt, &b);
+    for (sw_instance_t *in = w->rt->instances; in; in = in->next) {
         bool seen = false;
-        for (instance_t *o = w->instances; o != in; o = o->next)
+        for (sw_instance_t *o = w->rt->instances; o != in; o = o->next)
             seen |= !o->stopping && strcmp(o->app_id, in->app_id) == 0;
         /* Instances of a release still being checked are not the app's yet. */
         bool fresh = false;
@@ -2267,10 +2041,7 @@ static void state_save(sw_worker_t *w)
                 fresh |= r->fresh[i] == in && !r->relaunch;
         if (!seen && !in->stopping && !fresh)
             sw_buf_printf(&b, "app %s\n", in->app_id);
-        state_group(&b, in->proc);
     }
-    for (run_t *r = w->runs; r; r = r->next)
-        state_group(&b, r->build);
     snprintf(path, sizeof(path), "%s/" STATE_FILE, w->cfg->data_dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -2287,7 +2058,7 @@ static void state_save(sw_worker_t *w)
  * remembers its apps for the relaunch. */
 static void state_load(sw_worker_t *w)
 {
-    char path[600], boot[64], text[64 * 1024];
+    char path[600], text[64 * 1024];
     w->lock_fd = -1;
     snprintf(path, sizeof(path), "%s/" LOCK_FILE, w->cfg->data_dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -2309,30 +2080,18 @@ static void state_load(sw_worker_t *w)
                   NULL);
     }
     snprintf(path, sizeof(path), "%s/" STATE_FILE, w->cfg->data_dir);
-    if (!read_small(path, text, sizeof(text)))
+    if (sw_read_small(path, text, sizeof(text)))
         text[0] = '\0';
-    boot_id(boot, sizeof(boot));
-    bool same_boot = false;
+    unsigned killed = sw_runtime_reap(w->rt, text);
     char *save = NULL;
-    unsigned killed = 0;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char word[16], arg[64];
-        unsigned long long start = 0;
-        if (sscanf(line, "%15s %63s %llu", word, arg, &start) < 2)
+        if (sscanf(line, "%15s %63s", word, arg) < 2)
             continue;
-        if (strcmp(word, "boot") == 0) {
-            same_boot = strcmp(arg, boot) == 0;
-        } else if (strcmp(word, "app") == 0 && strlen(arg) == 36 && w->nrelaunch < 4096) {
+        if (strcmp(word, "app") == 0 && strlen(arg) == 36 && w->nrelaunch < 4096) {
             w->relaunch_ids = sw_realloc(w->relaunch_ids, (w->nrelaunch + 2) * sizeof(char *));
             w->relaunch_ids[w->nrelaunch++] = sw_strdup(arg);
             w->relaunch_ids[w->nrelaunch] = NULL;
-        } else if (strcmp(word, "group") == 0 && same_boot) {
-            pid_t pgid = (pid_t)atoi(arg);
-            unsigned long long now = proc_starttime(pgid);
-            /* The leader gone, its group's id cannot have been handed out again while
-             * members remain; the leader alive, it must be the same process. */
-            if (pgid > 1 && (now == 0 || now == start) && kill(-pgid, SIGKILL) == 0)
-                killed++;
         }
     }
     char apps[16], groups[16];
@@ -2362,7 +2121,7 @@ static void on_relaunch_list(int status, sw_pg_result_t *res, void *payload)
         w->waiting = e;
         w->nwaiting++;
     }
-    free_strv(w->relaunch_ids);
+    sw_strv_free(w->relaunch_ids);
     w->relaunch_ids = NULL;
     w->nrelaunch = 0;
     retry_waiting(w, NULL);
@@ -2390,11 +2149,11 @@ static void relaunch_query(sw_worker_t *w)
 
 /* ---- what runs here, for the node's heartbeat ---- */
 
-static const char *instance_state(const sw_worker_t *w, const instance_t *in)
+static const char *instance_state(const sw_worker_t *w, const sw_instance_t *in)
 {
     if (in->stopping)
         return "stopping";
-    if (!in->proc)
+    if (!sw_runtime_instance_pid(in))
         return "restarting";
     for (const run_t *r = w->runs; r; r = r->next)
         for (int i = 0; i < r->nfresh; i++)
@@ -2406,16 +2165,17 @@ static const char *instance_state(const sw_worker_t *w, const instance_t *in)
 void sw_worker_instances_json(const sw_worker_t *w, sw_buf_t *out)
 {
     sw_buf_append_char(out, '[');
-    for (const instance_t *in = w ? w->instances : NULL; in; in = in->next) {
+    const sw_instance_t *first = w ? w->rt->instances : NULL;
+    for (const sw_instance_t *in = first; in; in = in->next) {
         char pid[24] = "null";
-        if (in->proc)
-            snprintf(pid, sizeof(pid), "%d", (int)sw_proc_pid(in->proc));
+        if (sw_runtime_instance_pid(in))
+            snprintf(pid, sizeof(pid), "%d", sw_runtime_instance_pid(in));
         sw_buf_printf(out,
                       "%s{\"app_id\":\"%s\",\"deployment_id\":\"%s\",\"name\":\"%s\","
-                      "\"endpoint\":\"127.0.0.1:%u\",\"pid\":%s,\"state\":\"%s\","
+                      "\"endpoint\":\"%s\",\"pid\":%s,\"state\":\"%s\","
                       "\"restarts\":%u}",
-                      in == w->instances ? "" : ",", in->app_id, in->deployment_id, in->name,
-                      in->port, pid, instance_state(w, in), in->restarts);
+                      in == first ? "" : ",", in->app_id, in->deployment_id, in->name, in->endpoint,
+                      pid, instance_state(w, in), in->restarts);
     }
     sw_buf_append_char(out, ']');
 }
@@ -2459,7 +2219,8 @@ static void on_worker_handle_closed(uv_handle_t *h)
     void *payload = w->stopped_payload;
     if (w->lock_fd >= 0)
         close(w->lock_fd);
-    free_strv(w->relaunch_ids);
+    sw_strv_free(w->relaunch_ids);
+    sw_runtime_free(w->rt);
     free(w);
     if (cb)
         cb(payload);
@@ -2484,7 +2245,14 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
     w->box = box;
     w->hub = hub;
     snprintf(w->node, sizeof(w->node), "%s", node);
-    int r = sw_sandbox_open(&w->sandbox, cfg);
+    sw_runtime_cbs_t cbs = {
+        .on_line = on_instance_line,
+        .on_crash = on_instance_crash,
+        .on_change = on_instances_changed,
+        .on_gone = on_instance_gone,
+        .payload = w,
+    };
+    int r = sw_runtime_process_new(&w->rt, loop, cfg, &cbs);
     if (r != 0) {
         sw_log_kv(SW_LOG_ERROR, NULL, "cannot isolate builds: the data directory or bwrap failed",
                   "data_dir", cfg->data_dir, "error", sw_strerror(r), NULL);
@@ -2495,6 +2263,7 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
     sw_redis_opts_t ro = {.url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms + 2000};
     r = sw_redis_new(&w->redis, loop, &ro);
     if (r != 0) {
+        sw_runtime_free(w->rt);
         free(w);
         return r;
     }
@@ -2521,7 +2290,7 @@ static void on_applogs_closed(void *payload)
  * close, then the tick, then free. */
 static void maybe_stopped(sw_worker_t *w)
 {
-    if (!w->stopping || w->runs || w->instances || w->pg_pending || w->redis_closing)
+    if (!w->stopping || w->runs || w->rt->instances || w->pg_pending || w->redis_closing)
         return;
     w->redis_closing = true;
     sw_applogs_close(w->applogs, on_applogs_closed, w);
@@ -2544,10 +2313,10 @@ void sw_worker_stop(sw_worker_t *w, void (*on_stopped)(void *payload), void *pay
         r->handback = true;
         run_interrupt(r);
     }
-    for (instance_t *in = w->instances, *next; in; in = next) {
+    for (sw_instance_t *in = w->rt->instances, *next; in; in = next) {
         next = in->next;
         if (!in->stopping)
-            instance_stop(in);
+            sw_runtime_instance_stop(in);
     }
     maybe_stopped(w);
 }
