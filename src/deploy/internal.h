@@ -13,6 +13,7 @@
 #include "slipway/git.h"
 #include "slipway/logcap.h"
 #include "slipway/metrics.h"
+#include "slipway/proxy.h"
 #include "slipway/redis.h"
 #include "slipway/runtime.h"
 #include "slipway/worker.h"
@@ -78,6 +79,7 @@ struct run {
     int nfresh;
     int nhealthy; /* fresh[0..nhealthy) answered their health check */
     sw_runtime_probe_t *probe;
+    char *domains; /* the app's hostnames, space-separated, as the switch read them */
     uint64_t health_deadline;
     uv_timer_t timer; /* health polling */
     uv_timer_t log_timer;
@@ -116,6 +118,7 @@ struct sw_worker {
     sw_hub_t *hub;
     sw_applogs_t *applogs;
     sw_runtime_t *rt;
+    sw_proxy_t *proxy;
     char node[128];
     int lock_fd;         /* holds the data directory's worker lock; -1: not ours */
     char **relaunch_ids; /* apps this node ran before it restarted, to start again */

@@ -1,14 +1,56 @@
 /* The release of a run: start the new instances (through the runtime), check their health,
- * switch the app's endpoints, then stop the old instances. */
+ * switch the app's endpoints (apps.endpoints, then the proxy: publish and verify), then stop
+ * the old instances. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
+/* The app's hostnames, space-separated, for the proxy. */
+#define APP_DOMAINS                                                                                \
+    "(SELECT coalesce(string_agg(hostname, ' ' ORDER BY hostname), '') FROM domains "              \
+    "WHERE app_id = $1)"
+
 static void probe_next(run_t *r);
+static void on_published(int status, const char *error, void *payload);
+static void on_verified(int status, const char *error, void *payload);
 static void on_probe_timer(uv_timer_t *t);
 
 /* ---- sw_release_start: switch traffic once every new instance is healthy ---- */
+
+/* Hands the release (the app's domains, the new instances' endpoints) to the proxy: publish,
+ * or verify what was published. */
+static void proxy_step(run_t *r, bool verify, sw_proxy_cb cb)
+{
+    const char *endpoints[MAX_INSTANCES];
+    for (int i = 0; i < r->nfresh; i++)
+        endpoints[i] = r->fresh[i]->endpoint;
+    char *copy = sw_strdup(r->domains);
+    const char **domains = NULL;
+    size_t n = 0, cap = 0;
+    for (char *save = NULL, *d = strtok_r(copy, " ", &save); d; d = strtok_r(NULL, " ", &save)) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            domains = sw_realloc(domains, cap * sizeof(*domains));
+        }
+        domains[n++] = d;
+    }
+    sw_proxy_release_t rel = {
+        .app_id = r->app_id,
+        .deployment_id = r->id,
+        .domains = domains,
+        .ndomains = n,
+        .endpoints = endpoints,
+        .nendpoints = (size_t)r->nfresh,
+    };
+    if (verify)
+        sw_proxy_verify(r->w->proxy, &rel, cb, r);
+    else
+        sw_proxy_publish(r->w->proxy, &rel, cb, r);
+    free(domains);
+    free(copy);
+}
 
 static void on_switched(int status, sw_pg_result_t *res, void *payload)
 {
@@ -20,6 +62,32 @@ static void on_switched(int status, sw_pg_result_t *res, void *payload)
     }
     if (r->relaunch && sw_pg_result_rows(res) != 1) {
         sw_run_fail(r, "the app was stopped or released again meanwhile");
+        return;
+    }
+    const char *domains =
+        sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, r->relaunch ? 1 : 2) : NULL;
+    free(r->domains);
+    r->domains = sw_strdup(domains ? domains : "");
+    proxy_step(r, false, on_published);
+}
+
+static void on_published(int status, const char *error, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        sw_run_fail(r, "publishing the new instances to the proxy failed: %s",
+                    error && *error ? error : sw_strerror(status));
+        return;
+    }
+    proxy_step(r, true, on_verified);
+}
+
+static void on_verified(int status, const char *error, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        sw_run_fail(r, "the proxy does not serve the new instances: %s",
+                    error && *error ? error : sw_strerror(status));
         return;
     }
     /* The new instances serve now: the old ones of this app go. */
@@ -51,10 +119,11 @@ static void switch_traffic(run_t *r)
     const char *params[] = {r->app_id, r->id, endpoints.base, r->rollback ? "true" : "false"};
     if (r->relaunch) {
         /* The same release serves again, on new ports. */
-        sw_pg_query(r->w->pg,
-                    "UPDATE apps SET endpoints = $3::text[], updated_at = now() WHERE id = $1 "
-                    "AND active_deployment_id = $2 AND status = 'running' RETURNING id",
-                    3, params, on_switched, r);
+        sw_pg_query(
+            r->w->pg,
+            "UPDATE apps SET endpoints = $3::text[], updated_at = now() WHERE id = $1 "
+            "AND active_deployment_id = $2 AND status = 'running' RETURNING id, " APP_DOMAINS,
+            3, params, on_switched, r);
         sw_buf_free(&endpoints);
         return;
     }
@@ -65,7 +134,7 @@ static void switch_traffic(run_t *r)
                 "o AS (UPDATE deployments SET is_active = (id = $2), status = CASE WHEN $4::bool "
                 "AND is_active AND id <> $2 THEN 'rolled_back' ELSE status END WHERE app_id = $1 "
                 "AND (is_active OR id = $2) RETURNING id) "
-                "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM o)",
+                "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM o), " APP_DOMAINS,
                 4, params, on_switched, r);
     sw_buf_free(&endpoints);
 }

@@ -524,6 +524,7 @@ static void on_worker_handle_closed(uv_handle_t *h)
         close(w->lock_fd);
     sw_strv_free(w->relaunch_ids);
     sw_runtime_free(w->rt);
+    sw_proxy_free(w->proxy);
     free(w);
     if (cb)
         cb(payload);
@@ -570,6 +571,8 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
         free(w);
         return r;
     }
+    /* No edge proxy is driven yet: apps.endpoints is the routing table. */
+    sw_proxy_none_new(&w->proxy);
     sw_applogs_opts_t lo = {
         .loop = loop, .redis = w->redis, .hub = hub, .max_lines = cfg->runtime_log_lines};
     w->applogs = sw_applogs_new(&lo);
