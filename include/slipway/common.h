@@ -70,5 +70,10 @@ void sw_request_id_new(char out[17]);
 int sw_fd_cloexec(int fd);
 /* Writes all len bytes to fd, again after EINTR and short writes. 0 or -errno. */
 int sw_write_all(int fd, const void *p, size_t len);
+/* Reads a small file (one read, at most size - 1 bytes) into out, NUL-terminated: /proc
+ * entries and state files. 0 or -errno. */
+int sw_read_small(const char *path, char *out, size_t size);
+/* Frees a NULL-terminated vector of strings, wiping each one: env vectors hold secrets. */
+void sw_strv_free(char **v);
 
 #endif

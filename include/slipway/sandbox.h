@@ -17,16 +17,9 @@
 #include <sys/types.h>
 
 #include "slipway/config.h"
+#include "slipway/runtime.h"
 
 #define SW_SANDBOX_EXEC_ARG "--sandbox-exec"
-
-/* Who may deploy with the process runtime (SLIPWAY_PROCESS_RUNTIME, "auto" resolved). */
-typedef enum {
-    SW_RUNTIME_ALL,
-    SW_RUNTIME_ADMINS,
-    SW_RUNTIME_OFF,
-    SW_RUNTIME_POLICY_MAX
-} sw_runtime_policy_t;
 
 typedef struct {
     char data_dir[512];
@@ -44,8 +37,6 @@ typedef struct {
  * stays traversable, so an app reaches its own build directory and lists nothing). 0 or a
  * negative errno when the data directory cannot be secured. */
 int sw_sandbox_open(sw_sandbox_t *sb, const sw_config_t *cfg);
-
-const char *sw_runtime_policy_name(sw_runtime_policy_t p);
 
 /* The uid an app runs as: its allocated run_uid when uids are switched, the daemon's own
  * otherwise. */

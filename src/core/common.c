@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -163,4 +164,29 @@ int sw_write_all(int fd, const void *p, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+int sw_read_small(const char *path, char *out, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, out, size - 1);
+    int err = errno;
+    close(fd);
+    if (n < 0)
+        return -err;
+    out[n] = '\0';
+    return 0;
+}
+
+void sw_strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++) {
+        explicit_bzero(*p, strlen(*p));
+        free(*p);
+    }
+    free(v);
 }

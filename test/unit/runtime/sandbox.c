@@ -1,4 +1,4 @@
-/* Tests for src/deploy/sandbox.c and sandbox_exec.c: the launcher run in a real child (its
+/* Tests for src/runtime/sandbox.c and sandbox_exec.c: the launcher run in a real child (its
  * uid, no_new_privs, descriptors), checkouts handed to an app's uid without following links,
  * and the launcher's argv. The uid tests need root (as slipwayd does for them) and skip
  * otherwise. */

@@ -1,4 +1,4 @@
-/* Tests for src/deploy/proc.c: real children through /bin/sh on a real loop.
+/* Tests for src/runtime/proc.c: real children through /bin/sh on a real loop.
  *
  * The test process makes itself a child subreaper, so members of a child's group that
  * outlive their leader become its children: it reaps them itself and then knows for sure

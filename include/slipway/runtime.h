@@ -1,0 +1,203 @@
+/* The runtime: how an app's builds and instances run on this node. The deployment worker
+ * asks a driver (process.c: supervised child processes; a container driver later) to build
+ * in a directory, to start instances of a release, to check their health and to stop them;
+ * output lines, crashes and changes come back through the callbacks it gave, so the driver
+ * never reaches into the worker.
+ *
+ * An instance is started with PORT set to a free port of SLIPWAY_PORT_RANGE, follows its
+ * output, restarts after a crash with backoff (1 s doubling to 30 s) and stops with grace
+ * (SIGTERM, SIGKILL after SLIPWAY_STOP_GRACE). */
+#ifndef SLIPWAY_RUNTIME_H
+#define SLIPWAY_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "slipway/buf.h"
+#include "slipway/config.h"
+
+/* Who may deploy with the process runtime (SLIPWAY_PROCESS_RUNTIME, "auto" resolved). */
+typedef enum {
+    SW_RUNTIME_ALL,
+    SW_RUNTIME_ADMINS,
+    SW_RUNTIME_OFF,
+    SW_RUNTIME_POLICY_MAX
+} sw_runtime_policy_t;
+
+typedef struct sw_runtime sw_runtime_t;
+typedef struct sw_instance sw_instance_t;
+typedef struct sw_runtime_build sw_runtime_build_t;
+typedef struct sw_runtime_probe sw_runtime_probe_t;
+
+/* What the worker hears from the runtime, all on the loop thread. */
+typedef struct {
+    /* A line of an instance's output (stream "stdout" or "stderr"), without its newline;
+     * valid only during the call. */
+    void (*on_line)(sw_instance_t *in, const char *stream, const char *line, size_t len,
+                    void *payload);
+    /* The instance exited on its own (exit code, or the signal that ended it); it starts
+     * again after delay_ms. */
+    void (*on_crash)(sw_instance_t *in, int64_t exit_status, int term_signal, uint32_t delay_ms,
+                     void *payload);
+    /* What runs changed (an instance started, crashed, was asked to stop or is gone): the
+     * node's state is worth saving. */
+    void (*on_change)(void *payload);
+    /* The instance is gone for good, out of the list; its data may be let go. */
+    void (*on_gone)(sw_instance_t *in, void *payload);
+    void *payload;
+} sw_runtime_cbs_t;
+
+/* An instance as the driver shows it; read-only outside the driver. */
+struct sw_instance {
+    sw_instance_t *next;
+    sw_runtime_t *rt;
+    char app_id[40];
+    char deployment_id[40];
+    char name[24];     /* in log lines: the deployment's first 8 hex digits and the replica */
+    char endpoint[64]; /* where it serves: "127.0.0.1:<port>" */
+    uint16_t port;
+    bool stopping; /* asked to stop: an exit is expected */
+    unsigned restarts;
+    char *dir;  /* the build directory it runs from */
+    void *data; /* the caller's (sw_instance_opts_t.data) */
+};
+
+typedef struct {
+    const char *app_id;
+    const char *deployment_id;
+    const char *name;
+    const char *dir;     /* the build directory: its working directory, writable */
+    long run_uid;        /* the app's uid (0: none allocated) */
+    const char *command; /* run with /bin/sh -c */
+    char *const *env;    /* NULL-terminated "K=V"; PORT is added */
+    void *data;
+} sw_instance_opts_t;
+
+/* A build's output line and its end (exit code, the signal that ended it, whether its timeout
+ * did). The build is freed before on_exit is called. */
+typedef struct {
+    const char *dir;
+    long run_uid;
+    const char *command; /* run with /bin/sh -c */
+    char *const *env;    /* NULL-terminated "K=V"; exactly the build's environment */
+    uint32_t timeout_ms;
+    uint32_t kill_grace_ms;
+    void (*on_line)(const char *stream, const char *line, size_t len, void *payload);
+    void (*on_exit)(int64_t exit_status, int term_signal, bool timed_out, void *payload);
+    void *payload;
+} sw_runtime_build_opts_t;
+
+/* status 0 with the HTTP status of GET path on the instance, or a negative code
+ * (-ECANCELED after sw_runtime_probe_cancel). Called exactly once, never from inside
+ * sw_runtime_health. */
+typedef void (*sw_runtime_health_cb)(int status, int http_status, void *payload);
+
+typedef struct {
+    const char *name;
+    int (*instance_new)(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instance_t **out);
+    int (*instance_start)(sw_instance_t *in);
+    void (*instance_stop)(sw_instance_t *in);
+    int (*instance_pid)(const sw_instance_t *in);
+    int (*health)(sw_instance_t *in, const char *path, sw_runtime_health_cb cb, void *payload,
+                  sw_runtime_probe_t **out);
+    void (*probe_cancel)(sw_runtime_probe_t *p);
+    int (*build)(sw_runtime_t *rt, const sw_runtime_build_opts_t *o, sw_runtime_build_t **out);
+    void (*build_stop)(sw_runtime_build_t *b, uint32_t grace_ms);
+    void (*build_pause)(sw_runtime_build_t *b, bool pause);
+    int (*adopt)(sw_runtime_t *rt, const char *dir, long run_uid, bool again);
+    void (*state)(sw_runtime_t *rt, sw_buf_t *out);
+    unsigned (*reap)(sw_runtime_t *rt, const char *state);
+    void (*free)(sw_runtime_t *rt);
+} sw_runtime_ops_t;
+
+/* The part of every driver the worker reads. */
+struct sw_runtime {
+    const sw_runtime_ops_t *ops;
+    sw_runtime_cbs_t cbs;
+    sw_instance_t *instances; /* newest first */
+    sw_runtime_policy_t policy;
+    bool own_uids; /* each app runs under its own uid, from uid_lo..uid_hi */
+    uint32_t uid_lo, uid_hi;
+};
+
+/* The process driver: builds and instances as supervised child processes through the sandbox
+ * launcher (sandbox.h). Opens the sandbox (says in the log what is isolated); 0 or a negative
+ * errno when the data directory cannot be secured. */
+int sw_runtime_process_new(sw_runtime_t **out, uv_loop_t *loop, const sw_config_t *cfg,
+                           const sw_runtime_cbs_t *cbs);
+
+const char *sw_runtime_policy_name(sw_runtime_policy_t p);
+
+/* A new instance of a release with its port chosen (-EADDRNOTAVAIL: none free), in the list
+ * but not running yet. */
+static inline int sw_runtime_instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o,
+                                          sw_instance_t **out)
+{
+    return rt->ops->instance_new(rt, o, out);
+}
+/* Starts it; on failure it is tried again in a second (until stopped). */
+static inline int sw_runtime_instance_start(sw_instance_t *in)
+{
+    return in->rt->ops->instance_start(in);
+}
+/* Stops it with grace; on_gone follows once it is down. */
+static inline void sw_runtime_instance_stop(sw_instance_t *in)
+{
+    in->rt->ops->instance_stop(in);
+}
+/* Its process id, 0 between restarts. */
+static inline int sw_runtime_instance_pid(const sw_instance_t *in)
+{
+    return in->rt->ops->instance_pid(in);
+}
+static inline int sw_runtime_health(sw_instance_t *in, const char *path, sw_runtime_health_cb cb,
+                                    void *payload, sw_runtime_probe_t **out)
+{
+    return in->rt->ops->health(in, path, cb, payload, out);
+}
+static inline void sw_runtime_probe_cancel(sw_runtime_t *rt, sw_runtime_probe_t *p)
+{
+    rt->ops->probe_cancel(p);
+}
+/* Runs a build; stop escalates to SIGKILL after grace_ms; pause stops reading its output
+ * (backpressure: it blocks once the pipes fill, nothing is dropped). */
+static inline int sw_runtime_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *o,
+                                   sw_runtime_build_t **out)
+{
+    return rt->ops->build(rt, o, out);
+}
+static inline void sw_runtime_build_stop(sw_runtime_t *rt, sw_runtime_build_t *b, uint32_t grace_ms)
+{
+    rt->ops->build_stop(b, grace_ms);
+}
+static inline void sw_runtime_build_pause(sw_runtime_t *rt, sw_runtime_build_t *b, bool pause)
+{
+    rt->ops->build_pause(b, pause);
+}
+/* Hands a build directory to the app's uid before anything of the app's runs in it; again: a
+ * directory prepared before, left as it is when it is the app's already. 0 or a negative
+ * errno. */
+static inline int sw_runtime_adopt(sw_runtime_t *rt, const char *dir, long run_uid, bool again)
+{
+    return rt->ops->adopt(rt, dir, run_uid, again);
+}
+/* Lines for the node's state file naming what runs (to clean up after a restart), and the
+ * clean-up itself from a previous state file's text: how many leftovers it killed. */
+static inline void sw_runtime_state(sw_runtime_t *rt, sw_buf_t *out)
+{
+    rt->ops->state(rt, out);
+}
+static inline unsigned sw_runtime_reap(sw_runtime_t *rt, const char *state)
+{
+    return rt->ops->reap(rt, state);
+}
+/* Once no instance and no build is left. NULL is fine. */
+static inline void sw_runtime_free(sw_runtime_t *rt)
+{
+    if (rt)
+        rt->ops->free(rt);
+}
+
+#endif

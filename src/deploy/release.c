@@ -1,0 +1,224 @@
+/* The release of a run: start the new instances (through the runtime), check their health,
+ * switch the app's endpoints (apps.endpoints, then the proxy: publish and verify), then stop
+ * the old instances. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* The app's hostnames, space-separated, for the proxy. */
+#define APP_DOMAINS                                                                                \
+    "(SELECT coalesce(string_agg(hostname, ' ' ORDER BY hostname), '') FROM domains "              \
+    "WHERE app_id = $1)"
+
+static void probe_next(run_t *r);
+static void on_published(int status, const char *error, void *payload);
+static void on_verified(int status, const char *error, void *payload);
+static void on_probe_timer(uv_timer_t *t);
+
+/* ---- sw_release_start: switch traffic once every new instance is healthy ---- */
+
+/* Hands the release (the app's domains, the new instances' endpoints) to the proxy: publish,
+ * or verify what was published. */
+static void proxy_step(run_t *r, bool verify, sw_proxy_cb cb)
+{
+    const char *endpoints[MAX_INSTANCES];
+    for (int i = 0; i < r->nfresh; i++)
+        endpoints[i] = r->fresh[i]->endpoint;
+    char *copy = sw_strdup(r->domains);
+    const char **domains = NULL;
+    size_t n = 0, cap = 0;
+    for (char *save = NULL, *d = strtok_r(copy, " ", &save); d; d = strtok_r(NULL, " ", &save)) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            domains = sw_realloc(domains, cap * sizeof(*domains));
+        }
+        domains[n++] = d;
+    }
+    sw_proxy_release_t rel = {
+        .app_id = r->app_id,
+        .deployment_id = r->id,
+        .domains = domains,
+        .ndomains = n,
+        .endpoints = endpoints,
+        .nendpoints = (size_t)r->nfresh,
+    };
+    if (verify)
+        sw_proxy_verify(r->w->proxy, &rel, cb, r);
+    else
+        sw_proxy_publish(r->w->proxy, &rel, cb, r);
+    free(domains);
+    free(copy);
+}
+
+static void on_switched(int status, sw_pg_result_t *res, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        sw_run_fail(r, "switching traffic failed: %s",
+                    res ? sw_pg_result_error(res) : sw_strerror(status));
+        return;
+    }
+    if (r->relaunch && sw_pg_result_rows(res) != 1) {
+        sw_run_fail(r, "the app was stopped or released again meanwhile");
+        return;
+    }
+    const char *domains =
+        sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, r->relaunch ? 1 : 2) : NULL;
+    free(r->domains);
+    r->domains = sw_strdup(domains ? domains : "");
+    proxy_step(r, false, on_published);
+}
+
+static void on_published(int status, const char *error, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        sw_run_fail(r, "publishing the new instances to the proxy failed: %s",
+                    error && *error ? error : sw_strerror(status));
+        return;
+    }
+    proxy_step(r, true, on_verified);
+}
+
+static void on_verified(int status, const char *error, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        sw_run_fail(r, "the proxy does not serve the new instances: %s",
+                    error && *error ? error : sw_strerror(status));
+        return;
+    }
+    /* The new instances serve now: the old ones of this app go. */
+    sw_run_status(r, "deploying", "stopping_old", 95);
+    sw_worker_t *w = r->w;
+    for (sw_instance_t *in = w->rt->instances, *next; in; in = next) {
+        next = in->next;
+        if (strcmp(in->app_id, r->app_id) != 0 || strcmp(in->deployment_id, r->id) == 0 ||
+            in->stopping)
+            continue;
+        sw_run_system(r, "stopping the previous instance on port %u", in->port);
+        sw_runtime_instance_stop(in);
+    }
+    r->nfresh = 0; /* they belong to the app now */
+    r->error[0] = '\0';
+    sw_nodestate_save(w);
+    sw_run_finish(r, "success");
+}
+
+static void switch_traffic(run_t *r)
+{
+    r->state = RUN_SWITCHING;
+    sw_run_status(r, "deploying", "switching_traffic", 90);
+    sw_buf_t endpoints = SW_BUF_INIT;
+    sw_buf_append_char(&endpoints, '{');
+    for (int i = 0; i < r->nfresh; i++)
+        sw_buf_printf(&endpoints, "%s%s", i ? "," : "", r->fresh[i]->endpoint);
+    sw_buf_append_char(&endpoints, '}');
+    const char *params[] = {r->app_id, r->id, endpoints.base, r->rollback ? "true" : "false"};
+    if (r->relaunch) {
+        /* The same release serves again, on new ports. */
+        sw_pg_query(
+            r->w->pg,
+            "UPDATE apps SET endpoints = $3::text[], updated_at = now() WHERE id = $1 "
+            "AND active_deployment_id = $2 AND status = 'running' RETURNING id, " APP_DOMAINS,
+            3, params, on_switched, r);
+        sw_buf_free(&endpoints);
+        return;
+    }
+    /* A rollback marks the release it replaces rolled_back. */
+    sw_pg_query(r->w->pg,
+                "WITH a AS (UPDATE apps SET endpoints = $3::text[], status = 'running', "
+                "active_deployment_id = $2, updated_at = now() WHERE id = $1 RETURNING id), "
+                "o AS (UPDATE deployments SET is_active = (id = $2), status = CASE WHEN $4::bool "
+                "AND is_active AND id <> $2 THEN 'rolled_back' ELSE status END WHERE app_id = $1 "
+                "AND (is_active OR id = $2) RETURNING id) "
+                "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM o), " APP_DOMAINS,
+                4, params, on_switched, r);
+    sw_buf_free(&endpoints);
+}
+
+static void on_probe(int status, int http_status, void *payload)
+{
+    run_t *r = payload;
+    r->probe = NULL;
+    if (r->state != RUN_CHECKING)
+        return;
+    if (r->cancelled) {
+        sw_run_fail(r, "cancelled during the health check");
+        return;
+    }
+    int i = r->nhealthy;
+    if (status == 0 && http_status >= 200 && http_status < 300) {
+        r->nhealthy++;
+        sw_run_system(r, "instance on port %u is healthy", r->fresh[i]->port);
+        if (i + 1 == r->nfresh) {
+            switch_traffic(r);
+            return;
+        }
+    }
+    if (uv_now(r->w->loop) >= r->health_deadline) {
+        char d[32];
+        sw_run_fail(
+            r, "health check failed: timed out after %s (GET %s on port %u never answered 2xx)",
+            sw_deploy_duration(r->w->cfg->health_timeout_ms, d, sizeof(d)), r->health_path,
+            r->fresh[i]->port);
+        return;
+    }
+    uv_timer_start(&r->timer, on_probe_timer, HEALTH_POLL_MS, 0);
+}
+
+static void probe_next(run_t *r)
+{
+    if (r->state != RUN_CHECKING)
+        return;
+    if (sw_runtime_health(r->fresh[r->nhealthy], r->health_path, on_probe, r, &r->probe) != 0)
+        sw_run_fail(r, "health check could not start");
+}
+
+static void on_probe_timer(uv_timer_t *t)
+{
+    probe_next(t->data);
+}
+
+void sw_release_start(run_t *r)
+{
+    sw_worker_t *w = r->w;
+    r->state = RUN_STARTING;
+    sw_run_status(r, "deploying", "starting_new", 70);
+    if (!r->start_cmd[0]) {
+        sw_run_fail(r, "the app has no start_command");
+        return;
+    }
+    for (int i = 0; i < r->replicas && i < MAX_INSTANCES; i++) {
+        char name[24];
+        snprintf(name, sizeof(name), "%.8s-%d", r->id, i + 1);
+        sw_instance_opts_t o = {
+            .app_id = r->app_id,
+            .deployment_id = r->id,
+            .name = name,
+            .dir = r->build_dir,
+            .run_uid = r->run_uid,
+            .command = r->start_cmd,
+            .env = r->run_env,
+            .data = r->secrets,
+        };
+        sw_instance_t *in;
+        if (sw_runtime_instance_new(w->rt, &o, &in) != 0) {
+            sw_run_fail(r, "no free port in SLIPWAY_PORT_RANGE %s", w->cfg->port_range);
+            return;
+        }
+        sw_secrets_ref(r->secrets);
+        r->fresh[r->nfresh++] = in;
+        sw_run_system(r, "starting instance %d on port %u", i + 1, in->port);
+        if (sw_runtime_instance_start(in) != 0) {
+            sw_run_fail(r, "the start command could not be spawned");
+            return;
+        }
+    }
+    r->state = RUN_CHECKING;
+    sw_run_status(r, "deploying", "health_check", 80);
+    r->health_deadline = uv_now(w->loop) + w->cfg->health_timeout_ms;
+    uv_timer_start(&r->timer, on_probe_timer, 50, 0);
+}
