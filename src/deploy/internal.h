@@ -97,8 +97,7 @@ struct run {
     char final_status[16]; /* written once the last log chunk is stored */
 };
 
-/* ---- entries and leases ---- */
-
+/* A stream entry waiting for its app's lease, or an app to relaunch. */
 struct entry {
     entry_t *next; /* in w->waiting */
     sw_worker_t *w;

@@ -16,7 +16,7 @@ static void probe_next(run_t *r);
 static void on_proxy(int status, const char *error, void *payload);
 static void on_probe_timer(uv_timer_t *t);
 
-/* ---- sw_release_start: switch traffic once every new instance is healthy ---- */
+/* ---- release: switch traffic once every new instance is healthy ---- */
 
 /* Hands the release (the app's domains, the new instances' endpoints) to the proxy: publish,
  * or verify what was published. */
