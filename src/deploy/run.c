@@ -2,7 +2,6 @@
  * the runtime) -> release (release.c), and ends in an order that survives a crash at any
  * point. A relaunch (slipwayd restarted) releases the active build again without a
  * deployment. */
-#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
