@@ -19,7 +19,7 @@ typedef struct {
     run_t *r;
     char dir[512]; /* builds/<app> */
     char **ids;    /* deployments that built, newest first */
-    bool *protect; /* the active release's sw_run_build, or one an instance runs from */
+    bool *protect; /* the active release's build, or one an instance runs from */
     size_t n;
     unsigned keep;
     unsigned removed;

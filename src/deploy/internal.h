@@ -79,7 +79,8 @@ struct run {
     int nfresh;
     int nhealthy; /* fresh[0..nhealthy) answered their health check */
     sw_runtime_probe_t *probe;
-    char *domains; /* the app's hostnames, space-separated, as the switch read them */
+    char *domains;  /* the app's hostnames, space-separated, as the switch read them */
+    bool published; /* the proxy took the new endpoints; verifying */
     uint64_t health_deadline;
     uv_timer_t timer; /* health polling */
     uv_timer_t log_timer;
@@ -96,8 +97,7 @@ struct run {
     char final_status[16]; /* written once the last log chunk is stored */
 };
 
-/* ---- entries and leases ---- */
-
+/* A stream entry waiting for its app's lease, or an app to relaunch. */
 struct entry {
     entry_t *next; /* in w->waiting */
     sw_worker_t *w;

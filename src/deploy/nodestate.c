@@ -16,13 +16,6 @@
 #include "internal.h"
 #include "slipway/log.h"
 
-/* ---- the node's state file: what to clean up and start again after a restart ----
- *
- * SLIPWAY_DATA_DIR/worker.state names the apps this worker serves and the process groups it
- * started (each with its leader's start time, so a reused pid is never mistaken for one of
- * ours). A worker that starts kills the groups its predecessor left, then starts the apps
- * again from their active release. worker.lock keeps two live workers from sharing it. */
-
 #define STATE_FILE "worker.state"
 #define LOCK_FILE  "worker.lock"
 

@@ -13,15 +13,14 @@
     "WHERE app_id = $1)"
 
 static void probe_next(run_t *r);
-static void on_published(int status, const char *error, void *payload);
-static void on_verified(int status, const char *error, void *payload);
+static void on_proxy(int status, const char *error, void *payload);
 static void on_probe_timer(uv_timer_t *t);
 
-/* ---- sw_release_start: switch traffic once every new instance is healthy ---- */
+/* ---- release: switch traffic once every new instance is healthy ---- */
 
 /* Hands the release (the app's domains, the new instances' endpoints) to the proxy: publish,
  * or verify what was published. */
-static void proxy_step(run_t *r, bool verify, sw_proxy_cb cb)
+static void proxy_step(run_t *r, bool verify)
 {
     const char *endpoints[MAX_INSTANCES];
     for (int i = 0; i < r->nfresh; i++)
@@ -45,9 +44,9 @@ static void proxy_step(run_t *r, bool verify, sw_proxy_cb cb)
         .nendpoints = (size_t)r->nfresh,
     };
     if (verify)
-        sw_proxy_verify(r->w->proxy, &rel, cb, r);
+        sw_proxy_verify(r->w->proxy, &rel, on_proxy, r);
     else
-        sw_proxy_publish(r->w->proxy, &rel, cb, r);
+        sw_proxy_publish(r->w->proxy, &rel, on_proxy, r);
     free(domains);
     free(copy);
 }
@@ -68,26 +67,23 @@ static void on_switched(int status, sw_pg_result_t *res, void *payload)
         sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, r->relaunch ? 1 : 2) : NULL;
     free(r->domains);
     r->domains = sw_strdup(domains ? domains : "");
-    proxy_step(r, false, on_published);
+    proxy_step(r, false);
 }
 
-static void on_published(int status, const char *error, void *payload)
+/* The proxy's answer: to the publish (then verify), or to the verify (then the old go). */
+static void on_proxy(int status, const char *error, void *payload)
 {
     run_t *r = payload;
     if (status != 0) {
-        sw_run_fail(r, "publishing the new instances to the proxy failed: %s",
+        sw_run_fail(r, "%s: %s",
+                    r->published ? "the proxy does not serve the new instances"
+                                 : "publishing the new instances to the proxy failed",
                     error && *error ? error : sw_strerror(status));
         return;
     }
-    proxy_step(r, true, on_verified);
-}
-
-static void on_verified(int status, const char *error, void *payload)
-{
-    run_t *r = payload;
-    if (status != 0) {
-        sw_run_fail(r, "the proxy does not serve the new instances: %s",
-                    error && *error ? error : sw_strerror(status));
+    if (!r->published) {
+        r->published = true;
+        proxy_step(r, true);
         return;
     }
     /* The new instances serve now: the old ones of this app go. */

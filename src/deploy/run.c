@@ -2,7 +2,6 @@
  * the runtime) -> release (release.c), and ends in an order that survives a crash at any
  * point. A relaunch (slipwayd restarted) releases the active build again without a
  * deployment. */
-#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,8 +318,7 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
         }
         sw_run_system(r, "%s the build of deployment %s",
                       r->rollback ? "rolling back to" : "releasing again", r->rollback_of);
-        sw_release_start(
-            r); /* no sw_fetch_start, no sw_run_build: the earlier artifact as it was */
+        sw_release_start(r); /* no fetch, no build: the earlier artifact as it was */
         return;
     }
     sw_fetch_start(r);
@@ -529,8 +527,8 @@ static void on_relaunch_row(int status, sw_pg_result_t *res, void *payload)
      * replicas, app id, rolled_back_from, build_of; nothing is fetched or built. */
     run_fields(r, res);
     snprintf(r->rollback_of, sizeof(r->rollback_of), "%s", sw_pg_result_value(res, 0, 9));
-    sw_run_system(
-        r, "slipwayd restarted: starting the active sw_release_start (deployment %s) again", r->id);
+    sw_run_system(r, "slipwayd restarted: starting the active release (deployment %s) again",
+                  r->id);
     const char *refusal = runtime_refusal(r);
     if (refusal) {
         sw_run_fail(r, "%s", refusal);

@@ -28,6 +28,7 @@ static const char *const finished_names[FINISHED_MAX] = {"success", "failed", "c
 
 static void read_next(sw_worker_t *w);
 static void gone_apps_query(sw_worker_t *w);
+
 /* ---- small helpers ---- */
 
 void sw_worker_count_finished(sw_worker_t *w, const char *status)
