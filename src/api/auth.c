@@ -12,6 +12,7 @@
 
 #include "slipway/api.h"
 #include "slipway/log.h"
+#include "slipway/ratelimit.h"
 
 #define GENERIC_LOGIN_ERROR "invalid email or password"
 #define TOTP_WINDOW         1 /* steps either side: tolerates 30 s of clock skew */
@@ -407,7 +408,7 @@ static unsigned long long totp_check(sw_api_t *api, const char *user_id, const c
     char ad[64];
     unsigned long long counter = 0;
     snprintf(ad, sizeof(ad), "totp:%s", user_id);
-    if (sealed && sw_secretbox_open(&api->box, sealed, strlen(sealed), ad, &secret) == 0)
+    if (sealed && sw_secretbox_open(api->box, sealed, strlen(sealed), ad, &secret) == 0)
         counter = sw_totp_verify((const unsigned char *)secret.base, secret.len, code,
                                  sw_wall_ms() / 1000, TOTP_WINDOW, last > 0 ? (uint64_t)last : 0);
     if (secret.base)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "slipway/api.h"
+#include "slipway/ratelimit.h"
 
 #define RECOVERY_CODES 10
 #define TOTP_WINDOW    1
@@ -80,7 +81,7 @@ static unsigned long long check_code(totp_t *t, const char *sealed, long long la
     char ad[64];
     unsigned long long counter = 0;
     snprintf(ad, sizeof(ad), "totp:%s", t->p.user_id);
-    if (sealed && sw_secretbox_open(&t->api->box, sealed, strlen(sealed), ad, &secret) == 0)
+    if (sealed && sw_secretbox_open(t->api->box, sealed, strlen(sealed), ad, &secret) == 0)
         counter = sw_totp_verify((const unsigned char *)secret.base, secret.len, t->code,
                                  sw_wall_ms() / 1000, TOTP_WINDOW, last > 0 ? (uint64_t)last : 0);
     if (secret.base)
@@ -124,7 +125,7 @@ void sw_api_totp_enroll(sw_http_req_t *req, void *ctx)
     sw_base32_encode(secret, sizeof(secret), &b32);
     snprintf(t->secret_b32, sizeof(t->secret_b32), "%s", b32.base);
     snprintf(ad, sizeof(ad), "totp:%s", t->p.user_id);
-    sw_secretbox_seal(&t->api->box, secret, sizeof(secret), ad, &sealed);
+    sw_secretbox_seal(t->api->box, secret, sizeof(secret), ad, &sealed);
     sodium_memzero(secret, sizeof(secret));
     sodium_memzero(b32.base, b32.len);
     sw_buf_free(&b32);
