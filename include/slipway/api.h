@@ -343,7 +343,7 @@ void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx);
 void sw_api_system_metrics_stream(sw_http_req_t *req, void *ctx);
 /* This node's metrics as one JSON object (the data of the stream's metrics messages). */
 void sw_api_system_metrics_json(sw_api_t *api, sw_buf_t *out);
-/* Nodes and the system snapshot (src/api/nodes.c). */
+/* Nodes and the system snapshot (src/api/nodes.c; the heartbeat is src/node/heartbeat.c). */
 void sw_api_nodes_list(sw_http_req_t *req, void *ctx);
 void sw_api_nodes_get(sw_http_req_t *req, void *ctx);
 void sw_api_system_metrics(sw_http_req_t *req, void *ctx);

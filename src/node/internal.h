@@ -63,7 +63,8 @@ void sw_node_drain_next(void *payload);
 sw_node_heartbeat_t *sw_node_heartbeat_start(sw_node_t *node);
 void sw_node_heartbeat_stop(sw_node_heartbeat_t *n, void (*on_stopped)(void *payload),
                             void *payload);
-/* This node's metrics as one JSON object (a sw_api_opts_t load_json, with the node). */
+/* This node's metrics as one JSON object (src/node/load.c; a sw_api_opts_t load_json, with
+ * the node). */
 void sw_node_load_json(sw_buf_t *out, void *payload);
 
 #endif
