@@ -28,7 +28,6 @@ struct sw_hub;
 typedef struct {
     uv_loop_t *loop;
     const sw_config_t *cfg;
-    unsigned worker_index;
     sw_pg_pool_t *pg;
     sw_redis_t *redis;
     sw_metrics_t *metrics;     /* requests are observed into it */
@@ -45,7 +44,6 @@ typedef struct sw_api_limits sw_api_limits_t;
 struct sw_api {
     uv_loop_t *loop;
     const sw_config_t *cfg;
-    unsigned worker_index;
     sw_pg_pool_t *pg;
     sw_redis_t *redis;
     sw_router_t *router;

@@ -28,7 +28,6 @@ int sw_api_new(sw_api_t **out, const sw_api_opts_t *o)
     *out = api;
     api->loop = o->loop;
     api->cfg = cfg;
-    api->worker_index = o->worker_index;
     api->pg = o->pg;
     api->redis = o->redis;
     api->metrics = o->metrics;

@@ -153,7 +153,6 @@ int sw_node_start(sw_node_t **out, uv_loop_t *loop, const sw_config_t *cfg, unsi
         sw_api_opts_t ao = {
             .loop = loop,
             .cfg = cfg,
-            .worker_index = worker_index,
             .pg = node->pg,
             .redis = node->redis,
             .metrics = node->metrics,
