@@ -1,4 +1,4 @@
-/* slipwayd: flags -> config -> roles -> loop -> drain. */
+/* slipwayd: flags -> config -> node -> loop -> drain. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -6,13 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "slipway/api.h"
 #include "slipway/backends.h"
 #include "slipway/config.h"
 #include "slipway/sandbox.h"
 #include "slipway/crypto.h"
 #include "slipway/httpc.h"
 #include "slipway/log.h"
+#include "slipway/node.h"
 #include "sw_version.h"
 
 extern char **environ;
@@ -20,7 +20,7 @@ extern char **environ;
 typedef struct {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sighup;
-    sw_api_t api;
+    sw_node_t *node;
     bool stopping;
 } process_t;
 
@@ -29,9 +29,10 @@ static void on_signal_closed(uv_handle_t *h)
     (void)h;
 }
 
-static void on_api_stopped(sw_api_t *api)
+static void on_node_stopped(void *payload)
 {
-    process_t *p = sw_container_of(api, process_t, api);
+    process_t *p = payload;
+    p->node = NULL;
     uv_close((uv_handle_t *)&p->sigterm, on_signal_closed);
     uv_close((uv_handle_t *)&p->sigint, on_signal_closed);
     uv_close((uv_handle_t *)&p->sighup, on_signal_closed);
@@ -48,7 +49,7 @@ static void on_stop_signal(uv_signal_t *s, int signum)
     }
     p->stopping = true;
     sw_log_kv(SW_LOG_INFO, NULL, "stop requested", "signal", strsignal(signum), NULL);
-    sw_api_stop(&p->api, on_api_stopped);
+    sw_node_stop(p->node, on_node_stopped, p);
 }
 
 static void on_hup(uv_signal_t *s, int signum)
@@ -73,7 +74,7 @@ static int run_process(const sw_config_t *cfg, unsigned worker_index)
     uv_signal_start(&p.sigint, on_stop_signal, SIGINT);
     uv_signal_start(&p.sighup, on_hup, SIGHUP);
 
-    int r = sw_api_start(&p.api, &p.loop, cfg, worker_index);
+    int r = sw_node_start(&p.node, &p.loop, cfg, worker_index);
     if (r != 0)
         return 1;
     uv_run(&p.loop, UV_RUN_DEFAULT);

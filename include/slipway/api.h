@@ -6,27 +6,16 @@
 #include <uv.h>
 
 #include "slipway/auth.h"
-#include "slipway/cache.h"
 #include "slipway/config.h"
-#include "slipway/crypto.h"
+#include "slipway/health.h"
 #include "slipway/json.h"
-#include "slipway/host.h"
-#include "slipway/http.h"
 #include "slipway/metrics.h"
 #include "slipway/pg.h"
-#include "slipway/ratelimit.h"
-#include "slipway/redis.h"
 #include "slipway/router.h"
-#include "slipway/worker.h"
 
-typedef struct {
-    bool ok;
-    bool ran; /* at least one check has finished */
-    bool in_flight;
-    double latency_ms;
-    char error[160];
-    uint64_t started_ns;
-} sw_health_check_t;
+typedef struct sw_cache sw_cache_t;
+typedef struct sw_ratelimit sw_ratelimit_t;
+struct sw_hub;
 
 /* Each live watcher's bounds: messages queued (beyond them the oldest go and the watcher is
  * told it lagged), and bytes its connection may hold unsent before the hub waits. */
@@ -34,41 +23,48 @@ typedef struct {
 #define SW_LIVE_QUEUE_BYTES  (4u * 1024u * 1024u)
 #define SW_LIVE_WRITE_WINDOW (64u * 1024u)
 
+/* What the node hands the API role when it makes it: the backends and state it shares. All of
+ * it outlives the role. */
+typedef struct {
+    uv_loop_t *loop;
+    const sw_config_t *cfg;
+    sw_pg_pool_t *pg;
+    sw_redis_t *redis;
+    sw_metrics_t *metrics;     /* requests are observed into it */
+    sw_secretbox_t *box;       /* the master key */
+    const char *node;          /* this process in leases and node_id */
+    const sw_health_t *health; /* the backend checks, for /health */
+    /* This node's load as one JSON object (GET system/metrics, the metrics stream). */
+    void (*load_json)(sw_buf_t *out, void *payload);
+    void *payload;
+} sw_api_opts_t;
+
 typedef struct sw_api sw_api_t;
 typedef struct sw_api_limits sw_api_limits_t;
 struct sw_api {
     uv_loop_t *loop;
     const sw_config_t *cfg;
-    unsigned worker_index;
     sw_pg_pool_t *pg;
     sw_redis_t *redis;
     sw_router_t *router;
     sw_metrics_t *metrics;
     sw_http_server_t *http;
     sw_auth_t *auth;
-    sw_secretbox_t box;
+    sw_secretbox_t *box;
     sw_ratelimit_t *login_by_address; /* failed logins per client address */
     sw_ratelimit_t *login_by_account; /* failed logins and TOTP codes per account */
     char public_origin[256];          /* scheme://host[:port] of SLIPWAY_PUBLIC_URL */
     sw_api_limits_t *limits;          /* API budget per address and per principal */
-    sw_worker_t *worker;              /* roles worker and all, once migrations ran */
-    sw_worker_t *worker_draining;     /* the worker while it stops, for the heartbeat */
-    struct sw_webhooks *webhooks;     /* the webhook dispatcher, started with the worker */
-    struct sw_janitor *janitor;       /* retention, started with the worker */
-    struct sw_hub *hub;               /* live topics, once the instance id is known */
+    struct sw_hub *hub;               /* live topics, once the node knows the instance id */
     uv_timer_t metrics_timer;         /* samples the node while someone watches it */
-    sw_host_sampler_t host;           /* the host's rates, shared by every reader */
-    struct sw_api_nodes *nodes;       /* this process's heartbeat, once migrations ran */
-    uint64_t started_at_ms;           /* wall clock, for nodes.started_at */
-    char node[160];                   /* this process in leases and node_id */
-    sw_buf_t openapi;                 /* the rendered /api/v1/openapi.json */
+    const char *node;                 /* this process in leases and node_id */
+    const sw_health_t *health;        /* the node's backend checks */
+    void (*load_json)(sw_buf_t *out, void *payload); /* the node's load, with load_payload */
+    void *load_payload;
+    sw_buf_t openapi; /* the rendered /api/v1/openapi.json */
 
     /* Open live streams' access, rechecked on revocations; made with the first stream. */
     struct sw_live_access *live_access;
-
-    sw_health_check_t db_check;
-    sw_health_check_t redis_check;
-    uv_timer_t health_timer;
 
     /* The read cache (SLIPWAY_READ_CACHE): project lookups of GET requests, emptied by
      * notifications from PostgreSQL triggers and by this process's own writes. NULL when off. */
@@ -82,17 +78,11 @@ struct sw_api {
     uint64_t read_cache_notified; /* notifications received */
 
     bool migrated;
-    bool migrating;
-    unsigned migrate_attempts;
-    uv_work_t migrate_work;
-    uv_timer_t migrate_timer;
-    int migrate_status;
-    int migrate_applied;
-    char migrate_err[256];
-
     bool stopping;
     unsigned closes_pending;
-    void (*on_stopped)(sw_api_t *api);
+    void (*on_drained)(void *payload);
+    void (*on_closed)(void *payload);
+    void *stop_payload;
 };
 
 /* What the API layer keeps per request (req->user). */
@@ -140,15 +130,22 @@ bool sw_api_limits_hook(sw_api_t *api, sw_http_req_t *req, const char *app_id);
 extern const sw_route_t sw_api_routes[];
 extern const size_t sw_api_routes_count;
 
-/* Starts backends, migrations, health checks and the HTTP listeners. Returns 0 or a negative
- * code with a message logged. */
-int sw_api_start(sw_api_t *api, uv_loop_t *loop, const sw_config_t *cfg, unsigned worker_index);
-/* Drains HTTP, then closes the backends and every handle; on_stopped runs when all are closed. */
-void sw_api_stop(sw_api_t *api, void (*on_stopped)(sw_api_t *api));
-
-/* Runs the health checks now (also called on every backend state change). */
-void sw_api_health_kick(sw_api_t *api);
-void sw_api_health_start(sw_api_t *api);
+/* Makes the HTTP role: route table, credentials, limits, read cache and the HTTP server, not yet
+ * listening. 0 or a negative code with a message logged. */
+int sw_api_new(sw_api_t **out, const sw_api_opts_t *opts);
+/* Listens on SLIPWAY_LISTEN; 0 or a negative code with a message logged. */
+int sw_api_listen(sw_api_t *api);
+/* The node tells the role what it learns: the schema is migrated (requests beyond the probes
+ * are served from now on), and the live hub has started. */
+void sw_api_set_migrated(sw_api_t *api);
+void sw_api_set_hub(sw_api_t *api, struct sw_hub *hub);
+/* Open HTTP connections and those refused, for the node's metrics. */
+void sw_api_http_stats(const sw_api_t *api, sw_http_server_stats_t *out);
+/* Stops taking requests and drains HTTP; on_drained runs when every connection is gone. */
+void sw_api_drain(sw_api_t *api, void (*on_drained)(void *payload), void *payload);
+/* After the drain, once nothing else needs them: closes the role's handles and connections and
+ * frees it; on_closed runs last. */
+void sw_api_close(sw_api_t *api, void (*on_closed)(void *payload), void *payload);
 
 /* ---- helpers shared by handlers (src/api/common.c) ---- */
 
@@ -344,15 +341,10 @@ void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx);
 void sw_api_system_metrics_stream(sw_http_req_t *req, void *ctx);
 /* This node's metrics as one JSON object (the data of the stream's metrics messages). */
 void sw_api_system_metrics_json(sw_api_t *api, sw_buf_t *out);
-/* Nodes and the system snapshot (src/api/nodes.c). */
+/* Nodes and the system snapshot (src/api/nodes.c; the heartbeat is src/node/heartbeat.c). */
 void sw_api_nodes_list(sw_http_req_t *req, void *ctx);
 void sw_api_nodes_get(sw_http_req_t *req, void *ctx);
 void sw_api_system_metrics(sw_http_req_t *req, void *ctx);
-/* This process's row in nodes: registered now, heartbeating every SLIPWAY_NODE_HEARTBEAT_MS;
- * stopping marks it stopped, then calls on_stopped. */
-typedef struct sw_api_nodes sw_api_nodes_t;
-sw_api_nodes_t *sw_api_nodes_start(sw_api_t *api);
-void sw_api_nodes_stop(sw_api_nodes_t *n, void (*on_stopped)(void *payload), void *payload);
 /* The live-stream metrics (Prometheus text); a collector with the API as payload. */
 void sw_api_live_metrics(sw_buf_t *out, void *payload);
 

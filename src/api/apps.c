@@ -200,7 +200,7 @@ static char *seal_git_token(sw_api_t *api, const char *app_id, const char *token
     sw_buf_t sealed = SW_BUF_INIT;
 
     snprintf(ad, sizeof(ad), "app_git_token:%s", app_id);
-    sw_secretbox_seal(&api->box, token, strlen(token), ad, &sealed);
+    sw_secretbox_seal(api->box, token, strlen(token), ad, &sealed);
     return sw_buf_steal(&sealed);
 }
 

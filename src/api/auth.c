@@ -12,6 +12,7 @@
 
 #include "slipway/api.h"
 #include "slipway/log.h"
+#include "slipway/ratelimit.h"
 
 #include "internal.h"
 
@@ -398,7 +399,7 @@ static void login_second_factor(flow_t *f)
         return;
     }
     if (is_six_digits(f->totp)) {
-        f->totp_counter = sw_totp_check_sealed(&api->box, f->user_id, f->totp_sealed, f->totp_last,
+        f->totp_counter = sw_totp_check_sealed(api->box, f->user_id, f->totp_sealed, f->totp_last,
                                                f->totp, sw_wall_ms() / 1000);
         if (!f->totp_counter) {
             login_failed(f, "totp", "the code is invalid or was already used");

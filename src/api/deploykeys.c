@@ -58,7 +58,7 @@ void sw_api_deploy_key_create(sw_http_req_t *req, void *ctx)
         return;
     }
     snprintf(ad, sizeof(ad), "app_deploy_key:%s", id);
-    sw_secretbox_seal(&api->box, key.private_key, strlen(key.private_key), ad, &sealed);
+    sw_secretbox_seal(api->box, key.private_key, strlen(key.private_key), ad, &sealed);
     const char *params[] = {id,
                             key.public_key,
                             key.fingerprint,

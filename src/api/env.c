@@ -35,7 +35,7 @@ static void seal(sw_api_t *api, const char *app_id, const char *key, const char 
 {
     char ad[SW_UUID_LEN + ENV_KEY_MAX + 16];
     snprintf(ad, sizeof(ad), "app_env:%s:%s", app_id, key);
-    sw_secretbox_seal(&api->box, value, len, ad, out);
+    sw_secretbox_seal(api->box, value, len, ad, out);
 }
 
 static void wipe_body(sw_http_req_t *req)

@@ -399,7 +399,7 @@ static void on_hook_app(int status, sw_pg_result_t *res, void *payload)
     char ad[SW_UUID_LEN + 16];
     snprintf(ad, sizeof(ad), "app_hook:%s", d->app_id);
     sw_buf_t secret = SW_BUF_INIT;
-    int r = sw_secretbox_open(&d->api->box, sealed, strlen(sealed), ad, &secret);
+    int r = sw_secretbox_open(d->api->box, sealed, strlen(sealed), ad, &secret);
     bool ok = r == 0 &&
               sw_hook_verify(d->provider, d->signature, (sw_iov_t){req->body.base, req->body.len},
                              (sw_iov_t){secret.base, secret.len});
@@ -522,7 +522,7 @@ void sw_api_hook_rotate(sw_http_req_t *req, void *ctx)
     char ad[SW_UUID_LEN + 16];
     snprintf(ad, sizeof(ad), "app_hook:%s", id);
     sw_buf_t sealed = SW_BUF_INIT;
-    sw_secretbox_seal(&api->box, secret, HOOK_SECRET_BYTES * 2, ad, &sealed);
+    sw_secretbox_seal(api->box, secret, HOOK_SECRET_BYTES * 2, ad, &sealed);
     const char *params[] = {id,
                             sealed.base,
                             r->principal.user_id,

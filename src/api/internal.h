@@ -1,4 +1,5 @@
-/* What the files of src/api/ share and no other module sees. Other modules see
+/* What the files of src/api/ share (lifetime, request pipeline, read cache, validation) and no
+ * other module sees. Other modules see
  * include/slipway/api.h. */
 #ifndef SLIPWAY_API_INTERNAL_H
 #define SLIPWAY_API_INTERNAL_H
@@ -55,5 +56,20 @@ bool sw_api_filters_read(sw_http_req_t *req, const sw_api_filter_t *filters,
 /* Adds the condition of each filter given to l, in the table's order. */
 void sw_api_filters_apply(sw_api_list_t *l, const sw_api_filter_t *filters,
                           const char *const values[SW_API_FILTERS_MAX]);
+
+/* ---- the request path (src/api/pipeline.c) ---- */
+void sw_api_on_request(sw_http_req_t *req, void *payload);
+void sw_api_on_response(sw_http_req_t *req, void *payload);
+bool sw_api_is_safe_method(const char *m);
+/* scheme://host[:port] of a URL, lower-cased, into out. */
+void sw_api_url_origin(const char *url, char *out, size_t size);
+
+/* ---- the read cache (src/api/readcache.c) ---- */
+/* The cache and the connection that LISTENs for what empties it. */
+int sw_api_read_cache_start(sw_api_t *api);
+/* Whether the cache may answer and store now. */
+bool sw_api_read_cache_check(sw_api_t *api);
+/* The read cache's metrics; a collector with the API as payload. */
+void sw_api_read_cache_metrics(sw_buf_t *out, void *payload);
 
 #endif

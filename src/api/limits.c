@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "slipway/api.h"
+#include "slipway/ratelimit.h"
 #include "slipway/log.h"
 
 #define KEYS_MAX 200000

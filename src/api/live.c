@@ -740,15 +740,7 @@ void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx)
 
 void sw_api_system_metrics_json(sw_api_t *api, sw_buf_t *out)
 {
-    sw_host_stats_t st;
-    sw_host_sample(&api->host, uv_now(api->loop), api->cfg->data_dir, &st);
-    sw_buf_append_cstr(out, "{\"node\":\"");
-    sw_buf_append_json_str(out, api->node, strlen(api->node));
-    sw_buf_append_cstr(out, "\",");
-    sw_host_stats_json_members(&st, api->cfg->data_dir, out);
-    sw_buf_printf(out, ",\"process\":{\"rss_bytes\":%llu},\"deployments_running\":%u}",
-                  (unsigned long long)sw_process_rss_bytes(),
-                  sw_worker_runs(api->worker ? api->worker : api->worker_draining));
+    api->load_json(out, api->load_payload);
 }
 
 static void on_metrics_timer(uv_timer_t *t)

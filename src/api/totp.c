@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "slipway/api.h"
+#include "slipway/ratelimit.h"
 
 #include "internal.h"
 
@@ -77,7 +78,7 @@ static bool limited(totp_t *t)
 
 static unsigned long long check_code(totp_t *t, const char *sealed, long long last)
 {
-    return sw_totp_check_sealed(&t->api->box, t->p.user_id, sealed, last, t->code,
+    return sw_totp_check_sealed(t->api->box, t->p.user_id, sealed, last, t->code,
                                 sw_wall_ms() / 1000);
 }
 
@@ -113,7 +114,7 @@ void sw_api_totp_enroll(sw_http_req_t *req, void *ctx)
     randombytes_buf(secret, sizeof(secret));
     sw_base32_encode(secret, sizeof(secret), &b32);
     snprintf(t->secret_b32, sizeof(t->secret_b32), "%s", b32.base);
-    sw_totp_seal(&t->api->box, t->p.user_id, secret, sizeof(secret), &sealed);
+    sw_totp_seal(t->api->box, t->p.user_id, secret, sizeof(secret), &sealed);
     sodium_memzero(secret, sizeof(secret));
     sodium_memzero(b32.base, b32.len);
     sw_buf_free(&b32);

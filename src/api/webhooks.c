@@ -102,7 +102,7 @@ static void insert(create_t *c)
     sodium_memzero(raw, sizeof(raw));
     new_uuid(id);
     snprintf(ad, sizeof(ad), "webhook:%s", id);
-    sw_secretbox_seal(&c->api->box, c->secret, 2 * SW_WEBHOOK_SECRET_BYTES, ad, &sealed);
+    sw_secretbox_seal(c->api->box, c->secret, 2 * SW_WEBHOOK_SECRET_BYTES, ad, &sealed);
 
     const char *params[] = {id,
                             c->url,

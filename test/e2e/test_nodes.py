@@ -2,7 +2,9 @@
 refreshed by heartbeats with its load and the instances it supervises, marked stopped when it
 drains and lost when its heartbeats stop; GET system/metrics answers this node's metrics."""
 
+import os
 import signal
+import socket
 import time
 import uuid
 
@@ -128,6 +130,46 @@ def test_drained_node_is_stopped_and_a_killed_one_lost(auth):
     wait_for(lambda: node_named(rc, b_name) is None, timeout=10,
              message="the long-silent node removed")
     assert node_named(rc, a_name) is not None
+
+
+def listening_sockets(pid):
+    """The TCP sockets the process holds that are in LISTEN state (IPv4 and IPv6)."""
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if link.startswith("socket:["):
+            held.add(link[len("socket:["):-1])
+    listening = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        listening |= {row.split()[9] for row in rows if row.split()[3] == "0A"}
+    return held & listening
+
+
+def test_a_worker_only_process_opens_no_http_listener(auth):
+    env = node_env()
+    a = auth.daemon(env=env)
+    root = auth.setup_owner(a)
+    w = auth.daemon(env=dict(env, SLIPWAY_ROLE="worker"), database_url=a.database_url,
+                    wait=False)
+    w_name = name_of(w)  # its worker has started: the node is fully up
+    n = wait_for(lambda: node_named(root, w_name), timeout=10, message="the worker's node row")
+    assert n["role"] == "worker" and n["listen"] == "", n
+
+    # the control: a process with the HTTP role holds its listener
+    assert listening_sockets(a.pid), "role all should hold a listening socket"
+    assert listening_sockets(w.pid) == set()
+    assert not any(e.get("msg") == "listening" for e in w.logs())
+    with socket.socket() as s:
+        s.settimeout(2)
+        assert s.connect_ex(("127.0.0.1", w.port)) != 0  # nothing answers on its port
 
 
 def test_validation_and_access(auth, owner):
