@@ -10,7 +10,7 @@
 #include "slipway/config.h"
 #include "slipway/sandbox.h"
 #include "slipway/crypto.h"
-#include "slipway/httpc.h"
+#include "slipway/client.h"
 #include "slipway/log.h"
 #include "slipway/node.h"
 #include "sw_version.h"

@@ -3,7 +3,7 @@
 #ifndef SLIPWAY_FRAMING_H
 #define SLIPWAY_FRAMING_H
 
-#include "slipway/http.h"
+#include "slipway/server.h"
 
 /* NULL when req's head (of HTTP version major.minor) frames a request we may serve; otherwise
  * why it must be answered 400 and the connection closed. */

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #include "slipway/access.h"
-#include "slipway/http.h"
+#include "slipway/server.h"
 
 typedef void (*sw_http_handler_fn)(sw_http_req_t *req, void *ctx);
 

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "slipway/buf.h"
-#include "slipway/http.h"
+#include "slipway/server.h"
 
 typedef struct sw_ws sw_ws_t;
 

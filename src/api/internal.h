@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 #include "slipway/api.h"
-#include "slipway/http.h"
+#include "slipway/server.h"
 #include "slipway/json.h"
 #include "slipway/pg.h"
 

@@ -25,7 +25,7 @@
 #include "slipway/buf.h"
 #include "slipway/common.h"
 #include "slipway/crypto.h"
-#include "slipway/httpc.h"
+#include "slipway/client.h"
 #include "slipway/log.h"
 #include "sw_version.h"
 

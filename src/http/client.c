@@ -10,7 +10,7 @@
  * whatever OpenSSL wants sent (handshake, the encrypted request, alerts) is drained from the
  * other into uv_write after every step, so the TLS state machine never touches the socket
  * and the loop never blocks. */
-#include "slipway/httpc.h"
+#include "slipway/client.h"
 
 #include <ctype.h>
 #include <errno.h>

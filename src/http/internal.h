@@ -1,5 +1,5 @@
 /* What the files of src/http/ share about a server, its connections, requests and streams.
- * Private to src/http/: other modules see include/slipway/http.h. */
+ * Private to src/http/: other modules see include/slipway/server.h. */
 #ifndef SLIPWAY_HTTP_INTERNAL_H
 #define SLIPWAY_HTTP_INTERNAL_H
 
@@ -9,7 +9,7 @@
 #include <uv.h>
 
 #include "slipway/buf.h"
-#include "slipway/http.h"
+#include "slipway/server.h"
 
 #define READ_BUF_SIZE  65536
 #define MAX_LISTENERS  16

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "slipway/common.h"
+#include "slipway/percent.h"
 
 sw_http_req_t *sw_http__req_new(sw_http_conn_t *c)
 {
@@ -121,39 +122,11 @@ sw_iov_t sw_http_req_param(const sw_http_req_t *req, const char *name)
     return SW_IOV_NULL;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX and '+' into the arena; NULL for a malformed escape or an embedded NUL. */
 static char *query_decode(sw_arena_t *a, const char *s, size_t len)
 {
-    char *out = sw_arena_alloc(a, len + 1), *o = out;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '+') {
-            *o++ = ' ';
-        } else if (s[i] == '%') {
-            int hi, lo;
-            if (i + 2 >= len || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
-                return NULL;
-            char ch = (char)(hi << 4 | lo);
-            if (ch == '\0')
-                return NULL;
-            *o++ = ch;
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
-    return out;
+    char *out = sw_arena_alloc(a, len + 1);
+    return sw_percent_decode(out, len + 1, s, len, SW_PERCENT_FORM) < 0 ? NULL : out;
 }
 
 const char *sw_http_form_value(sw_arena_t *arena, sw_iov_t form, const char *name)

@@ -17,7 +17,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
-#include "slipway/httpc.h"
+#include "slipway/client.h"
 #include "slipway/proc.h"
 #include "slipway/sandbox.h"
 

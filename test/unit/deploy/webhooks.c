@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 
 #include "slipway/buf.h"
-#include "slipway/httpc.h"
+#include "slipway/client.h"
 #include "slipway/webhooks.h"
 #include "sw_version.h"
 

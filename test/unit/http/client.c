@@ -11,7 +11,7 @@
 
 #include "slipway/buf.h"
 #include "slipway/common.h"
-#include "slipway/httpc.h"
+#include "slipway/client.h"
 
 typedef struct {
     uv_loop_t loop;

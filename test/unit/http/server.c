@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "slipway/http.h"
+#include "slipway/server.h"
 
 typedef struct {
     uv_loop_t loop;

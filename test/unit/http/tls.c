@@ -22,7 +22,7 @@
 
 #include "slipway/buf.h"
 #include "slipway/common.h"
-#include "slipway/httpc.h"
+#include "slipway/client.h"
 
 /* ---- certificates ---- */
 

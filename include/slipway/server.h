@@ -1,8 +1,8 @@
 /* HTTP/1.1 server on libuv and llhttp: keep-alive, pipelining with responses in request
  * order, chunked bodies, Expect: 100-continue, and every peer-controlled size and time
  * bounded before memory is spent. */
-#ifndef SLIPWAY_HTTP_H
-#define SLIPWAY_HTTP_H
+#ifndef SLIPWAY_SERVER_H
+#define SLIPWAY_SERVER_H
 
 #include <jansson.h>
 #include <stdbool.h>

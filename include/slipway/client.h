@@ -1,8 +1,8 @@
 /* A small HTTP/1.1 client on the loop: health checks, outgoing webhooks, proxy drivers.
  * One request per connection (Connection: close), connect and whole-request timeouts, a cap
  * on the response body, and https with the peer's certificate verified. */
-#ifndef SLIPWAY_HTTPC_H
-#define SLIPWAY_HTTPC_H
+#ifndef SLIPWAY_CLIENT_H
+#define SLIPWAY_CLIENT_H
 
 #include <stdbool.h>
 #include <stddef.h>
