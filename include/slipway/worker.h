@@ -10,15 +10,26 @@
 #include "slipway/crypto.h"
 #include "slipway/hub.h"
 #include "slipway/pg.h"
+#include "slipway/proxy.h"
+#include "slipway/runtime.h"
 
 typedef struct sw_worker sw_worker_t;
+
+/* The drivers the node chose: how an instance runs and how traffic reaches it. The worker
+ * makes its runtime with runtime_new (it owns the callbacks) and takes over proxy. */
+typedef struct {
+    int (*runtime_new)(sw_runtime_t **out, uv_loop_t *loop, const sw_config_t *cfg,
+                       const sw_runtime_cbs_t *cbs);
+    sw_proxy_t *proxy;
+} sw_worker_drivers_t;
 
 /* node identifies this process in leases, the stream's consumer group and node_id. hub (may
  * be NULL) gets every deployment's lines and status on "deployment:<id>" and the runtime
  * output of app instances on "app:<app id>". At start the worker kills the process groups a
  * previous worker on the same SLIPWAY_DATA_DIR left behind and starts its apps again. */
 int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_pg_pool_t *pg,
-                    const sw_secretbox_t *box, sw_hub_t *hub, const char *node);
+                    const sw_secretbox_t *box, sw_hub_t *hub, const char *node,
+                    const sw_worker_drivers_t *drivers);
 /* Hands running deployments back to the queue, stops app instances, closes everything,
  * then calls on_stopped and frees the worker. */
 void sw_worker_stop(sw_worker_t *w, void (*on_stopped)(void *payload), void *payload);

@@ -539,7 +539,8 @@ static void on_worker_redis_closed(void *payload)
 }
 
 int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_pg_pool_t *pg,
-                    const sw_secretbox_t *box, sw_hub_t *hub, const char *node)
+                    const sw_secretbox_t *box, sw_hub_t *hub, const char *node,
+                    const sw_worker_drivers_t *drivers)
 {
     sw_worker_t *w = sw_calloc(1, sizeof(*w));
     w->loop = loop;
@@ -557,10 +558,11 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
         .on_gone = on_instance_gone,
         .payload = w,
     };
-    int r = sw_runtime_process_new(&w->rt, loop, cfg, &cbs);
+    int r = drivers->runtime_new(&w->rt, loop, cfg, &cbs);
     if (r != 0) {
         sw_log_kv(SW_LOG_ERROR, NULL, "cannot isolate builds: the data directory or bwrap failed",
                   "data_dir", cfg->data_dir, "error", sw_strerror(r), NULL);
+        sw_proxy_free(drivers->proxy);
         free(w);
         return r;
     }
@@ -569,11 +571,11 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
     r = sw_redis_new(&w->redis, loop, &ro);
     if (r != 0) {
         sw_runtime_free(w->rt);
+        sw_proxy_free(drivers->proxy);
         free(w);
         return r;
     }
-    /* No edge proxy is driven yet: apps.endpoints is the routing table. */
-    sw_proxy_none_new(&w->proxy);
+    w->proxy = drivers->proxy;
     sw_applogs_opts_t lo = {
         .loop = loop, .redis = w->redis, .hub = hub, .max_lines = cfg->runtime_log_lines};
     w->applogs = sw_applogs_new(&lo);

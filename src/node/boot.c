@@ -47,8 +47,11 @@ static void on_instance(int status, sw_pg_result_t *res, void *payload)
             sw_api_set_hub(node->api, node->hub);
     }
     if (node->cfg->role != SW_NODE_API && !node->worker) {
-        int r = sw_worker_start(&node->worker, node->loop, node->cfg, node->pg, &node->box,
-                                node->hub, node->name);
+        sw_worker_drivers_t drivers;
+        int r = sw_node_drivers(node->cfg, &drivers);
+        if (r == 0)
+            r = sw_worker_start(&node->worker, node->loop, node->cfg, node->pg, &node->box,
+                                node->hub, node->name, &drivers);
         if (r != 0)
             sw_log_kv(SW_LOG_ERROR, NULL, "the deployment worker did not start", "error",
                       sw_strerror(r), NULL);

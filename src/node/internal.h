@@ -54,6 +54,11 @@ struct sw_node {
 /* ---- migrations, then the instance id, then the roles (src/node/boot.c) ---- */
 void sw_node_migrate_schedule(sw_node_t *node);
 
+/* ---- driver choice (src/node/drivers.c) ---- */
+/* The runtime and proxy drivers SLIPWAY_* asks for, for the worker; 0 or a negative errno,
+ * logged. */
+int sw_node_drivers(const sw_config_t *cfg, sw_worker_drivers_t *out);
+
 /* ---- the drain (src/node/drain.c) ---- */
 /* The next part of the drain: called again as each part stops. */
 void sw_node_drain_next(void *payload);
