@@ -53,6 +53,9 @@ sw_pg_start "$tmp/pg" "$pg_port" slipway -c fsync=off -c synchronous_commit=off 
 sw_redis_start "$tmp/redis" "$(sw_free_port)"
 
 # The pgbench side: its own database on the same server, scale 1, prepared SELECT-only.
+# The stack wants passwords (contrib/lib.sh); pgbench reads it from the environment.
+PGPASSWORD=$(cat "$tmp/pg/password")
+export PGPASSWORD
 pgb=(-h 127.0.0.1 -p "$pg_port" -U postgres)
 sw_as_pg "$SW_PG_BIN/createdb" -h "$tmp/pg/sock" -p "$pg_port" -U postgres pgbench
 pgbench "${pgb[@]}" -i -s 1 -q pgbench >"$tmp/pgbench-init.log" 2>&1 ||
