@@ -295,8 +295,10 @@ api() {
 }
 token=$(api setup)
 
-cpu_ticks() {
-    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+# cpu_s PID: its user + system CPU seconds so far; nothing once it is gone.
+hz=$(getconf CLK_TCK)
+cpu_s() {
+    awk -v hz="$hz" '{printf "%.3f\n", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || true
 }
 
 # watch NAME PORT PATH SERVER_PID: one round of the watchers; appends the summary (with the
@@ -310,15 +312,23 @@ watch() {
     client_pid=$!
     sw_wait_until 60 grep -q '"event":"ready"' "$out" ||
         sw_die "$name: watchers not connected: $(cat "$tmp/watchers.err")"
-    t0=$(cpu_ticks "$spid")
+    t0=$(cpu_s "$spid")
     touch "$go"
     wait "$client_pid" || true
     client_pid=
-    t1=$(cpu_ticks "$spid")
+    t1=$(cpu_s "$spid")
+    # Node exits as its last client goes, often before that read: its exit line has the total.
+    if [[ -z "$t1" && "$name" == node ]] &&
+        sw_wait_until 10 grep -q '"event":"exit"' "$tmp/node.log"; then
+        t1=$("$SW_PYTHON" -c 'import json, sys
+for l in open(sys.argv[1]):
+    if "\"exit\"" in l:
+        print(json.loads(l)["cpu_us"] / 1e6)' "$tmp/node.log")
+    fi
     sed 's/^/          /' "$tmp/watchers.err"
     grep -q '"event":"summary"' "$out" || sw_die "$name: no summary: $(cat "$tmp/watchers.err")"
     sw_wait_until 30 test -s "$tmp/emit.json" || true
-    NAME=$name CPU=$((t1 - t0)) HZ=$(getconf CLK_TCK) OUT=$out EMIT=$tmp/emit.json \
+    NAME=$name CPU0=${t0:-0} CPU1=${t1:-0} OUT=$out EMIT=$tmp/emit.json \
         JSONL=$tmp/$name.jsonl "$SW_PYTHON" - <<'PY'
 import json, os
 e = os.environ
@@ -327,7 +337,7 @@ try:
     s["child"] = json.load(open(e["EMIT"]))
 except (OSError, ValueError):
     s["child"] = {}
-s["server_cpu_s"] = int(e["CPU"]) / int(e["HZ"])
+s["server_cpu_s"] = max(float(e["CPU1"]) - float(e["CPU0"]), 0.0)
 with open(e["JSONL"], "a") as f:
     f.write(json.dumps(s) + "\n")
 c = s["child"]
