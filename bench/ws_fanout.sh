@@ -4,8 +4,12 @@
 # (bench/ws_fanout_node.js) fed by the same child, alternating, ROUNDS times each.
 #
 # The child is a small C program compiled here: it writes "t=<CLOCK_REALTIME ns> n=<i>" lines,
-# one write(2) each, RATE lines a second for DURATION seconds (it waits for a go file, so
-# every watcher is connected before the first line). The watchers (bench/ws_watchers.c, one
+# one write(2) each, RATE lines a second for DURATION seconds. Builds run sandboxed (their own
+# /tmp, only their checkout writable), so the binary is committed into the app's repository
+# and runs from the checkout, and the bench talks to it over loopback TCP: it connects to a
+# gate the bench holds open and starts on its "go" byte (sent once every watcher is
+# connected), then sends its report (lines, seconds, max_late_ms) back on that connection.
+# The Node server runs the same command from a checkout of the same repository. The watchers (bench/ws_watchers.c, one
 # libuv loop) measure delivered lines per second across all watchers (delivered / time from
 # the first line's write to the last receipt) and the write -> receipt latency. Lines a
 # watcher was told it lagged past, or never got, are not delivered and are reported.
@@ -45,6 +49,7 @@ tmp=$(sw_mktemp_dir)
 SW_SLIPWAYD_PID=
 node_pid=
 client_pid=
+gate_pid=
 # shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
     local rc=$?
@@ -52,10 +57,10 @@ cleanup() {
     [[ -n "$client_pid" ]] && sw_stop_pid "$client_pid" 5
     [[ -n "$node_pid" ]] && sw_stop_pid "$node_pid" 5
     [[ -n "$SW_SLIPWAYD_PID" ]] && sw_stop_pid "$SW_SLIPWAYD_PID" 20
+    [[ -n "$gate_pid" ]] && sw_stop_pid "$gate_pid" 5
     local pid
-    for pid in $(pgrep -f "http.server|$tmp/emit" 2>/dev/null || true); do
-        if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$tmp"/* ]] ||
-            grep -qF "$tmp/emit" "/proc/$pid/cmdline" 2>/dev/null; then
+    for pid in $(pgrep -f "http.server|emit $rate $count" 2>/dev/null || true); do
+        if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$tmp"/* ]]; then
             kill -KILL "$pid" 2>/dev/null || true
         fi
     done
@@ -70,15 +75,42 @@ trap 'exit 130' INT TERM
 read -ra uv_flags <<<"$(pkg-config --cflags --libs libuv)"
 cc -std=c11 -Wall -Wextra -Werror -O2 -o "$tmp/ws_watchers" bench/ws_watchers.c "${uv_flags[@]}"
 cat >"$tmp/emit.c" <<'C'
-/* emit RATE COUNT REPORT: COUNT lines "t=<CLOCK_REALTIME ns> n=<i>", one write(2) each, the
- * i-th due at start + i/RATE; REPORT gets how long it took and how late it fell. */
+/* emit RATE COUNT PORT: connects to the gate on 127.0.0.1:PORT and waits for its go byte, then
+ * writes COUNT lines "t=<CLOCK_REALTIME ns> n=<i>", one write(2) each, the i-th due at
+ * start + i/RATE, and sends the gate how long that took and how late it fell. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The gate's connection once it said go; -1 when it never answered (2 minutes of retries). */
+static int gate(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int tries = 0; tries < 6000; tries++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -1;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            char c;
+            ssize_t r;
+            while ((r = read(fd, &c, 1)) < 0 && errno == EINTR)
+                ;
+            if (r == 1)
+                return fd;
+        }
+        close(fd);
+        usleep(20000);
+    }
+    return -1;
+}
 
 static uint64_t ns(clockid_t id)
 {
@@ -92,8 +124,12 @@ int main(int argc, char **argv)
     if (argc != 4)
         return 2;
     uint64_t rate = strtoull(argv[1], NULL, 10), count = strtoull(argv[2], NULL, 10);
-    if (!rate || !count)
+    int port = atoi(argv[3]);
+    if (!rate || !count || port <= 0 || port > 65535)
         return 2;
+    int fd = gate(port);
+    if (fd < 0)
+        return 1;
     uint64_t start = ns(CLOCK_MONOTONIC), late_max = 0;
     for (uint64_t i = 0; i < count; i++) {
         uint64_t due = start + i * 1000000000u / rate, now = ns(CLOCK_MONOTONIC);
@@ -115,16 +151,54 @@ int main(int argc, char **argv)
         }
     }
     double took = (double)(ns(CLOCK_MONOTONIC) - start) / 1e9;
-    FILE *f = fopen(argv[3], "w");
-    if (f) {
-        fprintf(f, "{\"lines\":%llu,\"seconds\":%.3f,\"max_late_ms\":%.1f}\n",
-                (unsigned long long)count, took, (double)late_max / 1e6);
-        fclose(f);
+    char report[160];
+    int n = snprintf(report, sizeof(report),
+                     "{\"lines\":%llu,\"seconds\":%.3f,\"max_late_ms\":%.1f}\n",
+                     (unsigned long long)count, took, (double)late_max / 1e6);
+    for (int off = 0; off < n;) {
+        ssize_t w = write(fd, report + off, (size_t)(n - off));
+        if (w < 0 && errno != EINTR)
+            break;
+        off += w > 0 ? (int)w : 0;
     }
+    close(fd);
     return 0;
 }
 C
-cc -std=c11 -Wall -Wextra -Werror -O2 -o "$tmp/emit" "$tmp/emit.c"
+
+# The gate: holds the child's connection until the go file exists (the gate is outside the
+# sandbox; the file is the bench's signal to it), sends the go byte, and writes what the child
+# sends back to REPORT (whole, by rename). One child at a time, for the whole bench.
+cat >"$tmp/gate.py" <<'PY'
+import os, socket, sys, time
+
+go, report, port_file = sys.argv[1:4]
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+with open(port_file + ".part", "w") as f:
+    f.write(f"{s.getsockname()[1]}\n")
+os.replace(port_file + ".part", port_file)
+while True:
+    conn, _ = s.accept()
+    with conn:
+        while not os.path.exists(go):
+            time.sleep(0.005)
+        data = b""
+        try:
+            conn.sendall(b"g")
+            while chunk := conn.recv(4096):
+                data += chunk
+        except OSError:
+            pass
+    if data:
+        with open(report + ".part", "wb") as f:
+            f.write(data)
+        os.replace(report + ".part", report)
+    # A child that connects now belongs to the next round: it waits for the next go.
+    while os.path.exists(go):
+        time.sleep(0.005)
+PY
 
 sw_pg_start "$tmp/pg" "$(sw_free_port)" slipway -c fsync=off -c synchronous_commit=off
 sw_redis_start "$tmp/redis" "$(sw_free_port)"
@@ -137,6 +211,8 @@ git init -q --bare "$tmp/app.git"
 git -C "$tmp/app.git" symbolic-ref HEAD refs/heads/main
 git -C "$tmp/work" init -q -b main
 echo "bench" >"$tmp/work/index.html"
+# The child, in the repository: the build runs it from its checkout, Node from this one.
+cc -std=c11 -Wall -Wextra -Werror -O2 -o "$tmp/work/emit" "$tmp/emit.c"
 git -C "$tmp/work" add -A
 git -C "$tmp/work" commit -qm bench
 git -C "$tmp/work" push -q "$tmp/app.git" HEAD:refs/heads/main
@@ -155,9 +231,13 @@ SLIPWAY_LISTEN=127.0.0.1:$port \
 sw_wait_until 30 sw_http_ok "$base/ready" ||
     sw_die "slipwayd not ready: $(tail -n 20 "$tmp/slipwayd.log")"
 
-# The child both servers run; it starts once the go file exists.
+# The child both servers run, from a checkout; it starts on the gate's go (once the go file
+# exists) and reports to the gate, which writes emit.json.
 go=$tmp/go
-child="while [ ! -e $go ]; do sleep 0.02; done; exec $tmp/emit $rate $count $tmp/emit.json"
+"$SW_PYTHON" "$tmp/gate.py" "$go" "$tmp/emit.json" "$tmp/gate.port" 2>"$tmp/gate.err" &
+gate_pid=$!
+sw_wait_until 10 test -s "$tmp/gate.port" || sw_die "gate did not start: $(cat "$tmp/gate.err")"
+child="exec ./emit $rate $count $(cat "$tmp/gate.port")"
 
 # api.py setup | trigger APP | wait DEPLOYMENT: the few API calls the bench needs.
 cat >"$tmp/api.py" <<'PY'
@@ -215,8 +295,10 @@ api() {
 }
 token=$(api setup)
 
-cpu_ticks() {
-    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+# cpu_s PID: its user + system CPU seconds so far; nothing once it is gone.
+hz=$(getconf CLK_TCK)
+cpu_s() {
+    awk -v hz="$hz" '{printf "%.3f\n", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || true
 }
 
 # watch NAME PORT PATH SERVER_PID: one round of the watchers; appends the summary (with the
@@ -230,15 +312,23 @@ watch() {
     client_pid=$!
     sw_wait_until 60 grep -q '"event":"ready"' "$out" ||
         sw_die "$name: watchers not connected: $(cat "$tmp/watchers.err")"
-    t0=$(cpu_ticks "$spid")
+    t0=$(cpu_s "$spid")
     touch "$go"
     wait "$client_pid" || true
     client_pid=
-    t1=$(cpu_ticks "$spid")
+    t1=$(cpu_s "$spid")
+    # Node exits as its last client goes, often before that read: its exit line has the total.
+    if [[ -z "$t1" && "$name" == node ]] &&
+        sw_wait_until 10 grep -q '"event":"exit"' "$tmp/node.log"; then
+        t1=$("$SW_PYTHON" -c 'import json, sys
+for l in open(sys.argv[1]):
+    if "\"exit\"" in l:
+        print(json.loads(l)["cpu_us"] / 1e6)' "$tmp/node.log")
+    fi
     sed 's/^/          /' "$tmp/watchers.err"
     grep -q '"event":"summary"' "$out" || sw_die "$name: no summary: $(cat "$tmp/watchers.err")"
     sw_wait_until 30 test -s "$tmp/emit.json" || true
-    NAME=$name CPU=$((t1 - t0)) HZ=$(getconf CLK_TCK) OUT=$out EMIT=$tmp/emit.json \
+    NAME=$name CPU0=${t0:-0} CPU1=${t1:-0} OUT=$out EMIT=$tmp/emit.json \
         JSONL=$tmp/$name.jsonl "$SW_PYTHON" - <<'PY'
 import json, os
 e = os.environ
@@ -247,7 +337,7 @@ try:
     s["child"] = json.load(open(e["EMIT"]))
 except (OSError, ValueError):
     s["child"] = {}
-s["server_cpu_s"] = int(e["CPU"]) / int(e["HZ"])
+s["server_cpu_s"] = max(float(e["CPU1"]) - float(e["CPU0"]), 0.0)
 with open(e["JSONL"], "a") as f:
     f.write(json.dumps(s) + "\n")
 c = s["child"]
@@ -273,7 +363,8 @@ for ((i = 1; i <= rounds; i++)); do
     [[ "$status" == success ]] || sw_log "warning: deployment $dep ended $status"
 
     nport=$(sw_free_port)
-    node bench/ws_fanout_node.js "$nport" "$child" >"$tmp/node.log" 2>&1 &
+    (cd "$tmp/work" && exec node "$root/bench/ws_fanout_node.js" "$nport" "$child") \
+        >"$tmp/node.log" 2>&1 &
     node_pid=$!
     sw_wait_until 20 grep -q '"event":"listening"' "$tmp/node.log" ||
         sw_die "node server did not start: $(cat "$tmp/node.log")"

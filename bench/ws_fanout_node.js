@@ -2,7 +2,7 @@
 // node-ws). It listens on 127.0.0.1:PORT, spawns `sh -c CMD` (the same child command the
 // slipwayd build runs), and sends every stdout line to every open client as one text message.
 // When the child exits it closes each client (1000) once its buffered messages are out, and
-// exits itself when they are gone.
+// exits itself when they are gone, printing its CPU time.
 //
 //   node bench/ws_fanout_node.js PORT CMD
 'use strict';
@@ -38,6 +38,12 @@ function broadcast(line) {
             client.send(line);
     }
 }
+
+// Its own CPU (user + system), for the bench, which may find the process gone.
+process.on('exit', () => {
+    const u = process.cpuUsage();
+    console.log(JSON.stringify({ event: 'exit', cpu_us: u.user + u.system }));
+});
 
 server.listen(port, '127.0.0.1', () => {
     console.log(JSON.stringify({ event: 'listening', port }));
