@@ -84,8 +84,11 @@ static void migrate_after(uv_work_t *w, int status)
 {
     sw_node_t *node = sw_container_of(w, sw_node_t, migrate_work);
     node->migrating = false;
-    if (node->stopping)
+    if (node->stopping) {
+        if (node->closing)
+            sw_node_closed_one(node);
         return;
+    }
     if (status == 0 && node->migrate_status == 0) {
         char n[16];
         snprintf(n, sizeof(n), "%d", node->migrate_applied);

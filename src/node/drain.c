@@ -9,7 +9,7 @@
 #include "slipway/log.h"
 #include "slipway/webhooks.h"
 
-static void closed_one(sw_node_t *node)
+void sw_node_closed_one(sw_node_t *node)
 {
     if (--node->closes_pending > 0)
         return;
@@ -24,12 +24,12 @@ static void closed_one(sw_node_t *node)
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    closed_one(h->data);
+    sw_node_closed_one(h->data);
 }
 
 static void on_backend_closed(void *payload)
 {
-    closed_one(payload);
+    sw_node_closed_one(payload);
 }
 
 static void close_backends(void *payload)
@@ -37,6 +37,11 @@ static void close_backends(void *payload)
     sw_node_t *node = payload;
     /* Now nothing needs the backends. */
     node->closes_pending = 2;
+    node->closing = true;
+    /* A migration on the threadpool cannot be interrupted and reads cfg and the node until it
+     * returns: it holds one close, released by migrate_after. */
+    if (node->migrating)
+        node->closes_pending++;
     sw_health_close(&node->health, on_handle_closed, node);
     node->migrate_timer.data = node;
     uv_close((uv_handle_t *)&node->migrate_timer, on_handle_closed);
@@ -107,7 +112,6 @@ void sw_node_stop(sw_node_t *node, void (*on_stopped)(void *payload), void *payl
     sw_health_stop(&node->health);
     uv_timer_stop(&node->migrate_timer);
     sw_log(SW_LOG_INFO, NULL, "draining");
-    /* A migration on the threadpool cannot be interrupted; the loop waits for it. */
     if (node->api)
         sw_api_drain(node->api, sw_node_drain_next, node);
     else

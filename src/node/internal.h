@@ -47,12 +47,15 @@ struct sw_node {
 
     bool stopping;
     unsigned closes_pending;
+    bool closing; /* close_backends ran: a migration still running holds one close */
     void (*on_stopped)(void *payload);
     void *stop_payload;
 };
 
 /* ---- migrations, then the instance id, then the roles (src/node/boot.c) ---- */
 void sw_node_migrate_schedule(sw_node_t *node);
+/* One of the node's pending closes finished; the last frees the node and reports it stopped. */
+void sw_node_closed_one(sw_node_t *node);
 
 /* ---- driver choice (src/node/drivers.c) ---- */
 /* The runtime and proxy drivers SLIPWAY_* asks for, for the worker; 0 or a negative errno,

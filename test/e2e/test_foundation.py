@@ -602,3 +602,28 @@ def test_http_workers_share_the_port(slipwayd):
         assert d.get("/health").status_code in (200, 503)
     d.signal(signal.SIGTERM)
     assert d.wait_exit(timeout=20) == 0, d.log_tail()
+
+
+def test_stop_during_a_migration_waits_for_it(slipwayd, database):
+    """SIGTERM while the migration runs on the threadpool: the migration cannot be interrupted,
+    so the node lives until it returns, and then exits 0 (under ASan: without touching the
+    freed node)."""
+    with psycopg.connect(database) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(32488822435963257)")  # the migration lock
+        d = slipwayd(database_url=database)
+
+        def migration_waits():
+            with psycopg.connect(database, autocommit=True) as c:
+                return c.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                 "'Lock' AND query LIKE '%%pg_advisory_xact_lock%%' AND "
+                                 "pid <> %s", (holder.info.backend_pid,)).fetchone()[0] > 0
+
+        wait_for(migration_waits, timeout=15, message="the daemon's migration to wait for the lock")
+        d.signal(signal.SIGTERM)
+        wait_for(lambda: any(e.get("msg") == "draining" for e in d.logs()), timeout=10,
+                 message="the daemon to start draining")
+        assert d.alive()
+        holder.rollback()  # the lock goes; the migration runs to its end
+    assert d.wait_exit(timeout=30) == 0, d.log_tail()
+    with psycopg.connect(database) as c:
+        assert c.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] > 0
