@@ -33,6 +33,12 @@ typedef struct {
     /* https: TLS 1.2 or later, the server's certificate verified against the trust store
      * (sw_httpc_tls_init) and against host - its name (also sent as SNI) or IP literal. */
     bool tls;
+    /* Optional: the value of the answer's first header field of this name is copied into
+     * header_value (header_value_size bytes with the NUL, truncated; "" when absent). The
+     * buffer must live until the callback. */
+    const char *capture_header;
+    char *header_value;
+    size_t header_value_size;
 } sw_httpc_req_t;
 
 /* status 0 with the HTTP status and body, or a negative code: -ETIMEDOUT, -ECONNREFUSED,

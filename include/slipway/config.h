@@ -74,6 +74,21 @@ typedef struct {
     uint32_t redis_timeout_ms;
     uint32_t health_interval_ms;
     bool read_cache; /* the per-process cache of authorised reads */
+
+    /* the edge proxy */
+    char *proxy;       /* "none" | "caddy" */
+    char *caddy_admin; /* http://host:port */
+    char *proxy_http;  /* host:port the proxy serves HTTP on */
+    char *proxy_https; /* host:port, or "": HTTP only */
+    char *proxy_dns;   /* host:port of the DNS responder (UDP) */
+    uint32_t proxy_refresh_ms;
+    uint32_t proxy_reconcile_ms;
+    uint32_t drain_ms;
+    char *acme_ca;
+    char *acme_email;
+    char *acme_ca_root;
+    char *apps_domain;       /* "": no generated hostnames */
+    char *advertise_address; /* an IP literal */
 } sw_config_t;
 
 /* Error text for the user, filled on failure. */

@@ -1,64 +1,70 @@
-/* The edge proxy seam: how traffic for an app's domains reaches the instances of its
- * release. A release first writes apps.endpoints (the routing table's truth, in
- * PostgreSQL), then publishes the endpoints to the proxy and verifies that the proxy serves
- * them, and only then stops the instances of the release before. Drivers: none.c (no proxy
- * is driven: apps.endpoints is all there is, as before); Caddy's admin API and a rendered
- * nginx config are to come behind the same table. */
+/* The edge proxy: how traffic for an app's domains reaches the instances of its release.
+ *
+ * The routing table is derived, never edited: every domain of every app (and, with
+ * SLIPWAY_APPS_DOMAIN, the generated <app>.<project>.<apps domain>) to the endpoints of its
+ * active release, read from PostgreSQL. A level-triggered reconciler makes the proxy serve
+ * exactly that table, on every change and every SLIPWAY_PROXY_RECONCILE_MS, and repairs
+ * whatever drifted. Drivers (SLIPWAY_PROXY): none (nothing is driven), caddy (the admin API;
+ * a release switch changes no configuration: Caddy asks slipwayd's DNS responder for each
+ * app's upstreams), nginx (a rendered include file, checked and reloaded).
+ *
+ * A release goes through the proxy in three steps: publish (the new endpoints are pinned
+ * over what the table says and applied), verify (a request through the proxy with the app's
+ * Host sees the new release in Slipway-Release), and settle (the database now says the same,
+ * so the pin goes; or the release failed, and the pin goes so the table's old release serves
+ * again). */
 #ifndef SLIPWAY_PROXY_H
 #define SLIPWAY_PROXY_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "slipway/buf.h"
+#include "slipway/config.h"
+#include "slipway/pg.h"
+#include "slipway/redis.h"
 
 typedef struct sw_proxy sw_proxy_t;
 
-/* What a release serves. The strings belong to the caller and live through the call only;
- * a driver that answers later copies what it needs. */
+/* What a release serves. The strings belong to the caller and live through the call only. */
 typedef struct {
     const char *app_id;
-    const char *deployment_id;    /* the release now serving */
-    const char *const *domains;   /* the app's hostnames */
-    size_t ndomains;              /* 0: the app has no domain (yet) */
+    const char *deployment_id;    /* the release about to serve */
     const char *const *endpoints; /* "host:port" of each healthy instance */
     size_t nendpoints;
+    const char *probe_path; /* what verify requests through the proxy: the health check path */
 } sw_proxy_release_t;
 
-/* status 0, or a negative code with a one-line reason (error may be NULL). May be called
- * before the function that was given it returns. */
+/* status 0, or a negative code with a one-line reason (error may be NULL). Never called from
+ * inside the function it was given to. */
 typedef void (*sw_proxy_cb)(int status, const char *error, void *payload);
 
-typedef struct {
-    const char *name;
-    /* Makes the proxy route the release's domains to its endpoints (replacing the app's
-     * previous endpoints). */
-    void (*publish)(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb cb, void *payload);
-    /* Checks that the proxy now serves the release's endpoints for its domains. */
-    void (*verify)(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb cb, void *payload);
-    void (*free)(sw_proxy_t *p);
-} sw_proxy_ops_t;
+/* Starts the driver cfg->proxy names, its reconciler and (caddy) the DNS responder. redis
+ * may be NULL (no change notifications from other processes: the timer alone reconciles).
+ * 0, or a negative code with why filled in. */
+int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_pg_pool_t *pg,
+                 sw_redis_t *redis, char *why, size_t why_len);
+/* Stops the reconciler and frees the proxy once nothing of it is in flight; a callback still
+ * owed is called with -ECANCELED first. NULL is fine. */
+void sw_proxy_free(sw_proxy_t *p);
 
-/* The part of every driver its callers see. */
-struct sw_proxy {
-    const sw_proxy_ops_t *ops;
-};
+/* Pins the release over the table for its app and applies the result now. */
+void sw_proxy_publish(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb cb, void *payload);
+/* Requests the probe path through the proxy with each of the app's hostnames until every
+ * answer carries Slipway-Release: <deployment id>, or timeout_ms passes. An app without a
+ * hostname has nothing to verify. */
+void sw_proxy_verify(sw_proxy_t *p, const sw_proxy_release_t *rel, uint32_t timeout_ms,
+                     sw_proxy_cb cb, void *payload);
+/* The release's outcome is in the database (or it failed): the app's pin goes, and the
+ * table is read and applied again. */
+void sw_proxy_settle(sw_proxy_t *p, const char *app_id);
 
-/* No proxy is driven: publish and verify succeed at once. */
-int sw_proxy_none_new(sw_proxy_t **out);
+/* Tells every node's reconciler that the routing table changed (a domain was added or
+ * removed, an app stopped), through Redis; without Redis the timer finds it. */
+void sw_proxy_changed(sw_redis_t *redis);
 
-static inline void sw_proxy_publish(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb cb,
-                                    void *payload)
-{
-    p->ops->publish(p, rel, cb, payload);
-}
-static inline void sw_proxy_verify(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb cb,
-                                   void *payload)
-{
-    p->ops->verify(p, rel, cb, payload);
-}
-/* NULL is fine. */
-static inline void sw_proxy_free(sw_proxy_t *p)
-{
-    if (p)
-        p->ops->free(p);
-}
+/* Appends the proxy's Prometheus metrics (repairs, reconcile rounds, failures). */
+void sw_proxy_metrics(sw_buf_t *out, void *payload);
 
 #endif

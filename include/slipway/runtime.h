@@ -98,7 +98,7 @@ typedef struct {
     const char *name;
     int (*instance_new)(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instance_t **out);
     int (*instance_start)(sw_instance_t *in);
-    void (*instance_stop)(sw_instance_t *in);
+    void (*instance_stop)(sw_instance_t *in, uint32_t drain_ms);
     int (*instance_pid)(const sw_instance_t *in);
     int (*health)(sw_instance_t *in, const char *path, sw_runtime_health_cb cb, void *payload,
                   sw_runtime_probe_t **out);
@@ -145,7 +145,13 @@ static inline int sw_runtime_instance_start(sw_instance_t *in)
 /* Stops it with grace; on_gone follows once it is down. */
 static inline void sw_runtime_instance_stop(sw_instance_t *in)
 {
-    in->rt->ops->instance_stop(in);
+    in->rt->ops->instance_stop(in, 0);
+}
+/* Lets it serve drain_ms more (the requests it has: the proxy sends it no new ones), then
+ * stops it with grace. It counts as stopping from now on. */
+static inline void sw_runtime_instance_drain(sw_instance_t *in, uint32_t drain_ms)
+{
+    in->rt->ops->instance_stop(in, drain_ms);
 }
 /* Its process id, 0 between restarts. */
 static inline int sw_runtime_instance_pid(const sw_instance_t *in)

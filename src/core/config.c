@@ -2,6 +2,7 @@
  * in that order, then validated as a whole. */
 #include "slipway/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -127,6 +128,30 @@ static const opt_t options[] = {
      "how often the background health checks run"},
     {"read-cache", OPT_BOOL, O(read_cache), "on", 0, 0,
      "cache authorised reads per process, emptied by PostgreSQL notifications (on or off)"},
+    {"proxy", OPT_STR, O(proxy), "none", 0, 0, "the edge proxy Slipway drives: none or caddy"},
+    {"caddy-admin", OPT_STR, O(caddy_admin), "http://127.0.0.1:2019", 0, 0,
+     "Caddy's admin API (SLIPWAY_PROXY=caddy)"},
+    {"proxy-http", OPT_STR, O(proxy_http), ":80", 0, 0,
+     "where the proxy serves apps over HTTP; releases are verified through it"},
+    {"proxy-https", OPT_STR, O(proxy_https), ":443", 0, 0,
+     "where the proxy serves apps over HTTPS; empty: HTTP only"},
+    {"proxy-dns", OPT_STR, O(proxy_dns), "127.0.0.1:5354", 0, 0,
+     "UDP address of the DNS responder Caddy asks for each app's upstreams"},
+    {"proxy-refresh-ms", OPT_U32, O(proxy_refresh_ms), "100", 10, 60000,
+     "how often Caddy asks again for an app's upstreams (a release switch takes this long)"},
+    {"proxy-reconcile-ms", OPT_U32, O(proxy_reconcile_ms), "10000", 100, 3600000,
+     "between two comparisons of the proxy's config with the routing table"},
+    {"drain-ms", OPT_U32, O(drain_ms), "2000", 0, 600000,
+     "after a switch, how long the previous instances finish their requests before they stop"},
+    {"acme-ca", OPT_STR, O(acme_ca), "", 0, 0,
+     "ACME directory URL for certificates; empty: the proxy's default"},
+    {"acme-email", OPT_STR, O(acme_email), "", 0, 0, "contact address for the ACME account"},
+    {"acme-ca-root", OPT_STR, O(acme_ca_root), "", 0, 0,
+     "PEM file of a private ACME CA's root (such as Pebble's), trusted for the ACME API"},
+    {"apps-domain", OPT_STR, O(apps_domain), "", 0, 0,
+     "gives every app the hostname <app>.<project>.<apps domain>; empty: none"},
+    {"advertise-address", OPT_STR, O(advertise_address), "127.0.0.1", 0, 0,
+     "the IP address the proxy reaches this node's instances at"},
 };
 
 static const char *const role_names[SW_NODE_ROLE_MAX] = {"all", "api", "worker"};
@@ -332,6 +357,48 @@ static int check_url_prefix(const char *s)
                : -EINVAL;
 }
 
+/* The edge proxy's settings: the driver, its addresses, the generated-domain suffix. */
+static int check_proxy(const sw_config_t *cfg, sw_config_err_t *err)
+{
+    static const char *const drivers[] = {"none", "caddy", NULL};
+    char host[64];
+    uint16_t port;
+    unsigned char ip[16];
+    if (!one_of(cfg->proxy, drivers)) {
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_PROXY: expected none or caddy");
+        return -EINVAL;
+    }
+    const struct {
+        const char *name, *value;
+        bool may_be_empty;
+    } addrs[] = {{"SLIPWAY_PROXY_HTTP", cfg->proxy_http, false},
+                 {"SLIPWAY_PROXY_HTTPS", cfg->proxy_https, true},
+                 {"SLIPWAY_PROXY_DNS", cfg->proxy_dns, false}};
+    for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+        if (addrs[i].may_be_empty && !addrs[i].value[0])
+            continue;
+        if (sw_config_split_hostport(addrs[i].value, host, sizeof(host), &port) != 0 || port == 0) {
+            snprintf(err->msg, sizeof(err->msg), "%s: expected host:port, not %.100s",
+                     addrs[i].name, addrs[i].value);
+            return -EINVAL;
+        }
+    }
+    if (inet_pton(AF_INET, cfg->advertise_address, ip) != 1 &&
+        inet_pton(AF_INET6, cfg->advertise_address, ip) != 1) {
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_ADVERTISE_ADDRESS: expected an IP address");
+        return -EINVAL;
+    }
+    for (const char *p = cfg->apps_domain; *p; p++) {
+        if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-' ||
+              (*p == '.' && p != cfg->apps_domain && p[1] && p[1] != '.'))) {
+            snprintf(err->msg, sizeof(err->msg),
+                     "SLIPWAY_APPS_DOMAIN: expected a lower-case domain such as apps.example.com");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int check_master_key(const char *s)
 {
     if (*s == '\0')
@@ -383,6 +450,8 @@ static int validate(sw_config_t *cfg, sw_config_err_t *err)
                  "SLIPWAY_BWRAP: expected auto, off or an absolute path");
         return -EINVAL;
     }
+    if (check_proxy(cfg, err) != 0)
+        return -EINVAL;
     if (check_url_prefix(cfg->public_url) != 0) {
         snprintf(err->msg, sizeof(err->msg),
                  "SLIPWAY_PUBLIC_URL: expected an http:// or https:// URL");

@@ -79,7 +79,6 @@ struct run {
     int nfresh;
     int nhealthy; /* fresh[0..nhealthy) answered their health check */
     sw_runtime_probe_t *probe;
-    char *domains;  /* the app's hostnames, space-separated, as the switch read them */
     bool published; /* the proxy took the new endpoints; verifying */
     uint64_t health_deadline;
     uv_timer_t timer; /* health polling */

@@ -7,119 +7,130 @@
 
 #include "internal.h"
 
-/* The app's hostnames, space-separated, for the proxy. */
-#define APP_DOMAINS                                                                                \
-    "(SELECT coalesce(string_agg(hostname, ' ' ORDER BY hostname), '') FROM domains "              \
-    "WHERE app_id = $1)"
+/* How long the proxy has to show the new release: at most the health check's timeout. */
+#define VERIFY_TIMEOUT_MS 10000
 
 static void probe_next(run_t *r);
-static void on_proxy(int status, const char *error, void *payload);
 static void on_probe_timer(uv_timer_t *t);
+static void switch_in_database(run_t *r);
 
 /* ---- release: switch traffic once every new instance is healthy ---- */
 
-/* Hands the release (the app's domains, the new instances' endpoints) to the proxy: publish,
- * or verify what was published. */
-static void proxy_step(run_t *r, bool verify)
+static void proxy_release(const run_t *r, const char **endpoints, sw_proxy_release_t *rel)
 {
-    const char *endpoints[MAX_INSTANCES];
     for (int i = 0; i < r->nfresh; i++)
         endpoints[i] = r->fresh[i]->endpoint;
-    char *copy = sw_strdup(r->domains);
-    const char **domains = NULL;
-    size_t n = 0, cap = 0;
-    for (char *save = NULL, *d = strtok_r(copy, " ", &save); d; d = strtok_r(NULL, " ", &save)) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            domains = sw_realloc(domains, cap * sizeof(*domains));
-        }
-        domains[n++] = d;
-    }
-    sw_proxy_release_t rel = {
+    *rel = (sw_proxy_release_t){
         .app_id = r->app_id,
         .deployment_id = r->id,
-        .domains = domains,
-        .ndomains = n,
         .endpoints = endpoints,
         .nendpoints = (size_t)r->nfresh,
+        .probe_path = r->health_path,
     };
-    if (verify)
-        sw_proxy_verify(r->w->proxy, &rel, on_proxy, r);
-    else
-        sw_proxy_publish(r->w->proxy, &rel, on_proxy, r);
-    free(domains);
-    free(copy);
 }
 
-static void on_switched(int status, sw_pg_result_t *res, void *payload)
+/* The switch did not happen: the proxy goes back to what the database says (the release
+ * before); the caller fails the run. */
+static void unswitch(run_t *r)
 {
-    run_t *r = payload;
-    if (status != 0) {
-        sw_run_fail(r, "switching traffic failed: %s",
-                    res ? sw_pg_result_error(res) : sw_strerror(status));
-        return;
-    }
-    if (r->relaunch && sw_pg_result_rows(res) != 1) {
-        sw_run_fail(r, "the app was stopped or released again meanwhile");
-        return;
-    }
-    const char *domains =
-        sw_pg_result_rows(res) == 1 ? sw_pg_result_value(res, 0, r->relaunch ? 1 : 2) : NULL;
-    free(r->domains);
-    r->domains = sw_strdup(domains ? domains : "");
-    proxy_step(r, false);
+    sw_proxy_settle(r->w->proxy, r->app_id);
 }
 
-/* The proxy's answer: to the publish (then verify), or to the verify (then the old go). */
-static void on_proxy(int status, const char *error, void *payload)
+/* The previous instances finish what they serve, then stop (SLIPWAY_DRAIN_MS). */
+static void stop_previous(run_t *r)
 {
-    run_t *r = payload;
-    if (status != 0) {
-        sw_run_fail(r, "%s: %s",
-                    r->published ? "the proxy does not serve the new instances"
-                                 : "publishing the new instances to the proxy failed",
-                    error && *error ? error : sw_strerror(status));
-        return;
-    }
-    if (!r->published) {
-        r->published = true;
-        proxy_step(r, true);
-        return;
-    }
-    /* The new instances serve now: the old ones of this app go. */
-    sw_run_status(r, "deploying", "stopping_old", 95);
     sw_worker_t *w = r->w;
     for (sw_instance_t *in = w->rt->instances, *next; in; in = next) {
         next = in->next;
         if (strcmp(in->app_id, r->app_id) != 0 || strcmp(in->deployment_id, r->id) == 0 ||
             in->stopping)
             continue;
-        sw_run_system(r, "stopping the previous instance on port %u", in->port);
-        sw_runtime_instance_stop(in);
+        sw_run_system(r, "draining the previous instance on port %u for %u ms, then stopping it",
+                      in->port, (unsigned)w->cfg->drain_ms);
+        sw_runtime_instance_drain(in, w->cfg->drain_ms);
     }
+}
+
+static void on_switched(int status, sw_pg_result_t *res, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        unswitch(r);
+        sw_run_fail(r, "switching traffic failed: %s",
+                    res ? sw_pg_result_error(res) : sw_strerror(status));
+        return;
+    }
+    if (r->relaunch && sw_pg_result_rows(res) != 1) {
+        unswitch(r);
+        sw_run_fail(r, "the app was stopped or released again meanwhile");
+        return;
+    }
+    /* The database says what the proxy serves: the pin can go. */
+    sw_proxy_settle(r->w->proxy, r->app_id);
+    sw_run_status(r, "deploying", "stopping_old", 95);
+    stop_previous(r);
     r->nfresh = 0; /* they belong to the app now */
     r->error[0] = '\0';
-    sw_nodestate_save(w);
+    sw_nodestate_save(r->w);
     sw_run_finish(r, "success");
 }
 
+/* The proxy serves the new release (or failed to): on to the database, or back. */
+static void on_verified(int status, const char *error, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        unswitch(r);
+        sw_run_fail(r, "the proxy does not serve the new instances: %s",
+                    error && *error ? error : sw_strerror(status));
+        return;
+    }
+    switch_in_database(r);
+}
+
+static void on_published(int status, const char *error, void *payload)
+{
+    run_t *r = payload;
+    if (status != 0) {
+        unswitch(r);
+        sw_run_fail(r, "publishing the new instances to the proxy failed: %s",
+                    error && *error ? error : sw_strerror(status));
+        return;
+    }
+    r->published = true;
+    const char *endpoints[MAX_INSTANCES];
+    sw_proxy_release_t rel;
+    proxy_release(r, endpoints, &rel);
+    sw_proxy_verify(r->w->proxy, &rel, SW_MIN(r->w->cfg->health_timeout_ms, VERIFY_TIMEOUT_MS),
+                    on_verified, r);
+}
+
+/* First the proxy (publish, then verify through it), then the database: if the proxy cannot
+ * take the new release, nothing was switched and the old one serves on. */
 static void switch_traffic(run_t *r)
 {
     r->state = RUN_SWITCHING;
     sw_run_status(r, "deploying", "switching_traffic", 90);
+    const char *endpoints[MAX_INSTANCES];
+    sw_proxy_release_t rel;
+    proxy_release(r, endpoints, &rel);
+    sw_proxy_publish(r->w->proxy, &rel, on_published, r);
+}
+
+static void switch_in_database(run_t *r)
+{
     sw_buf_t endpoints = SW_BUF_INIT;
     sw_buf_append_char(&endpoints, '{');
     for (int i = 0; i < r->nfresh; i++)
-        sw_buf_printf(&endpoints, "%s%s", i ? "," : "", r->fresh[i]->endpoint);
+        sw_buf_printf(&endpoints, "%s\"%s\"", i ? "," : "", r->fresh[i]->endpoint);
     sw_buf_append_char(&endpoints, '}');
     const char *params[] = {r->app_id, r->id, endpoints.base, r->rollback ? "true" : "false"};
     if (r->relaunch) {
         /* The same release serves again, on new ports. */
-        sw_pg_query(
-            r->w->pg,
-            "UPDATE apps SET endpoints = $3::text[], updated_at = now() WHERE id = $1 "
-            "AND active_deployment_id = $2 AND status = 'running' RETURNING id, " APP_DOMAINS,
-            3, params, on_switched, r);
+        sw_pg_query(r->w->pg,
+                    "UPDATE apps SET endpoints = $3::text[], updated_at = now() WHERE id = $1 "
+                    "AND active_deployment_id = $2 AND status = 'running' RETURNING id",
+                    3, params, on_switched, r);
         sw_buf_free(&endpoints);
         return;
     }
@@ -130,7 +141,7 @@ static void switch_traffic(run_t *r)
                 "o AS (UPDATE deployments SET is_active = (id = $2), status = CASE WHEN $4::bool "
                 "AND is_active AND id <> $2 THEN 'rolled_back' ELSE status END WHERE app_id = $1 "
                 "AND (is_active OR id = $2) RETURNING id) "
-                "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM o), " APP_DOMAINS,
+                "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM o)",
                 4, params, on_switched, r);
     sw_buf_free(&endpoints);
 }

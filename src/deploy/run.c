@@ -30,7 +30,6 @@ static void run_free(run_t *r)
     free(r->build_cmd);
     free(r->start_cmd);
     free(r->health_path);
-    free(r->domains);
     sw_strv_free(r->build_env);
     sw_strv_free(r->run_env);
     sw_secrets_unref(r->secrets);

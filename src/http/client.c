@@ -13,6 +13,7 @@
 #include "slipway/client.h"
 
 #include <ctype.h>
+#include <strings.h>
 #include <errno.h>
 #include <limits.h>
 #include <llhttp.h>
@@ -75,6 +76,13 @@ struct sw_httpc {
     size_t max_body;
     bool truncate_body;
     size_t header_bytes;
+    /* sw_httpc_req_t.capture_header: the name, and whether the field being read is it */
+    const char *capture;
+    char *capture_out;
+    size_t capture_size;
+    char field[64];
+    size_t field_len;
+    bool field_too_long, in_value, capturing, captured;
     sw_buf_t out; /* the request */
     sw_buf_t body;
     sw_httpc_cb cb;
@@ -152,6 +160,44 @@ static int count_header_bytes(llhttp_t *p, size_t len)
 static int on_header_data(llhttp_t *p, const char *at, size_t len)
 {
     (void)at;
+    return count_header_bytes(p, len);
+}
+
+/* Header fields arrive in pieces; with capture_header set, the first field of that name has
+ * its value copied out (truncated to fit). */
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    sw_httpc_t *c = p->data;
+    if (c->in_value) {
+        c->in_value = false;
+        c->field_len = 0;
+        c->field_too_long = false;
+    }
+    if (len > sizeof(c->field) - 1 - c->field_len)
+        c->field_too_long = true;
+    else
+        memcpy(c->field + c->field_len, at, len), c->field_len += len;
+    return count_header_bytes(p, len);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    sw_httpc_t *c = p->data;
+    if (!c->in_value) {
+        c->in_value = true;
+        c->field[c->field_len] = '\0';
+        c->capturing = c->capture && !c->captured && !c->field_too_long &&
+                       strcasecmp(c->field, c->capture) == 0;
+        if (c->capturing) {
+            c->captured = true;
+            c->capture_out[0] = '\0';
+        }
+    }
+    if (c->capturing) {
+        size_t have = strlen(c->capture_out), room = c->capture_size - 1 - have;
+        memcpy(c->capture_out + have, at, SW_MIN(len, room));
+        c->capture_out[have + SW_MIN(len, room)] = '\0';
+    }
     return count_header_bytes(p, len);
 }
 
@@ -750,13 +796,19 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
     c->head = strcmp(method, "HEAD") == 0;
     c->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
     c->truncate_body = req->truncate_body;
+    if (req->capture_header && req->header_value && req->header_value_size > 0) {
+        c->capture = req->capture_header;
+        c->capture_out = req->header_value;
+        c->capture_size = req->header_value_size;
+        c->capture_out[0] = '\0';
+    }
     c->state = HC_RESOLVING;
     build_request(&c->out, method, req, &host);
 
     llhttp_settings_init(&c->settings);
     c->settings.on_status = on_header_data;
-    c->settings.on_header_field = on_header_data;
-    c->settings.on_header_value = on_header_data;
+    c->settings.on_header_field = on_header_field;
+    c->settings.on_header_value = on_header_value;
     c->settings.on_headers_complete = on_headers_complete;
     c->settings.on_body = on_body;
     c->settings.on_message_complete = on_message_complete;

@@ -48,7 +48,7 @@ static void on_instance(int status, sw_pg_result_t *res, void *payload)
     }
     if (node->cfg->role != SW_NODE_API && !node->worker) {
         sw_worker_drivers_t drivers;
-        int r = sw_node_drivers(node->cfg, &drivers);
+        int r = sw_node_drivers(node, &drivers);
         if (r == 0)
             r = sw_worker_start(&node->worker, node->loop, node->cfg, node->pg, &node->box,
                                 node->hub, node->name, &drivers);

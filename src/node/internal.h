@@ -60,7 +60,7 @@ void sw_node_closed_one(sw_node_t *node);
 /* ---- driver choice (src/node/drivers.c) ---- */
 /* The runtime and proxy drivers SLIPWAY_* asks for, for the worker; 0 or a negative errno,
  * logged. */
-int sw_node_drivers(const sw_config_t *cfg, sw_worker_drivers_t *out);
+int sw_node_drivers(sw_node_t *node, sw_worker_drivers_t *out);
 
 /* ---- the drain (src/node/drain.c) ---- */
 /* The next part of the drain: called again as each part stops. */

@@ -168,6 +168,7 @@ int sw_node_start(sw_node_t **out, uv_loop_t *loop, const sw_config_t *cfg, unsi
     }
     sw_metrics_add_collector(node->metrics, collect_worker, node);
     sw_metrics_add_collector(node->metrics, sw_metrics_process, NULL);
+    sw_metrics_add_collector(node->metrics, sw_proxy_metrics, NULL);
 
     uv_timer_init(loop, &node->migrate_timer);
     sw_node_migrate_schedule(node);

@@ -1,35 +1,35 @@
 /* The "none" proxy driver: Slipway drives no edge proxy. Whatever routes traffic reads
- * apps.endpoints (written before publish), so there is nothing to publish or to check. */
-#include "slipway/proxy.h"
-
+ * apps.endpoints, so there is nothing to apply, and a release has nothing to verify. */
 #include <stdlib.h>
 
-#include "slipway/common.h"
+#include "internal.h"
 
-static void none_publish(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb cb,
-                         void *payload)
+static void none_apply(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb cb, void *payload)
 {
-    (void)p;
-    (void)rel;
-    cb(0, NULL, payload);
+    (void)d;
+    (void)t;
+    cb(0, 0, NULL, payload);
 }
 
-static void none_free(sw_proxy_t *p)
+static void none_free(sw_proxy_driver_t *d)
 {
-    free(p);
+    free(d);
 }
 
-static const sw_proxy_ops_t none_ops = {
+static const sw_proxy_driver_ops_t none_ops = {
     .name = "none",
-    .publish = none_publish,
-    .verify = none_publish, /* nothing was published: nothing can be missing */
+    .apply = none_apply,
     .free = none_free,
 };
 
-int sw_proxy_none_new(sw_proxy_t **out)
+int sw_proxy_none_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char *why,
+                      size_t why_len)
 {
-    sw_proxy_t *p = sw_calloc(1, sizeof(*p));
-    p->ops = &none_ops;
-    *out = p;
+    (void)env;
+    (void)why;
+    (void)why_len;
+    sw_proxy_driver_t *d = sw_calloc(1, sizeof(*d));
+    d->ops = &none_ops;
+    *out = d;
     return 0;
 }

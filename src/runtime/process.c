@@ -168,12 +168,25 @@ static int instance_start(sw_instance_t *base)
     return 0;
 }
 
-static void instance_stop(sw_instance_t *base)
+static void instance_stop(sw_instance_t *base, uint32_t drain_ms);
+
+static void on_drained(uv_timer_t *t)
+{
+    instance_stop(&((instance_t *)t->data)->base, 0);
+}
+
+static void instance_stop(sw_instance_t *base, uint32_t drain_ms)
 {
     instance_t *in = instance(base);
     process_rt_t *prt = process_rt(base->rt);
     base->stopping = true;
     uv_timer_stop(&in->restart_timer);
+    if (in->proc && drain_ms > 0) {
+        /* The restart timer is free now that it will not restart: it ends the drain. */
+        uv_timer_start(&in->restart_timer, on_drained, drain_ms, 0);
+        changed(base->rt);
+        return;
+    }
     if (in->proc) {
         sw_proc_stop(in->proc, prt->cfg->stop_grace_ms);
         changed(base->rt);
@@ -231,7 +244,10 @@ static int instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instan
     snprintf(b->deployment_id, sizeof(b->deployment_id), "%s", o->deployment_id);
     snprintf(b->name, sizeof(b->name), "%s", o->name);
     b->port = port;
-    snprintf(b->endpoint, sizeof(b->endpoint), "127.0.0.1:%u", port);
+    /* where the proxy reaches it: SLIPWAY_ADVERTISE_ADDRESS */
+    bool v6 = strchr(prt->cfg->advertise_address, ':') != NULL;
+    snprintf(b->endpoint, sizeof(b->endpoint), "%s%s%s:%u", v6 ? "[" : "",
+             prt->cfg->advertise_address, v6 ? "]" : "", port);
     b->data = o->data;
     uv_timer_init(prt->loop, &in->restart_timer);
     in->restart_timer.data = in;

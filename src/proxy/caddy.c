@@ -1,0 +1,446 @@
+/* The Caddy driver: Caddy's admin API (SLIPWAY_CADDY_ADMIN), through our HTTP client.
+ *
+ * Slipway owns one server in Caddy's config, apps.http.servers.slipway, listening on
+ * SLIPWAY_PROXY_HTTP and SLIPWAY_PROXY_HTTPS, with one route per hostname whose @id is
+ * "slipway-route-<host>". A route never names an instance: its reverse_proxy asks slipwayd's
+ * DNS responder for the app's upstreams (dynamic SRV upstreams), so a release switch changes
+ * no configuration at all (Caddy 2.6 closes every proxied WebSocket on each config load).
+ * Only adding or removing a hostname changes the config, one route per admin request.
+ *
+ * apply() reads Caddy's whole config, compares it with what the table asks for, and sends
+ * only the difference: the route that is missing, changed or no longer wanted; or, when the
+ * server is missing or much has drifted (a Caddy restarted empty), one /load of the whole
+ * config with every other part of it kept. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "slipway/client.h"
+#include "slipway/log.h"
+
+#define SERVER       "slipway"
+#define ROUTE_PREFIX "slipway-route-"
+#define SERVER_PATH  "/config/apps/http/servers/" SERVER
+#define MAX_CONFIG   (64u << 20)
+/* More route changes than this in one round: one /load instead of one reload per route. */
+#define MAX_ROUTE_OPS 8
+#define ADMIN_TIMEOUT 30000
+
+typedef struct op {
+    struct op *next;
+    const char *method;
+    char *path;
+    char *body; /* NULL: none */
+} op_t;
+
+typedef struct {
+    sw_proxy_driver_t base;
+    uv_loop_t *loop;
+    const sw_config_t *cfg;
+    char admin_host[256];
+    uint16_t admin_port;
+    char dns[96]; /* "udp/<host:port>" */
+    sw_httpc_t *req;
+    /* the round in flight */
+    const sw_routes_t *table;
+    op_t *ops;
+    unsigned changed;
+    sw_driver_cb cb;
+    void *payload;
+    bool freeing;
+} caddy_t;
+
+static void round_next(caddy_t *c);
+
+/* ---- what the config should be ---- */
+
+static void route_id(const char *host, char *out, size_t len)
+{
+    /* "*" would need escaping in an admin URL path */
+    snprintf(out, len, ROUTE_PREFIX "%s%s", host[0] == '*' ? "wildcard" : "",
+             host[0] == '*' ? host + 1 : host);
+}
+
+static json_t *resolver(const caddy_t *c)
+{
+    return json_pack("{s:[s]}", "addresses", c->dns);
+}
+
+static json_t *route_json(const caddy_t *c, const sw_route_t *r)
+{
+    char id[SW_ROUTE_HOST_MAX + 32], srv[80], refresh[24];
+    route_id(r->host, id, sizeof(id));
+    snprintf(srv, sizeof(srv), "%s.app." SW_DNS_SUFFIX ".", r->key);
+    snprintf(refresh, sizeof(refresh), "%ums", (unsigned)c->cfg->proxy_refresh_ms);
+    /* Slipway-Release: the upstream's name is <release>.<address>.ip.slipway.; its first label
+     * is the release. */
+    json_t *headers =
+        json_pack("{s:{s:{s:[s]}, s:{s:[{s:s, s:s}]}}}", "response", "set", "Slipway-Release",
+                  "{http.reverse_proxy.upstream.host}", "replace", "Slipway-Release",
+                  "search_regexp", "^([^.]+)\\..*$", "replace", "$1");
+    json_t *handler =
+        json_pack("{s:s, s:{s:s, s:s, s:s, s:o, s:s}, s:{s:s, s:o}, s:o}", "handler",
+                  "reverse_proxy", "dynamic_upstreams", "source", "srv", "name", srv, "refresh",
+                  refresh, "resolver", resolver(c), "dial_timeout", "2s", "transport", "protocol",
+                  "http", "resolver", resolver(c), "headers", headers);
+    return json_pack("{s:s, s:[{s:[s]}], s:[o], s:b}", "@id", id, "match", "host", r->host,
+                     "handle", handler, "terminal", 1);
+}
+
+static json_t *server_json(const caddy_t *c, const sw_routes_t *t)
+{
+    json_t *routes = json_array();
+    for (size_t i = 0; i < t->n; i++)
+        json_array_append_new(routes, route_json(c, &t->v[i]));
+    json_t *listen = json_pack("[s]", c->cfg->proxy_http);
+    json_t *auto_https;
+    if (c->cfg->proxy_https[0]) {
+        json_array_append_new(listen, json_string(c->cfg->proxy_https));
+        /* Plain HTTP serves the apps too (and carries the release probe); no redirect. */
+        auto_https = json_pack("{s:b}", "disable_redirects", 1);
+    } else {
+        auto_https = json_pack("{s:b}", "disable", 1);
+    }
+    return json_pack("{s:o, s:o, s:o}", "listen", listen, "routes", routes, "automatic_https",
+                     auto_https);
+}
+
+static uint16_t port_of(const char *hostport)
+{
+    char host[64];
+    uint16_t port = 0;
+    (void)sw_config_split_hostport(hostport, host, sizeof(host), &port);
+    return port;
+}
+
+/* The whole config: actual with Slipway's parts set (every other part is kept). */
+static json_t *full_config(const caddy_t *c, json_t *actual, const sw_routes_t *t)
+{
+    json_t *cfg = json_is_object(actual) ? json_deep_copy(actual) : json_object();
+    json_t *apps = json_object_get(cfg, "apps");
+    if (!json_is_object(apps))
+        json_object_set_new(cfg, "apps", apps = json_object());
+    json_t *http = json_object_get(apps, "http");
+    if (!json_is_object(http))
+        json_object_set_new(apps, "http", http = json_object());
+    json_object_set_new(http, "http_port", json_integer(port_of(c->cfg->proxy_http)));
+    if (c->cfg->proxy_https[0])
+        json_object_set_new(http, "https_port", json_integer(port_of(c->cfg->proxy_https)));
+    json_t *servers = json_object_get(http, "servers");
+    if (!json_is_object(servers))
+        json_object_set_new(http, "servers", servers = json_object());
+    json_object_set_new(servers, SERVER, server_json(c, t));
+    if (c->cfg->acme_ca[0]) {
+        json_t *issuer = json_pack("{s:s, s:s}", "module", "acme", "ca", c->cfg->acme_ca);
+        if (c->cfg->acme_email[0])
+            json_object_set_new(issuer, "email", json_string(c->cfg->acme_email));
+        if (c->cfg->acme_ca_root[0])
+            json_object_set_new(issuer, "trusted_roots_pem_files",
+                                json_pack("[s]", c->cfg->acme_ca_root));
+        json_t *tls = json_object_get(apps, "tls");
+        if (!json_is_object(tls))
+            json_object_set_new(apps, "tls", tls = json_object());
+        json_object_set_new(tls, "automation",
+                            json_pack("{s:[{s:[o]}]}", "policies", "issuers", issuer));
+    }
+    return cfg;
+}
+
+/* ---- comparing ---- */
+
+static void op_add(caddy_t *c, const char *method, const char *path, json_t *body)
+{
+    op_t *o = sw_calloc(1, sizeof(*o));
+    o->method = method;
+    o->path = sw_strdup(path);
+    o->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    op_t **tail = &c->ops;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = o;
+}
+
+static void ops_free(caddy_t *c)
+{
+    for (op_t *o = c->ops, *next; o; o = next) {
+        next = o->next;
+        free(o->path);
+        free(o->body);
+        free(o);
+    }
+    c->ops = NULL;
+}
+
+/* Whether the server's own settings (listeners, HTTPS) are as they should be, besides its
+ * routes, and the ports and issuer around it. */
+static bool frame_matches(const caddy_t *c, json_t *actual, const sw_routes_t *t)
+{
+    json_t *want = full_config(c, actual, t);
+    json_t *have_apps = json_object_get(actual, "apps");
+    json_t *want_apps = json_object_get(want, "apps");
+    json_t *have_http = json_object_get(have_apps, "http");
+    json_t *want_http = json_object_get(want_apps, "http");
+    json_t *have_srv = json_object_get(json_object_get(have_http, "servers"), SERVER);
+    json_t *want_srv = json_object_get(json_object_get(want_http, "servers"), SERVER);
+    bool ok =
+        json_is_object(have_srv) &&
+        json_equal(json_object_get(have_srv, "listen"), json_object_get(want_srv, "listen")) &&
+        json_equal(json_object_get(have_srv, "automatic_https"),
+                   json_object_get(want_srv, "automatic_https")) &&
+        json_equal(json_object_get(have_http, "http_port"),
+                   json_object_get(want_http, "http_port")) &&
+        json_equal(json_object_get(have_http, "https_port"),
+                   json_object_get(want_http, "https_port")) &&
+        json_equal(json_object_get(have_apps, "tls"), json_object_get(want_apps, "tls")) &&
+        json_is_array(json_object_get(have_srv, "routes"));
+    json_decref(want);
+    return ok;
+}
+
+/* Plans the round: the route operations that turn actual into what t asks for, or one
+ * /load. */
+static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
+{
+    if (!frame_matches(c, actual, t)) {
+        c->changed = (unsigned)t->n ? (unsigned)t->n : 1;
+        op_add(c, "POST", "/load", full_config(c, actual, t));
+        return;
+    }
+    json_t *have = json_object_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(actual, "apps"), "http"), "servers"),
+            SERVER),
+        "routes");
+    json_t *by_id = json_object();
+    size_t i;
+    json_t *r;
+    bool foreign = false;
+    json_array_foreach(have, i, r)
+    {
+        const char *id = json_string_value(json_object_get(r, "@id"));
+        if (!id || strncmp(id, ROUTE_PREFIX, strlen(ROUTE_PREFIX)) != 0 ||
+            json_object_get(by_id, id))
+            foreign = true; /* a route Slipway did not write, or a duplicate */
+        else
+            json_object_set(by_id, id, r);
+    }
+    unsigned n = 0;
+    for (size_t k = 0; k < t->n; k++) {
+        char id[SW_ROUTE_HOST_MAX + 32], path[SW_ROUTE_HOST_MAX + 64];
+        route_id(t->v[k].host, id, sizeof(id));
+        json_t *want = route_json(c, &t->v[k]);
+        json_t *got = json_object_get(by_id, id);
+        if (got && json_equal(got, want)) {
+            json_decref(want);
+        } else if (got) {
+            snprintf(path, sizeof(path), "/id/%s", id);
+            op_add(c, "PATCH", path, want);
+            n++;
+        } else if (t->v[k].host[0] == '*') {
+            op_add(c, "POST", SERVER_PATH "/routes", want); /* wildcards match last */
+            n++;
+        } else {
+            op_add(c, "PUT", SERVER_PATH "/routes/0", want); /* exact hosts match first */
+            n++;
+        }
+        json_object_del(by_id, id);
+    }
+    const char *id;
+    json_t *unused;
+    json_object_foreach(by_id, id, unused)
+    {
+        char path[SW_ROUTE_HOST_MAX + 64];
+        snprintf(path, sizeof(path), "/id/%s", id);
+        op_add(c, "DELETE", path, NULL);
+        n++;
+    }
+    json_decref(by_id);
+    /* Out of order (a wildcard ahead of an exact host), foreign routes, or too many changes
+     * for one reload each: the whole config in one load instead. */
+    bool ordered = true;
+    const char *prev = NULL;
+    json_array_foreach(have, i, r)
+    {
+        json_t *hosts = json_object_get(json_array_get(json_object_get(r, "match"), 0), "host");
+        const char *h = json_string_value(json_array_get(hosts, 0));
+        if (h && prev && prev[0] == '*' && h[0] != '*')
+            ordered = false;
+        prev = h ? h : prev;
+    }
+    if (foreign || !ordered || n > MAX_ROUTE_OPS) {
+        ops_free(c);
+        op_add(c, "POST", "/load", full_config(c, actual, t));
+    }
+    c->changed = n ? n : (foreign || !ordered ? 1 : 0);
+}
+
+/* ---- the round ---- */
+
+static void round_end(caddy_t *c, int status, const char *error)
+{
+    ops_free(c);
+    sw_driver_cb cb = c->cb;
+    c->cb = NULL;
+    c->table = NULL;
+    if (cb)
+        cb(status, status == 0 ? c->changed : 0, error, c->payload);
+    if (c->freeing && !c->req)
+        free(c);
+}
+
+static int admin(caddy_t *c, const char *method, const char *path, const char *body, sw_httpc_cb cb)
+{
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    sw_httpc_req_t req = {
+        .method = method,
+        .host = c->admin_host,
+        .port = c->admin_port,
+        .path = path,
+        .headers = body ? headers : NULL,
+        .body = body,
+        .body_len = body ? strlen(body) : 0,
+        .timeout_ms = ADMIN_TIMEOUT,
+        .max_body = MAX_CONFIG,
+    };
+    return sw_httpc_request(c->loop, &req, cb, c, &c->req);
+}
+
+/* A one-line reason from an admin API answer: its {"error": ...}, or the status. */
+static void admin_error(char *out, size_t len, const char *what, int status, int http_status,
+                        const char *body, size_t blen)
+{
+    if (status != 0) {
+        snprintf(out, len, "%s: the Caddy admin API did not answer: %s", what,
+                 body && *body ? body : sw_strerror(status));
+        return;
+    }
+    json_t *j = json_loadb(body ? body : "", blen, 0, NULL);
+    const char *e = json_string_value(json_object_get(j, "error"));
+    snprintf(out, len, "%s: Caddy answered %d: %.300s", what, http_status, e ? e : "");
+    json_decref(j);
+}
+
+static void on_op(int status, int http_status, const char *body, size_t len, void *payload)
+{
+    caddy_t *c = payload;
+    c->req = NULL;
+    op_t *o = c->ops;
+    if (c->freeing || status != 0 || http_status / 100 != 2) {
+        char why[512];
+        if (c->freeing)
+            snprintf(why, sizeof(why), "stopped");
+        else
+            admin_error(why, sizeof(why), o->path, status, http_status, body, len);
+        round_end(c, c->freeing ? -ECANCELED : -EPROTO, why);
+        return;
+    }
+    c->ops = o->next;
+    free(o->path);
+    free(o->body);
+    free(o);
+    round_next(c);
+}
+
+static void round_next(caddy_t *c)
+{
+    if (!c->ops) {
+        round_end(c, 0, NULL);
+        return;
+    }
+    op_t *o = c->ops;
+    int r = admin(c, o->method, o->path, o->body, on_op);
+    if (r != 0) {
+        char why[160];
+        snprintf(why, sizeof(why), "the Caddy admin API: %s", sw_strerror(r));
+        round_end(c, r, why);
+    }
+}
+
+static void on_config(int status, int http_status, const char *body, size_t len, void *payload)
+{
+    caddy_t *c = payload;
+    c->req = NULL;
+    if (c->freeing || status != 0 || http_status != 200) {
+        char why[512];
+        if (c->freeing)
+            snprintf(why, sizeof(why), "stopped");
+        else
+            admin_error(why, sizeof(why), "reading the config", status, http_status, body, len);
+        round_end(c, c->freeing ? -ECANCELED : -EPROTO, why);
+        return;
+    }
+    json_error_t jerr;
+    json_t *actual = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
+    if (!actual) {
+        char why[256];
+        snprintf(why, sizeof(why), "Caddy's config is not JSON: %s", jerr.text);
+        round_end(c, -EPROTO, why);
+        return;
+    }
+    plan(c, actual, c->table);
+    json_decref(actual);
+    round_next(c);
+}
+
+static void caddy_apply(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb cb, void *payload)
+{
+    caddy_t *c = (caddy_t *)d;
+    c->table = t;
+    c->cb = cb;
+    c->payload = payload;
+    c->changed = 0;
+    int r = admin(c, "GET", "/config/", NULL, on_config);
+    if (r != 0) {
+        c->cb = NULL;
+        cb(r, 0, "the Caddy admin API request could not start", payload);
+    }
+}
+
+static void caddy_free(sw_proxy_driver_t *d)
+{
+    caddy_t *c = (caddy_t *)d;
+    c->freeing = true;
+    if (c->req)
+        sw_httpc_cancel(c->req); /* the callback frees */
+    else
+        free(c);
+}
+
+static const sw_proxy_driver_ops_t caddy_ops = {
+    .name = "caddy",
+    .apply = caddy_apply,
+    .free = caddy_free,
+};
+
+int sw_proxy_caddy_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char *why,
+                       size_t why_len)
+{
+    const char *url = env->cfg->caddy_admin;
+    if (strncmp(url, "http://", 7) != 0) {
+        snprintf(why, why_len, "SLIPWAY_CADDY_ADMIN must be an http:// URL, not %s", url);
+        return -EINVAL;
+    }
+    char hostport[300];
+    snprintf(hostport, sizeof(hostport), "%s", url + 7);
+    char *slash = strchr(hostport, '/');
+    if (slash)
+        *slash = '\0';
+    caddy_t *c = sw_calloc(1, sizeof(*c));
+    if (sw_config_split_hostport(hostport, c->admin_host, sizeof(c->admin_host), &c->admin_port) !=
+            0 ||
+        !c->admin_host[0] || c->admin_port == 0) {
+        snprintf(why, why_len, "SLIPWAY_CADDY_ADMIN %s has no host:port", url);
+        free(c);
+        return -EINVAL;
+    }
+    c->base.ops = &caddy_ops;
+    c->loop = env->loop;
+    c->cfg = env->cfg;
+    snprintf(c->dns, sizeof(c->dns), "udp/%s", env->dns_address);
+    *out = &c->base;
+    return 0;
+}

@@ -1,0 +1,125 @@
+/* What the proxy module's files share: the routing table, the driver interface, the DNS
+ * responder Caddy's dynamic upstreams ask, and the probe through the proxy. */
+#ifndef SLIPWAY_PROXY_INTERNAL_H
+#define SLIPWAY_PROXY_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "slipway/buf.h"
+#include "slipway/common.h"
+#include "slipway/config.h"
+#include "slipway/pg.h"
+#include "slipway/proxy.h"
+
+/* The Redis channel that says "the routing table changed". */
+#define SW_PROXY_CHANNEL "slipway:routes"
+/* Upper bounds on what one route carries. */
+#define SW_ROUTE_MAX_ENDPOINTS 32
+#define SW_ROUTE_HOST_MAX      253
+
+/* ---- the routing table (routes.c) ---- */
+
+/* One hostname to the endpoints of one release. Every route of one app shares its key (the
+ * app id), which names the app's upstream set in the DNS responder. */
+typedef struct {
+    char host[SW_ROUTE_HOST_MAX + 1];
+    char key[40];     /* the app id */
+    char release[40]; /* the deployment serving; "" when none does */
+    char *endpoints[SW_ROUTE_MAX_ENDPOINTS];
+    size_t nendpoints;
+} sw_route_t;
+
+typedef struct {
+    sw_route_t *v; /* sorted by host; exact hosts before wildcards (see sw_routes_sort) */
+    size_t n;
+} sw_routes_t;
+
+/* Reads the table: domains and generated hostnames, each with its app's active release and
+ * endpoints. cb gets status 0 and the table (the callee owns it), or a negative code and a
+ * reason. */
+typedef void (*sw_routes_cb)(int status, sw_routes_t *t, const char *error, void *payload);
+int sw_routes_load(sw_pg_pool_t *pg, const char *apps_domain, sw_routes_cb cb, void *payload);
+/* Sets key's release and endpoints in every route of that key. */
+void sw_routes_override(sw_routes_t *t, const char *key, const char *release,
+                        const char *const *endpoints, size_t n);
+/* The first route of key, or NULL. */
+const sw_route_t *sw_routes_find_key(const sw_routes_t *t, const char *key);
+/* Exact hosts first (sorted), then wildcards: a proxy that matches in order picks the most
+ * specific. */
+void sw_routes_sort(sw_routes_t *t);
+void sw_routes_free(sw_routes_t *t);
+/* Whether host is a hostname the table may hold (labels of [a-z0-9-], or a leading "*."). */
+bool sw_routes_host_ok(const char *host);
+
+/* ---- drivers ---- */
+
+typedef struct sw_proxy_driver sw_proxy_driver_t;
+
+/* status 0 with how many routes had to be changed (0: the proxy already served the table),
+ * or a negative code with a reason. */
+typedef void (*sw_driver_cb)(int status, unsigned changed, const char *error, void *payload);
+
+typedef struct {
+    const char *name;
+    /* Makes the proxy serve exactly t; compares first, so an unchanged proxy is not touched.
+     * One call at a time. t stays valid until cb. */
+    void (*apply)(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb cb, void *payload);
+    /* Called once nothing is in flight. */
+    void (*free)(sw_proxy_driver_t *d);
+} sw_proxy_driver_ops_t;
+
+struct sw_proxy_driver {
+    const sw_proxy_driver_ops_t *ops;
+};
+
+typedef struct {
+    uv_loop_t *loop;
+    const sw_config_t *cfg;
+    const char *dns_address; /* the DNS responder's bound "host:port" (caddy) */
+} sw_driver_env_t;
+
+int sw_proxy_none_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char *why,
+                      size_t why_len);
+int sw_proxy_caddy_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char *why,
+                       size_t why_len);
+
+/* ---- the DNS responder (dns.c) ----
+ *
+ * Answers, over UDP, what Caddy's dynamic upstreams ask: SRV <key>.app.slipway. lists the
+ * endpoints of the key's routes, each as target <release>.<address label>.ip.slipway.; A or
+ * AAAA of such a target is the address its label spells (127-0-0-1, or x + 32 hex digits
+ * for IPv6). Everything else is NXDOMAIN. */
+#define SW_DNS_SUFFIX "slipway"
+typedef struct sw_dns sw_dns_t;
+int sw_dns_new(sw_dns_t **out, uv_loop_t *loop, const char *listen, char *why, size_t why_len);
+/* The table answers come from; the caller keeps it alive until the next call (NULL: none). */
+void sw_dns_set_routes(sw_dns_t *d, const sw_routes_t *t);
+/* The bound "host:port". */
+const char *sw_dns_address(const sw_dns_t *d);
+/* Closes the socket; on_closed follows from the loop. */
+void sw_dns_close(sw_dns_t *d, void (*on_closed)(void *payload), void *payload);
+
+/* Builds the answer to one query from t into out (at most out_size bytes). Returns the
+ * answer's length, or 0 when the query deserves no answer at all. Pure: for tests. */
+size_t sw_dns_answer(const sw_routes_t *t, const uint8_t *q, size_t qlen, uint8_t *out,
+                     size_t out_size);
+/* The name an endpoint's address is given by: "<release>.<label>.ip.slipway." into out.
+ * Returns -EINVAL for an endpoint that is not an IP literal with a port. */
+int sw_dns_target(const char *release, const char *endpoint, char *out, size_t out_size,
+                  uint16_t *port);
+
+/* ---- the probe through the proxy (probe.c) ---- */
+
+typedef struct sw_probe sw_probe_t;
+/* Requests path at the proxy's HTTP address with Host: host until Slipway-Release equals
+ * release or timeout_ms passes. cb once; error says what was seen last. */
+int sw_probe_start(uv_loop_t *loop, const sw_config_t *cfg, const char *host, const char *path,
+                   const char *release, uint32_t timeout_ms, sw_proxy_cb cb, void *payload,
+                   sw_probe_t **out);
+/* cb is called with -ECANCELED before this returns (unless it ran already). */
+void sw_probe_cancel(sw_probe_t *pr);
+
+#endif

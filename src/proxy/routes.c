@@ -1,0 +1,147 @@
+/* The routing table, read from PostgreSQL: every domain of every app, and the generated
+ * <app>.<project>.<SLIPWAY_APPS_DOMAIN> when that is set, each to its app's active release
+ * and the endpoints apps.endpoints holds. Nothing here is ever written back: the table is
+ * derived, so a lost proxy is rebuilt from it. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* One row per hostname. A generated hostname that two apps would share (the same name in
+ * two environments of one project) goes to the older app; a domain row always wins over a
+ * generated name. */
+#define ROUTES_SQL                                                                                 \
+    "SELECT DISTINCT ON (h.host) h.host, a.id, coalesce(a.active_deployment_id::text, ''), "       \
+    "array_to_string(a.endpoints, ' ') FROM apps a JOIN LATERAL ("                                 \
+    "SELECT d.hostname AS host, 0 AS rank FROM domains d WHERE d.app_id = a.id UNION ALL "         \
+    "SELECT lower(a.name || '.' || p.name || '.' || $1), 1 FROM projects p WHERE p.id = "          \
+    "a.project_id AND $1 <> '' AND a.name ~* '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' AND "          \
+    "p.name ~* '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$') h ON true "                                 \
+    "ORDER BY h.host, h.rank, a.created_at"
+
+typedef struct {
+    sw_routes_cb cb;
+    void *payload;
+} load_t;
+
+bool sw_routes_host_ok(const char *host)
+{
+    size_t len = strlen(host);
+    if (len == 0 || len > SW_ROUTE_HOST_MAX)
+        return false;
+    const char *p = host;
+    if (p[0] == '*' && p[1] == '.')
+        p += 2;
+    size_t label = 0;
+    for (; *p; p++) {
+        if (*p == '.') {
+            if (label == 0 || p[-1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || (*p == '-' && label > 0)))
+            return false;
+        if (++label > 63)
+            return false;
+    }
+    return label > 0 && p[-1] != '-';
+}
+
+static void route_set(sw_route_t *r, const char *release, const char *const *endpoints, size_t n)
+{
+    for (size_t i = 0; i < r->nendpoints; i++)
+        free(r->endpoints[i]);
+    r->nendpoints = 0;
+    snprintf(r->release, sizeof(r->release), "%s", release);
+    for (size_t i = 0; i < n && r->nendpoints < SW_ROUTE_MAX_ENDPOINTS; i++)
+        r->endpoints[r->nendpoints++] = sw_strdup(endpoints[i]);
+}
+
+static void on_rows(int status, sw_pg_result_t *res, void *payload)
+{
+    load_t *l = payload;
+    sw_routes_cb cb = l->cb;
+    void *cb_payload = l->payload;
+    free(l);
+    if (status != 0) {
+        cb(status, NULL, res ? sw_pg_result_error(res) : sw_strerror(status), cb_payload);
+        return;
+    }
+    int rows = sw_pg_result_rows(res);
+    sw_routes_t *t = sw_calloc(1, sizeof(*t));
+    t->v = sw_calloc(rows ? (size_t)rows : 1, sizeof(*t->v));
+    for (int i = 0; i < rows; i++) {
+        const char *host = sw_pg_result_value(res, i, 0);
+        if (!sw_routes_host_ok(host))
+            continue; /* the API checks domains; a row from elsewhere is skipped, not routed */
+        sw_route_t *r = &t->v[t->n++];
+        snprintf(r->host, sizeof(r->host), "%s", host);
+        snprintf(r->key, sizeof(r->key), "%s", sw_pg_result_value(res, i, 1));
+        snprintf(r->release, sizeof(r->release), "%s", sw_pg_result_value(res, i, 2));
+        char *list = sw_strdup(sw_pg_result_value(res, i, 3));
+        for (char *save = NULL, *e = strtok_r(list, " ", &save);
+             e && r->nendpoints < SW_ROUTE_MAX_ENDPOINTS; e = strtok_r(NULL, " ", &save))
+            r->endpoints[r->nendpoints++] = sw_strdup(e);
+        free(list);
+        if (!r->release[0])
+            route_set(r, "", NULL, 0); /* nothing released yet: nothing to route to */
+    }
+    sw_routes_sort(t);
+    cb(0, t, NULL, cb_payload);
+}
+
+int sw_routes_load(sw_pg_pool_t *pg, const char *apps_domain, sw_routes_cb cb, void *payload)
+{
+    load_t *l = sw_calloc(1, sizeof(*l));
+    l->cb = cb;
+    l->payload = payload;
+    const char *params[] = {apps_domain ? apps_domain : ""};
+    int r = sw_pg_query(pg, ROUTES_SQL, 1, params, on_rows, l);
+    if (r != 0)
+        free(l);
+    return r;
+}
+
+void sw_routes_override(sw_routes_t *t, const char *key, const char *release,
+                        const char *const *endpoints, size_t n)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->v[i].key, key) == 0)
+            route_set(&t->v[i], release, endpoints, n);
+}
+
+const sw_route_t *sw_routes_find_key(const sw_routes_t *t, const char *key)
+{
+    for (size_t i = 0; t && i < t->n; i++)
+        if (strcmp(t->v[i].key, key) == 0)
+            return &t->v[i];
+    return NULL;
+}
+
+static int by_specificity(const void *a, const void *b)
+{
+    const sw_route_t *x = a, *y = b;
+    bool wx = x->host[0] == '*', wy = y->host[0] == '*';
+    if (wx != wy)
+        return wx ? 1 : -1;
+    return strcmp(x->host, y->host);
+}
+
+void sw_routes_sort(sw_routes_t *t)
+{
+    if (t->n > 1)
+        qsort(t->v, t->n, sizeof(*t->v), by_specificity);
+}
+
+void sw_routes_free(sw_routes_t *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        route_set(&t->v[i], "", NULL, 0);
+    free(t->v);
+    free(t);
+}
