@@ -10,7 +10,7 @@ int sw_node_drivers(sw_node_t *node, sw_worker_drivers_t *out)
     out->runtime_new = sw_runtime_process_new;
     char why[512] = "";
     int r =
-        sw_proxy_new(&out->proxy, node->loop, node->cfg, node->pg, node->redis, why, sizeof(why));
+        sw_proxy_new(&out->proxy, node->loop, node->cfg, node->pg, why, sizeof(why));
     if (r != 0)
         sw_log_kv(SW_LOG_ERROR, NULL, "the proxy driver did not start", "driver", node->cfg->proxy,
                   "error", why[0] ? why : sw_strerror(r), NULL);

@@ -175,6 +175,12 @@ static void ops_free(caddy_t *c)
     c->ops = NULL;
 }
 
+/* json_equal, with two absent values equal too. */
+static bool same(json_t *a, json_t *b)
+{
+    return (!a && !b) || json_equal(a, b);
+}
+
 /* Whether the server's own settings (listeners, HTTPS) are as they should be, besides its
  * routes, and the ports and issuer around it. */
 static bool frame_matches(const caddy_t *c, json_t *actual, const sw_routes_t *t)
@@ -188,14 +194,12 @@ static bool frame_matches(const caddy_t *c, json_t *actual, const sw_routes_t *t
     json_t *want_srv = json_object_get(json_object_get(want_http, "servers"), SERVER);
     bool ok =
         json_is_object(have_srv) &&
-        json_equal(json_object_get(have_srv, "listen"), json_object_get(want_srv, "listen")) &&
-        json_equal(json_object_get(have_srv, "automatic_https"),
-                   json_object_get(want_srv, "automatic_https")) &&
-        json_equal(json_object_get(have_http, "http_port"),
-                   json_object_get(want_http, "http_port")) &&
-        json_equal(json_object_get(have_http, "https_port"),
-                   json_object_get(want_http, "https_port")) &&
-        json_equal(json_object_get(have_apps, "tls"), json_object_get(want_apps, "tls")) &&
+        same(json_object_get(have_srv, "listen"), json_object_get(want_srv, "listen")) &&
+        same(json_object_get(have_srv, "automatic_https"),
+             json_object_get(want_srv, "automatic_https")) &&
+        same(json_object_get(have_http, "http_port"), json_object_get(want_http, "http_port")) &&
+        same(json_object_get(have_http, "https_port"), json_object_get(want_http, "https_port")) &&
+        same(json_object_get(have_apps, "tls"), json_object_get(want_apps, "tls")) &&
         json_is_array(json_object_get(have_srv, "routes"));
     json_decref(want);
     return ok;
@@ -229,6 +233,7 @@ static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
             json_object_set(by_id, id, r);
     }
     unsigned n = 0;
+    size_t routes_len = json_array_size(have);
     for (size_t k = 0; k < t->n; k++) {
         char id[SW_ROUTE_HOST_MAX + 32], path[SW_ROUTE_HOST_MAX + 64];
         route_id(t->v[k].host, id, sizeof(id));
@@ -240,11 +245,14 @@ static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
             snprintf(path, sizeof(path), "/id/%s", id);
             op_add(c, "PATCH", path, want);
             n++;
-        } else if (t->v[k].host[0] == '*') {
+        } else if (t->v[k].host[0] == '*' || routes_len == 0) {
             op_add(c, "POST", SERVER_PATH "/routes", want); /* wildcards match last */
+            routes_len++;
             n++;
         } else {
-            op_add(c, "PUT", SERVER_PATH "/routes/0", want); /* exact hosts match first */
+            /* Exact hosts match first. Caddy inserts at an index only within the array. */
+            op_add(c, "PUT", SERVER_PATH "/routes/0", want);
+            routes_len++;
             n++;
         }
         json_object_del(by_id, id);

@@ -14,8 +14,8 @@
 #include "slipway/pg.h"
 #include "slipway/proxy.h"
 
-/* The Redis channel that says "the routing table changed". */
-#define SW_PROXY_CHANNEL "slipway:routes"
+/* The PostgreSQL channel that says "the routing table changed" (sql/012_routes.sql). */
+#define SW_PROXY_CHANNEL "slipway_routes"
 /* Upper bounds on what one route carries. */
 #define SW_ROUTE_MAX_ENDPOINTS 32
 #define SW_ROUTE_HOST_MAX      253

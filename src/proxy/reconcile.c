@@ -2,11 +2,11 @@
  *
  * A round reads the routing table from PostgreSQL, lays the releases being switched (pins)
  * over it, hands it to the DNS responder, and has the driver make the proxy serve exactly
- * it. Rounds run one at a time: on every change notification (Redis, SW_PROXY_CHANNEL), on
- * every publish and settle, and every SLIPWAY_PROXY_RECONCILE_MS; a change that arrives
- * during a round starts another right after it. Nothing is remembered between rounds but the
- * table last applied, so a proxy that lost its config (or was edited by hand) is whole again
- * after the next round, and what had to change is counted as repairs. */
+ * it. Rounds run one at a time: on every change notification (PostgreSQL's slipway_routes,
+ * sql/012_routes.sql), on every publish and settle, and every SLIPWAY_PROXY_RECONCILE_MS; a change
+ * that arrives during a round starts another right after it. Nothing is remembered between rounds
+ * but the table last applied, so a proxy that lost its config (or was edited by hand) is whole
+ * again after the next round, and what had to change is counted as repairs. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -50,7 +50,8 @@ struct sw_proxy {
     uv_loop_t *loop;
     const sw_config_t *cfg;
     sw_pg_pool_t *pg;
-    sw_redis_t *redis;
+    sw_pg_pool_t *listen; /* LISTEN slipway_routes */
+    uint64_t listen_session;
     sw_proxy_driver_t *driver;
     bool active; /* a driver that routes (not none) */
     sw_dns_t *dns;
@@ -60,7 +61,7 @@ struct sw_proxy {
     waiter_t *waiting;  /* publishes the next round answers */
     waiter_t *in_round; /* publishes the round in flight answers */
     verify_t *verifies;
-    bool running, again, scheduled_round, subscribed, freeing;
+    bool running, again, scheduled_round, freeing;
     unsigned refs; /* handles open and callbacks owed; the last one frees */
 };
 
@@ -199,14 +200,29 @@ static void on_timer(uv_timer_t *t)
     round_start(p, true);
 }
 
-static void on_changed(const char *channel, size_t channel_len, const char *data, size_t len,
-                       void *payload)
+static void on_changed(sw_pg_pool_t *pool, unsigned count, void *payload)
 {
-    (void)channel;
-    (void)channel_len;
-    (void)data;
-    (void)len;
-    round_start(payload, false);
+    (void)pool;
+    (void)count;
+    sw_proxy_t *p = payload;
+    if (!p->freeing)
+        round_start(p, false);
+}
+
+/* A new listening session may have missed notifications while it was down: read again. */
+static void on_listen_state(sw_pg_pool_t *pool, void *payload)
+{
+    sw_proxy_t *p = payload;
+    uint64_t session = sw_pg_pool_listen_session(pool);
+    if (p->freeing || session == 0 || session == p->listen_session)
+        return;
+    p->listen_session = session;
+    round_start(p, false);
+}
+
+static void on_listen_closed(void *payload)
+{
+    unref(payload);
 }
 
 /* ---- publish, verify, settle ---- */
@@ -326,16 +342,6 @@ void sw_proxy_verify(sw_proxy_t *p, const sw_proxy_release_t *rel, uint32_t time
     uv_timer_start(&v->timer, on_verify_timer, 0, 0);
 }
 
-/* ---- change notifications ---- */
-
-void sw_proxy_changed(sw_redis_t *redis)
-{
-    if (!redis)
-        return;
-    const char *argv[] = {"PUBLISH", SW_PROXY_CHANNEL, "1"};
-    (void)sw_redis_command(redis, NULL, NULL, 3, argv, NULL);
-}
-
 void sw_proxy_metrics(sw_buf_t *out, void *payload)
 {
     (void)payload;
@@ -359,13 +365,12 @@ void sw_proxy_metrics(sw_buf_t *out, void *payload)
 /* ---- life ---- */
 
 int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_pg_pool_t *pg,
-                 sw_redis_t *redis, char *why, size_t why_len)
+                 char *why, size_t why_len)
 {
     sw_proxy_t *p = sw_calloc(1, sizeof(*p));
     p->loop = loop;
     p->cfg = cfg;
     p->pg = pg;
-    p->redis = redis;
     sw_driver_env_t env = {.loop = loop, .cfg = cfg};
     int r;
     if (strcmp(cfg->proxy, "caddy") == 0) {
@@ -392,8 +397,20 @@ int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_p
     p->timer.data = p;
     p->refs = 1 + (p->dns ? 1 : 0);
     if (p->active) {
-        if (redis && sw_redis_subscribe(redis, SW_PROXY_CHANNEL, on_changed, p) == 0)
-            p->subscribed = true;
+        sw_pg_pool_opts_t lo = {
+            .conninfo = cfg->database_url,
+            .size = 1,
+            .query_timeout_ms = cfg->pg_query_timeout_ms,
+            .connect_timeout_ms = cfg->pg_connect_timeout_ms,
+            .on_state = on_listen_state,
+            .payload = p,
+            .listen_channel = SW_PROXY_CHANNEL,
+            .on_notify = on_changed,
+        };
+        if (sw_pg_pool_new(&p->listen, loop, &lo) == 0)
+            p->refs++;
+        else
+            p->listen = NULL; /* the timer alone, then */
         uv_timer_start(&p->timer, on_tick, 0, cfg->proxy_reconcile_ms);
     }
     *out = p;
@@ -418,8 +435,8 @@ void sw_proxy_free(sw_proxy_t *p)
     if (!p)
         return;
     p->freeing = true;
-    if (p->subscribed)
-        sw_redis_unsubscribe(p->redis, SW_PROXY_CHANNEL);
+    if (p->listen)
+        sw_pg_pool_close(p->listen, on_listen_closed, p);
     while (p->verifies) {
         verify_t *v = p->verifies;
         if (v->probe)

@@ -1,7 +1,11 @@
-"""The hello example app: answers GET /health with "ok" and GET / with the version the
-build step wrote. Python 3 standard library only; listens on 127.0.0.1:$PORT."""
+"""The hello example app: answers GET /health with "ok", GET / with the version the
+build step wrote, and echoes text messages on a WebSocket at /ws. Python 3 standard library
+only; listens on 127.0.0.1:$PORT."""
 
+import base64
+import hashlib
 import os
+import struct
 import signal
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,8 +40,43 @@ class Handler(BaseHTTPRequestHandler):
                 self.answer(200, "ok")
         elif path == "/":
             self.answer(200, read_file("version.txt", "dev"))
+        elif path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
+            self.websocket()
         else:
             self.answer(404, "not found")
+
+    def websocket(self):
+        """RFC 6455, as little as an echo needs: unfragmented text frames up to 64 KiB."""
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return
+            opcode, n = head[0] & 0x0F, head[1] & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", self.rfile.read(2))[0]
+            elif n == 127:
+                return
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(n)))
+            if opcode == 8:  # close
+                self.wfile.write(b"\x88\x00")
+                return
+            if opcode == 1:
+                reply = (read_file("version.txt", "dev") + ":").encode() + data
+                size = bytes([len(reply)]) if len(reply) < 126 else b"\x7e" + struct.pack(
+                    "!H", len(reply))
+                self.wfile.write(b"\x81" + size + reply)
+                self.wfile.flush()
 
     def log_message(self, fmt, *args):
         sys.stdout.write("hello: %s %s\n" % (self.address_string(), fmt % args))

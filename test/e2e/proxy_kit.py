@@ -1,0 +1,185 @@
+"""Real edge proxies for the routing tests (issue 14, DESIGN.md §13): a private Caddy (its
+admin API, HTTP and HTTPS listeners on free loopback ports, its own XDG directories) and a
+private Pebble ACME server that issues real certificates at once
+(PEBBLE_VA_ALWAYS_VALID=1). Both are started by the test and stopped at its end."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import free_port, wait_for
+
+__all__ = ["Caddy", "Pebble", "caddy", "pebble", "proxy_env", "have_caddy", "have_pebble"]
+
+have_caddy = shutil.which("caddy") is not None
+have_pebble = shutil.which("pebble") is not None
+
+
+class Caddy:
+    def __init__(self, root):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.admin_port = free_port()
+        self.http_port = free_port()
+        self.https_port = free_port()
+        self.proc = None
+        self.log_path = self.root / "caddy.log"
+
+    @property
+    def admin(self):
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self):
+        """Starts Caddy with nothing but its admin API: everything else is Slipway's."""
+        cfg = self.root / "caddy.json"
+        cfg.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{self.admin_port}"}}))
+        env = dict(os.environ, HOME=str(self.root), XDG_DATA_HOME=str(self.root / "data"),
+                   XDG_CONFIG_HOME=str(self.root / "config"))
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["caddy", "run", "--config", str(cfg)], env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=self.root)
+        wait_for(lambda: self.config() is not None or None, timeout=20,
+                 message="Caddy's admin API")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self._log.close()
+        self.proc = None
+
+    def restart(self):
+        """A Caddy started again from its file: its routes are gone (no --resume)."""
+        self.stop()
+        return self.start()
+
+    def config(self):
+        """Caddy's whole config (None when it is empty), or raises when it does not answer."""
+        r = requests.get(self.admin + "/config/", timeout=5)
+        r.raise_for_status()
+        return r.json()
+
+    def routes(self):
+        cfg = self.config() or {}
+        srv = cfg.get("apps", {}).get("http", {}).get("servers", {}).get("slipway", {})
+        return srv.get("routes", [])
+
+    def route_hosts(self):
+        return sorted(h for r in self.routes() for m in r.get("match", [])
+                      for h in m.get("host", []))
+
+    def get(self, host, path="/", timeout=5, **kw):
+        """A request at Caddy's HTTP listener for host."""
+        return requests.get(f"http://127.0.0.1:{self.http_port}{path}",
+                            headers={"Host": host}, timeout=timeout, **kw)
+
+    def log_tail(self, n=40):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+class Pebble:
+    """Pebble on loopback with its own listener certificate (which Caddy trusts for the ACME
+    API); issued certificates chain to the root at its management port's /roots/0."""
+
+    def __init__(self, root, http_port, tls_port):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.mgmt_port = free_port()
+        self.http_port = http_port
+        self.tls_port = tls_port
+        self.proc = None
+        self.cert = self.root / "pebble.pem"
+        self.key = self.root / "pebble.key"
+
+    @property
+    def directory(self):
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    def start(self):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
+                        "/CN=pebble", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", str(self.key), "-out", str(self.cert)],
+                       check=True, capture_output=True)
+        cfg = self.root / "pebble.json"
+        cfg.write_text(json.dumps({"pebble": {
+            "listenAddress": f"127.0.0.1:{self.port}",
+            "managementListenAddress": f"127.0.0.1:{self.mgmt_port}",
+            "certificate": str(self.cert), "privateKey": str(self.key),
+            "httpPort": self.http_port, "tlsPort": self.tls_port,
+            "ocspResponderURL": "", "externalAccountBindingRequired": False}}))
+        env = dict(os.environ, PEBBLE_VA_ALWAYS_VALID="1", PEBBLE_VA_NOSLEEP="1",
+                   PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="100")
+        self._log = open(self.root / "pebble.log", "ab")
+        self.proc = subprocess.Popen(["pebble", "-config", str(cfg)], env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_for(lambda: requests.get(self.directory, verify=str(self.cert), timeout=2).ok,
+                 timeout=20, message="Pebble's directory")
+        return self
+
+    def root_pem(self, path):
+        """Writes the root that issued certificates chain to into path."""
+        r = requests.get(f"https://127.0.0.1:{self.mgmt_port}/roots/0", verify=str(self.cert),
+                         timeout=5)
+        r.raise_for_status()
+        Path(path).write_text(r.text)
+        return path
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        if self.proc:
+            self._log.close()
+        self.proc = None
+
+
+@pytest.fixture
+def caddy(tmp_path):
+    if not have_caddy:
+        pytest.fail("caddy is not installed (contrib/test.sh installs it)")
+    c = Caddy(tmp_path / "caddy").start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def pebble(tmp_path, caddy):
+    if not have_pebble:
+        pytest.fail("pebble is not installed (contrib/test.sh installs it)")
+    p = Pebble(tmp_path / "pebble", caddy.http_port, caddy.https_port).start()
+    yield p
+    p.stop()
+
+
+def proxy_env(caddy, https=False, **extra):
+    """The daemon settings that drive caddy; the reconciler and drain are quick for tests."""
+    env = {
+        "SLIPWAY_PROXY": "caddy",
+        "SLIPWAY_CADDY_ADMIN": caddy.admin,
+        "SLIPWAY_PROXY_HTTP": f"127.0.0.1:{caddy.http_port}",
+        "SLIPWAY_PROXY_HTTPS": f"127.0.0.1:{caddy.https_port}" if https else "",
+        "SLIPWAY_PROXY_DNS": f"127.0.0.1:{free_port()}",
+        "SLIPWAY_PROXY_RECONCILE_MS": "500",
+        "SLIPWAY_PROXY_REFRESH_MS": "50",
+        "SLIPWAY_DRAIN_MS": "300",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env

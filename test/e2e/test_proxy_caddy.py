@@ -1,0 +1,130 @@
+"""Edge routing through a real Caddy (issue 14, DESIGN.md §13): domains serve their apps,
+release switches change no Caddy config and drop no request, drift is repaired, and a proxy
+that cannot take a release leaves the old one serving."""
+
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+import websocket
+
+from conftest import parse_metrics
+from deploy_kit import *  # noqa: F401,F403
+from deploy_kit import Deployments, hello_app, make_deploy_env, wait_for
+from proxy_kit import caddy, pebble, proxy_env  # noqa: F401
+
+
+@pytest.fixture
+def pdaemon(auth, caddy):
+    return auth.daemon(env=make_deploy_env(**proxy_env(caddy)))
+
+
+@pytest.fixture
+def proot(auth, pdaemon):
+    return auth.setup_owner(pdaemon)
+
+
+@pytest.fixture
+def pres(auth, pdaemon):
+    return Res(auth, pdaemon)  # noqa: F405
+
+
+def serves(caddy, host, want_body=None, want_release=None):
+    try:
+        r = caddy.get(host)
+    except requests.RequestException:
+        return False
+    if r.status_code != 200:
+        return False
+    if want_body is not None and r.text.strip() != want_body:
+        return False
+    return want_release is None or r.headers.get("Slipway-Release") == want_release
+
+
+def test_a_domain_serves_its_app_through_caddy(caddy, proot, pres, hello_repo):
+    app = hello_app(pres, proot, hello_repo)
+    pres.domain(proot, app["id"], "shop.test")
+    dep, _ = Deployments(proot).deploy(app["id"])
+    assert dep["status"] == "success", dep
+    # success means Caddy already serves it: no waiting here
+    r = caddy.get("shop.test")
+    assert r.status_code == 200 and r.text.strip() == "v1", (r.status_code, r.text)
+    assert r.headers["Slipway-Release"] == dep["id"]
+    assert caddy.route_hosts() == ["shop.test"]
+
+
+def test_a_switch_changes_no_caddy_config_and_drops_no_request(caddy, proot, pres, hello_repo,
+                                                               tmp_path):
+    web = hello_app(pres, proot, hello_repo)
+    pres.domain(proot, web["id"], "web.test")
+    other_repo = type(hello_repo)(tmp_path / "other-repo")
+    other = hello_app(pres, proot, other_repo)
+    pres.domain(proot, other["id"], "ws.test")
+    deps = Deployments(proot)
+    first, _ = deps.deploy(web["id"])
+    assert first["status"] == "success", first
+    assert deps.deploy(other["id"])[0]["status"] == "success"
+    config_before = caddy.config()
+
+    # A WebSocket to the other app, through Caddy, held across every switch of this one.
+    ws = websocket.create_connection(f"ws://127.0.0.1:{caddy.http_port}/ws",
+                                     host="ws.test", timeout=5)
+    ws.send("hello")
+    assert ws.recv() == "v1:hello"
+
+    seen, failures = [], []
+    stop = threading.Event()
+
+    def client():
+        s = requests.Session()
+        while not stop.is_set():
+            try:
+                r = s.get(f"http://127.0.0.1:{caddy.http_port}/", headers={"Host": "web.test"},
+                          timeout=5)
+                if r.status_code != 200:
+                    failures.append((r.status_code, r.text[:100]))
+                else:
+                    seen.append((time.monotonic(), r.headers.get("Slipway-Release")))
+            except requests.RequestException as exc:
+                failures.append(repr(exc))
+
+    t = threading.Thread(target=client)
+    t.start()
+    successes = []
+    try:
+        for i in range(10):
+            hello_repo.version(f"v{i + 2}")
+            dep, _ = deps.deploy(web["id"])
+            assert dep["status"] == "success", dep
+            successes.append((time.monotonic(), dep["id"]))
+        # a rollback (to a build still kept) and a restart go through the same switch
+        back = proot.post(f"deployments/{successes[-3][1]}/rollback")
+        assert back.status_code in (201, 202), back.text
+        dep = deps.wait_terminal(back.json()["id"])[0]
+        assert dep["status"] == "success", dep.get("error_message")
+        successes.append((time.monotonic(), dep["id"]))
+        again = proot.post(f"apps/{web['id']}/restart")
+        assert again.status_code == 202, again.text
+        dep = deps.wait_terminal(again.json()["id"])[0]
+        assert dep["status"] == "success", dep.get("error_message")
+        successes.append((time.monotonic(), dep["id"]))
+        wait_for(lambda: seen and seen[-1][1] == dep["id"], timeout=10)
+    finally:
+        stop.set()
+        t.join(20)
+    assert not failures, failures[:5]
+    # Never an older release once a newer one reported success: an answer may come from the
+    # release that last succeeded before it, or from one about to succeed.
+    successes.insert(0, (0.0, first["id"]))
+    for ts, rel in seen:
+        current = [d for at, d in successes if at < ts][-1]
+        allowed = {current} | {d for at, d in successes if at >= ts}
+        assert rel in allowed, (ts, rel, current)
+    # The switches changed nothing in Caddy: its config is as it was...
+    assert caddy.config() == config_before
+    # ...so the other app's WebSocket is still open and answering.
+    ws.send("still there")
+    assert ws.recv() == "v1:still there"
+    ws.close()
