@@ -43,6 +43,11 @@ def serves(caddy, host, want_body=None, want_release=None):
     return want_release is None or r.headers.get("Slipway-Release") == want_release
 
 
+def repairs_total(d):
+    return sum(v for name, _, v in parse_metrics(d.get("/metrics").text)
+               if name == "slipway_proxy_repairs_total")
+
+
 def test_a_domain_serves_its_app_through_caddy(caddy, proot, pres, hello_repo):
     app = hello_app(pres, proot, hello_repo)
     pres.domain(proot, app["id"], "shop.test")
@@ -128,3 +133,89 @@ def test_a_switch_changes_no_caddy_config_and_drops_no_request(caddy, proot, pre
     ws.send("still there")
     assert ws.recv() == "v1:still there"
     ws.close()
+
+
+def test_a_caddy_restarted_empty_is_whole_again_by_itself(caddy, pdaemon, proot, pres,
+                                                          hello_repo):
+    app = hello_app(pres, proot, hello_repo)
+    pres.domain(proot, app["id"], "again.test")
+    dep, _ = Deployments(proot).deploy(app["id"])
+    assert dep["status"] == "success", dep
+    repairs = repairs_total(pdaemon)
+    caddy.restart()
+    assert caddy.routes() == []
+    wait_for(lambda: serves(caddy, "again.test", "v1", dep["id"]), timeout=10,
+             message="the route back in a restarted Caddy")
+    # a route edited by hand is put back as well
+    cfg = caddy.config()
+    route = cfg["apps"]["http"]["servers"]["slipway"]["routes"][0]
+    route["match"] = [{"host": ["elsewhere.test"]}]
+    requests.post(caddy.admin + "/load", json=cfg, timeout=10).raise_for_status()
+    wait_for(lambda: caddy.route_hosts() == ["again.test"], timeout=10,
+             message="the hand-edited route repaired")
+    after = repairs_total(pdaemon)
+    assert after >= repairs + 2, (repairs, after)
+
+
+def test_domains_come_and_go_one_route_at_a_time(caddy, proot, pres, hello_repo):
+    app = hello_app(pres, proot, hello_repo)
+    a = pres.domain(proot, app["id"], "a.test")
+    dep, _ = Deployments(proot).deploy(app["id"])
+    assert dep["status"] == "success", dep
+    pres.domain(proot, app["id"], "b.test")
+    wait_for(lambda: serves(caddy, "b.test", "v1", dep["id"]), timeout=10,
+             message="the new domain served")
+    assert caddy.route_hosts() == ["a.test", "b.test"]
+    assert proot.delete(f"domains/{a['id']}").status_code == 204
+    wait_for(lambda: caddy.route_hosts() == ["b.test"], timeout=10, message="a.test's route gone")
+    gone = caddy.get("a.test")
+    assert "Slipway-Release" not in gone.headers and gone.text.strip() != "v1", gone.text
+    assert serves(caddy, "b.test", "v1")
+
+
+def test_an_unreachable_caddy_fails_the_deploy_and_the_old_release_serves_on(caddy, proot, pres,
+                                                                              hello_repo):
+    app = hello_app(pres, proot, hello_repo)
+    pres.domain(proot, app["id"], "keep.test")
+    deps = Deployments(proot)
+    first, _ = deps.deploy(app["id"])
+    assert first["status"] == "success", first
+    before = proot.get(f"apps/{app['id']}").json()
+    caddy.stop()
+    hello_repo.version("v2")
+    dep, _ = deps.deploy(app["id"], timeout=90)
+    assert dep["status"] == "failed", dep
+    assert "proxy" in dep["error_message"] and "Caddy admin API" in dep["error_message"], \
+        dep["error_message"]
+    after = proot.get(f"apps/{app['id']}").json()
+    assert after["active_deployment_id"] == first["id"]
+    assert after["endpoints"] == before["endpoints"]
+    assert fetch(after["endpoints"][0]) == (200, "v1")  # noqa: F405
+    caddy.start()
+    wait_for(lambda: serves(caddy, "keep.test", "v1", first["id"]), timeout=10,
+             message="the old release routed again once Caddy is back")
+
+
+def test_https_with_a_certificate_pebble_issued(caddy, pebble, auth, hello_repo, tmp_path):
+    env = make_deploy_env(**proxy_env(caddy, https=True, SLIPWAY_ACME_CA=pebble.directory,
+                                      SLIPWAY_ACME_EMAIL="ops@example.com",
+                                      SLIPWAY_ACME_CA_ROOT=str(pebble.cert)))
+    d = auth.daemon(env=env)
+    root = auth.setup_owner(d)
+    res = Res(auth, d)  # noqa: F405
+    app = hello_app(res, root, hello_repo)
+    res.domain(root, app["id"], "shop.test")
+    dep, _ = Deployments(root).deploy(app["id"])
+    assert dep["status"] == "success", dep
+    ca = pebble.root_pem(tmp_path / "pebble-root.pem")
+
+    def https_answer():
+        # only Pebble's root is trusted, and the name is checked
+        r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", str(ca), "--resolve",
+                            f"shop.test:{caddy.https_port}:127.0.0.1", "-D", "-",
+                            f"https://shop.test:{caddy.https_port}/"],
+                           capture_output=True, text=True)
+        return r.returncode == 0 and r.stdout.rstrip().endswith("v1") and r.stdout
+
+    out = wait_for(https_answer, timeout=30, message="HTTPS with Pebble's certificate")
+    assert f"slipway-release: {dep['id']}" in out.lower(), out
