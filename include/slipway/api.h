@@ -307,6 +307,7 @@ void sw_api_env_delete(sw_http_req_t *req, void *ctx);
 void sw_api_domains_list_app(sw_http_req_t *req, void *ctx);
 void sw_api_domains_create(sw_http_req_t *req, void *ctx);
 void sw_api_domains_list(sw_http_req_t *req, void *ctx);
+void sw_api_domains_get(sw_http_req_t *req, void *ctx);
 void sw_api_domains_delete(sw_http_req_t *req, void *ctx);
 void sw_api_audit_list(sw_http_req_t *req, void *ctx);
 void sw_api_deployments_create(sw_http_req_t *req, void *ctx);

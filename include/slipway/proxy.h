@@ -23,7 +23,6 @@
 #include "slipway/buf.h"
 #include "slipway/config.h"
 #include "slipway/pg.h"
-#include "slipway/redis.h"
 
 typedef struct sw_proxy sw_proxy_t;
 
@@ -40,11 +39,11 @@ typedef struct {
  * inside the function it was given to. */
 typedef void (*sw_proxy_cb)(int status, const char *error, void *payload);
 
-/* Starts the driver cfg->proxy names, its reconciler and (caddy) the DNS responder. redis
- * may be NULL (no change notifications from other processes: the timer alone reconciles).
- * 0, or a negative code with why filled in. */
+/* Starts the driver cfg->proxy names, its reconciler (which LISTENs for routing changes on
+ * a connection of its own) and, for caddy, the DNS responder. 0, or a negative code with why
+ * filled in. */
 int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_pg_pool_t *pg,
-                 sw_redis_t *redis, char *why, size_t why_len);
+                 char *why, size_t why_len);
 /* Stops the reconciler and frees the proxy once nothing of it is in flight; a callback still
  * owed is called with -ECANCELED first. NULL is fine. */
 void sw_proxy_free(sw_proxy_t *p);
@@ -59,10 +58,6 @@ void sw_proxy_verify(sw_proxy_t *p, const sw_proxy_release_t *rel, uint32_t time
 /* The release's outcome is in the database (or it failed): the app's pin goes, and the
  * table is read and applied again. */
 void sw_proxy_settle(sw_proxy_t *p, const char *app_id);
-
-/* Tells every node's reconciler that the routing table changed (a domain was added or
- * removed, an app stopped), through Redis; without Redis the timer finds it. */
-void sw_proxy_changed(sw_redis_t *redis);
 
 /* Appends the proxy's Prometheus metrics (repairs, reconcile rounds, failures). */
 void sw_proxy_metrics(sw_buf_t *out, void *payload);

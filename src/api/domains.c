@@ -15,7 +15,8 @@ static const sw_api_sort_t domain_sorts[] = {
 #define DOMAINS_FROM "(SELECT d.*, a.project_id FROM domains d JOIN apps a ON a.id = d.app_id)"
 #define DOMAIN_JSON                                                                                \
     "json_build_object('id', x.id, 'app_id', x.app_id, 'hostname', x.hostname, 'created_at', "     \
-    "x.created_at)"
+    "x.created_at, 'routing', sw_domain_routing_json(x.hostname), 'tls', "                         \
+    "sw_domain_tls_json(x.hostname))"
 
 /* Lower-cases host into out; NULL when it is fine, else why not. Only ASCII names: a
  * Unicode name must arrive as punycode (xn--), so lookalikes cannot be registered. */
@@ -122,6 +123,18 @@ void sw_api_domains_create(sw_http_req_t *req, void *ctx)
                 "$5, $6, json_build_object('hostname', d.hostname, 'app_id', d.app_id)::jsonb "
                 "FROM d) SELECT sw_domain_json(d) FROM d",
                 6, params, 201, "no such app", "this hostname already belongs to an app");
+}
+
+void sw_api_domains_get(sw_http_req_t *req, void *ctx)
+{
+    const char *cached = sw_api_req(req)->resource_json;
+    if (cached) {
+        sw_api_respond_text(req, 200, cached);
+        return;
+    }
+    const char *params[] = {sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base};
+    sw_api_exec(ctx, req, "SELECT sw_domain_json(d) FROM domains d WHERE d.id = $1", 1, params, 200,
+                "no such domain", NULL);
 }
 
 void sw_api_domains_delete(sw_http_req_t *req, void *ctx)

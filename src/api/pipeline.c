@@ -160,7 +160,8 @@ static const char *const project_lookup_sql[SW_FROM_MAX] = {
     [SW_FROM_APP] = "SELECT a.project_id, m.role, sw_app_json(a) FROM apps a LEFT JOIN "
                     "project_members m ON m.project_id = a.project_id AND m.user_id = $2 "
                     "WHERE a.id = $1",
-    [SW_FROM_DOMAIN] = "SELECT a.project_id, m.role FROM domains d JOIN apps a ON a.id = d.app_id "
+    [SW_FROM_DOMAIN] = "SELECT a.project_id, m.role, sw_domain_json(d) FROM domains d JOIN apps a "
+                       "ON a.id = d.app_id "
                        "LEFT JOIN project_members m ON m.project_id = a.project_id "
                        "AND m.user_id = $2 WHERE d.id = $1",
     [SW_FROM_DEPLOYMENT] = "SELECT d.project_id, m.role, sw_deployment_json(d) FROM "

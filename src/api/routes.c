@@ -152,6 +152,9 @@ const sw_route_t sw_api_routes[] = {
           "Route a hostname to an app", "domains", "DomainCreate", "Domain", 201),
     ROUTE("GET", "/api/v1/domains", sw_api_domains_list, USER(R), "Domains the caller can see",
           "domains", NULL, "DomainList", 200),
+    ROUTE("GET", "/api/v1/domains/:id", sw_api_domains_get, PROJECT(DOMAIN, VIEWER, R),
+          "A domain, with how the proxy routes it and the certificate it serves", "domains", NULL,
+          "Domain", 200),
     ROUTE("DELETE", "/api/v1/domains/:id", sw_api_domains_delete, PROJECT(DOMAIN, ADMIN, W),
           "Remove a domain", "domains", NULL, NULL, 204),
 

@@ -330,13 +330,19 @@ const sw_api_schema_t sw_api_schemas[] = {
                "me\":{\"type\":\"boolean\"},\"runtime\":{\"type\":\"boolean\"}},\"required\":["
                "\"value\"],\"additiona"
                "lProperties\":false}"},
-    {"Domain", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":"
-               "\"uuid\"},\"app_id\":{\"typ"
-               "e\":\"string\",\"format\":\"uuid\"},\"hostname\":{\"type\":\"string\"},\"created_"
-               "at\":{\"type\":\"stri"
-               "ng\",\"format\":\"date-time\"}},\"required\":[\"id\",\"app_id\",\"hostname\","
-               "\"created_at\"],\"addit"
-               "ionalProperties\":false}"},
+    {"Domain", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uu"
+               "id\"},\"app_id\":{\"type\":\"string\",\"format\":\"uuid\"},\"hostname\":{\"type"
+               "\":\"string\"},\"created_at\":{\"type\":\"string\",\"format\":\"date-time\"},\"r"
+               "outing\":{\"type\":\"object\",\"properties\":{\"status\":{\"enum\":[\"active\","
+               "\"pending\",\"error\"]},\"endpoints\":{\"type\":\"array\",\"items\":{\"type\":\""
+               "string\"}},\"error\":{\"type\":[\"string\",\"null\"]}},\"required\":[\"status\","
+               "\"endpoints\",\"error\"],\"additionalProperties\":false},\"tls\":{\"type\":\"obj"
+               "ect\",\"properties\":{\"status\":{\"enum\":[\"active\",\"pending\",\"error\"]},"
+               "\"issuer\":{\"type\":[\"string\",\"null\"]},\"not_after\":{\"type\":[\"string\","
+               "\"null\"],\"format\":\"date-time\"},\"error\":{\"type\":[\"string\",\"null\"]}},"
+               "\"required\":[\"status\",\"issuer\",\"not_after\",\"error\"],\"additionalPropert"
+               "ies\":false}},\"required\":[\"id\",\"app_id\",\"hostname\",\"created_at\",\"rout"
+               "ing\",\"tls\"],\"additionalProperties\":false}"},
     {"DomainList",
      "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"
      "components/"

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "slipway/buf.h"
@@ -110,6 +111,34 @@ size_t sw_dns_answer(const sw_routes_t *t, const uint8_t *q, size_t qlen, uint8_
  * Returns -EINVAL for an endpoint that is not an IP literal with a port. */
 int sw_dns_target(const char *release, const char *endpoint, char *out, size_t out_size,
                   uint16_t *port);
+
+/* ---- what the proxy serves for a hostname, observed (state.c, tlsprobe.c) ---- */
+
+/* A certificate a TLS handshake with the proxy was answered with. */
+typedef struct {
+    bool ok; /* it names the host and has not expired */
+    char issuer[128];
+    char not_after[32]; /* ISO 8601, UTC; "" when unknown */
+    char error[512];    /* why not ok */
+} sw_tls_seen_t;
+
+typedef struct sw_tlsprobe sw_tlsprobe_t;
+typedef void (*sw_tlsprobe_cb)(const char *host, const sw_tls_seen_t *seen, void *payload);
+/* Handshakes with addr, SNI = host, on the threadpool; cb on the loop. 0 or a uv error. */
+int sw_tlsprobe_start(uv_loop_t *loop, const struct sockaddr_storage *addr, const char *host,
+                      sw_tlsprobe_cb cb, void *payload);
+
+/* Records in domain_state what each round did (routing) and, with an HTTPS listener, what
+ * certificate each hostname is served with (tls), rewriting a row only when it changed. */
+typedef struct sw_proxy_state sw_proxy_state_t;
+sw_proxy_state_t *sw_proxy_state_new(uv_loop_t *loop, const sw_config_t *cfg, sw_pg_pool_t *pg);
+/* After a round over t (NULL when the table could not be read): status 0, or the failure. */
+void sw_proxy_state_round(sw_proxy_state_t *s, const sw_routes_t *t, int status, const char *error);
+/* Stops; what is in flight finishes first. NULL is fine. */
+void sw_proxy_state_free(sw_proxy_state_t *s);
+
+/* "host:port" (":port" meaning loopback) as a socket address. 0 or -EINVAL. */
+int sw_proxy_sockaddr(const char *hostport, struct sockaddr_storage *ss);
 
 /* ---- the probe through the proxy (probe.c) ---- */
 

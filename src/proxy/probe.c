@@ -112,13 +112,12 @@ static void probe_send(sw_probe_t *pr)
     }
 }
 
-/* The proxy's HTTP address as a socket address; a listen address without a host (":80")
- * is reached on loopback. */
-static int proxy_addr(const sw_config_t *cfg, struct sockaddr_storage *ss)
+/* A listen address without a host (":80"), or a wildcard one, is reached on loopback. */
+int sw_proxy_sockaddr(const char *hostport, struct sockaddr_storage *ss)
 {
     char host[64];
     uint16_t port;
-    if (sw_config_split_hostport(cfg->proxy_http, host, sizeof(host), &port) != 0)
+    if (sw_config_split_hostport(hostport, host, sizeof(host), &port) != 0)
         return -EINVAL;
     if (!host[0] || strcmp(host, "0.0.0.0") == 0)
         snprintf(host, sizeof(host), "127.0.0.1");
@@ -135,7 +134,7 @@ int sw_probe_start(uv_loop_t *loop, const sw_config_t *cfg, const char *host, co
                    sw_probe_t **out)
 {
     sw_probe_t *pr = sw_calloc(1, sizeof(*pr));
-    if (proxy_addr(cfg, &pr->addr) != 0) {
+    if (sw_proxy_sockaddr(cfg->proxy_http, &pr->addr) != 0) {
         free(pr);
         return -EINVAL;
     }

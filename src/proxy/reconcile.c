@@ -55,6 +55,7 @@ struct sw_proxy {
     sw_proxy_driver_t *driver;
     bool active; /* a driver that routes (not none) */
     sw_dns_t *dns;
+    sw_proxy_state_t *state; /* what rounds did and saw, for GET domains/:id */
     uv_timer_t timer;
     sw_routes_t *table; /* the last one read: the DNS responder answers from it */
     pin_t *pins;
@@ -141,6 +142,8 @@ static void round_end(sw_proxy_t *p, int status, unsigned changed, const char *e
         sw_log_kv(SW_LOG_ERROR, NULL, "the proxy could not be brought up to date", "driver",
                   p->driver->ops->name, "error", error ? error : sw_strerror(status), NULL);
     }
+    if (status != -ECANCELED)
+        sw_proxy_state_round(p->state, p->table, status, error);
     waiter_t *w = p->in_round;
     p->in_round = NULL;
     waiters_answer(w, status, error);
@@ -407,6 +410,7 @@ int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_p
             .listen_channel = SW_PROXY_CHANNEL,
             .on_notify = on_changed,
         };
+        p->state = sw_proxy_state_new(loop, cfg, pg);
         if (sw_pg_pool_new(&p->listen, loop, &lo) == 0)
             p->refs++;
         else
@@ -453,6 +457,7 @@ void sw_proxy_free(sw_proxy_t *p)
         pin_free(pin);
     }
     p->driver->ops->free(p->driver); /* a round in flight calls back with -ECANCELED */
+    sw_proxy_state_free(p->state);
     if (p->dns)
         sw_dns_close(p->dns, on_dns_closed, p);
     uv_close((uv_handle_t *)&p->timer, on_handle_closed);

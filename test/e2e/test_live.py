@@ -420,11 +420,12 @@ class FastWatcher(threading.Thread):
 
 def test_stalled_watcher_lags_while_fast_one_gets_everything(droot, dres, hello_repo):
     n = 100_000
-    # 100,000 lines in bursts of 1,000 every 20 ms: a high rate a reader can still keep up with
+    # 100,000 lines in bursts of 1,000 every 50 ms: a high rate a reader can still keep up with,
+    # also under ASan on a loaded machine (every 20 ms let the fast watcher fall behind there)
     app = hello_app(dres, droot, hello_repo,
                     build_command=f"sleep 1; for b in $(seq 0 {n // 1000 - 1}); do "
                                   f"seq -f 'row-%.0f' $((b * 1000 + 1)) $((b * 1000 + 1000)); "
-                                  f"sleep 0.02; done; {BUILD}")
+                                  f"sleep 0.05; done; {BUILD}")
     deps = Deployments(droot)
     dep = deps.trigger(app["id"])
     path = f"deployments/{dep['id']}/stream"

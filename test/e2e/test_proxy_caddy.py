@@ -58,6 +58,17 @@ def test_a_domain_serves_its_app_through_caddy(caddy, proot, pres, hello_repo):
     assert r.status_code == 200 and r.text.strip() == "v1", (r.status_code, r.text)
     assert r.headers["Slipway-Release"] == dep["id"]
     assert caddy.route_hosts() == ["shop.test"]
+    # the domain shows how it is routed
+    dom = proot.get(f"apps/{app['id']}/domains").json()["data"][0]
+    app_now = proot.get(f"apps/{app['id']}").json()
+
+    def routed():
+        d = proot.get(f"domains/{dom['id']}").json()
+        return d["routing"]["status"] == "active" and d
+
+    d = wait_for(routed, timeout=10, message="routing.status active")
+    assert d["routing"]["endpoints"] == app_now["endpoints"], (d, app_now)
+    assert d["tls"]["status"] == "pending"  # no HTTPS listener here: nothing observed
 
 
 def test_a_switch_changes_no_caddy_config_and_drops_no_request(caddy, proot, pres, hello_repo,
@@ -219,3 +230,14 @@ def test_https_with_a_certificate_pebble_issued(caddy, pebble, auth, hello_repo,
 
     out = wait_for(https_answer, timeout=30, message="HTTPS with Pebble's certificate")
     assert f"slipway-release: {dep['id']}" in out.lower(), out
+    # the domain says so, from a handshake of its own with Caddy
+    dom = root.get(f"apps/{app['id']}/domains").json()["data"][0]
+
+    def tls_active():
+        d = root.get(f"domains/{dom['id']}").json()
+        return d["tls"]["status"] == "active" and d
+
+    d = wait_for(tls_active, timeout=30, message="tls.status active")
+    assert "pebble" in d["tls"]["issuer"].lower(), d["tls"]
+    assert d["tls"]["not_after"] and d["tls"]["error"] is None, d["tls"]
+    assert d["routing"]["status"] == "active", d["routing"]
