@@ -77,26 +77,40 @@ static void beat(sw_node_heartbeat_t *n)
     snprintf(started, sizeof(started), "%.3f", (double)node->started_at_ms / 1000.0);
     snprintf(every, sizeof(every), "%u", node->cfg->node_heartbeat_ms);
     const char *listen = node->cfg->role == SW_NODE_WORKER ? "" : node->cfg->listen;
+    /* where the proxy reaches this node's API: the advertised address, the first port */
+    char advertise[96] = "", host[64];
+    uint16_t port = 0;
+    if (listen[0]) {
+        char first[128];
+        snprintf(first, sizeof(first), "%.*s", (int)strcspn(listen, ","), listen);
+        if (sw_config_split_hostport(first, host, sizeof(host), &port) == 0 && port) {
+            bool v6 = strchr(node->cfg->advertise_address, ':') != NULL;
+            snprintf(advertise, sizeof(advertise), "%s%s%s:%u", v6 ? "[" : "",
+                     node->cfg->advertise_address, v6 ? "]" : "", port);
+        }
+    }
     const char *params[] = {node->name, sw_node_role_name(node->cfg->role),
                             SW_VERSION, started,
                             every,      listen,
-                            load.base,  instances.base};
+                            load.base,  instances.base,
+                            advertise};
     n->in_flight =
         sw_pg_query(node->pg,
                     "WITH gone AS (DELETE FROM nodes WHERE heartbeat_at < now() - "
                     "interval '" NODE_KEEP "' AND name <> $1) "
                     "INSERT INTO nodes (name, role, version, started_at, heartbeat_at, "
-                    "heartbeat_ms, listen, load, instances, stopped_at) VALUES ($1, $2, $3, "
-                    "to_timestamp($4::double precision), now(), $5::int, $6, $7::jsonb, "
-                    "$8::jsonb, NULL) ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, "
+                    "heartbeat_ms, listen, load, instances, stopped_at, advertise) VALUES ($1, "
+                    "$2, $3, to_timestamp($4::double precision), now(), $5::int, $6, $7::jsonb, "
+                    "$8::jsonb, NULL, $9) ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, "
                     "version = EXCLUDED.version, started_at = EXCLUDED.started_at, "
                     "heartbeat_at = now(), heartbeat_ms = EXCLUDED.heartbeat_ms, "
                     "listen = EXCLUDED.listen, load = EXCLUDED.load, "
-                    "instances = EXCLUDED.instances, stopped_at = NULL "
+                    "instances = EXCLUDED.instances, stopped_at = NULL, "
+                    "advertise = EXCLUDED.advertise "
                     /* a late beat of this process never undoes its stop */
                     "WHERE nodes.stopped_at IS NULL "
                     "OR nodes.started_at IS DISTINCT FROM EXCLUDED.started_at",
-                    8, params, on_beat, n) == 0;
+                    9, params, on_beat, n) == 0;
     sw_buf_free(&load);
     sw_buf_free(&instances);
 }

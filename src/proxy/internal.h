@@ -27,7 +27,7 @@
  * app id), which names the app's upstream set in the DNS responder. */
 typedef struct {
     char host[SW_ROUTE_HOST_MAX + 1];
-    char key[40];     /* the app id */
+    char key[40];     /* the app id; "api" for the public URL's host */
     char release[40]; /* the deployment serving; "" when none does */
     char *endpoints[SW_ROUTE_MAX_ENDPOINTS];
     size_t nendpoints;
@@ -39,10 +39,10 @@ typedef struct {
 } sw_routes_t;
 
 /* Reads the table: domains and generated hostnames, each with its app's active release and
- * endpoints. cb gets status 0 and the table (the callee owns it), or a negative code and a
- * reason. */
+ * endpoints, and the public URL's host with the api nodes. cb gets status 0 and the table
+ * (the callee owns it), or a negative code and a reason. */
 typedef void (*sw_routes_cb)(int status, sw_routes_t *t, const char *error, void *payload);
-int sw_routes_load(sw_pg_pool_t *pg, const char *apps_domain, sw_routes_cb cb, void *payload);
+int sw_routes_load(sw_pg_pool_t *pg, const sw_config_t *cfg, sw_routes_cb cb, void *payload);
 /* Sets key's release and endpoints in every route of that key. */
 void sw_routes_override(sw_routes_t *t, const char *key, const char *release,
                         const char *const *endpoints, size_t n);

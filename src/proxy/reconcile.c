@@ -193,7 +193,7 @@ static void round_start(sw_proxy_t *p, bool scheduled)
     p->in_round = p->waiting;
     p->waiting = NULL;
     p->refs++;
-    if (sw_routes_load(p->pg, p->cfg->apps_domain, on_table, p) != 0)
+    if (sw_routes_load(p->pg, p->cfg, on_table, p) != 0)
         on_table(-EAGAIN, NULL, "the database pool refused the query", p);
 }
 

@@ -1,6 +1,7 @@
 /* The routing table, read from PostgreSQL: every domain of every app, and the generated
  * <app>.<project>.<SLIPWAY_APPS_DOMAIN> when that is set, each to its app's active release
- * and the endpoints apps.endpoints holds. Nothing here is ever written back: the table is
+ * and the endpoints apps.endpoints holds; and SLIPWAY_PUBLIC_URL's host to the api nodes
+ * that are up (release "api"). Nothing here is ever written back: the table is
  * derived, so a lost proxy is rebuilt from it. */
 #include <ctype.h>
 #include <errno.h>
@@ -13,13 +14,32 @@
  * two environments of one project) goes to the older app; a domain row always wins over a
  * generated name. */
 #define ROUTES_SQL                                                                                 \
-    "SELECT DISTINCT ON (h.host) h.host, a.id, coalesce(a.active_deployment_id::text, ''), "       \
-    "array_to_string(a.endpoints, ' ') FROM apps a JOIN LATERAL ("                                 \
+    "SELECT DISTINCT ON (host) host, key, release, eps FROM ("                                     \
+    "SELECT h.host, a.id::text AS key, coalesce(a.active_deployment_id::text, '') AS release, "    \
+    "array_to_string(a.endpoints, ' ') AS eps, h.rank, a.created_at FROM apps a JOIN LATERAL ("    \
     "SELECT d.hostname AS host, 0 AS rank FROM domains d WHERE d.app_id = a.id UNION ALL "         \
     "SELECT lower(a.name || '.' || p.name || '.' || $1), 1 FROM projects p WHERE p.id = "          \
     "a.project_id AND $1 <> '' AND a.name ~* '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' AND "          \
     "p.name ~* '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$') h ON true "                                 \
-    "ORDER BY h.host, h.rank, a.created_at"
+    "UNION ALL SELECT $2, 'api', 'api', coalesce(string_agg(n.advertise, ' ' ORDER BY n.name), "   \
+    "''), -1, now() FROM nodes n WHERE n.role IN ('api', 'all') AND n.advertise <> '' AND "        \
+    "sw_node_status(n) = 'up' HAVING $2 <> '') r ORDER BY host, rank, created_at"
+
+/* SLIPWAY_PUBLIC_URL's host, lower-cased, into out ("" when there is none). */
+static void public_host(const char *url, char *out, size_t size)
+{
+    out[0] = '\0';
+    const char *p = strstr(url, "://");
+    if (!p)
+        return;
+    p += 3;
+    size_t n = strcspn(p, ":/?#");
+    if (n == 0 || n >= size || p[0] == '[')
+        return;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)p[i]);
+    out[n] = '\0';
+}
 
 typedef struct {
     sw_routes_cb cb;
@@ -93,13 +113,15 @@ static void on_rows(int status, sw_pg_result_t *res, void *payload)
     cb(0, t, NULL, cb_payload);
 }
 
-int sw_routes_load(sw_pg_pool_t *pg, const char *apps_domain, sw_routes_cb cb, void *payload)
+int sw_routes_load(sw_pg_pool_t *pg, const sw_config_t *cfg, sw_routes_cb cb, void *payload)
 {
     load_t *l = sw_calloc(1, sizeof(*l));
     l->cb = cb;
     l->payload = payload;
-    const char *params[] = {apps_domain ? apps_domain : ""};
-    int r = sw_pg_query(pg, ROUTES_SQL, 1, params, on_rows, l);
+    char host[SW_ROUTE_HOST_MAX + 1];
+    public_host(cfg->public_url, host, sizeof(host));
+    const char *params[] = {cfg->apps_domain, host};
+    int r = sw_pg_query(pg, ROUTES_SQL, 2, params, on_rows, l);
     if (r != 0)
         free(l);
     return r;

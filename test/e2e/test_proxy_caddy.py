@@ -241,3 +241,17 @@ def test_https_with_a_certificate_pebble_issued(caddy, pebble, auth, hello_repo,
     assert "pebble" in d["tls"]["issuer"].lower(), d["tls"]
     assert d["tls"]["not_after"] and d["tls"]["error"] is None, d["tls"]
     assert d["routing"]["status"] == "active", d["routing"]
+
+
+def test_the_public_url_host_reaches_the_api_through_caddy(caddy, auth):
+    d = auth.daemon(env=make_deploy_env(**proxy_env(caddy,
+                                                    SLIPWAY_PUBLIC_URL="http://panel.test")))
+
+    def api_through_caddy():
+        r = caddy.get("panel.test", "/health")
+        return r.status_code == 200 and r.headers.get("Slipway-Release") == "api" and r
+
+    r = wait_for(api_through_caddy, timeout=15, message="the API at its public host")
+    assert r.json()["status"] in ("ok", "degraded"), r.text
+    assert "panel.test" in caddy.route_hosts()
+    del d
