@@ -428,13 +428,6 @@ static void tls_read(sw_http_conn_t *c, const char *data, size_t len)
     }
 }
 
-int sw_http__conn_try_write(sw_http_conn_t *c, const uv_buf_t *bufs, unsigned n)
-{
-    if (c->tls)
-        return UV_EAGAIN;
-    return uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-}
-
 /* Encrypts bufs, joining small ones so a chunk's size line is not a record of its own. */
 static int tls_encrypt(sw_http_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {
@@ -464,16 +457,51 @@ static int tls_encrypt(sw_http_conn_t *c, const uv_buf_t *bufs, unsigned n)
     return rc;
 }
 
+int sw_http__conn_try_write(sw_http_conn_t *c, const uv_buf_t *bufs, unsigned n)
+{
+    uv_stream_t *tcp = (uv_stream_t *)&c->tcp;
+    if (!c->tls)
+        return uv_try_write(tcp, bufs, n);
+    /* An answer the socket takes at once costs no write request and no callback, as in
+     * plaintext. Records cannot be taken back, so the rest is held, not re-encrypted. */
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if (tls_encrypt(c, bufs, n) != 0)
+        return UV_EPROTO;
+    sw_buf_t *out = &c->server->tls_out;
+    size_t len = sw_tls_output_len(c->tls);
+    sw_buf_reset(out);
+    sw_buf_reserve(out, len);
+    out->len = sw_tls_output_take(c->tls, out->base, len);
+    uv_buf_t buf = uv_buf_init(out->base, (unsigned)out->len);
+    int r = uv_try_write(tcp, &buf, 1);
+    size_t sent = r > 0 ? (size_t)r : 0;
+    if (sent < out->len && (r >= 0 || r == UV_EAGAIN))
+        sw_buf_append(&c->tls_held, out->base + sent, out->len - sent);
+    if (out->cap > 4 * READ_BUF_SIZE)
+        sw_buf_free(out); /* a large answer's buffer is not kept */
+    if (r < 0 && r != UV_EAGAIN)
+        return r;
+    return c->tls_held.len ? 0 : (int)total;
+}
+
 int sw_http__conn_write(sw_http_conn_t *c, write_ctx_t *w, const uv_buf_t *bufs, unsigned n)
 {
     uv_stream_t *tcp = (uv_stream_t *)&c->tcp;
     if (!c->tls)
         return uv_write(&w->req, tcp, bufs, n, sw_http__on_write);
-    if (tls_encrypt(c, bufs, n) != 0)
-        return UV_EPROTO;
-    size_t len = sw_tls_output_len(c->tls);
-    w->cipher = sw_malloc(len ? len : 1);
-    len = sw_tls_output_take(c->tls, w->cipher, len);
+    size_t len;
+    if (c->tls_held.len) {
+        len = c->tls_held.len; /* these bytes, already encrypted by sw_http__conn_try_write */
+        w->cipher = sw_buf_steal(&c->tls_held);
+    } else {
+        if (tls_encrypt(c, bufs, n) != 0)
+            return UV_EPROTO;
+        len = sw_tls_output_len(c->tls);
+        w->cipher = sw_malloc(len ? len : 1);
+        len = sw_tls_output_take(c->tls, w->cipher, len);
+    }
     uv_buf_t buf = uv_buf_init(w->cipher, (unsigned)len);
     int rc = uv_write(&w->req, tcp, &buf, 1, sw_http__on_write);
     if (rc != 0) {
@@ -537,6 +565,7 @@ static void conn_free(sw_http_conn_t *c)
     sw_buf_free(&c->value);
     sw_buf_free(&c->pending);
     sw_tls_session_free(c->tls);
+    sw_buf_free(&c->tls_held);
     free(c);
     sw_http__server_check_drained(s);
 }

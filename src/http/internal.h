@@ -69,6 +69,7 @@ struct sw_http_conn {
     bool upgrade_wait; /* an upgrade request is with its handler: input is held back */
     sw_http_stream_t *stream;
     struct ssl_st *tls; /* a TLS listener's session (tls.h); NULL on plain HTTP */
+    sw_buf_t tls_held;  /* records sw_http__conn_try_write made but the socket did not take */
     char peer[48];
 };
 
@@ -136,6 +137,7 @@ struct sw_http_server {
     struct ssl_ctx_st *tls_ctx; /* new connections speak TLS with it (tls.h); NULL: plain */
     sw_buf_t tls_plain;         /* a socket read decrypted, for the connection reading */
     sw_buf_t tls_gather;        /* small buffers joined into one TLS record */
+    sw_buf_t tls_out;           /* records on their way to uv_try_write */
     char rbuf[READ_BUF_SIZE];
     bool rbuf_busy;
 };
@@ -164,8 +166,9 @@ void sw_http__on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void sw_http__on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 void sw_http__on_timer(uv_timer_t *t);
 void sw_http__on_write(uv_write_t *wreq, int status);
-/* Every byte for the peer goes through these: plaintext, or TLS records made of it. With TLS
- * nothing is written synchronously (UV_EAGAIN): the records belong to the write request. */
+/* Every byte for the peer goes through these: plaintext, or TLS records made of it. With TLS,
+ * try_write encrypts everything and answers all or nothing: whatever the socket did not take
+ * waits for the sw_http__conn_write the caller makes next with the same bytes. */
 int sw_http__conn_try_write(sw_http_conn_t *c, const uv_buf_t *bufs, unsigned n);
 int sw_http__conn_write(sw_http_conn_t *c, write_ctx_t *w, const uv_buf_t *bufs, unsigned n);
 /* Writes a last plaintext answer if the socket takes it at once, and closes. */

@@ -212,6 +212,7 @@ void sw_http_server_free(sw_http_server_t *s)
     sw_tls_ctx_free(s->tls_ctx);
     sw_buf_free(&s->tls_plain);
     sw_buf_free(&s->tls_gather);
+    sw_buf_free(&s->tls_out);
     free(s);
 }
 
