@@ -95,9 +95,15 @@ def client_ctx(pki, **kw):
 class TlsRaw(RawHttp):
     """conftest's raw client over TLS."""
 
-    def __init__(self, d, ctx, timeout=10.0):
-        super().__init__("127.0.0.1", d.port, timeout=timeout)
-        self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+    def __init__(self, d, ctx, timeout=10.0, rcvbuf=None):  # pylint: disable=super-init-not-called
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:  # before connecting, so the window the server sees is small too
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect(("127.0.0.1", d.port))
+        self.sock = ctx.wrap_socket(s, server_hostname="localhost")
+        self.buf = b""
+        self.eof = False
 
     def _fill(self):
         try:
@@ -170,6 +176,20 @@ def test_https_health_api_keepalive_and_pipelining(slipwayd, pki):
     # and the connection still serves after it
     c.send(health_req())
     assert c.read_response().status == 200
+    # large answers to a peer that reads only once it has asked for all of them: more than
+    # the socket takes at once, written in parts, in order, nothing lost
+    spec = requests.get(f"{base(d)}{API}/openapi.json", verify=pki.ca, timeout=10).content
+    assert len(spec) > 65536 and json.loads(spec)["openapi"]
+    # (48 answers, 5.6 MB, are more than the kernel's buffers hold: the server's send buffer
+    # grows to 4 MB, and a receive buffer this small at connect keeps the window small; the
+    # server pauses reading requests at 32 unwritten answers and resumes as they go)
+    slow = TlsRaw(d, client_ctx(pki), rcvbuf=4096)
+    slow.send(f"GET {API}/openapi.json HTTP/1.1\r\nHost: localhost\r\n\r\n".encode() * 48)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # read faster
+    for _ in range(48):
+        r = slow.read_response()
+        assert r.status == 200 and r.body == spec
+    slow.close()
     # Connection: close ends with close_notify, not a cut
     c.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     assert c.read_response().status == 200
