@@ -440,6 +440,7 @@ def test_plain_http_to_the_tls_port_is_answered_and_closed(slipwayd, pki):
     assert requests.get(f"{base(d)}/health", verify=pki.ca, timeout=10).status_code == 200
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # asking for TLS 1.1 is the point
 def test_old_protocols_are_refused(slipwayd, pki):
     cert, key = pki.issue("server", 1)
     d = start_tls(slipwayd, pki, cert, key)
