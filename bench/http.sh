@@ -4,6 +4,7 @@
 #
 #   bench/http.sh                 DURATION=10 ROUNDS=3 CONNECTIONS=64 THREADS=2
 #   SLIPWAYD=build/slipwayd bench/http.sh
+#   TLS=1 bench/http.sh           both over https with one throwaway certificate (bench/tls.sh)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,6 +17,7 @@ rounds=${ROUNDS:-3}
 connections=${CONNECTIONS:-64}
 threads=${THREADS:-2}
 bin=${SLIPWAYD:-$root/build/slipwayd}
+tls=${TLS:-0}
 
 sw_ensure_packages "${SW_PACKAGES[@]}" "${SW_BENCH_PACKAGES[@]}"
 if [[ -z "${SLIPWAYD:-}" ]]; then
@@ -41,6 +43,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+scheme=http ng_ssl='' ng_tls=''
+if [[ "$tls" == 1 ]]; then
+    # One certificate for both servers, and the same client (wrk) for both.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+        -keyout "$tmp/tls.key" -out "$tmp/tls.pem" 2>/dev/null
+    scheme=https
+    export SLIPWAY_TLS_CERT_FILE=$tmp/tls.pem SLIPWAY_TLS_KEY_FILE=$tmp/tls.key
+    ng_ssl=' ssl'
+    ng_tls="ssl_certificate $tmp/tls.pem; ssl_certificate_key $tmp/tls.key; ssl_protocols TLSv1.2 TLSv1.3;"
+    export CURL_CA_BUNDLE=$tmp/tls.pem # sw_http_ok trusts it
+fi
+
 sw_pg_start "$tmp/pg" "$(sw_free_port)" slipway -c fsync=off -c synchronous_commit=off
 sw_redis_start "$tmp/redis" "$(sw_free_port)"
 
@@ -51,8 +66,8 @@ SLIPWAY_LISTEN=127.0.0.1:$sw_port \
     SLIPWAY_DATA_DIR=$tmp/data \
     SLIPWAY_HTTP_WORKERS=1 SLIPWAY_RATE_LIMIT=off SLIPWAY_LOG_LEVEL=warn \
     sw_slipwayd_start "$bin" "$tmp/slipwayd.log"
-sw_url=http://127.0.0.1:$sw_port/health
-sw_wait_until 30 sw_http_ok "http://127.0.0.1:$sw_port/ready" ||
+sw_url=$scheme://127.0.0.1:$sw_port/health
+sw_wait_until 30 sw_http_ok "$scheme://127.0.0.1:$sw_port/ready" ||
     sw_die "slipwayd not ready: $(tail -n 20 "$tmp/slipwayd.log")"
 sw_wait_until 30 sw_http_ok "$sw_url" ||
     sw_die "slipwayd /health not ok: $(curl -s "$sw_url")"
@@ -76,14 +91,15 @@ http {
     uwsgi_temp_path $tmp/nginx/uwsgi;
     scgi_temp_path $tmp/nginx/scgi;
     server {
-        listen 127.0.0.1:$ng_port;
+        listen 127.0.0.1:$ng_port$ng_ssl;
+        $ng_tls
         location /health { default_type application/json; return 200 '$body'; }
     }
 }
 CONF
 nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>>"$tmp/nginx/error.log" &
 nginx_pid=$!
-ng_url=http://127.0.0.1:$ng_port/health
+ng_url=$scheme://127.0.0.1:$ng_port/health
 sw_wait_until 20 sw_http_ok "$ng_url" || sw_die "nginx did not start: $(cat "$tmp/nginx/error.log")"
 
 # bench NAME URL: one wrk run; prints requests/s and appends it to $tmp/NAME.rps.
@@ -104,7 +120,7 @@ median() {
         else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-echo "GET /health, wrk -t$threads -c$connections -d${duration}s, $rounds rounds, $(nproc) CPUs"
+echo "GET /health over $scheme, wrk -t$threads -c$connections -d${duration}s, $rounds rounds, $(nproc) CPUs"
 echo "body: $body"
 for ((i = 1; i <= rounds; i++)); do
     echo "-- round $i"

@@ -40,7 +40,8 @@ summary() {
     printf '%s\n' "$line"
 }
 
-sw_ensure_packages "${SW_PACKAGES[@]}"
+# node and its ws package: test_tls.py checks wss:// with a second client
+sw_ensure_packages "${SW_PACKAGES[@]}" nodejs node-ws
 
 builddir=build
 setup_opts=(-Dbuildtype=debugoptimized -Dtests=true)

@@ -13,6 +13,7 @@
 #include "slipway/client.h"
 #include "slipway/log.h"
 #include "slipway/node.h"
+#include "slipway/tls.h"
 #include "sw_version.h"
 
 extern char **environ;
@@ -54,10 +55,13 @@ static void on_stop_signal(uv_signal_t *s, int signum)
 
 static void on_hup(uv_signal_t *s, int signum)
 {
-    (void)s;
+    process_t *p = s->data;
     (void)signum;
-    /* Logs go to stderr, which the supervisor owns; nothing to reopen. */
+    /* Logs go to stderr, which the supervisor owns; nothing to reopen. The certificate is
+     * reread, if there is one. */
     sw_log(SW_LOG_INFO, NULL, "SIGHUP: logs are on stderr, nothing to reopen");
+    if (p->node && !p->stopping)
+        sw_node_reload(p->node);
 }
 
 /* One event loop serving the configured role until it has drained. */
@@ -90,10 +94,19 @@ static int run_process(const sw_config_t *cfg, unsigned worker_index)
  * signals, restarts a child that dies, and exits once all have stopped. */
 static volatile sig_atomic_t supervisor_stop;
 
+static volatile sig_atomic_t supervisor_reload;
+
 static void supervisor_signal(int signum)
 {
     (void)signum;
     supervisor_stop = 1;
+}
+
+/* SIGHUP goes on to the workers, which reread the certificate. */
+static void supervisor_hup(int signum)
+{
+    (void)signum;
+    supervisor_reload = 1;
 }
 
 static pid_t spawn_worker(const sw_config_t *cfg, unsigned index)
@@ -103,6 +116,7 @@ static pid_t spawn_worker(const sw_config_t *cfg, unsigned index)
         char idx[16];
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_IGN); /* until its loop takes it over */
         snprintf(idx, sizeof(idx), "%u", index);
         sw_log_set_process_field("worker", idx);
         _exit(run_process(cfg, index));
@@ -120,6 +134,8 @@ static int supervise(const sw_config_t *cfg)
     sa.sa_handler = supervisor_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = supervisor_hup;
+    sigaction(SIGHUP, &sa, NULL);
     for (unsigned i = 0; i < n; i++)
         pids[i] = spawn_worker(cfg, i);
 
@@ -131,6 +147,12 @@ static int supervise(const sw_config_t *cfg)
                 if (pids[i] > 0)
                     kill(pids[i], SIGTERM);
             forwarded = true;
+        }
+        if (supervisor_reload) {
+            supervisor_reload = 0;
+            for (unsigned i = 0; i < n; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], SIGHUP);
         }
         pid_t pid = waitpid(-1, &status, 0);
         if (pid < 0) {
@@ -188,6 +210,20 @@ int main(int argc, char **argv)
             sw_config_free(&cfg);
             return 2;
         }
+    }
+    /* The certificate and key are read now too, so a bad pair stops the start (and fails
+     * --check-config) with the file named, before any backend is touched. */
+    if (cfg.tls_cert_file[0] && (action == SW_CONFIG_CHECK || action == SW_CONFIG_RUN)) {
+        char why[768];
+        struct ssl_ctx_st *ctx = NULL;
+        if (sw_tls_server_ctx_new(&ctx, cfg.tls_cert_file, cfg.tls_key_file, why, sizeof(why)) !=
+            0) {
+            fprintf(stderr, "slipwayd: invalid configuration: %s\n", why);
+            sw_httpc_tls_cleanup();
+            sw_config_free(&cfg);
+            return 2;
+        }
+        sw_tls_ctx_free(ctx);
     }
     switch (action) {
     case SW_CONFIG_HELP:

@@ -49,6 +49,7 @@ struct sw_api {
     sw_router_t *router;
     sw_metrics_t *metrics;
     sw_http_server_t *http;
+    bool tls_loaded; /* the listeners have a certificate (SLIPWAY_TLS_CERT_FILE) */
     sw_auth_t *auth;
     sw_secretbox_t *box;
     sw_ratelimit_t *login_by_address; /* failed logins per client address */
@@ -135,6 +136,9 @@ extern const size_t sw_api_routes_count;
 int sw_api_new(sw_api_t **out, const sw_api_opts_t *opts);
 /* Listens on SLIPWAY_LISTEN; 0 or a negative code with a message logged. */
 int sw_api_listen(sw_api_t *api);
+/* Rereads SLIPWAY_TLS_CERT_FILE and _KEY_FILE for connections accepted from now on; a bad pair
+ * is logged and the current one kept. 0 or the loading error. */
+int sw_api_reload_tls(sw_api_t *api);
 /* The node tells the role what it learns: the schema is migrated (requests beyond the probes
  * are served from now on), and the live hub has started. */
 void sw_api_set_migrated(sw_api_t *api);

@@ -34,8 +34,10 @@ typedef struct {
     uint32_t deployment_log_keep_days; /* finished deployments' output, bar the active one */
     uint32_t janitor_interval_ms;      /* between two janitor rounds */
     uint32_t node_heartbeat_ms;        /* between two heartbeats in the nodes table */
-    char *tls_ca_file; /* extra CAs outgoing https trusts, beside the system store; "": none */
-    char *port_range;  /* "lo-hi" */
+    char *tls_ca_file;   /* extra CAs outgoing https trusts, beside the system store; "": none */
+    char *tls_cert_file; /* with tls_key_file: the listeners serve https; "": plain HTTP */
+    char *tls_key_file;
+    char *port_range; /* "lo-hi" */
     uint32_t max_replicas;
     char *process_runtime; /* "auto" | "all" | "admins" | "off" */
     char *app_uid_range;   /* "lo-hi": one uid and gid per app for its builds and instances */

@@ -105,6 +105,10 @@ void sw_http_server_drain(sw_http_server_t *server);
 /* Frees the server; only after on_drained (all handles closed). */
 void sw_http_server_free(sw_http_server_t *server);
 void sw_http_server_stats(const sw_http_server_t *server, sw_http_server_stats_t *out);
+struct ssl_ctx_st;
+/* Connections accepted from now on speak TLS with ctx (a server context from tls.h; the server
+ * takes its own reference), or plain HTTP when ctx is NULL. Open connections keep theirs. */
+void sw_http_server_set_tls(sw_http_server_t *server, struct ssl_ctx_st *ctx);
 
 /* Request accessors. */
 sw_iov_t sw_http_req_header(const sw_http_req_t *req, const char *name);

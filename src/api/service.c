@@ -9,6 +9,7 @@
 #include "slipway/live_access.h"
 #include "slipway/log.h"
 #include "slipway/ratelimit.h"
+#include "slipway/tls.h"
 
 static void on_drained(sw_http_server_t *server, void *payload)
 {
@@ -76,6 +77,11 @@ int sw_api_new(sw_api_t **out, const sw_api_opts_t *o)
         .payload = api,
     };
     sw_http_server_new(&api->http, api->loop, &ho);
+    if (cfg->tls_cert_file[0]) {
+        r = sw_api_reload_tls(api);
+        if (r != 0)
+            return r;
+    }
 
     if (cfg->read_cache) {
         r = sw_api_read_cache_start(api);
@@ -112,6 +118,30 @@ int sw_api_listen(sw_api_t *api)
             break;
         sw_log_kv(SW_LOG_INFO, NULL, "listening", "address", addr, NULL);
     }
+    return 0;
+}
+
+int sw_api_reload_tls(sw_api_t *api)
+{
+    const sw_config_t *cfg = api->cfg;
+    struct ssl_ctx_st *ctx = NULL;
+    char why[768];
+    if (!cfg->tls_cert_file[0])
+        return 0;
+    bool first = !api->tls_loaded;
+    int r = sw_tls_server_ctx_new(&ctx, cfg->tls_cert_file, cfg->tls_key_file, why, sizeof(why));
+    if (r != 0) {
+        sw_log_kv(SW_LOG_ERROR, NULL,
+                  first ? "cannot load the TLS certificate"
+                        : "TLS certificate reload failed; keeping the current one",
+                  "error", why, NULL);
+        return r;
+    }
+    sw_http_server_set_tls(api->http, ctx);
+    sw_tls_ctx_free(ctx);
+    api->tls_loaded = true;
+    if (!first)
+        sw_log_kv(SW_LOG_INFO, NULL, "TLS certificate reloaded", "file", cfg->tls_cert_file, NULL);
     return 0;
 }
 

@@ -68,6 +68,10 @@ static const opt_t options[] = {
      "between this process's heartbeats in GET /api/v1/nodes (lost after three missed)"},
     {"tls-ca-file", OPT_STR, O(tls_ca_file), "", 0, 0,
      "PEM certificates outgoing https (webhooks) trusts besides the system store"},
+    {"tls-cert-file", OPT_STR, O(tls_cert_file), "", 0, 0,
+     "PEM certificate chain: every listener serves https (with tls-key-file; reread on SIGHUP)"},
+    {"tls-key-file", OPT_STR, O(tls_key_file), "", 0, 0,
+     "PEM private key (unencrypted) of tls-cert-file"},
     {"port-range", OPT_STR, O(port_range), "20000-29999", 0, 0,
      "ports handed to app instances: lo-hi"},
     {"process-runtime", OPT_STR, O(process_runtime), "auto", 0, 0,
@@ -417,6 +421,12 @@ static int validate(sw_config_t *cfg, sw_config_err_t *err)
         return -EINVAL;
     if (strcmp(cfg->registration, "open") != 0 && strcmp(cfg->registration, "closed") != 0) {
         snprintf(err->msg, sizeof(err->msg), "SLIPWAY_REGISTRATION: expected open or closed");
+        return -EINVAL;
+    }
+    if (!cfg->tls_cert_file[0] != !cfg->tls_key_file[0]) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_TLS_CERT_FILE and SLIPWAY_TLS_KEY_FILE go together: %s is set alone",
+                 cfg->tls_cert_file[0] ? "SLIPWAY_TLS_CERT_FILE" : "SLIPWAY_TLS_KEY_FILE");
         return -EINVAL;
     }
     if (check_rate_limit(cfg->rate_limit) != 0) {

@@ -6,10 +6,9 @@
  * callback runs from the last close callback, so it is never synchronous and the body is
  * still alive while it runs.
  *
- * https runs OpenSSL over two memory BIOs: bytes read from the socket go into one, and
- * whatever OpenSSL wants sent (handshake, the encrypted request, alerts) is drained from the
- * other into uv_write after every step, so the TLS state machine never touches the socket
- * and the loop never blocks. */
+ * https runs a memory-BIO session of tls.c: bytes read from the socket go in, and whatever
+ * it wants sent (handshake, the encrypted request, alerts) is drained into uv_write after
+ * every step, so the TLS state machine never touches the socket and the loop never blocks. */
 #include "slipway/client.h"
 
 #include <ctype.h>
@@ -32,6 +31,7 @@
 #include "slipway/buf.h"
 #include "slipway/common.h"
 #include "slipway/log.h"
+#include "slipway/tls.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_TIMEOUT_MS         10000
@@ -288,29 +288,15 @@ static void on_eof(sw_httpc_t *c)
 
 /* ---- TLS ---- */
 
-/* OpenSSL's error queue is per thread and shared with libpq and libgit2: every step starts
- * from an empty one, and every reason taken from it empties it again. */
-static void take_ssl_reason(char *why, size_t len, const char *what)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    snprintf(why, len, "%s%s%s", what, r ? ": " : "", r ? r : "");
-    ERR_clear_error();
-}
-
 static int load_pem(SSL_CTX *ctx, const char *what, const char *path, char *why, size_t len)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        int err = errno;
-        snprintf(why, len, "%s %s: %s", what, path, strerror(err));
-        return -err;
-    }
-    fclose(f);
+    int rc = sw_tls_file_readable(what, path, why, len);
+    if (rc != 0)
+        return rc;
     if (SSL_CTX_load_verify_file(ctx, path) != 1) {
         char head[128];
         snprintf(head, sizeof(head), "%s holds no usable PEM certificate", what);
-        take_ssl_reason(why, len, head);
+        sw_tls_reason(why, len, head);
         return -EINVAL;
     }
     return 0;
@@ -321,7 +307,7 @@ int sw_httpc_tls_init(const char *ca_file, char *why, size_t why_len)
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
-        take_ssl_reason(why, why_len, "cannot create a TLS context");
+        sw_tls_reason(why, why_len, "cannot create a TLS context");
         return -ENOMEM;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -372,15 +358,13 @@ static void on_tls_write(uv_write_t *req, int status)
 /* Sends whatever OpenSSL queued in the outgoing BIO. */
 static int tls_flush(sw_httpc_t *c)
 {
-    BIO *wbio = SSL_get_wbio(c->ssl);
-    size_t n = BIO_ctrl_pending(wbio);
+    size_t n = sw_tls_output_len(c->ssl);
     if (n == 0)
         return 0;
     if (n > UINT_MAX)
         return -EMSGSIZE; /* cannot happen: requests are capped at UINT_MAX / 2 */
     tls_write_t *w = sw_malloc(sizeof(*w) + n);
-    size_t got = 0;
-    if (BIO_read_ex(wbio, w->data, n, &got) != 1 || got != n) {
+    if (sw_tls_output_take(c->ssl, w->data, n) != n) {
         free(w);
         return -EIO;
     }
@@ -398,11 +382,11 @@ static void tls_fail(sw_httpc_t *c)
     if (!c->handshaken && v != X509_V_OK) {
         snprintf(c->why, sizeof(c->why), "certificate verify failed: %s",
                  X509_verify_cert_error_string(v));
-        ERR_clear_error();
+        sw_tls_clear_errors();
         finish(c, -EKEYREJECTED);
         return;
     }
-    take_ssl_reason(c->why, sizeof(c->why), c->handshaken ? "TLS failed" : "TLS handshake failed");
+    sw_tls_reason(c->why, sizeof(c->why), c->handshaken ? "TLS failed" : "TLS handshake failed");
     finish(c, -EPROTO);
 }
 
@@ -410,36 +394,32 @@ static void tls_fail(sw_httpc_t *c)
  * handshake, then the request once, then every answer byte OpenSSL can decrypt. */
 static void tls_pump(sw_httpc_t *c)
 {
-    ERR_clear_error();
     if (!c->handshaken) {
-        int r = SSL_do_handshake(c->ssl);
-        if (r != 1) {
-            if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
-                tls_fail(c);
-                return;
-            }
+        int r = sw_tls_handshake(c->ssl);
+        if (r == -EAGAIN)
             goto flush;
+        if (r != 0) {
+            tls_fail(c);
+            return;
         }
         c->handshaken = true;
-        size_t written = 0;
-        if (SSL_write_ex(c->ssl, c->out.base, c->out.len, &written) != 1 || written != c->out.len) {
+        if (sw_tls_write(c->ssl, c->out.base, c->out.len) != 0) {
             tls_fail(c);
             return;
         }
     }
     for (;;) {
-        size_t n = 0;
-        if (SSL_read_ex(c->ssl, c->rbuf, sizeof(c->rbuf), &n) == 1) {
+        ssize_t n = sw_tls_read(c->ssl, c->rbuf, sizeof(c->rbuf));
+        if (n > 0) {
             c->got_bytes = true;
-            feed(c, c->rbuf, n);
+            feed(c, c->rbuf, (size_t)n);
             if (c->state != HC_EXCHANGING)
                 return;
             continue;
         }
-        int e = SSL_get_error(c->ssl, 0);
-        if (e == SSL_ERROR_WANT_READ)
+        if (n == -EAGAIN)
             break;
-        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: a clean end of the stream */
+        if (n == -ESHUTDOWN) {
             on_eof(c);
             return;
         }
@@ -454,9 +434,9 @@ flush:;
 
 static void tls_input(sw_httpc_t *c, const char *data, size_t len)
 {
-    size_t put = 0;
-    if (BIO_write_ex(SSL_get_rbio(c->ssl), data, len, &put) != 1 || put != len) {
-        finish(c, -ENOMEM);
+    int rc = sw_tls_input(c->ssl, data, len);
+    if (rc < 0) {
+        finish(c, rc);
         return;
     }
     tls_pump(c);
@@ -489,17 +469,9 @@ static int tls_setup(sw_httpc_t *c, const char *name, bool literal)
             return rc;
         }
     }
-    ERR_clear_error();
-    c->ssl = SSL_new(tls_ctx);
-    BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
-    if (!c->ssl || !rbio || !wbio) {
-        BIO_free(rbio);
-        BIO_free(wbio);
-        ERR_clear_error();
-        return -ENOMEM;
-    }
-    SSL_set_bio(c->ssl, rbio, wbio);
-    SSL_set_connect_state(c->ssl);
+    int rc = sw_tls_session_new(&c->ssl, tls_ctx, false);
+    if (rc < 0)
+        return rc;
     int ok;
     if (literal) {
         ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name);
@@ -514,7 +486,7 @@ static int tls_setup(sw_httpc_t *c, const char *name, bool literal)
         SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         ok = SSL_set_tlsext_host_name(c->ssl, host) == 1 && SSL_set1_host(c->ssl, host) == 1;
     }
-    ERR_clear_error();
+    sw_tls_clear_errors();
     return ok ? 0 : -EINVAL;
 }
 

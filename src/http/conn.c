@@ -7,12 +7,15 @@
  * however the handlers finish. */
 #include "internal.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "slipway/common.h"
+#include "slipway/tls.h"
 
 static void conn_free(sw_http_conn_t *c);
 static void conn_maybe_resume(sw_http_conn_t *c);
+static void tls_send_output(sw_http_conn_t *c);
 
 void sw_http__conn_enqueue(sw_http_conn_t *c, sw_http_req_t *r)
 {
@@ -74,6 +77,11 @@ void sw_http__conn_finish_closing(sw_http_conn_t *c)
         sw_http__conn_close(c);
         return;
     }
+    if (c->tls) {
+        /* close_notify first, so the peer can tell our end from a cut connection. */
+        sw_tls_shutdown(c->tls);
+        tls_send_output(c);
+    }
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         sw_http__conn_close(c);
@@ -95,6 +103,7 @@ void sw_http__on_write(uv_write_t *wreq, int status)
     for (uint32_t i = 0; i < w->ncorks; i++)
         sw_shared_unref(w->corks[i].blk);
     free(w->corks);
+    free(w->cipher);
     free(w);
     if (c->state == CONN_CLOSED)
         return; /* canceled by uv_close; the close callback frees the connection */
@@ -118,7 +127,7 @@ void sw_http__conn_flush(sw_http_conn_t *c)
         /* A stream's response head: once it is on its way, the stream owns the connection. */
         bool opens_stream = c->stream && c->stream->head == r;
         uv_buf_t buf = uv_buf_init(r->out.base, (unsigned)r->out.len);
-        int n = c->writes_pending ? UV_EAGAIN : uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+        int n = c->writes_pending ? UV_EAGAIN : sw_http__conn_try_write(c, &buf, 1);
         if (n == (int)buf.len) {
             write_done(c, r);
             if (opens_stream) {
@@ -139,7 +148,7 @@ void sw_http__conn_flush(sw_http_conn_t *c)
         write_ctx_t *w = sw_calloc(1, sizeof(*w));
         w->conn = c;
         w->http_req = r;
-        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, sw_http__on_write) != 0) {
+        if (sw_http__conn_write(c, w, &buf, 1) != 0) {
             free(w);
             sw_http__req_release(r);
             sw_http__conn_close(c);
@@ -259,14 +268,12 @@ void sw_http__on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(s->rbuf, sizeof(s->rbuf));
 }
 
-void sw_http__on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void tls_read(sw_http_conn_t *c, const char *data, size_t len);
+
+/* What the peer sent, in plaintext (decrypted first on a TLS connection), or the end. */
+static void conn_on_bytes(sw_http_conn_t *c, ssize_t nread, const uv_buf_t *buf)
 {
-    sw_http_conn_t *c = stream->data;
-    sw_http_server_t *s = c->server;
-    if (buf->base == s->rbuf)
-        s->rbuf_busy = false;
-    if (nread == 0)
-        return;
+    uv_stream_t *stream = (uv_stream_t *)&c->tcp;
     if (c->state == CONN_STREAM) {
         sw_http__stream_read(c, nread, buf);
         return;
@@ -295,6 +302,225 @@ void sw_http__on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (c->state != CONN_OPEN)
         return;
     sw_http__conn_feed(c, buf->base, (size_t)nread);
+}
+
+void sw_http__on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    sw_http_conn_t *c = stream->data;
+    sw_http_server_t *s = c->server;
+    if (buf->base == s->rbuf)
+        s->rbuf_busy = false;
+    if (nread == 0)
+        return;
+    if (c->tls && nread > 0) {
+        /* Still in the buffer: nothing reads into it before this returns. */
+        tls_read(c, buf->base, (size_t)nread);
+        return;
+    }
+    conn_on_bytes(c, nread, buf);
+}
+
+/* ---- TLS ----
+ *
+ * A TLS connection decrypts each socket read whole before the HTTP code sees it, so that
+ * code runs unchanged: it pauses, keeps what it cannot take yet in c->pending and bounds
+ * every size as for plaintext, and the session never holds a complete record back (only
+ * the part of one still arriving). A read of READ_BUF_SIZE ciphertext decrypts to less. */
+
+#define TLS_RECORD_MAX 16384
+
+typedef struct {
+    uv_write_t req;
+    char data[];
+} tls_write_t;
+
+static void on_tls_write(uv_write_t *req, int status)
+{
+    (void)status; /* a failed write shows as a failed read, which closes the connection */
+    free(sw_container_of(req, tls_write_t, req));
+}
+
+/* Sends what the session queued outside any response: handshake, alerts, close_notify. */
+static void tls_send_output(sw_http_conn_t *c)
+{
+    size_t n = sw_tls_output_len(c->tls);
+    if (n == 0 || c->state == CONN_CLOSED)
+        return;
+    tls_write_t *w = sw_malloc(sizeof(*w) + n);
+    n = sw_tls_output_take(c->tls, w->data, n);
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)n);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_tls_write) != 0) {
+        free(w);
+        sw_http__conn_close(c);
+    }
+}
+
+void sw_http__conn_refuse(sw_http_conn_t *c, const char *answer, size_t len)
+{
+    uv_buf_t buf = uv_buf_init((char *)answer, (unsigned)len);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+    sw_http__conn_close(c);
+}
+
+/* Like nginx, a plain request to a TLS port hears why in plaintext, then the port closes. */
+static void answer_plain_http(sw_http_conn_t *c)
+{
+    static const char msg[] =
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        "Content-Length: 105\r\n\r\n"
+        "{\"error\":{\"code\":\"BAD_REQUEST\",\"message\":\"a plain HTTP request was sent to an "
+        "HTTPS port\",\"details\":[]}}\n";
+    sw_http__conn_refuse(c, msg, sizeof(msg) - 1);
+}
+
+static void tls_read(sw_http_conn_t *c, const char *data, size_t len)
+{
+    sw_http_server_t *s = c->server;
+    if (c->state == CONN_CLOSED || c->state == CONN_LINGERING)
+        return; /* what a closing peer still sends is discarded */
+    if (sw_tls_input(c->tls, data, len) != 0) {
+        sw_http__conn_close(c);
+        return;
+    }
+    if (!sw_tls_handshaken(c->tls)) {
+        /* The header timer, started at accept, bounds the handshake. */
+        int r = sw_tls_handshake(c->tls);
+        tls_send_output(c);
+        if (r == -EAGAIN)
+            return;
+        sw_tls_clear_errors();
+        if (r == -EBADMSG) {
+            answer_plain_http(c);
+            return;
+        }
+        if (r < 0) {
+            sw_http__conn_close(c);
+            return;
+        }
+    }
+    /* One buffer per server, as for reads: decrypted input is handed on before the next. */
+    sw_buf_t local = SW_BUF_INIT, *plain = s->tls_plain.len ? &local : &s->tls_plain;
+    ssize_t n;
+    for (;;) {
+        sw_buf_reserve(plain, TLS_RECORD_MAX);
+        n = sw_tls_read(c->tls, plain->base + plain->len, TLS_RECORD_MAX);
+        if (n <= 0)
+            break;
+        plain->len += (size_t)n;
+    }
+    sw_tls_clear_errors();
+    tls_send_output(c);
+    if (plain->len) {
+        uv_buf_t buf = uv_buf_init(plain->base, (unsigned)plain->len);
+        conn_on_bytes(c, (ssize_t)plain->len, &buf);
+    }
+    sw_buf_reset(plain);
+    sw_buf_free(&local);
+    if (c->state == CONN_CLOSED)
+        return;
+    if (n == -ESHUTDOWN && !c->read_paused) {
+        /* close_notify: the peer sends nothing more. A paused connection sees the socket's
+         * own end when it reads again. */
+        uv_buf_t none = uv_buf_init(NULL, 0);
+        conn_on_bytes(c, UV_EOF, &none);
+    } else if (n != -EAGAIN && n != -ESHUTDOWN) {
+        sw_http__conn_close(c);
+    }
+}
+
+/* Encrypts bufs, joining small ones so a chunk's size line is not a record of its own. */
+static int tls_encrypt(sw_http_conn_t *c, const uv_buf_t *bufs, unsigned n)
+{
+    sw_buf_t *g = &c->server->tls_gather;
+    int rc = 0;
+    sw_buf_reset(g);
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        if (bufs[i].len >= TLS_RECORD_MAX) {
+            rc = sw_tls_write(c->tls, g->base, g->len);
+            sw_buf_reset(g);
+            if (rc == 0)
+                rc = sw_tls_write(c->tls, bufs[i].base, bufs[i].len);
+            continue;
+        }
+        sw_buf_append(g, bufs[i].base, bufs[i].len);
+        if (g->len >= TLS_RECORD_MAX) {
+            rc = sw_tls_write(c->tls, g->base, g->len);
+            sw_buf_reset(g);
+        }
+    }
+    if (rc == 0)
+        rc = sw_tls_write(c->tls, g->base, g->len);
+    sw_buf_reset(g);
+    if (g->cap > 4 * TLS_RECORD_MAX)
+        sw_buf_free(g); /* a burst's buffer is not kept */
+    sw_tls_clear_errors();
+    return rc;
+}
+
+int sw_http__conn_try_write(sw_http_conn_t *c, const uv_buf_t *bufs, unsigned n)
+{
+    uv_stream_t *tcp = (uv_stream_t *)&c->tcp;
+    if (!c->tls)
+        return uv_try_write(tcp, bufs, n);
+    /* An answer the socket takes at once costs no write request and no callback, as in
+     * plaintext. Records cannot be taken back, so the rest is held, not re-encrypted. */
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if (tls_encrypt(c, bufs, n) != 0)
+        return UV_EPROTO;
+    sw_buf_t *out = &c->server->tls_out;
+    size_t len = sw_tls_output_len(c->tls);
+    sw_buf_reset(out);
+    sw_buf_reserve(out, len);
+    out->len = sw_tls_output_take(c->tls, out->base, len);
+    uv_buf_t buf = uv_buf_init(out->base, (unsigned)out->len);
+    int r = uv_try_write(tcp, &buf, 1);
+    size_t sent = r > 0 ? (size_t)r : 0;
+    if (sent < out->len && (r >= 0 || r == UV_EAGAIN))
+        sw_buf_append(&c->tls_held, out->base + sent, out->len - sent);
+    if (out->cap > 4 * READ_BUF_SIZE)
+        sw_buf_free(out); /* a large answer's buffer is not kept */
+    if (r < 0 && r != UV_EAGAIN)
+        return r;
+    return c->tls_held.len ? 0 : (int)total;
+}
+
+int sw_http__conn_write(sw_http_conn_t *c, write_ctx_t *w, const uv_buf_t *bufs, unsigned n)
+{
+    uv_stream_t *tcp = (uv_stream_t *)&c->tcp;
+    if (!c->tls)
+        return uv_write(&w->req, tcp, bufs, n, sw_http__on_write);
+    size_t len;
+    if (c->tls_held.len) {
+        len = c->tls_held.len; /* these bytes, already encrypted by sw_http__conn_try_write */
+        w->cipher = sw_buf_steal(&c->tls_held);
+    } else {
+        if (tls_encrypt(c, bufs, n) != 0)
+            return UV_EPROTO;
+        len = sw_tls_output_len(c->tls);
+        w->cipher = sw_malloc(len ? len : 1);
+        len = sw_tls_output_take(c->tls, w->cipher, len);
+    }
+    uv_buf_t buf = uv_buf_init(w->cipher, (unsigned)len);
+    int rc = uv_write(&w->req, tcp, &buf, 1, sw_http__on_write);
+    if (rc != 0) {
+        free(w->cipher);
+        w->cipher = NULL;
+    }
+    return rc;
+}
+
+void sw_http__conn_send_small(sw_http_conn_t *c, const char *data, size_t len)
+{
+    if (c->tls) {
+        if (sw_tls_write(c->tls, data, len) == 0)
+            tls_send_output(c);
+        sw_tls_clear_errors();
+        return;
+    }
+    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
 }
 
 /* A peer that sends requests but does not read answers must not make us buffer without
@@ -338,6 +564,8 @@ static void conn_free(sw_http_conn_t *c)
     sw_buf_free(&c->field);
     sw_buf_free(&c->value);
     sw_buf_free(&c->pending);
+    sw_tls_session_free(c->tls);
+    sw_buf_free(&c->tls_held);
     free(c);
     sw_http__server_check_drained(s);
 }

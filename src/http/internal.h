@@ -68,6 +68,8 @@ struct sw_http_conn {
     uint32_t writes_pending;
     bool upgrade_wait; /* an upgrade request is with its handler: input is held back */
     sw_http_stream_t *stream;
+    struct ssl_st *tls; /* a TLS listener's session (tls.h); NULL on plain HTTP */
+    sw_buf_t tls_held;  /* records sw_http__conn_try_write made but the socket did not take */
     char peer[48];
 };
 
@@ -105,6 +107,7 @@ typedef struct {
     cork_t *corks;           /* stream blocks, held until written */
     uint32_t ncorks;
     size_t bytes; /* stream bytes this write accounts for */
+    char *cipher; /* TLS: the records written in place of the plaintext */
 } write_ctx_t;
 
 struct sw_http_server {
@@ -131,6 +134,10 @@ struct sw_http_server {
     sw_http_server_stats_t stats;
     char date[40];
     uint64_t date_at;
+    struct ssl_ctx_st *tls_ctx; /* new connections speak TLS with it (tls.h); NULL: plain */
+    sw_buf_t tls_plain;         /* a socket read decrypted, for the connection reading */
+    sw_buf_t tls_gather;        /* small buffers joined into one TLS record */
+    sw_buf_t tls_out;           /* records on their way to uv_try_write */
     char rbuf[READ_BUF_SIZE];
     bool rbuf_busy;
 };
@@ -159,6 +166,15 @@ void sw_http__on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void sw_http__on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 void sw_http__on_timer(uv_timer_t *t);
 void sw_http__on_write(uv_write_t *wreq, int status);
+/* Every byte for the peer goes through these: plaintext, or TLS records made of it. With TLS,
+ * try_write encrypts everything and answers all or nothing: whatever the socket did not take
+ * waits for the sw_http__conn_write the caller makes next with the same bytes. */
+int sw_http__conn_try_write(sw_http_conn_t *c, const uv_buf_t *bufs, unsigned n);
+int sw_http__conn_write(sw_http_conn_t *c, write_ctx_t *w, const uv_buf_t *bufs, unsigned n);
+/* Writes a last plaintext answer if the socket takes it at once, and closes. */
+void sw_http__conn_refuse(sw_http_conn_t *c, const char *answer, size_t len);
+/* A few bytes outside any response (100 Continue), best effort. */
+void sw_http__conn_send_small(sw_http_conn_t *c, const char *data, size_t len);
 
 /* parse.c: llhttp glue. */
 void sw_http__parse_settings(llhttp_settings_t *settings);

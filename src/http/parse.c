@@ -121,11 +121,10 @@ static bool request_id_sane(sw_iov_t v)
 static void write_continue(sw_http_conn_t *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    uv_buf_t buf = uv_buf_init((char *)cont, sizeof(cont) - 1);
     /* Interim answers must not overtake earlier responses: send only at the queue head. If
      * the socket cannot take 25 bytes now, the client sends its body after its own timeout. */
     if (c->head == c->parsing && c->writes_pending == 0)
-        (void)uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+        sw_http__conn_send_small(c, cont, sizeof(cont) - 1);
 }
 
 static int on_headers_complete(llhttp_t *p)

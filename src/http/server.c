@@ -9,6 +9,7 @@
 
 #include "slipway/common.h"
 #include "slipway/config.h"
+#include "slipway/tls.h"
 
 static void on_connection(uv_stream_t *listener, int status)
 {
@@ -31,6 +32,11 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     s->stats.accepted++;
+    if (s->stats.connections > s->opts.max_connections && s->tls_ctx) {
+        s->stats.rejected++; /* a TLS peer could not read a plaintext 503 */
+        sw_http__conn_close(c);
+        return;
+    }
     if (s->stats.connections > s->opts.max_connections) {
         /* Over the cap: a short answer the peer can act on, written without queuing. */
         static const char busy[] =
@@ -38,9 +44,11 @@ static void on_connection(uv_stream_t *listener, int status)
             "Connection: close\r\nRetry-After: 1\r\nContent-Length: 100\r\n\r\n"
             "{\"error\":{\"code\":\"SERVICE_UNAVAILABLE\",\"message\":\"too many connections\","
             "\"details\":[]}}                \n";
-        uv_buf_t buf = uv_buf_init((char *)busy, sizeof(busy) - 1);
-        (void)uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
         s->stats.rejected++;
+        sw_http__conn_refuse(c, busy, sizeof(busy) - 1);
+        return;
+    }
+    if (s->tls_ctx && sw_tls_session_new(&c->tls, s->tls_ctx, true) != 0) {
         sw_http__conn_close(c);
         return;
     }
@@ -201,7 +209,18 @@ void sw_http_server_free(sw_http_server_t *s)
     if (!s)
         return;
     sw_http__reqs_free(s);
+    sw_tls_ctx_free(s->tls_ctx);
+    sw_buf_free(&s->tls_plain);
+    sw_buf_free(&s->tls_gather);
+    sw_buf_free(&s->tls_out);
     free(s);
+}
+
+void sw_http_server_set_tls(sw_http_server_t *s, struct ssl_ctx_st *ctx)
+{
+    /* Connections already open keep the context their session holds a reference to. */
+    sw_tls_ctx_free(s->tls_ctx);
+    s->tls_ctx = ctx ? sw_tls_ctx_ref(ctx) : NULL;
 }
 
 void sw_http_server_stats(const sw_http_server_t *s, sw_http_server_stats_t *out)

@@ -107,7 +107,7 @@ static void stream_flush(sw_http_stream_t *st)
         size_t total, done = 0;
         unsigned nb = cork_bufs(st->cork + off, n, bufs, &total);
         if (c->writes_pending == 0) {
-            int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
+            int r = sw_http__conn_try_write(c, bufs, nb);
             if (r < 0 && r != UV_EAGAIN) {
                 sw_http__conn_close(c);
                 return; /* conn_free releases what is still corked */
@@ -130,7 +130,7 @@ static void stream_flush(sw_http_stream_t *st)
         off += n;
         nb = cork_bufs(w->corks, n, bufs, &total);
         bufs_advance(bufs, &nb, done);
-        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nb, sw_http__on_write) != 0) {
+        if (sw_http__conn_write(c, w, bufs, nb) != 0) {
             for (uint32_t i = 0; i < n; i++)
                 sw_shared_unref(w->corks[i].blk);
             free(w->corks);

@@ -178,3 +178,9 @@ int sw_node_start(sw_node_t **out, uv_loop_t *loop, const sw_config_t *cfg, unsi
         return sw_api_listen(node->api);
     return 0; /* a worker-only process serves no HTTP */
 }
+
+void sw_node_reload(sw_node_t *node)
+{
+    if (node->api)
+        (void)sw_api_reload_tls(node->api); /* it logs why a bad pair is not taken */
+}

@@ -1,6 +1,7 @@
-/* Tests for https in src/http/client.c: the client on a real loop against an OpenSSL server
- * on a thread, with certificates made here (a CA, leaves for names, addresses, the wrong
- * name, an expired one) so every verification outcome is real. */
+/* Tests for src/http/tls.c and https in src/http/client.c: the client on a real loop against
+ * an OpenSSL server on a thread, and two memory-BIO sessions talking to each other, with
+ * certificates made here (a CA, leaves for names, addresses, the wrong name, an expired one)
+ * so every verification outcome is real. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -23,6 +25,7 @@
 #include "slipway/buf.h"
 #include "slipway/common.h"
 #include "slipway/client.h"
+#include "slipway/tls.h"
 
 /* ---- certificates ---- */
 
@@ -460,6 +463,182 @@ static void test_plain_requests_report_no_reason(void **state)
 }
 
 /* Every test starts trusting ca alone. */
+/* ---- memory-BIO sessions (tls.c) ---- */
+
+static const char *write_key(const char *name, EVP_PKEY *key, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    return path;
+}
+
+/* A server context for a fresh leaf of ca. */
+static SSL_CTX *server_ctx(pair_t *leaf)
+{
+    char cert[128], key[128], why[768] = "";
+    SSL_CTX *ctx = NULL;
+    *leaf = make_cert("localhost", "DNS:localhost", &ca, -60, 3600);
+    write_pem("leaf.pem", leaf->cert, cert, sizeof(cert));
+    write_key("leaf.key", leaf->key, key, sizeof(key));
+    assert_int_equal(sw_tls_server_ctx_new(&ctx, cert, key, why, sizeof(why)), 0);
+    return ctx;
+}
+
+static SSL_CTX *client_ctx(int max_version)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca.cert);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (max_version) {
+        SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
+        SSL_CTX_set_max_proto_version(ctx, max_version);
+        SSL_CTX_set_security_level(ctx, 0);
+        SSL_CTX_set_cipher_list(ctx, "DEFAULT:@SECLEVEL=0");
+    }
+    static const unsigned char alpn[] = "\x02h2\x08http/1.1";
+    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+    return ctx;
+}
+
+/* Moves what from queued for its peer into to; false when nothing was queued. */
+static bool carry(SSL *from, SSL *to)
+{
+    static char buf[65536];
+    size_t n = sw_tls_output_len(from);
+    if (n == 0)
+        return false;
+    assert_true(n <= sizeof(buf));
+    assert_int_equal(sw_tls_output_take(from, buf, n), n);
+    assert_int_equal(sw_tls_input(to, buf, n), 0);
+    return true;
+}
+
+/* Steps both handshakes until neither has anything to say; the server's last result. */
+static int handshake(SSL *cli, SSL *srv)
+{
+    int rs = -EAGAIN;
+    for (int i = 0; i < 20; i++) {
+        int rc = sw_tls_handshake(cli);
+        assert_true(rc == 0 || rc == -EAGAIN || rc == -EPROTO);
+        bool moved = carry(cli, srv);
+        rs = sw_tls_handshake(srv);
+        moved |= carry(srv, cli);
+        if (rs != -EAGAIN && rs != 0)
+            break;
+        if (!moved && rs == 0)
+            break;
+    }
+    sw_tls_clear_errors();
+    return rs;
+}
+
+static void test_sessions_handshake_and_exchange(void **state)
+{
+    (void)state;
+    pair_t leaf;
+    SSL_CTX *sctx = server_ctx(&leaf), *cctx = client_ctx(0);
+    SSL *srv = NULL, *cli = NULL;
+    assert_int_equal(sw_tls_session_new(&srv, sctx, true), 0);
+    assert_int_equal(sw_tls_session_new(&cli, cctx, false), 0);
+    SSL_set_tlsext_host_name(cli, "localhost");
+    SSL_set1_host(cli, "localhost");
+    assert_int_equal(handshake(cli, srv), 0);
+    assert_true(sw_tls_handshaken(srv));
+    assert_int_equal(sw_tls_handshake(cli), 0);
+    const unsigned char *proto = NULL;
+    unsigned plen = 0;
+    SSL_get0_alpn_selected(cli, &proto, &plen);
+    assert_int_equal(plen, 8);
+    assert_memory_equal(proto, "http/1.1", 8);
+
+    /* A request larger than one record arrives whole; a read with nothing new asks for more. */
+    char big[40000], got[40000];
+    memset(big, 'x', sizeof(big));
+    assert_int_equal(sw_tls_write(cli, big, sizeof(big)), 0);
+    assert_true(carry(cli, srv));
+    size_t total = 0;
+    for (;;) {
+        ssize_t n = sw_tls_read(srv, got + total, sizeof(got) - total);
+        if (n == -EAGAIN)
+            break;
+        assert_true(n > 0);
+        total += (size_t)n;
+    }
+    assert_int_equal(total, sizeof(big));
+    assert_memory_equal(got, big, sizeof(big));
+    carry(srv, cli); /* TLS 1.3 tickets, if any */
+
+    /* close_notify reads as the end, not an error */
+    sw_tls_shutdown(cli);
+    assert_true(carry(cli, srv));
+    assert_int_equal(sw_tls_read(srv, got, sizeof(got)), -ESHUTDOWN);
+    sw_tls_session_free(srv);
+    sw_tls_session_free(cli);
+    sw_tls_ctx_free(sctx);
+    SSL_CTX_free(cctx);
+    pair_free(&leaf);
+}
+
+static void test_plain_http_and_old_versions_are_refused(void **state)
+{
+    (void)state;
+    pair_t leaf;
+    SSL_CTX *sctx = server_ctx(&leaf);
+    SSL *srv = NULL, *cli = NULL;
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(sw_tls_session_new(&srv, sctx, true), 0);
+    assert_int_equal(sw_tls_input(srv, req, sizeof(req) - 1), 0);
+    assert_int_equal(sw_tls_handshake(srv), -EBADMSG);
+    sw_tls_clear_errors();
+    sw_tls_session_free(srv);
+
+    SSL_CTX *old = client_ctx(TLS1_1_VERSION);
+    assert_int_equal(sw_tls_session_new(&srv, sctx, true), 0);
+    assert_int_equal(sw_tls_session_new(&cli, old, false), 0);
+    assert_int_equal(handshake(cli, srv), -EPROTO);
+    assert_false(sw_tls_handshaken(srv));
+    sw_tls_session_free(srv);
+    sw_tls_session_free(cli);
+    SSL_CTX_free(old);
+    sw_tls_ctx_free(sctx);
+    pair_free(&leaf);
+}
+
+static void test_server_files_are_checked(void **state)
+{
+    (void)state;
+    char cert[128], key[128], other[128], garbage[128], why[768] = "";
+    SSL_CTX *ctx = NULL;
+    pair_t a = make_cert("localhost", "DNS:localhost", &ca, -60, 3600);
+    pair_t b = make_cert("localhost", "DNS:localhost", &ca, -60, 3600);
+    write_pem("leaf.pem", a.cert, cert, sizeof(cert));
+    write_key("leaf.key", a.key, key, sizeof(key));
+    write_key("other.key", b.key, other, sizeof(other));
+    snprintf(garbage, sizeof(garbage), "%s/garbage.pem", tmpdir);
+    write_file(garbage, "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n");
+
+    assert_int_equal(sw_tls_server_ctx_new(&ctx, cert, other, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "does not match"));
+    assert_non_null(strstr(why, other));
+    assert_int_equal(sw_tls_server_ctx_new(&ctx, garbage, key, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "SLIPWAY_TLS_CERT_FILE"));
+    assert_non_null(strstr(why, garbage));
+    assert_int_equal(sw_tls_server_ctx_new(&ctx, cert, garbage, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "SLIPWAY_TLS_KEY_FILE"));
+    assert_int_equal(sw_tls_server_ctx_new(&ctx, "/nonexistent/c.pem", key, why, sizeof(why)),
+                     -ENOENT);
+    assert_non_null(strstr(why, "/nonexistent/c.pem"));
+    assert_null(ctx);
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_int_equal(sw_tls_server_ctx_new(&ctx, cert, key, why, sizeof(why)), 0);
+    sw_tls_ctx_free(ctx);
+    pair_free(&a);
+    pair_free(&b);
+}
+
 static int trust_ca(void **state)
 {
     (void)state;
@@ -481,7 +660,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    const char *names[] = {"trusted.pem", "garbage.pem"};
+    const char *names[] = {"trusted.pem", "garbage.pem", "leaf.pem", "leaf.key", "other.key"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char path[128];
         snprintf(path, sizeof(path), "%s/%s", tmpdir, names[i]);
@@ -506,6 +685,9 @@ int main(void)
         cmocka_unit_test_setup(test_large_body_ended_by_close_notify, trust_ca),
         cmocka_unit_test_setup(test_ca_file_errors_keep_the_old_context, trust_ca),
         cmocka_unit_test_setup(test_plain_requests_report_no_reason, trust_ca),
+        cmocka_unit_test(test_sessions_handshake_and_exchange),
+        cmocka_unit_test(test_plain_http_and_old_versions_are_refused),
+        cmocka_unit_test(test_server_files_are_checked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
