@@ -382,6 +382,8 @@ int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_p
             env.dns_address = sw_dns_address(p->dns);
             r = sw_proxy_caddy_new(&p->driver, &env, why, why_len);
         }
+    } else if (strcmp(cfg->proxy, "nginx") == 0) {
+        r = sw_proxy_nginx_new(&p->driver, &env, why, why_len);
     } else if (strcmp(cfg->proxy, "none") == 0) {
         r = sw_proxy_none_new(&p->driver, &env, why, why_len);
     } else {
