@@ -40,6 +40,10 @@
 #define TEST_TIMEOUT_MS 30000
 #define LIVE_TIMEOUT_MS 10000
 #define MAX_ERROR_LINES 3
+/* nginx's master lets the old workers serve for 100 ms after the new ones start
+ * (ngx_master_process_cycle: ngx_msleep(100) before it tells them to shut down), so a
+ * keep-alive client may still get the old config that long after the new one answers. */
+#define OLD_WORKERS_MS 150
 
 /* ---- rendering ---- */
 
@@ -350,6 +354,7 @@ typedef struct {
     sw_buf_t output; /* nginx's first lines */
     unsigned output_lines;
     sw_probe_t *probe;
+    uv_timer_t timer; /* the old workers' last OLD_WORKERS_MS */
     unsigned changed;
     int fail;
     char why[768];
@@ -365,6 +370,11 @@ static void lines_free(char **v, size_t n)
     free(v);
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void destroy(nginx_t *c)
 {
     sw_buf_free(&c->good);
@@ -372,12 +382,13 @@ static void destroy(nginx_t *c)
     sw_buf_free(&c->output);
     sw_buf_free(&c->job.old);
     lines_free(c->served, c->nserved);
-    free(c);
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
 static bool busy(const nginx_t *c)
 {
-    return c->state == ST_SYNC || c->state == ST_RESTORE || c->proc || c->probe;
+    return c->state == ST_SYNC || c->state == ST_RESTORE || c->proc || c->probe ||
+           uv_is_active((const uv_handle_t *)&c->timer);
 }
 
 static void round_end(nginx_t *c, int status, const char *error)
@@ -480,6 +491,11 @@ static void fail(nginx_t *c, int status, const char *fmt, ...)
         round_end(c, c->freeing ? -ECANCELED : status, c->why);
 }
 
+static void on_old_workers_gone(uv_timer_t *t)
+{
+    round_end(t->data, 0, NULL);
+}
+
 static void on_live(int status, const char *error, void *payload)
 {
     nginx_t *c = payload;
@@ -490,7 +506,10 @@ static void on_live(int status, const char *error, void *payload)
     }
     if (status == 0) {
         served_now(c);
-        round_end(c, 0, NULL);
+        if (c->state == ST_SYNC)
+            round_end(c, 0, NULL); /* nothing was reloaded */
+        else
+            uv_timer_start(&c->timer, on_old_workers_gone, OLD_WORKERS_MS, 0);
         return;
     }
     if (c->state == ST_SYNC) {
@@ -678,6 +697,9 @@ static void nginx_free(sw_proxy_driver_t *d)
         round_end(c, -ECANCELED, "stopped");
     } else if (c->probe) {
         sw_probe_cancel(c->probe); /* on_live ends the round */
+    } else if (uv_is_active((uv_handle_t *)&c->timer)) {
+        uv_timer_stop(&c->timer);
+        round_end(c, -ECANCELED, "stopped");
     } else if (!busy(c)) {
         destroy(c);
     }
@@ -734,6 +756,8 @@ int sw_proxy_nginx_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char
     }
     c->base.ops = &nginx_ops;
     c->loop = env->loop;
+    uv_timer_init(env->loop, &c->timer);
+    c->timer.data = c;
     c->cfg = env->cfg;
     *out = &c->base;
     return 0;
