@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port, wait_for
+from conftest import free_port, parse_metrics, wait_for
 
 __all__ = ["Caddy", "Pebble", "caddy", "pebble", "proxy_env", "have_caddy", "have_pebble",
-           "Nginx", "nginx", "nginx_env", "have_nginx"]
+           "Nginx", "nginx", "nginx_env", "have_nginx", "proxy_serves", "proxy_repairs"]
 
 have_caddy = shutil.which("caddy") is not None
 have_pebble = shutil.which("pebble") is not None
@@ -301,3 +301,22 @@ def nginx_env(nginx, **extra):
     }
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def proxy_serves(proxy, host, want_body=None, want_release=None):
+    """Whether proxy (a Caddy or an Nginx) answers host with 200, the body and the release."""
+    try:
+        r = proxy.get(host)
+    except requests.RequestException:
+        return False
+    if r.status_code != 200:
+        return False
+    if want_body is not None and r.text.strip() != want_body:
+        return False
+    return want_release is None or r.headers.get("Slipway-Release") == want_release
+
+
+def proxy_repairs(daemon):
+    """slipway_proxy_repairs_total from the daemon's /metrics."""
+    return sum(v for name, _, v in parse_metrics(daemon.get("/metrics").text)
+               if name == "slipway_proxy_repairs_total")

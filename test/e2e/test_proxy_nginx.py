@@ -12,10 +12,9 @@ import websocket
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from conftest import parse_metrics
 from deploy_kit import *  # noqa: F401,F403
 from deploy_kit import Deployments, hello_app, make_deploy_env, wait_for
-from proxy_kit import nginx, nginx_env  # noqa: F401
+from proxy_kit import nginx, nginx_env, proxy_repairs, proxy_serves  # noqa: F401
 
 
 @pytest.fixture
@@ -31,23 +30,6 @@ def nroot(auth, ndaemon):
 @pytest.fixture
 def nres(auth, ndaemon):
     return Res(auth, ndaemon)  # noqa: F405
-
-
-def serves(nginx, host, want_body=None, want_release=None):
-    try:
-        r = nginx.get(host)
-    except requests.RequestException:
-        return False
-    if r.status_code != 200:
-        return False
-    if want_body is not None and r.text.strip() != want_body:
-        return False
-    return want_release is None or r.headers.get("Slipway-Release") == want_release
-
-
-def repairs_total(d):
-    return sum(v for name, _, v in parse_metrics(d.get("/metrics").text)
-               if name == "slipway_proxy_repairs_total")
 
 
 def test_a_domain_serves_its_app_through_nginx(nginx, nroot, nres, hello_repo):
@@ -80,7 +62,7 @@ def test_redeploys_through_nginx_drop_no_request(nginx, nroot, nres, hello_repo,
     assert first["status"] == "success", first
     assert deps.deploy(other["id"])[0]["status"] == "success"
 
-    assert serves(nginx, "ws.test", "v1")
+    assert proxy_serves(nginx, "ws.test", "v1")
     # A WebSocket to the other app, through nginx, held across every reload: a reload is
     # graceful, so the old worker keeps it.
     ws = websocket.create_connection(f"ws://127.0.0.1:{nginx.http_port}/ws",
@@ -144,24 +126,24 @@ def test_an_include_removed_or_edited_by_hand_is_repaired(nginx, ndaemon, nroot,
     dep, _ = Deployments(nroot).deploy(app["id"])
     assert dep["status"] == "success", dep
     good = nginx.include.read_text()
-    repairs = repairs_total(ndaemon)
+    repairs = proxy_repairs(ndaemon)
 
-    # edited by hand and reloaded: nginx serves nothing of Slipway's...
+    # edited by hand and reloaded: nginx serves nothing of Slipway's until the reconciler
+    # puts the file back and reloads
     nginx.include.write_text("# emptied by hand\n")
     assert nginx.reload().returncode == 0
-    wait_for(lambda: not serves(nginx, "again.test"), timeout=10, message="the edit live")
-    # ...until the reconciler puts the file back and reloads
-    wait_for(lambda: serves(nginx, "again.test", "v1", dep["id"]), timeout=10,
+    wait_for(lambda: proxy_repairs(ndaemon) >= repairs + 1, timeout=10,
+             message="the hand edit repaired")
+    wait_for(lambda: proxy_serves(nginx, "again.test", "v1", dep["id"]), timeout=10,
              message="the route back after a hand edit")
     assert nginx.include.read_text() == good
 
     # removed: the file comes back as it was
     nginx.include.unlink()
-    wait_for(lambda: nginx.include.exists() and nginx.include.read_text() == good, timeout=10,
-             message="the include file back")
-    assert serves(nginx, "again.test", "v1", dep["id"])
-    wait_for(lambda: repairs_total(ndaemon) >= repairs + 2, timeout=10,
-             message="both repairs counted")
+    wait_for(lambda: proxy_repairs(ndaemon) >= repairs + 2, timeout=10,
+             message="the removal repaired")
+    assert nginx.include.read_text() == good
+    assert proxy_serves(nginx, "again.test", "v1", dep["id"])
 
 
 def test_a_config_nginx_refuses_fails_the_deploy_and_the_old_release_serves_on(
@@ -187,11 +169,11 @@ def test_a_config_nginx_refuses_fails_the_deploy_and_the_old_release_serves_on(
     assert after["endpoints"] == before["endpoints"]
     # the refused file did not stay: the one nginx serves is back on disk
     assert nginx.include.read_text() == good
-    assert serves(nginx, "keep.test", "v1", first["id"])
+    assert proxy_serves(nginx, "keep.test", "v1", first["id"])
 
     # with the main config fixed, the next deploy goes through
     nginx.write_conf()
     hello_repo.version("v3")
     dep, _ = deps.deploy(app["id"], timeout=90)
     assert dep["status"] == "success", dep
-    assert serves(nginx, "keep.test", "v3", dep["id"])
+    assert proxy_serves(nginx, "keep.test", "v3", dep["id"])
