@@ -568,10 +568,12 @@ static void on_nginx_exit(sw_proc_t *p, int64_t exit_status, int term_signal, bo
              c->output.len ? c->output.base : "no output");
         return;
     }
-    if (c->state == ST_TEST)
+    if (c->state == ST_TEST) {
         run_nginx(c, ST_RELOAD);
-    else
-        check_live(c, LIVE_TIMEOUT_MS);
+        return;
+    }
+    c->state = ST_LIVE;
+    check_live(c, LIVE_TIMEOUT_MS);
 }
 
 static void run_nginx(nginx_t *c, state_t state)
