@@ -78,7 +78,7 @@ typedef struct {
     bool read_cache; /* the per-process cache of authorised reads */
 
     /* the edge proxy */
-    char *proxy;       /* "none" | "caddy" */
+    char *proxy;       /* "none" | "caddy" | "nginx" */
     char *caddy_admin; /* http://host:port */
     char *proxy_http;  /* host:port the proxy serves HTTP on */
     char *proxy_https; /* host:port, or "": HTTP only */
@@ -91,6 +91,9 @@ typedef struct {
     char *acme_ca_root;
     char *apps_domain;       /* "": no generated hostnames */
     char *advertise_address; /* an IP literal */
+    char *nginx;             /* the nginx binary (SLIPWAY_PROXY=nginx), found on PATH */
+    char *nginx_conf;        /* the main config nginx -t and -s reload are given */
+    char *nginx_include;     /* the file Slipway renders, included in the http block */
 } sw_config_t;
 
 /* Error text for the user, filled on failure. */

@@ -132,7 +132,8 @@ static const opt_t options[] = {
      "how often the background health checks run"},
     {"read-cache", OPT_BOOL, O(read_cache), "on", 0, 0,
      "cache authorised reads per process, emptied by PostgreSQL notifications (on or off)"},
-    {"proxy", OPT_STR, O(proxy), "none", 0, 0, "the edge proxy Slipway drives: none or caddy"},
+    {"proxy", OPT_STR, O(proxy), "none", 0, 0,
+     "the edge proxy Slipway drives: none, caddy or nginx"},
     {"caddy-admin", OPT_STR, O(caddy_admin), "http://127.0.0.1:2019", 0, 0,
      "Caddy's admin API (SLIPWAY_PROXY=caddy)"},
     {"proxy-http", OPT_STR, O(proxy_http), ":80", 0, 0,
@@ -156,6 +157,12 @@ static const opt_t options[] = {
      "gives every app the hostname <app>.<project>.<apps domain>; empty: none"},
     {"advertise-address", OPT_STR, O(advertise_address), "127.0.0.1", 0, 0,
      "the IP address the proxy reaches this node's instances at"},
+    {"nginx", OPT_STR, O(nginx), "nginx", 0, 0,
+     "the nginx binary (SLIPWAY_PROXY=nginx), a path or a name found on PATH"},
+    {"nginx-conf", OPT_STR, O(nginx_conf), "/etc/nginx/nginx.conf", 0, 0,
+     "the main nginx config that nginx -t and nginx -s reload are given"},
+    {"nginx-include", OPT_STR, O(nginx_include), "/etc/nginx/conf.d/slipway.conf", 0, 0,
+     "the file Slipway renders; the main config includes it inside its http block"},
 };
 
 static const char *const role_names[SW_NODE_ROLE_MAX] = {"all", "api", "worker"};
@@ -364,12 +371,12 @@ static int check_url_prefix(const char *s)
 /* The edge proxy's settings: the driver, its addresses, the generated-domain suffix. */
 static int check_proxy(const sw_config_t *cfg, sw_config_err_t *err)
 {
-    static const char *const drivers[] = {"none", "caddy", NULL};
+    static const char *const drivers[] = {"none", "caddy", "nginx", NULL};
     char host[64];
     uint16_t port;
     unsigned char ip[16];
     if (!one_of(cfg->proxy, drivers)) {
-        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_PROXY: expected none or caddy");
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_PROXY: expected none, caddy or nginx");
         return -EINVAL;
     }
     const struct {

@@ -86,6 +86,14 @@ int sw_proxy_none_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char 
                       size_t why_len);
 int sw_proxy_caddy_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char *why,
                        size_t why_len);
+int sw_proxy_nginx_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char *why,
+                       size_t why_len);
+
+/* The nginx include file for t (nginx.c), appended to out, and the hex hash its check server
+ * answers with. Pure: for tests. 0, or -EINVAL when SLIPWAY_PROXY_HTTP is not host:port. */
+#define SW_NGINX_HASH_HEX 33 /* 16 bytes in hex, and the NUL */
+int sw_nginx_render(const sw_routes_t *t, const sw_config_t *cfg, sw_buf_t *out,
+                    char hash[SW_NGINX_HASH_HEX]);
 
 /* ---- the DNS responder (dns.c) ----
  *

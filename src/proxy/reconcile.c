@@ -24,6 +24,9 @@ typedef struct pin {
     char release[40];
     char *endpoints[SW_ROUTE_MAX_ENDPOINTS];
     size_t n;
+    /* Settled: rounds up to this one may have read the table before the database said the
+     * same, so they keep the pin; a later round drops it. 0: not settled. */
+    uint64_t settled_after;
 } pin_t;
 
 typedef struct waiter {
@@ -62,6 +65,7 @@ struct sw_proxy {
     waiter_t *waiting;  /* publishes the next round answers */
     waiter_t *in_round; /* publishes the round in flight answers */
     verify_t *verifies;
+    uint64_t rounds; /* started; the one in flight is number rounds */
     bool running, again, scheduled_round, freeing;
     unsigned refs; /* handles open and callbacks owed; the last one frees */
 };
@@ -172,9 +176,17 @@ static void on_table(int status, sw_routes_t *t, const char *error, void *payloa
         unref(p);
         return;
     }
-    for (pin_t *pin = p->pins; pin; pin = pin->next)
+    for (pin_t **pp = &p->pins; *pp;) {
+        pin_t *pin = *pp;
+        if (pin->settled_after && p->rounds > pin->settled_after) {
+            *pp = pin->next; /* this round read the table after the settle */
+            pin_free(pin);
+            continue;
+        }
         sw_routes_override(t, pin->app_id, pin->release, (const char *const *)pin->endpoints,
                            pin->n);
+        pp = &pin->next;
+    }
     sw_routes_free(p->table);
     p->table = t;
     if (p->dns)
@@ -189,6 +201,7 @@ static void round_start(sw_proxy_t *p, bool scheduled)
         return;
     }
     p->running = true;
+    p->rounds++;
     p->scheduled_round = scheduled;
     p->in_round = p->waiting;
     p->waiting = NULL;
@@ -259,7 +272,11 @@ void sw_proxy_settle(sw_proxy_t *p, const char *app_id)
 {
     if (!p->active)
         return;
-    unpin(p, app_id);
+    /* A round whose table was read before the database changed would otherwise serve the
+     * previous release again: the pin stays for it. */
+    for (pin_t *pin = p->pins; pin; pin = pin->next)
+        if (strcmp(pin->app_id, app_id) == 0 && !pin->settled_after)
+            pin->settled_after = p->rounds ? p->rounds : 1;
     round_start(p, false);
 }
 
@@ -382,6 +399,8 @@ int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_p
             env.dns_address = sw_dns_address(p->dns);
             r = sw_proxy_caddy_new(&p->driver, &env, why, why_len);
         }
+    } else if (strcmp(cfg->proxy, "nginx") == 0) {
+        r = sw_proxy_nginx_new(&p->driver, &env, why, why_len);
     } else if (strcmp(cfg->proxy, "none") == 0) {
         r = sw_proxy_none_new(&p->driver, &env, why, why_len);
     } else {

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port, wait_for
+from conftest import free_port, parse_metrics, wait_for
 
-__all__ = ["Caddy", "Pebble", "caddy", "pebble", "proxy_env", "have_caddy", "have_pebble"]
+__all__ = ["Caddy", "Pebble", "caddy", "pebble", "proxy_env", "have_caddy", "have_pebble",
+           "Nginx", "nginx", "nginx_env", "have_nginx", "proxy_serves", "proxy_repairs"]
 
 have_caddy = shutil.which("caddy") is not None
 have_pebble = shutil.which("pebble") is not None
@@ -183,3 +184,139 @@ def proxy_env(caddy, https=False, **extra):
     }
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+# ---- nginx (SLIPWAY_PROXY=nginx) ----
+
+have_nginx = shutil.which("nginx") is not None or os.path.exists("/usr/sbin/nginx")
+
+
+class Nginx:
+    """A private nginx: its own main config, pid file, logs and temp paths under root, an http
+    block that includes the file Slipway renders, and (through that file) only free loopback
+    ports. The master runs as root, as a packaged nginx does; workers as root too, so they
+    can reach the temp paths under the test's directory."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for d in ("client", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (self.root / "temp" / d).mkdir(parents=True, exist_ok=True)
+        self.http_port = free_port()
+        self.conf = self.root / "nginx.conf"
+        self.include = self.root / "conf.d" / "slipway.conf"
+        self.include.parent.mkdir(exist_ok=True)
+        self.pid_file = self.root / "nginx.pid"
+        self.error_log = self.root / "error.log"
+        self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.write_conf()
+
+    def write_conf(self, extra_http=""):
+        """The main config; extra_http lands inside the http block (a test breaks it there)."""
+        t = self.root / "temp"
+        self.conf.write_text(f"""
+user root;
+worker_processes 1;
+daemon on;
+pid {self.pid_file};
+error_log {self.error_log} info;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {t}/client;
+    proxy_temp_path {t}/proxy;
+    fastcgi_temp_path {t}/fastcgi;
+    uwsgi_temp_path {t}/uwsgi;
+    scgi_temp_path {t}/scgi;
+    {extra_http}
+    include {self.include};
+}}
+""")
+
+    def nginx(self, *args, check=True):
+        return subprocess.run([self.binary, "-c", str(self.conf), *args], capture_output=True,
+                              text=True, check=check, timeout=30)
+
+    def start(self):
+        """Starts nginx with a placeholder include: nothing listens until Slipway renders."""
+        if not self.include.exists():
+            self.include.write_text("# until slipwayd renders this\n")
+        self.nginx()
+        wait_for(lambda: self.pid() is not None, timeout=10, message="nginx's pid file")
+        return self
+
+    def pid(self):
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def reload(self):
+        return self.nginx("-s", "reload", check=False)
+
+    def stop(self):
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGQUIT)  # graceful, like nginx -s quit
+        try:
+            wait_for(lambda: self.pid() is None, timeout=10, message="nginx stopped")
+        except AssertionError:
+            os.kill(pid, signal.SIGKILL)
+
+    def get(self, host, path="/", timeout=5, **kw):
+        """A request at nginx's HTTP listener for host."""
+        return requests.get(f"http://127.0.0.1:{self.http_port}{path}",
+                            headers={"Host": host}, timeout=timeout, **kw)
+
+    def log_tail(self, n=40):
+        try:
+            return "\n".join(self.error_log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    if not have_nginx:
+        pytest.fail("nginx is not installed (contrib/test.sh installs it)")
+    n = Nginx(tmp_path / "nginx").start()
+    yield n
+    n.stop()
+
+
+def nginx_env(nginx, **extra):
+    """The daemon settings that drive this nginx; the reconciler and drain are quick."""
+    env = {
+        "SLIPWAY_PROXY": "nginx",
+        "SLIPWAY_NGINX": nginx.binary,
+        "SLIPWAY_NGINX_CONF": str(nginx.conf),
+        "SLIPWAY_NGINX_INCLUDE": str(nginx.include),
+        "SLIPWAY_PROXY_HTTP": f"127.0.0.1:{nginx.http_port}",
+        "SLIPWAY_PROXY_HTTPS": "",
+        "SLIPWAY_PROXY_RECONCILE_MS": "500",
+        "SLIPWAY_DRAIN_MS": "300",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def proxy_serves(proxy, host, want_body=None, want_release=None):
+    """Whether proxy (a Caddy or an Nginx) answers host with 200, the body and the release."""
+    try:
+        r = proxy.get(host)
+    except requests.RequestException:
+        return False
+    if r.status_code != 200:
+        return False
+    if want_body is not None and r.text.strip() != want_body:
+        return False
+    return want_release is None or r.headers.get("Slipway-Release") == want_release
+
+
+def proxy_repairs(daemon):
+    """slipway_proxy_repairs_total from the daemon's /metrics."""
+    return sum(v for name, _, v in parse_metrics(daemon.get("/metrics").text)
+               if name == "slipway_proxy_repairs_total")
