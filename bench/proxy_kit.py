@@ -68,6 +68,8 @@ def hello_repo():
                GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com",
                GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.com")
     work, bare = tmp / "hello-work", tmp / "hello.git"
+    if bare.exists():  # an earlier setting of the same run made it
+        return "file://" + str(bare)
     (tmp / "git-home").mkdir(exist_ok=True)
     work.mkdir()
 
@@ -86,17 +88,18 @@ def hello_repo():
 
 
 class Through:
-    """One keep-alive connection to Caddy's HTTP listener, asking for one host."""
+    """One keep-alive connection to Caddy's HTTP listener (or another port), asking for one
+    host."""
 
-    def __init__(self, host, timeout=5):
-        self.host, self.timeout = host, timeout
+    def __init__(self, host, timeout=5, port=CADDY_PORT):
+        self.host, self.timeout, self.port = host, timeout, port
         self.conn = None
 
     def get(self, path="/"):
         """(status, Slipway-Release or None); (0, None) when the connection failed."""
         for _ in range(2):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", CADDY_PORT,
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port,
                                                        timeout=self.timeout)
             try:
                 self.conn.request("GET", path, headers={"Host": self.host})
