@@ -41,11 +41,13 @@ class Api:
         project = self.call("POST", "projects", {"name": name})["id"]
         return self.call("GET", f"projects/{project}/environments")["data"][0]["id"]
 
-    def hello_app(self, env_id, name, repo_url):
-        return self.call("POST", "apps", {
-            "name": name, "environment_id": env_id, "repo_url": repo_url, "branch": "main",
-            "build_command": "sh build.sh", "start_command": "exec python3 server.py",
-            "health_check_path": "/health"})["id"]
+    def hello_app(self, env_id, name, repo_url, **fields):
+        """An app of the hello example's repository; fields override its commands."""
+        body = {"name": name, "environment_id": env_id, "repo_url": repo_url, "branch": "main",
+                "build_command": "sh build.sh", "start_command": "exec python3 server.py",
+                "health_check_path": "/health"}
+        body.update(fields)
+        return self.call("POST", "apps", body)["id"]
 
     def deploy(self, app_id, timeout=120):
         """Triggers a deployment and polls it every 10 ms until it ends; raises unless success."""
@@ -57,12 +59,15 @@ class Api:
             time.sleep(0.01)
             dep = self.call("GET", f"deployments/{dep['id']}")
         if dep["status"] != "success":
-            raise SystemExit(f"deployment {dep['status']}: {dep.get('error_message')}")
+            tail = self.call("GET", f"apps/{app_id}/logs?lines=20")
+            raise SystemExit(f"deployment {dep['status']}: {dep.get('error_message')}\n"
+                             f"the app's last lines: {json.dumps(tail)[:3000]}")
         return dep
 
 
-def hello_repo():
-    """A bare repository with the hello example (contrib/examples/hello); its file:// URL."""
+def hello_repo(extra=None):
+    """A bare repository with the hello example (contrib/examples/hello) and the extra files
+    ({name: text}); its file:// URL."""
     tmp = Path(os.environ["TMP"])
     env = dict(os.environ, GIT_CONFIG_NOSYSTEM="1", HOME=str(tmp / "git-home"),
                GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com",
@@ -81,6 +86,8 @@ def hello_repo():
     git("init", "-q", "-b", "main")
     for name in ("build.sh", "server.py"):
         shutil.copy(Path(os.environ["HELLO_DIR"]) / name, work / name)
+    for name, text in (extra or {}).items():
+        (work / name).write_text(text)
     git("add", "-A")
     git("commit", "-qm", "hello")
     git("push", "-q", str(bare), "HEAD:refs/heads/main")

@@ -45,9 +45,9 @@ echo "routing at scale through Caddy $(caddy version | awk '{print $1}'): ${APPS
 APPS=${APPS:-1000} ADD=${ADD:-20} ROUNDS=${ROUNDS:-3} WWW=127.0.0.1:$www_port \
     PSQL="$SW_PG_BIN/psql -h $tmp/pg/sock -p $pg_port -U postgres -d slipway -qAt" \
     CADDY_DIR=$tmp/caddy CADDY_PID=$PB_CADDY_PID pb_python - <<'PY'
-import os, signal, statistics, subprocess, time
+import json, os, signal, statistics, subprocess, time, urllib.request
 
-from proxy_kit import Api, Through, caddy_hosts, pct, summary
+from proxy_kit import CADDY_ADMIN, Api, Through, caddy_config, caddy_hosts, pct, summary
 
 n, adds, rounds = int(os.environ["APPS"]), int(os.environ["ADD"]), int(os.environ["ROUNDS"])
 psql = ["runuser", "-u", "postgres", "--", *os.environ["PSQL"].split()]
@@ -152,6 +152,31 @@ for k in range(adds):
 print(summary("one more domain: POST -> 200 through Caddy", more) + " (target < 100 ms)")
 total = n + adds
 
+
+# where one more domain's time goes: Caddy alone, one admin request of each kind slipwayd
+# makes for it (read the whole config; add one route at the top), with every route in place
+def admin(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(CADDY_ADMIN + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=60) as r:
+        r.read()
+    return (time.perf_counter() - t0) * 1000
+
+
+server = "/config/apps/http/servers/slipway"
+read_ms, add_ms, del_ms = [], [], []
+for k in range(5):
+    read_ms.append(admin("GET", "/config/"))
+    route = json.loads(json.dumps(caddy_config()["apps"]["http"]["servers"]["slipway"]
+                                  ["routes"][0]))
+    route["@id"], route["match"] = f"bench-extra-{k}", [{"host": [f"extra-{k}.scale.test"]}]
+    add_ms.append(admin("PUT", server + "/routes/0", route))
+    del_ms.append(admin("DELETE", f"/id/bench-extra-{k}"))
+print(f"Caddy alone with {len(caddy_hosts())} routes: GET /config/ median "
+      f"{statistics.median(read_ms):.0f} ms; one route added (PUT routes/0) median "
+      f"{statistics.median(add_ms):.0f} ms, removed median {statistics.median(del_ms):.0f} ms")
 
 # 4. Caddy restarted empty: with a NOTIFY right away, then once by the timer alone
 caddy_dir = os.environ["CADDY_DIR"]
