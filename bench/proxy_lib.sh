@@ -44,12 +44,7 @@ pb_cleanup() {
     [[ -n "$SW_SLIPWAYD_PID" ]] && sw_stop_pid "$SW_SLIPWAYD_PID" 20
     pb_caddy_stop
     # instances and helpers a run left behind in its directories
-    local pid
-    for pid in $(pgrep -f "server.py|http.server" 2>/dev/null || true); do
-        if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$tmp"/* ]]; then
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    sw_kill_left_in "$tmp" "server.py|http.server"
     sw_redis_stop "$tmp/redis" || true
     sw_pg_stop "$tmp/pg" || true
     rm -rf "$tmp"
