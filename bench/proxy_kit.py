@@ -119,6 +119,26 @@ class Through:
         return 0, None
 
 
+def sql(text):
+    """Runs text with psql as postgres on the bench's database; its unaligned output."""
+    psql = ["runuser", "-u", "postgres", "--", *os.environ["PSQL"].split()]
+    return subprocess.run(psql + ["-c", text], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def insert_routed_apps(n, endpoint, prefix="app"):
+    """n apps, each with the domain <prefix>-<i>.scale.test, its endpoints [endpoint] and a
+    made-up active release, written in one transaction (one NOTIFY) into the project that
+    exists (the owner's only one) and its first environment."""
+    sql(f"""BEGIN;
+WITH e AS (SELECT id, project_id FROM environments ORDER BY created_at LIMIT 1),
+a AS (INSERT INTO apps (project_id, environment_id, name, active_deployment_id, endpoints)
+    SELECT e.project_id, e.id, '{prefix}-' || i, gen_random_uuid(), ARRAY['{endpoint}']
+    FROM e, generate_series(0, {n - 1}) i RETURNING id, name)
+INSERT INTO domains (app_id, hostname) SELECT id, name || '.scale.test' FROM a;
+COMMIT;""")
+
+
 def caddy_config():
     with urllib.request.urlopen(CADDY_ADMIN + "/config/", timeout=30) as r:
         return json.loads(r.read() or b"null")

@@ -92,5 +92,6 @@ pb_slipwayd_start() {
 }
 
 pb_python() {
-    PYTHONPATH=$root/bench HELLO_DIR=$root/contrib/examples/hello TMP=$tmp "$SW_PYTHON" "$@"
+    PSQL="$SW_PG_BIN/psql -h $tmp/pg/sock -p $(cat "$tmp/pg/port") -U postgres -d slipway -qAt" \
+        PYTHONPATH=$root/bench HELLO_DIR=$root/contrib/examples/hello TMP=$tmp "$SW_PYTHON" "$@"
 }

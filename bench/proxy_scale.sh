@@ -38,29 +38,19 @@ sw_wait_until 20 sw_http_ok "http://127.0.0.1:$www_port/" || sw_die "the upstrea
 
 pb_caddy_start
 pb_slipwayd_start
-pg_port=$(cat "$tmp/pg/port")
 
 echo "routing at scale through Caddy $(caddy version | awk '{print $1}'): ${APPS:-1000} apps;" \
     "$(nproc) CPUs"
 APPS=${APPS:-1000} ADD=${ADD:-20} ROUNDS=${ROUNDS:-3} WWW=127.0.0.1:$www_port \
-    PSQL="$SW_PG_BIN/psql -h $tmp/pg/sock -p $pg_port -U postgres -d slipway -qAt" \
     CADDY_DIR=$tmp/caddy CADDY_PID=$PB_CADDY_PID pb_python - <<'PY'
 import json, os, signal, statistics, subprocess, time, urllib.error, urllib.request
 
-from proxy_kit import CADDY_ADMIN, Api, Through, caddy_config, caddy_hosts, pct, summary
+from proxy_kit import (CADDY_ADMIN, Api, Through, caddy_config, caddy_hosts,
+                       insert_routed_apps, pct, sql, summary)
 
 n, adds, rounds = int(os.environ["APPS"]), int(os.environ["ADD"]), int(os.environ["ROUNDS"])
-psql = ["runuser", "-u", "postgres", "--", *os.environ["PSQL"].split()]
-
-
-def sql(text):
-    return subprocess.run(psql + ["-c", text], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
 api = Api()
-env_id = api.environment("scale")
-project = api.call("GET", "projects")["data"][0]["id"]
+api.environment("scale")
 hosts = [f"app-{i}.scale.test" for i in range(n)]
 
 
@@ -93,12 +83,7 @@ def whole():
 
 # 1. the bulk insert: one transaction, one NOTIFY, one /load
 t0 = time.monotonic()
-sql(f"""BEGIN;
-WITH a AS (INSERT INTO apps (project_id, environment_id, name, active_deployment_id, endpoints)
-    SELECT '{project}', '{env_id}', 'app-' || i, gen_random_uuid(), ARRAY['{os.environ["WWW"]}']
-    FROM generate_series(0, {n - 1}) i RETURNING id, name)
-INSERT INTO domains (app_id, hostname) SELECT id, name || '.scale.test' FROM a;
-COMMIT;""")
+insert_routed_apps(n, os.environ["WWW"])
 committed = time.monotonic()
 routed = wait(whole, 60, f"{n} routes in Caddy")
 left = list(hosts)

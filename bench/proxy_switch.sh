@@ -9,9 +9,10 @@
 # through Caddy, then the database switch).
 #
 # Each REFRESH value (SLIPWAY_PROXY_REFRESH_MS: how long Caddy holds an SRV answer) gets its
-# own slipwayd, Caddy and empty database.
+# own slipwayd, Caddy and empty database. APPS other routed apps (written straight into
+# PostgreSQL, as bench/proxy_scale.sh does) measure the switch with that many routes.
 #
-#   bench/proxy_switch.sh                    COUNT=30 REFRESH="100 50"
+#   bench/proxy_switch.sh                    COUNT=30 REFRESH="100 50" APPS=0
 #   SLIPWAYD=build/slipwayd bench/proxy_switch.sh
 set -euo pipefail
 
@@ -27,7 +28,7 @@ refresh=${REFRESH:-100 50}
 pb_init
 
 echo "switch latency through Caddy $(caddy version | awk '{print $1}'): $count redeployments" \
-    "per setting; $(nproc) CPUs"
+    "per setting, ${APPS:-0} other routed apps; $(nproc) CPUs"
 pg_port=$(cat "$tmp/pg/port")
 for ms in $refresh; do
     # an empty database and Caddy for each setting
@@ -36,16 +37,25 @@ for ms in $refresh; do
     pb_caddy_start
     pb_slipwayd_start SLIPWAY_PROXY_REFRESH_MS="$ms" SLIPWAY_DATA_DIR="$tmp/data-$ms"
     echo "-- SLIPWAY_PROXY_REFRESH_MS=$ms"
-    COUNT=$count pb_python - <<'PY'
+    COUNT=$count APPS=${APPS:-0} pb_python - <<'PY'
 import os, threading, time
 from datetime import datetime
 
-from proxy_kit import Api, Through, hello_repo, summary
+from proxy_kit import Api, Through, caddy_hosts, hello_repo, insert_routed_apps, summary
 
 api = Api()
 app = api.hello_app(api.environment(), "switch", hello_repo())
 api.call("POST", f"apps/{app}/domains", {"hostname": "switch.test"})
 first = api.deploy(app)
+others = int(os.environ["APPS"])
+if others:
+    # other routed apps (never asked for): every reconcile round reads and compares them all
+    insert_routed_apps(others, "127.0.0.1:9", "other")
+    t0 = time.monotonic()
+    while len(caddy_hosts()) < others + 1:
+        if time.monotonic() - t0 > 60:
+            raise SystemExit(f"Caddy never held {others + 1} routes")
+        time.sleep(0.05)
 
 # The watcher: every change of Slipway-Release seen through Caddy, with when it was first seen.
 seen = {}
