@@ -37,8 +37,9 @@ for ms in $refresh; do
     pb_caddy_start
     pb_slipwayd_start SLIPWAY_PROXY_REFRESH_MS="$ms" SLIPWAY_DATA_DIR="$tmp/data-$ms"
     echo "-- SLIPWAY_PROXY_REFRESH_MS=$ms"
-    COUNT=$count APPS=${APPS:-0} pb_python - <<'PY'
-import os, threading, time
+    COUNT=$count APPS=${APPS:-0} SLIPWAYD_PID=$SW_SLIPWAYD_PID CADDY_PID=$PB_CADDY_PID \
+        pb_python - <<'PY'
+import os, re, threading, time, urllib.request
 from datetime import datetime
 
 from proxy_kit import Api, Through, caddy_hosts, hello_repo, insert_routed_apps, summary
@@ -99,6 +100,18 @@ def healthy_at(dep_id):
     return datetime.fromisoformat(at[-1].replace("Z", "+00:00")).timestamp()
 
 
+def counters():
+    """slipwayd's proxy counters, and the CPU seconds slipwayd and Caddy have used."""
+    with urllib.request.urlopen(os.environ["BASE"] + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    got = {m[0]: float(m[1]) for m in re.findall(r"^slipway_proxy_(\w+)_total (\S+)$", text, re.M)}
+    for name in ("SLIPWAYD_PID", "CADDY_PID"):
+        fields = open(f"/proc/{os.environ[name]}/stat").read().rsplit(")", 1)[1].split()
+        got[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return got
+
+
+before = counters()
 switch, to_success = [], []
 for i in range(int(os.environ["COUNT"])):
     dep = api.deploy(app)
@@ -118,6 +131,12 @@ for i in range(int(os.environ["COUNT"])):
            f"{max(stalls) * 1000:.0f} ms)" if stalls else ""))
 stop.set()
 t.join(10)
+after = counters()
+k = len(switch)
+print(f"per deployment: {(after['rounds'] - before['rounds']) / k:.1f} reconcile rounds, "
+      f"{(after['changes'] - before['changes']) / k:.1f} Caddy changes; CPU "
+      f"{(after['SLIPWAYD_PID'] - before['SLIPWAYD_PID']) / k * 1000:.0f} ms slipwayd, "
+      f"{(after['CADDY_PID'] - before['CADDY_PID']) / k * 1000:.0f} ms Caddy")
 gaps.sort()
 print(summary("healthy -> first answer through Caddy with the new release", switch) +
       " (targets: median < 50 ms, p99 < 1 s)")
