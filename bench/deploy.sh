@@ -35,12 +35,7 @@ cleanup() {
     trap - EXIT INT TERM
     [[ -n "$SW_SLIPWAYD_PID" ]] && sw_stop_pid "$SW_SLIPWAYD_PID" 20
     # anything a deployment left running in its build directories
-    local pid
-    for pid in $(pgrep -f "http.server" 2>/dev/null || true); do
-        if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$tmp"/* ]]; then
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    sw_kill_left_in "$tmp" "http.server"
     sw_redis_stop "$tmp/redis" || true
     sw_pg_stop "$tmp/pg" || true
     rm -rf "$tmp"

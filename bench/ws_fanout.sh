@@ -58,12 +58,7 @@ cleanup() {
     [[ -n "$node_pid" ]] && sw_stop_pid "$node_pid" 5
     [[ -n "$SW_SLIPWAYD_PID" ]] && sw_stop_pid "$SW_SLIPWAYD_PID" 20
     [[ -n "$gate_pid" ]] && sw_stop_pid "$gate_pid" 5
-    local pid
-    for pid in $(pgrep -f "http.server|emit $rate $count" 2>/dev/null || true); do
-        if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$tmp"/* ]]; then
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    sw_kill_left_in "$tmp" "http.server|emit $rate $count"
     sw_redis_stop "$tmp/redis" || true
     sw_pg_stop "$tmp/pg" || true
     rm -rf "$tmp"

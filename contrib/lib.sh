@@ -13,6 +13,7 @@
 #   sw_redis_start DIR PORT [ARG...]     start redis-server on 127.0.0.1:PORT, files under DIR
 #   sw_redis_url DIR [DB]                print redis://:PASSWORD@127.0.0.1:PORT/DB
 #   sw_redis_stop DIR                    stop it
+#   sw_kill_left_in DIR PATTERN          SIGKILL processes matching PATTERN whose cwd is in DIR
 
 SW_PACKAGES=(curl meson ninja-build pkg-config gcc libuv1-dev node-llhttp libwslay-dev libpq-dev
     libhiredis-dev libgit2-dev libsodium-dev libssl-dev libjansson-dev libcmocka-dev
@@ -247,4 +248,15 @@ sw_slipwayd_start() {
     "$bin" "$@" 2>>"$log" &
     # shellcheck disable=SC2034 # read by the caller
     SW_SLIPWAYD_PID=$!
+}
+
+# sw_kill_left_in DIR PATTERN: what a run left running in its own directories (instances and
+# builds outlive slipwayd by design); only processes whose cwd is below DIR are touched.
+sw_kill_left_in() {
+    local dir=$1 pattern=$2 pid
+    for pid in $(pgrep -f "$pattern" 2>/dev/null || true); do
+        if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$dir"/* ]]; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
 }

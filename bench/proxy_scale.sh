@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Routing at scale through a real Caddy (issue 14): APPS apps with a domain each, written
+# straight into PostgreSQL (one transaction; every app's endpoints are one tiny HTTP server,
+# `python3 -m http.server`, and its active release a made-up id), then:
+#   1. bulk: that commit -> Caddy's config holds every route (the NOTIFY path into an empty
+#      Caddy), and -> every host answered 200 through Caddy;
+#   2. request latency through Caddy over all APPS hosts against over 50 of them (Caddy 2.6
+#      keeps at most 100 SRV names in its cache; beyond that a request may first ask
+#      slipwayd's DNS responder);
+#   3. one more domain, ADD times: POST apps/:id/domains -> the first 200 through Caddy for
+#      it carrying its app's Slipway-Release (target < 100 ms; Caddy answers an empty 200 for
+#      a host no route matches);
+#   4. full reconcile, ROUNDS times: Caddy restarted empty, then a NOTIFY slipway_routes (what
+#      any routing change sends) -> Caddy holds every route again (target < 2 s); and once,
+#      with no NOTIFY, restart -> whole again by the reconciler's timer alone
+#      (SLIPWAY_PROXY_RECONCILE_MS, default 10 s).
+#
+#   bench/proxy_scale.sh                     APPS=1000 ADD=20 ROUNDS=3
+#   SLIPWAYD=build/slipwayd bench/proxy_scale.sh
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=contrib/lib.sh
+source contrib/lib.sh
+# shellcheck source=bench/proxy_lib.sh
+source bench/proxy_lib.sh
+
+pb_init
+
+# The one upstream every route points at.
+www_port=$(sw_free_port)
+mkdir -p "$tmp/www"
+echo ok >"$tmp/www/index.html"
+(cd "$tmp/www" && exec "$SW_PYTHON" -m http.server "$www_port" --bind 127.0.0.1 \
+    >/dev/null 2>&1) &
+www_pid=$!
+sw_wait_until 20 sw_http_ok "http://127.0.0.1:$www_port/" || sw_die "the upstream did not start"
+
+pb_caddy_start
+pb_slipwayd_start
+
+echo "routing at scale through Caddy $(caddy version | awk '{print $1}'): ${APPS:-1000} apps;" \
+    "$(nproc) CPUs"
+APPS=${APPS:-1000} ADD=${ADD:-20} ROUNDS=${ROUNDS:-3} WWW=127.0.0.1:$www_port \
+    CADDY_DIR=$tmp/caddy CADDY_PID=$PB_CADDY_PID pb_python - <<'PY'
+import json, os, signal, statistics, subprocess, time, urllib.error, urllib.request
+
+from proxy_kit import (CADDY_ADMIN, Api, Through, caddy_config, caddy_hosts,
+                       insert_routed_apps, pct, sql, summary)
+
+n, adds, rounds = int(os.environ["APPS"]), int(os.environ["ADD"]), int(os.environ["ROUNDS"])
+api = Api()
+api.environment("scale")
+hosts = [f"app-{i}.scale.test" for i in range(n)]
+
+
+def wait(cond, timeout, what, every=0.01):
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise SystemExit(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+    return time.monotonic()
+
+
+def all_answer(names):
+    """One pass over names through Caddy: (failures, per-request ms)."""
+    c, bad, ms = Through(""), [], []
+    for h in names:
+        c.host = h
+        t0 = time.perf_counter()
+        status, rel = c.get()
+        ms.append((time.perf_counter() - t0) * 1000)
+        # Caddy answers an empty 200 for a host no route matches: only our route sets the header
+        if status != 200 or not rel:
+            bad.append(h)
+    return bad, ms
+
+
+def whole():
+    return len(caddy_hosts()) >= n
+
+
+# 1. the bulk insert: one transaction, one NOTIFY, one /load
+t0 = time.monotonic()
+insert_routed_apps(n, os.environ["WWW"])
+committed = time.monotonic()
+routed = wait(whole, 60, f"{n} routes in Caddy")
+left = list(hosts)
+while left:
+    left, _ = all_answer(left)
+    if time.monotonic() - routed > 60:
+        raise SystemExit(f"{len(left)} hosts never answered 200, e.g. {left[:3]}")
+answered = time.monotonic()
+print(f"bulk: {n} apps and domains inserted in {(committed - t0) * 1000:.0f} ms; commit -> "
+      f"{n} routes in Caddy {(routed - committed) * 1000:.0f} ms; -> every host answered 200 "
+      f"{(answered - committed) * 1000:.0f} ms")
+
+# 2. request latency: all hosts in turn (beyond Caddy's 100-name SRV cache) against 50
+def in_turn(names, passes):
+    ms = []
+    for _ in range(passes):
+        bad, took = all_answer(names)
+        if bad:
+            raise SystemExit(f"{len(bad)} hosts did not answer 200, e.g. {bad[:3]}")
+        ms += took
+    return ms
+
+
+in_turn(hosts[:50], 1)
+few = in_turn(hosts[:50], max(1, 2 * n // 50))
+many = in_turn(hosts, 2)
+direct, direct_ms = Through("upstream", port=int(os.environ["WWW"].rsplit(":", 1)[1])), []
+for _ in range(len(few)):
+    t0 = time.perf_counter()
+    direct.get()
+    direct_ms.append((time.perf_counter() - t0) * 1000)
+print(summary(f"through Caddy, 50 hosts in turn ({len(few)} requests)", few))
+print(summary(f"through Caddy, all {n} hosts in turn ({len(many)} requests)", many))
+print(f"ratio all/50: median {statistics.median(many) / statistics.median(few):.2f}, "
+      f"p99 {pct(many, 99) / pct(few, 99):.2f}")
+print(summary("straight to the upstream, same client", direct_ms))
+
+# 3. one more domain, ADD times, each on another app
+targets = [row.split("|") for row in
+           sql(f"SELECT id, active_deployment_id FROM apps ORDER BY name LIMIT {max(1, adds)}")
+           .split()]
+more = []
+for k in range(adds):
+    host = f"more-{k}.scale.test"
+    c = Through(host)
+    t0 = time.monotonic()
+    app, release = targets[k % len(targets)]
+    api.call("POST", f"apps/{app}/domains", {"hostname": host})
+    done = wait(lambda: c.get() == (200, release), 10, f"{host} through Caddy", every=0.002)
+    more.append((done - t0) * 1000)
+print(summary("one more domain: POST -> 200 through Caddy", more) + " (target < 100 ms)")
+total = n + adds
+
+
+# where one more domain's time goes: Caddy alone, one admin request of each kind slipwayd
+# makes for it (read the whole config; add one route at the top), with every route in place
+def admin(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(CADDY_ADMIN + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            r.read()
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            raise
+        return None  # slipwayd's reconciler removed the foreign route first
+    return (time.perf_counter() - t0) * 1000
+
+
+server = "/config/apps/http/servers/slipway"
+read_ms, add_ms, del_ms = [], [], []
+for k in range(5):
+    read_ms.append(admin("GET", "/config/"))
+    route = json.loads(json.dumps(caddy_config()["apps"]["http"]["servers"]["slipway"]
+                                  ["routes"][0]))
+    route["@id"], route["match"] = f"bench-extra-{k}", [{"host": [f"extra-{k}.scale.test"]}]
+    add_ms.append(admin("PUT", server + "/routes/0", route))
+    took = admin("DELETE", f"/id/bench-extra-{k}")
+    if took is not None:
+        del_ms.append(took)
+print(f"Caddy alone with {len(caddy_hosts())} routes: GET /config/ median "
+      f"{statistics.median(read_ms):.0f} ms; one route added (PUT routes/0) median "
+      f"{statistics.median(add_ms):.0f} ms" +
+      (f", removed median {statistics.median(del_ms):.0f} ms" if del_ms else ""))
+
+# 4. Caddy restarted empty: with a NOTIFY right away, then once by the timer alone
+caddy_dir = os.environ["CADDY_DIR"]
+caddy = {"pid": int(os.environ["CADDY_PID"]), "proc": None}
+
+
+def restart_caddy():
+    if caddy["proc"]:
+        caddy["proc"].terminate()
+        caddy["proc"].wait(10)
+    else:
+        os.kill(caddy["pid"], signal.SIGTERM)
+        wait(lambda: not os.path.exists(f"/proc/{caddy['pid']}"), 10, "Caddy to stop")
+    env = dict(os.environ, HOME=caddy_dir, XDG_DATA_HOME=caddy_dir + "/data",
+               XDG_CONFIG_HOME=caddy_dir + "/config")
+    log = open(caddy_dir + "/caddy.log", "ab")
+    caddy["proc"] = subprocess.Popen(["caddy", "run", "--config", caddy_dir + "/caddy.json"],
+                                     env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=caddy_dir)
+
+    def up():
+        try:
+            return caddy_hosts() == set()
+        except OSError:
+            return False
+    return wait(up, 20, "Caddy's admin API", every=0.005)
+
+
+def whole_again():
+    return len(caddy_hosts()) >= total
+
+
+try:
+    full = []
+    for r in range(rounds):
+        up = restart_caddy()
+        sql("NOTIFY slipway_routes")
+        t = wait(whole_again, 30, f"{total} routes again")
+        full.append((t - up) * 1000)
+        print(f"  round {r + 1}: Caddy restarted empty, NOTIFY -> {total} routes "
+              f"{full[-1]:.0f} ms")
+    print(summary(f"full reconcile of {total} routes into an empty Caddy", full) +
+          " (target < 2 s)")
+    up = restart_caddy()
+    t = wait(whole_again, 60, f"{total} routes again by the timer")
+    left = list(hosts)
+    while left:
+        left, _ = all_answer(left)
+    print(f"timer alone: Caddy up -> {total} routes {(t - up) * 1000:.0f} ms; -> every host "
+          f"answered 200 {(time.monotonic() - up) * 1000:.0f} ms")
+finally:
+    if caddy["proc"]:
+        caddy["proc"].terminate()
+        caddy["proc"].wait(10)
+PY
+# the Caddy pb_caddy_start made was stopped and replaced by the Python side's
+PB_CADDY_PID=
+sw_stop_pid "$www_pid" 10
