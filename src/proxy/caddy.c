@@ -420,6 +420,7 @@ static void caddy_free(sw_proxy_driver_t *d)
 
 static const sw_proxy_driver_ops_t caddy_ops = {
     .name = "caddy",
+    .switch_in_dns = true,
     .apply = caddy_apply,
     .free = caddy_free,
 };

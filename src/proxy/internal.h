@@ -65,6 +65,9 @@ typedef void (*sw_driver_cb)(int status, unsigned changed, const char *error, vo
 
 typedef struct {
     const char *name;
+    /* A release switch changes nothing in the proxy's config, only what the DNS responder
+     * answers (caddy): a publish is live as soon as the table in memory says so. */
+    bool switch_in_dns;
     /* Makes the proxy serve exactly t; compares first, so an unchanged proxy is not touched.
      * One call at a time. t stays valid until cb. */
     void (*apply)(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb cb, void *payload);

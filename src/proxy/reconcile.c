@@ -60,7 +60,10 @@ struct sw_proxy {
     sw_dns_t *dns;
     sw_proxy_state_t *state; /* what rounds did and saw, for GET domains/:id */
     uv_timer_t timer;
-    sw_routes_t *table; /* the last one read: the DNS responder answers from it */
+    uv_timer_t answer_timer; /* answers publishes the DNS responder already serves */
+    waiter_t *answered;      /* ...those */
+    sw_routes_t *table;      /* the last one read: the DNS responder answers from it */
+    bool applied;            /* the last round succeeded: the proxy serves table */
     pin_t *pins;
     waiter_t *waiting;  /* publishes the next round answers */
     waiter_t *in_round; /* publishes the round in flight answers */
@@ -146,6 +149,7 @@ static void round_end(sw_proxy_t *p, int status, unsigned changed, const char *e
         sw_log_kv(SW_LOG_ERROR, NULL, "the proxy could not be brought up to date", "driver",
                   p->driver->ops->name, "error", error ? error : sw_strerror(status), NULL);
     }
+    p->applied = status == 0;
     if (status != -ECANCELED)
         sw_proxy_state_round(p->state, p->table, status, error);
     waiter_t *w = p->in_round;
@@ -189,6 +193,7 @@ static void on_table(int status, sw_routes_t *t, const char *error, void *payloa
     }
     sw_routes_free(p->table);
     p->table = t;
+    p->applied = false;
     if (p->dns)
         sw_dns_set_routes(p->dns, t); /* a switch is live here first */
     p->driver->ops->apply(p->driver, t, on_applied, p);
@@ -243,6 +248,14 @@ static void on_listen_closed(void *payload)
 
 /* ---- publish, verify, settle ---- */
 
+static void on_answer_timer(uv_timer_t *t)
+{
+    sw_proxy_t *p = t->data;
+    waiter_t *w = p->answered;
+    p->answered = NULL;
+    waiters_answer(w, 0, NULL);
+}
+
 void sw_proxy_publish(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb cb, void *payload)
 {
     waiter_t *w = sw_calloc(1, sizeof(*w));
@@ -263,6 +276,19 @@ void sw_proxy_publish(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb 
         pin->endpoints[pin->n++] = sw_strdup(rel->endpoints[i]);
     pin->next = p->pins;
     p->pins = pin;
+    if (p->driver->ops->switch_in_dns && p->applied && !p->running &&
+        sw_routes_find_key(p->table, rel->app_id)) {
+        /* The proxy already routes the app's hostnames, and a switch is only what the DNS
+         * responder answers: it answers the new release from now on, and the publish is
+         * done. The round below confirms (and would repair) without holding it up. */
+        sw_routes_override(p->table, pin->app_id, pin->release, (const char *const *)pin->endpoints,
+                           pin->n);
+        w->next = p->answered;
+        p->answered = w;
+        uv_timer_start(&p->answer_timer, on_answer_timer, 0, 0);
+        round_start(p, false);
+        return;
+    }
     w->next = p->waiting;
     p->waiting = w;
     round_start(p, false);
@@ -416,8 +442,10 @@ int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_p
     }
     p->active = strcmp(cfg->proxy, "none") != 0;
     uv_timer_init(loop, &p->timer);
+    uv_timer_init(loop, &p->answer_timer);
+    p->answer_timer.data = p;
     p->timer.data = p;
-    p->refs = 1 + (p->dns ? 1 : 0);
+    p->refs = 2 + (p->dns ? 1 : 0);
     if (p->active) {
         sw_pg_pool_opts_t lo = {
             .conninfo = cfg->database_url,
@@ -479,5 +507,9 @@ void sw_proxy_free(sw_proxy_t *p)
     sw_proxy_state_free(p->state);
     if (p->dns)
         sw_dns_close(p->dns, on_dns_closed, p);
+    w = p->answered;
+    p->answered = NULL;
+    waiters_answer(w, -ECANCELED, "stopped");
     uv_close((uv_handle_t *)&p->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&p->answer_timer, on_handle_closed);
 }

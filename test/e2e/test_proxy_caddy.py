@@ -154,7 +154,7 @@ def test_a_caddy_restarted_empty_is_whole_again_by_itself(caddy, pdaemon, proot,
     assert dep["status"] == "success", dep
     repairs = repairs_total(pdaemon)
     caddy.restart()
-    assert caddy.routes() == []
+    # (the reconciler may have put the route back already: the repairs counter says it did)
     wait_for(lambda: serves(caddy, "again.test", "v1", dep["id"]), timeout=10,
              message="the route back in a restarted Caddy")
     # a route edited by hand is put back as well
