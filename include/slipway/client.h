@@ -33,6 +33,9 @@ typedef struct {
     /* https: TLS 1.2 or later, the server's certificate verified against the trust store
      * (sw_httpc_tls_init) and against host - its name (also sent as SNI) or IP literal. */
     bool tls;
+    /* Optional: connect to this unix socket instead (host and port then only make the Host
+     * header, which a caller may set itself, even empty: "Host: "). No TLS over it. */
+    const char *unix_path;
     /* Optional: the value of the answer's first header field of this name is copied into
      * header_value (header_value_size bytes with the NUL, truncated; "" when absent). The
      * buffer must live until the callback. */

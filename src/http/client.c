@@ -53,7 +53,12 @@ typedef enum {
 } hc_state_t;
 
 struct sw_httpc {
-    uv_tcp_t tcp;
+    union { /* the connection: TCP, or a unix socket (sw_httpc_req_t.unix_path) */
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } sock;
     uv_timer_t timer;         /* the whole request */
     uv_timer_t connect_timer; /* until connected */
     uv_getaddrinfo_t gai;
@@ -130,7 +135,7 @@ static void finish(sw_httpc_t *c, int result)
     /* If the lookup already runs on the threadpool this fails and on_resolved frees later. */
     if (c->resolving)
         (void)uv_cancel((uv_req_t *)&c->gai);
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+    uv_close(&c->sock.handle, on_close);
     uv_close((uv_handle_t *)&c->timer, on_close);
     uv_close((uv_handle_t *)&c->connect_timer, on_close);
 }
@@ -370,7 +375,7 @@ static int tls_flush(sw_httpc_t *c)
     }
     w->req.data = c;
     uv_buf_t buf = uv_buf_init(w->data, (unsigned)n);
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_tls_write);
+    int rc = uv_write(&w->req, &c->sock.stream, &buf, 1, on_tls_write);
     if (rc < 0)
         free(w);
     return rc;
@@ -544,16 +549,16 @@ static void on_connect(uv_connect_t *req, int status)
     uv_timer_stop(&c->connect_timer);
     c->state = HC_EXCHANGING;
     if (c->ssl) {
-        rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        rc = uv_read_start(&c->sock.stream, on_alloc, on_read);
         if (rc == 0)
             tls_pump(c); /* sends the ClientHello */
         goto out;
     }
     uv_buf_t buf = uv_buf_init(c->out.base, (unsigned)c->out.len);
-    rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    rc = uv_write(&c->write_req, &c->sock.stream, &buf, 1, on_write);
     if (rc < 0)
         goto out;
-    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    rc = uv_read_start(&c->sock.stream, on_alloc, on_read);
 out:
     if (rc < 0)
         finish(c, rc);
@@ -562,7 +567,7 @@ out:
 static void start_connect(sw_httpc_t *c, const struct sockaddr *addr)
 {
     c->state = HC_CONNECTING;
-    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);
+    int rc = uv_tcp_connect(&c->connect_req, &c->sock.tcp, addr, on_connect);
     if (rc < 0)
         finish(c, rc);
 }
@@ -747,6 +752,8 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
     /* uv_buf_t lengths are unsigned int; no legitimate request comes near this. */
     if ((!req->body && req->body_len) || req->body_len > UINT_MAX / 2)
         goto out;
+    if (req->unix_path && (req->tls || strlen(req->unix_path) >= 108 || !req->unix_path[0]))
+        goto out; /* sun_path's size */
     for (const char *const *hp = req->headers; hp && *hp; hp++)
         if (!header_valid(*hp))
             goto out;
@@ -760,7 +767,7 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
         if (rc < 0)
             goto out;
     }
-    rc = uv_tcp_init(loop, &c->tcp);
+    rc = req->unix_path ? uv_pipe_init(loop, &c->sock.pipe, 0) : uv_tcp_init(loop, &c->sock.tcp);
     if (rc < 0)
         goto out;
     c->cb = cb;
@@ -789,7 +796,7 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
 
     uv_timer_init(loop, &c->timer);
     uv_timer_init(loop, &c->connect_timer);
-    c->tcp.data = c->timer.data = c->connect_timer.data = c;
+    c->sock.handle.data = c->timer.data = c->connect_timer.data = c;
     c->gai.data = c->connect_req.data = c->write_req.data = c;
     c->closes_pending = HANDLE_COUNT;
     uv_timer_start(&c->timer, on_timeout, req->timeout_ms ? req->timeout_ms : DEFAULT_TIMEOUT_MS,
@@ -800,7 +807,10 @@ int sw_httpc_request(uv_loop_t *loop, const sw_httpc_req_t *req, sw_httpc_cb cb,
 
     /* From here every failure is reported through cb, which the close callbacks make
      * asynchronous. */
-    if (req->addr) {
+    if (req->unix_path) {
+        c->state = HC_CONNECTING;
+        uv_pipe_connect(&c->connect_req, &c->sock.pipe, req->unix_path, on_connect);
+    } else if (req->addr) {
         struct sockaddr_storage ss = {0};
         if (req->addr->sa_family == AF_INET)
             memcpy(&ss, req->addr, sizeof(struct sockaddr_in));

@@ -42,7 +42,8 @@ typedef struct {
     const sw_config_t *cfg;
     char admin_host[256];
     uint16_t admin_port;
-    char dns[96]; /* "udp/<host:port>" */
+    char admin_unix[108]; /* or a unix socket: then Caddy wants an empty Host */
+    char dns[96];         /* "udp/<host:port>" */
     sw_httpc_t *req;
     /* the round in flight */
     const sw_routes_t *table;
@@ -302,13 +303,18 @@ static void round_end(caddy_t *c, int status, const char *error)
 
 static int admin(caddy_t *c, const char *method, const char *path, const char *body, sw_httpc_cb cb)
 {
-    const char *headers[] = {"Content-Type: application/json", NULL};
+    const char *headers[3] = {NULL}, **h = headers;
+    if (body)
+        *h++ = "Content-Type: application/json";
+    if (c->admin_unix[0])
+        *h++ = "Host: "; /* what Caddy's admin API allows on a unix socket */
     sw_httpc_req_t req = {
         .method = method,
-        .host = c->admin_host,
-        .port = c->admin_port,
+        .host = c->admin_unix[0] ? "localhost" : c->admin_host,
+        .port = c->admin_unix[0] ? 80 : c->admin_port,
+        .unix_path = c->admin_unix[0] ? c->admin_unix : NULL,
         .path = path,
-        .headers = body ? headers : NULL,
+        .headers = headers[0] ? headers : NULL,
         .body = body,
         .body_len = body ? strlen(body) : 0,
         .timeout_ms = ADMIN_TIMEOUT,
@@ -425,26 +431,49 @@ static const sw_proxy_driver_ops_t caddy_ops = {
     .free = caddy_free,
 };
 
-int sw_proxy_caddy_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char *why,
-                       size_t why_len)
+/* Where the admin API is: unix:///run/caddy/admin.sock (or Caddy's own spelling,
+ * unix//run/caddy/admin.sock), or http://host:port. */
+static int admin_target(caddy_t *c, const char *url, char *why, size_t why_len)
 {
-    const char *url = env->cfg->caddy_admin;
+    const char *sock = strncmp(url, "unix://", 7) == 0 ? url + 7
+                       : strncmp(url, "unix/", 5) == 0 ? url + 5
+                                                       : NULL;
+    if (sock) {
+        if (sock[0] != '/' || strlen(sock) >= sizeof(c->admin_unix)) {
+            snprintf(why, why_len,
+                     "SLIPWAY_CADDY_ADMIN %s: the socket needs an absolute path of at most %zu "
+                     "bytes",
+                     url, sizeof(c->admin_unix) - 1);
+            return -EINVAL;
+        }
+        snprintf(c->admin_unix, sizeof(c->admin_unix), "%s", sock);
+        return 0;
+    }
     if (strncmp(url, "http://", 7) != 0) {
-        snprintf(why, why_len, "SLIPWAY_CADDY_ADMIN must be an http:// URL, not %s", url);
+        snprintf(why, why_len, "SLIPWAY_CADDY_ADMIN must be an http:// or unix:// URL, not %s",
+                 url);
         return -EINVAL;
     }
     char hostport[300];
     snprintf(hostport, sizeof(hostport), "%s", url + 7);
-    char *slash = strchr(hostport, '/');
-    if (slash)
-        *slash = '\0';
-    caddy_t *c = sw_calloc(1, sizeof(*c));
+    hostport[strcspn(hostport, "/")] = '\0';
     if (sw_config_split_hostport(hostport, c->admin_host, sizeof(c->admin_host), &c->admin_port) !=
             0 ||
         !c->admin_host[0] || c->admin_port == 0) {
         snprintf(why, why_len, "SLIPWAY_CADDY_ADMIN %s has no host:port", url);
-        free(c);
         return -EINVAL;
+    }
+    return 0;
+}
+
+int sw_proxy_caddy_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char *why,
+                       size_t why_len)
+{
+    caddy_t *c = sw_calloc(1, sizeof(*c));
+    int r = admin_target(c, env->cfg->caddy_admin, why, why_len);
+    if (r != 0) {
+        free(c);
+        return r;
     }
     c->base.ops = &caddy_ops;
     c->loop = env->loop;

@@ -23,9 +23,10 @@ have_pebble = shutil.which("pebble") is not None
 
 
 class Caddy:
-    def __init__(self, root):
+    def __init__(self, root, unix=False):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.unix = self.root / "admin.sock" if unix else None
         self.admin_port = free_port()
         self.http_port = free_port()
         self.https_port = free_port()
@@ -34,12 +35,17 @@ class Caddy:
 
     @property
     def admin(self):
-        return f"http://127.0.0.1:{self.admin_port}"
+        """SLIPWAY_CADDY_ADMIN for this Caddy."""
+        return f"unix://{self.unix}" if self.unix else f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def admin_listen(self):
+        return f"unix/{self.unix}" if self.unix else f"127.0.0.1:{self.admin_port}"
 
     def start(self):
         """Starts Caddy with nothing but its admin API: everything else is Slipway's."""
         cfg = self.root / "caddy.json"
-        cfg.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{self.admin_port}"}}))
+        cfg.write_text(json.dumps({"admin": {"listen": self.admin_listen}}))
         env = dict(os.environ, HOME=str(self.root), XDG_DATA_HOME=str(self.root / "data"),
                    XDG_CONFIG_HOME=str(self.root / "config"))
         self._log = open(self.log_path, "ab")
@@ -69,6 +75,11 @@ class Caddy:
 
     def config(self):
         """Caddy's whole config (None when it is empty), or raises when it does not answer."""
+        if self.unix:
+            out = subprocess.run(["curl", "-sf", "--max-time", "5", "--unix-socket",
+                                  str(self.unix), "-H", "Host;", "http://localhost/config/"],
+                                 capture_output=True, text=True, check=True).stdout
+            return json.loads(out)
         r = requests.get(self.admin + "/config/", timeout=5)
         r.raise_for_status()
         return r.json()

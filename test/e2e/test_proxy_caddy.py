@@ -255,3 +255,20 @@ def test_the_public_url_host_reaches_the_api_through_caddy(caddy, auth):
     assert r.json()["status"] in ("ok", "degraded"), r.text
     assert "panel.test" in caddy.route_hosts()
     del d
+
+
+def test_the_admin_api_on_a_unix_socket(auth, hello_repo, tmp_path):
+    from proxy_kit import Caddy
+    c = Caddy(tmp_path / "caddy-unix", unix=True).start()
+    try:
+        d = auth.daemon(env=make_deploy_env(**proxy_env(c)))
+        root = auth.setup_owner(d)
+        res = Res(auth, d)  # noqa: F405
+        app = hello_app(res, root, hello_repo)
+        res.domain(root, app["id"], "sock.test")
+        dep, _ = Deployments(root).deploy(app["id"])
+        assert dep["status"] == "success", dep
+        assert serves(c, "sock.test", "v1", dep["id"])
+        assert c.route_hosts() == ["sock.test"]
+    finally:
+        c.stop()
