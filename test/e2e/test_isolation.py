@@ -69,6 +69,7 @@ def attempts(b, wa, wb, a):
         ("DELETE", f"apps/{aid}/env/NO_SUCH_KEY", None),
         ("GET", f"apps/{aid}/domains", None),
         ("POST", f"apps/{aid}/domains", {"hostname": hostname("intruder")}),
+        ("GET", f"domains/{did}", None),
         ("DELETE", f"domains/{did}", None),
         ("GET", f"apps/{aid}/deployments", None),
         ("POST", f"apps/{aid}/deployments", {}),
