@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdint.h>
+#include <time.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -41,11 +43,16 @@ static void test_rates_span_a_second(void **state)
     assert_int_equal(s.at_ms, 1000);
     assert_true(st.cpu_percent == 42.5 && st.rx_bytes_per_s == 7);
     assert_true(st.memory_total_bytes > 0); /* the levels are read every time */
-    /* A second on: a new rate from the new reading. */
-    for (volatile unsigned long i = 0; i < 20000000; i++)
-        ; /* some CPU time, so the counters move */
-    sw_host_sample(&s, 2000, "/", &st);
-    assert_int_equal(s.at_ms, 2000);
+    /* A second on: a new rate from the new reading. The kernel's counters move in ticks
+     * (10 ms); until one has passed a sample may read the same total, so wait for it (at
+     * most 5 s), each attempt a second after the last. */
+    uint64_t now = 2000;
+    sw_host_sample(&s, now, "/", &st);
+    for (int i = 0; s.cpu_total == total && i < 1000; i++) {
+        nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+        sw_host_sample(&s, now += 1000, "/", &st);
+    }
+    assert_int_equal(s.at_ms, now);
     assert_true(s.cpu_total > total); /* the clock ticked: the rate is a new one */
     assert_true(st.cpu_percent >= 0 && st.cpu_percent <= 100);
     assert_true(s.rates.cpu_percent == st.cpu_percent);
