@@ -37,7 +37,12 @@ def deploy_env():
     return make_deploy_env(SLIPWAY_KEEP_BUILDS=5)
 
 
-def test_only_the_last_builds_are_kept(ddaemon, droot, dres, hello_repo):
+def test_only_the_last_builds_are_kept(auth, hello_repo):
+    # No drain: an instance still draining keeps its build (pruned at the next success), and
+    # seven deployments in a row would otherwise leave the sixth build until an eighth.
+    ddaemon = auth.daemon(env=make_deploy_env(SLIPWAY_DRAIN_MS=0))
+    droot = auth.setup_owner(ddaemon)
+    dres = Res(auth, ddaemon)
     app = hello_app(dres, droot, hello_repo, build_command="true")
     deps = Deployments(droot)
     done = []
