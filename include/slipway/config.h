@@ -117,4 +117,8 @@ const char *sw_node_role_name(sw_node_role_t role);
  * port. Returns 0 or -EINVAL. */
 int sw_config_split_hostport(const char *s, char *host, size_t host_size, uint16_t *port);
 
+/* SLIPWAY_PUBLIC_URL's host, lower-cased, into out: "" when there is none, or when it is an
+ * IPv6 literal or longer than out holds (no hostname to route or to reserve). */
+void sw_config_public_host(const sw_config_t *cfg, char *out, size_t size);
+
 #endif

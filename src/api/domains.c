@@ -68,6 +68,23 @@ static const char *hostname_problem(const char *host, bool wildcards, char *out,
     return NULL;
 }
 
+/* NULL when host (lower-case, valid) may belong to an app, else why not: names that are
+ * Slipway's own can never be claimed, or an app could take the control plane's address or
+ * another app's generated name. */
+static const char *reserved_problem(const sw_config_t *cfg, const char *host)
+{
+    char public_host[256];
+    sw_config_public_host(cfg, public_host, sizeof(public_host));
+    if (public_host[0] && strcmp(host, public_host) == 0)
+        return "is Slipway's own address (SLIPWAY_PUBLIC_URL)";
+    const char *base = strncmp(host, "*.", 2) == 0 ? host + 2 : host;
+    size_t n = strlen(base), d = strlen(cfg->apps_domain);
+    if (d && (strcmp(base, cfg->apps_domain) == 0 ||
+              (n > d && base[n - d - 1] == '.' && strcmp(base + n - d, cfg->apps_domain) == 0)))
+        return "is SLIPWAY_APPS_DOMAIN or under it: Slipway names apps there itself";
+    return NULL;
+}
+
 void sw_api_domains_list_app(sw_http_req_t *req, void *ctx)
 {
     sw_api_list_t l = {.from = DOMAINS_FROM,
@@ -103,6 +120,8 @@ void sw_api_domains_create(sw_http_req_t *req, void *ctx)
     char *norm = sw_arena_alloc(&req->arena, 256);
     if (sw_json_get_string(body, "hostname", true, 1, 253, &host, &e) == 0) {
         const char *why = hostname_problem(host, api->cfg->allow_wildcard_domains, norm, 256);
+        if (!why)
+            why = reserved_problem(api->cfg, norm);
         if (why)
             sw_json_errors_add(&e, "hostname", "%s", why);
     }

@@ -267,6 +267,21 @@ static int set_opt(sw_config_t *cfg, const opt_t *o, const char *value, int from
     }
 }
 
+void sw_config_public_host(const sw_config_t *cfg, char *out, size_t size)
+{
+    out[0] = '\0';
+    const char *p = strstr(cfg->public_url, "://");
+    if (!p)
+        return;
+    p += 3;
+    size_t n = strcspn(p, ":/?#");
+    if (n == 0 || n >= size || p[0] == '[')
+        return;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)p[i]);
+    out[n] = '\0';
+}
+
 int sw_config_split_hostport(const char *s, char *host, size_t host_size, uint16_t *port)
 {
     const char *colon;

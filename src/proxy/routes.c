@@ -11,35 +11,22 @@
 #include "internal.h"
 
 /* One row per hostname. A generated hostname that two apps would share (the same name in
- * two environments of one project) goes to the older app; a domain row always wins over a
- * generated name. */
+ * two environments of one project) goes to the older app. The names under
+ * SLIPWAY_APPS_DOMAIN are the generated ones only: the API refuses such a domain, and a row
+ * that predates the setting is not routed, so no app can take another's generated name; the
+ * public URL's host (rank -1) always goes to the api nodes. */
 #define ROUTES_SQL                                                                                 \
     "SELECT DISTINCT ON (host) host, key, release, eps FROM ("                                     \
     "SELECT h.host, a.id::text AS key, coalesce(a.active_deployment_id::text, '') AS release, "    \
     "array_to_string(a.endpoints, ' ') AS eps, h.rank, a.created_at FROM apps a JOIN LATERAL ("    \
-    "SELECT d.hostname AS host, 0 AS rank FROM domains d WHERE d.app_id = a.id UNION ALL "         \
+    "SELECT d.hostname AS host, 0 AS rank FROM domains d WHERE d.app_id = a.id AND ($1 = '' OR ("  \
+    "ltrim(d.hostname, '*.') <> $1 AND d.hostname NOT LIKE '%.' || $1)) UNION ALL "                \
     "SELECT lower(a.name || '.' || p.name || '.' || $1), 1 FROM projects p WHERE p.id = "          \
     "a.project_id AND $1 <> '' AND a.name ~* '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' AND "          \
     "p.name ~* '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$') h ON true "                                 \
     "UNION ALL SELECT $2, 'api', 'api', coalesce(string_agg(n.advertise, ' ' ORDER BY n.name), "   \
     "''), -1, now() FROM nodes n WHERE n.role IN ('api', 'all') AND n.advertise <> '' AND "        \
     "sw_node_status(n) = 'up' HAVING $2 <> '') r ORDER BY host, rank, created_at"
-
-/* SLIPWAY_PUBLIC_URL's host, lower-cased, into out ("" when there is none). */
-static void public_host(const char *url, char *out, size_t size)
-{
-    out[0] = '\0';
-    const char *p = strstr(url, "://");
-    if (!p)
-        return;
-    p += 3;
-    size_t n = strcspn(p, ":/?#");
-    if (n == 0 || n >= size || p[0] == '[')
-        return;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (char)tolower((unsigned char)p[i]);
-    out[n] = '\0';
-}
 
 typedef struct {
     sw_routes_cb cb;
@@ -119,7 +106,7 @@ int sw_routes_load(sw_pg_pool_t *pg, const sw_config_t *cfg, sw_routes_cb cb, vo
     l->cb = cb;
     l->payload = payload;
     char host[SW_ROUTE_HOST_MAX + 1];
-    public_host(cfg->public_url, host, sizeof(host));
+    sw_config_public_host(cfg, host, sizeof(host));
     const char *params[] = {cfg->apps_domain, host};
     int r = sw_pg_query(pg, ROUTES_SQL, 2, params, on_rows, l);
     if (r != 0)

@@ -138,3 +138,25 @@ def test_developer_cannot_delete_domain(res, root, app):
     err = error_of(dev.delete(f"domains/{dom['id']}"), 403, "INSUFFICIENT_ROLE")
     assert "admin" in err["message"]
     assert [x["id"] for x in listing(root, f"apps/{app['id']}/domains")["data"]] == [dom["id"]]
+
+
+def test_names_that_are_slipways_own_are_refused(auth):
+    """The control plane's own host and every name under SLIPWAY_APPS_DOMAIN (another app's
+    generated name) can never be claimed, or one tenant could take another's traffic."""
+    d = auth.daemon(env={"SLIPWAY_RATE_LIMIT": "off", "SLIPWAY_ALLOW_WILDCARD_DOMAINS": "true",
+                         "SLIPWAY_APPS_DOMAIN": "apps.test",
+                         "SLIPWAY_PUBLIC_URL": "https://Slipway.Test:8443/"})
+    o = auth.setup_owner(d)
+    r = Res(auth, d)
+    a = r.app(o, r.production(o, r.project(o)["id"])["id"])
+    for bad, why in (("slipway.test", "SLIPWAY_PUBLIC_URL"), ("SLIPWAY.test", "SLIPWAY_PUBLIC_URL"),
+                     ("apps.test", "SLIPWAY_APPS_DOMAIN"), ("web.shop.apps.test", "SLIPWAY_APPS_DOMAIN"),
+                     ("*.apps.test", "SLIPWAY_APPS_DOMAIN"), ("*.shop.Apps.test", "SLIPWAY_APPS_DOMAIN")):
+        got = o.post(f"apps/{a['id']}/domains", json={"hostname": bad})
+        assert_invalid(got, "hostname")
+        assert why in got.text, got.text
+    for ok in ("apps.test.example.com", "myapps.test", "slipway.test.example.com", "*.example.test"):
+        got = o.post(f"apps/{a['id']}/domains", json={"hostname": ok})
+        assert got.status_code == 201, f"{ok}: {got.text}"
+    assert sorted(x["hostname"] for x in listing(o, f"apps/{a['id']}/domains")["data"]) == \
+        ["*.example.test", "apps.test.example.com", "myapps.test", "slipway.test.example.com"]
