@@ -113,7 +113,7 @@ static void on_prune_list(int status, sw_pg_result_t *res, void *payload)
         char path[600];
         snprintf(path, sizeof(path), "%s/%s", p->dir, p->ids[i]);
         /* An instance still running from it (one stopping, say) keeps it. */
-        for (sw_instance_t *in = w->rt->instances; in; in = in->next)
+        for (sw_instance_t *in = sw_worker_instances(w); in; in = sw_worker_next_instance(w, in))
             p->protect[i] |= in->dir && strcmp(in->dir, path) == 0;
     }
     if (uv_queue_work(w->loop, &p->work, prune_work, prune_done) != 0) {

@@ -56,6 +56,12 @@ struct run {
     char id[40];
     char app_id[40];
     char *repo_url, *ref, *commit_sha, *build_cmd, *start_cmd, *health_path;
+    sw_runtime_t *rt; /* the app's runtime: the worker's process or container one */
+    bool container;
+    char *image;      /* container: the image the instances run (built: slipway/<app>:<n>) */
+    char *dockerfile; /* container: the checkout's dockerfile_path */
+    char *cpu, *memory;
+    int app_port;
     char rollback_of[40]; /* release this deployment's build again (rollback, start, restart) */
     bool rollback;        /* ...and mark the release it replaces rolled_back */
     int replicas;
@@ -116,7 +122,9 @@ struct sw_worker {
     const sw_secretbox_t *box;
     sw_hub_t *hub;
     sw_applogs_t *applogs;
-    sw_runtime_t *rt;
+    sw_runtime_t *rt;  /* process instances */
+    sw_runtime_t *crt; /* container instances; NULL when this node has no container CLI */
+    char crt_why[256]; /* why crt is NULL */
     sw_proxy_t *proxy;
     char node[128];
     int lock_fd;         /* holds the data directory's worker lock; -1: not ours */
@@ -167,6 +175,11 @@ void sw_worker_count_finished(sw_worker_t *w, const char *status);
 /* The end of a run, in an order that survives a crash at any point: the last log lines,
  * then the final status, then the stream entry is acknowledged and the lease given back. */
 void sw_run_done(run_t *r);
+
+/* Every instance of the node, whichever runtime runs it: first, then next (safe to use on an
+ * instance just stopped: take next before). */
+sw_instance_t *sw_worker_instances(const sw_worker_t *w);
+sw_instance_t *sw_worker_next_instance(const sw_worker_t *w, const sw_instance_t *in);
 
 /* ---- run.c: claim -> fetch -> build -> release ---- */
 

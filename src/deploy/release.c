@@ -40,8 +40,8 @@ static void unswitch(run_t *r)
 static void stop_previous(run_t *r)
 {
     sw_worker_t *w = r->w;
-    for (sw_instance_t *in = w->rt->instances, *next; in; in = next) {
-        next = in->next;
+    for (sw_instance_t *in = sw_worker_instances(w), *next; in; in = next) {
+        next = sw_worker_next_instance(w, in);
         if (strcmp(in->app_id, r->app_id) != 0 || strcmp(in->deployment_id, r->id) == 0 ||
             in->stopping)
             continue;
@@ -194,7 +194,7 @@ void sw_release_start(run_t *r)
     sw_worker_t *w = r->w;
     r->state = RUN_STARTING;
     sw_run_status(r, "deploying", "starting_new", 70);
-    if (!r->start_cmd[0]) {
+    if (!r->start_cmd[0] && !r->container) {
         sw_run_fail(r, "the app has no start_command");
         return;
     }
@@ -210,9 +210,13 @@ void sw_release_start(run_t *r)
             .command = r->start_cmd,
             .env = r->run_env,
             .data = r->secrets,
+            .image = r->image,
+            .app_port = (uint16_t)r->app_port,
+            .cpu = r->cpu,
+            .memory = r->memory,
         };
         sw_instance_t *in;
-        if (sw_runtime_instance_new(w->rt, &o, &in) != 0) {
+        if (sw_runtime_instance_new(r->rt, &o, &in) != 0) {
             sw_run_fail(r, "no free port in SLIPWAY_PORT_RANGE %s", w->cfg->port_range);
             return;
         }

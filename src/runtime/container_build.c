@@ -1,0 +1,156 @@
+/* Container builds: `build -f <dockerfile> -t <image> <dir>` with the output streamed like any
+ * build. Build-time env reaches the build only as secrets (`--secret id=KEY,src=FILE`, read
+ * by RUN --mount=type=secret,id=KEY): each value in a 0600 file of a 0700 directory removed
+ * when the build ends, never a build arg that the image's history would keep. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "container.h"
+
+extern char **environ;
+
+#define BUILD_SECRETS_MAX 256
+
+struct sw_runtime_build {
+    cbuild_t *next;
+    container_rt_t *crt;
+    sw_proc_t *proc;
+    sw_runtime_build_opts_t o;
+    char secrets[700]; /* the directory of the secret files */
+};
+
+static void remove_secrets(cbuild_t *b)
+{
+    DIR *d = opendir(b->secrets);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.')
+                unlinkat(dirfd(d), e->d_name, 0);
+        closedir(d);
+    }
+    rmdir(b->secrets);
+}
+
+static void on_line(sw_proc_t *p, int stream, const char *line, size_t len, void *payload)
+{
+    cbuild_t *b = payload;
+    (void)p;
+    b->o.on_line(stream == SW_PROC_STDERR ? "stderr" : "stdout", line, len, b->o.payload);
+}
+
+static void on_exit_cb(sw_proc_t *p, int64_t exit_status, int term_signal, bool timed_out,
+                       void *payload)
+{
+    cbuild_t *b = payload;
+    sw_proc_free(p);
+    remove_secrets(b);
+    for (cbuild_t **pp = &b->crt->builds; *pp; pp = &(*pp)->next) {
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    }
+    sw_runtime_build_opts_t o = b->o;
+    free(b);
+    o.on_exit(exit_status, term_signal, timed_out, o.payload);
+}
+
+/* One "--secret id=KEY,src=FILE" pair per "KEY=VALUE" of env, files written into dir. */
+static int write_secrets(const char *dir, char *const *env, char **argv, size_t *n)
+{
+    for (size_t i = 0; env && env[i] && i < BUILD_SECRETS_MAX; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (!eq || eq == env[i] || memchr(env[i], ',', (size_t)(eq - env[i])))
+            continue;
+        char path[800];
+        snprintf(path, sizeof(path), "%s/%zu", dir, i);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+            return -errno;
+        int rc = sw_write_all(fd, eq + 1, strlen(eq + 1));
+        close(fd);
+        if (rc != 0)
+            return rc;
+        sw_buf_t spec = SW_BUF_INIT;
+        sw_buf_printf(&spec, "id=%.*s,src=%s", (int)(eq - env[i]), env[i], path);
+        argv[(*n)++] = sw_strdup("--secret");
+        argv[(*n)++] = sw_buf_steal(&spec);
+    }
+    return 0;
+}
+
+int sw_container_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *opts,
+                       sw_runtime_build_t **out)
+{
+    container_rt_t *crt = sw_container_of(rt, container_rt_t, base);
+    cbuild_t *b = sw_calloc(1, sizeof(*b));
+    b->crt = crt;
+    b->o = *opts;
+    unsigned char rnd[8];
+    randombytes_buf(rnd, sizeof(rnd));
+    char hex[17];
+    sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+    snprintf(b->secrets, sizeof(b->secrets), "%s/build-%s", crt->dir, hex);
+    if (mkdir(b->secrets, 0700) != 0) {
+        int rc = -errno;
+        free(b);
+        return rc;
+    }
+    char dockerfile[1200];
+    snprintf(dockerfile, sizeof(dockerfile), "%s/%s", opts->dir,
+             opts->dockerfile && opts->dockerfile[0] ? opts->dockerfile : "Dockerfile");
+    const char *head[] = {"build", "-f", dockerfile, "-t", opts->image, NULL};
+    char **argv = sw_container_argv(crt, head);
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    argv = sw_realloc(argv, (n + 2 * BUILD_SECRETS_MAX + 2) * sizeof(char *));
+    int rc = write_secrets(b->secrets, opts->env, argv, &n);
+    argv[n++] = sw_strdup(opts->dir);
+    argv[n] = NULL;
+    if (rc == 0) {
+        sw_proc_opts_t o = {
+            .file = argv[0],
+            .argv = argv,
+            .env = environ,
+            .cwd = opts->dir,
+            .timeout_ms = opts->timeout_ms,
+            .kill_grace_ms = opts->kill_grace_ms,
+            .on_line = on_line,
+            .on_exit = on_exit_cb,
+            .payload = b,
+        };
+        rc = sw_proc_spawn(&b->proc, crt->loop, &o);
+    }
+    sw_strv_free(argv);
+    if (rc != 0) {
+        remove_secrets(b);
+        free(b);
+        return rc;
+    }
+    b->next = crt->builds;
+    crt->builds = b;
+    *out = b;
+    return 0;
+}
+
+void sw_container_build_stop(sw_runtime_build_t *b, uint32_t grace_ms)
+{
+    sw_proc_stop(b->proc, grace_ms);
+}
+
+void sw_container_build_pause(sw_runtime_build_t *b, bool pause)
+{
+    if (pause)
+        sw_proc_pause(b->proc);
+    else
+        sw_proc_resume(b->proc);
+}
