@@ -254,9 +254,15 @@ static void crashed(cinst_t *in)
 {
     sw_runtime_t *rt = in->base.rt;
     char reason[160] = "";
+    bool limited = in->memory && in->memory[0];
     if (in->oom)
         snprintf(reason, sizeof(reason), "killed for using more memory than its limit (%s)",
-                 in->memory && in->memory[0] ? in->memory : "the host's");
+                 limited ? in->memory : "the host's");
+    else if (limited && in->exit_code == 137)
+        /* Some CLIs (podman on cgroup v1) never set OOMKilled: say what is known. */
+        snprintf(reason, sizeof(reason),
+                 "killed by SIGKILL with a memory limit of %s: most likely out of memory",
+                 in->memory);
     uint64_t delay = SW_MIN(1000u << SW_MIN(in->base.restarts, 5u), 30000u);
     in->base.restarts++;
     int64_t code = in->exit_code;

@@ -35,7 +35,7 @@ DOCKERFILE = """FROM {base}
 COPY VERSION /www/index.html
 RUN --mount=type=secret,id=BUILD_TOKEN cat /run/secrets/BUILD_TOKEN | wc -c > /www/tokenlen
 CMD ["/bin/sh", "-c", "echo \\"$GREETING\\" > /www/greeting; echo serving on $PORT; \\
-exec httpd -f -p $PORT -h /www"]
+exec httpd -f -v -p $PORT -h /www"]
 """
 
 
