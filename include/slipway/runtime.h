@@ -117,6 +117,7 @@ typedef struct {
     void (*build_stop)(sw_runtime_build_t *b, uint32_t grace_ms);
     void (*build_pause)(sw_runtime_build_t *b, bool pause);
     int (*adopt)(sw_runtime_t *rt, const char *dir, long run_uid, bool again);
+    void (*image_remove)(sw_runtime_t *rt, const char *image); /* NULL: no images */
     void (*state)(sw_runtime_t *rt, sw_buf_t *out);
     unsigned (*reap)(sw_runtime_t *rt, const char *state);
     void (*free)(sw_runtime_t *rt);
@@ -230,6 +231,12 @@ static inline void sw_runtime_build_pause(sw_runtime_t *rt, sw_runtime_build_t *
 static inline int sw_runtime_adopt(sw_runtime_t *rt, const char *dir, long run_uid, bool again)
 {
     return rt->ops->adopt(rt, dir, run_uid, again);
+}
+/* Removes an image no longer kept (one a container still runs from stays). */
+static inline void sw_runtime_image_remove(sw_runtime_t *rt, const char *image)
+{
+    if (rt->ops->image_remove)
+        rt->ops->image_remove(rt, image);
 }
 /* Lines for the node's state file naming what runs (to clean up after a restart), and the
  * clean-up itself from a previous state file's text: how many leftovers it killed. */

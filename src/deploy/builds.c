@@ -1,5 +1,6 @@
-/* Build artifacts on disk: keep the last SLIPWAY_KEEP_BUILDS per app, and never the one
- * the active release or a running instance uses. The removal runs on the threadpool. */
+/* Build artifacts on disk (and a container app's images): keep the last SLIPWAY_KEEP_BUILDS
+ * per app, and never the one the active release or a running instance uses. The removal
+ * runs on the threadpool. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +100,14 @@ static void on_prune_list(int status, sw_pg_result_t *res, void *payload)
         sw_run_done(r);
         return;
     }
+    /* A container app's images: the same ones go (rmi keeps any a container runs from). */
+    for (int i = (int)w->cfg->keep_builds; r->container && i < sw_pg_result_rows(res); i++) {
+        if (strcmp(sw_pg_result_value(res, i, 1), "t") == 0)
+            continue;
+        char image[128];
+        snprintf(image, sizeof(image), "slipway/%s:%s", r->app_id, sw_pg_result_value(res, i, 2));
+        sw_runtime_image_remove(r->rt, image);
+    }
     prune_t *p = sw_calloc(1, sizeof(*p));
     p->r = r;
     p->keep = w->cfg->keep_builds;
@@ -129,7 +138,7 @@ void sw_builds_prune(run_t *r)
     if (sw_pg_query(r->w->pg,
                     "SELECT d.id, d.id IS NOT DISTINCT FROM (SELECT coalesce(x.build_of, x.id) "
                     "FROM apps a JOIN deployments x ON x.id = a.active_deployment_id "
-                    "WHERE a.id = $1) FROM deployments d WHERE d.app_id = $1 "
+                    "WHERE a.id = $1), d.deployment_number FROM deployments d WHERE d.app_id = $1 "
                     "AND d.build_of IS NULL ORDER BY d.deployment_number DESC",
                     1, params, on_prune_list, r) != 0)
         sw_run_done(r);

@@ -533,6 +533,19 @@ static int adopt(sw_runtime_t *rt, const char *dir, long run_uid, bool again)
     return 0; /* the build runs in a container: the directory stays slipwayd's */
 }
 
+static void ignore_answer(cli_cmd_t *c, int64_t exit_status, void *payload)
+{
+    (void)c;
+    (void)exit_status; /* an image gone already or in use, a container gone: as good */
+    (void)payload;
+}
+
+static void image_remove(sw_runtime_t *rt, const char *image)
+{
+    const char *args[] = {"rmi", image, NULL};
+    sw_container_cli(crt_of(rt), args, STEP_TIMEOUT_MS, ignore_answer, NULL, NULL);
+}
+
 static void state(sw_runtime_t *rt, sw_buf_t *out)
 {
     (void)rt;
@@ -548,13 +561,6 @@ static unsigned reap(sw_runtime_t *rt, const char *text)
 
 /* ---- following again what a previous slipwayd started ---- */
 
-static void on_stale_removed(cli_cmd_t *c, int64_t exit_status, void *payload)
-{
-    (void)c;
-    (void)exit_status;
-    (void)payload;
-}
-
 static void follow_again(container_rt_t *crt, char *line)
 {
     char cid[80], st[32], app[40], dep[40], port[8], name[24];
@@ -563,7 +569,7 @@ static void follow_again(container_rt_t *crt, char *line)
     if (strcmp(st, "true") != 0) {
         /* Ended while no one watched: gone; its app is started again like any other. */
         const char *args[] = {"rm", "-f", cid, NULL};
-        sw_container_cli(crt, args, STEP_TIMEOUT_MS, on_stale_removed, NULL, NULL);
+        sw_container_cli(crt, args, STEP_TIMEOUT_MS, ignore_answer, NULL, NULL);
         return;
     }
     cinst_t *in = instance_alloc(crt, app, dep, name, (uint16_t)atoi(port));
@@ -650,6 +656,7 @@ static const sw_runtime_ops_t container_ops = {
     .build_stop = sw_container_build_stop,
     .build_pause = sw_container_build_pause,
     .adopt = adopt,
+    .image_remove = image_remove,
     .state = state,
     .reap = reap,
     .free = container_free,

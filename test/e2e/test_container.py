@@ -8,7 +8,7 @@ import os
 from conftest import wait_for
 from container_kit import (cdaemon, cenv, container_repo, cres, croot,  # noqa: F401
                            dockerfile_app, podman_store)
-from deploy_kit import Deployments, fetch, refused, stray_instances  # noqa: F401
+from deploy_kit import Deployments, Res, fetch, refused, stray_instances  # noqa: F401
 
 
 def active(who, app_id):
@@ -88,3 +88,23 @@ def test_failing_build_keeps_the_old_release(croot, cres, container_repo):
     bad, _ = deps.deploy(app["id"], timeout=90)
     assert bad["status"] == "failed" and "build failed" in bad["error_message"], bad
     assert fetch(endpoint, "/index.html") == (200, "v1")
+
+
+def test_old_images_are_pruned_to_keep_builds(auth, cenv, container_repo, podman_store):
+    d = auth.daemon(env=dict(cenv, SLIPWAY_KEEP_BUILDS="1"))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)
+    app = dockerfile_app(res, root, container_repo)
+    res.set_env(root, app["id"], "BUILD_TOKEN", build_time=True, runtime=False)
+    deps = Deployments(root)
+    for version in ("v1", "v2"):
+        container_repo.version(version)
+        dep, _ = deps.deploy(app["id"], timeout=90)
+        assert dep["status"] == "success", deps.tail(dep["id"], 40)
+
+    def tags():
+        out = podman_store.run("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+        return sorted(t.rpartition("/")[2] for t in out.split() if app["id"] in t)
+
+    wait_for(lambda: tags() == [f"{app['id']}:{dep['deployment_number']}"], timeout=20,
+             message=f"only the active image left (have {tags()})")
