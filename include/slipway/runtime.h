@@ -88,9 +88,13 @@ typedef struct {
     long run_uid;
     const char *command; /* run with /bin/sh -c */
     char *const *env;    /* NULL-terminated "K=V"; exactly the build's environment */
-    /* containers only: build dir/dockerfile into the image tag; env reaches it as secrets */
+    /* containers only: build dir/dockerfile into the image tag; env reaches it as secrets.
+     * With pull, the image is pulled instead (auth: "user:password" for its registry, or
+     * NULL), its progress as the output. */
     const char *image;
     const char *dockerfile;
+    bool pull;
+    const char *auth;
     uint32_t timeout_ms;
     uint32_t kill_grace_ms;
     void (*on_line)(const char *stream, const char *line, size_t len, void *payload);

@@ -62,6 +62,10 @@ struct run {
     char *dockerfile; /* container: the checkout's dockerfile_path */
     char *cpu, *memory;
     int app_port;
+    bool pulled;                /* container: the image is pulled, not built */
+    char *registry_auth;        /* "user:password" for the image's registry, or NULL */
+    char *registry_auth_sealed; /* "" when the app has none */
+    char last_err[300];         /* the build's (pull's) last stderr line, for the error message */
     char rollback_of[40]; /* release this deployment's build again (rollback, start, restart) */
     bool rollback;        /* ...and mark the release it replaces rolled_back */
     int replicas;

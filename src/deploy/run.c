@@ -2,6 +2,7 @@
  * the runtime) -> release (release.c), and ends in an order that survives a crash at any
  * point. A relaunch (slipwayd restarted) releases the active build again without a
  * deployment. */
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,10 @@ static void run_free(run_t *r)
     free(r->dockerfile);
     free(r->cpu);
     free(r->memory);
+    if (r->registry_auth)
+        sodium_memzero(r->registry_auth, strlen(r->registry_auth));
+    free(r->registry_auth);
+    free(r->registry_auth_sealed);
     sw_strv_free(r->build_env);
     sw_strv_free(r->run_env);
     sw_secrets_unref(r->secrets);
@@ -172,7 +177,10 @@ void sw_run_fail(run_t *r, const char *fmt, ...)
 
 static void on_build_line(const char *stream, const char *line, size_t len, void *payload)
 {
-    sw_run_log(payload, stream, line, len);
+    run_t *r = payload;
+    if (strcmp(stream, "stderr") == 0 && len)
+        snprintf(r->last_err, sizeof(r->last_err), "%.*s", (int)len, line);
+    sw_run_log(r, stream, line, len);
 }
 
 static void on_build_exit(int64_t exit_status, int term_signal, bool timed_out, void *payload)
@@ -193,6 +201,11 @@ static void on_build_exit(int64_t exit_status, int term_signal, bool timed_out, 
     }
     if (term_signal) {
         sw_run_fail(r, "build failed: killed by signal %d", term_signal);
+        return;
+    }
+    if (exit_status != 0 && r->pulled) {
+        sw_run_fail(r, "pulling image %s failed: %s", r->image,
+                    r->last_err[0] ? r->last_err : "no reason given");
         return;
     }
     if (exit_status != 0) {
@@ -230,8 +243,14 @@ void sw_run_build(run_t *r)
         o.command = NULL;
         o.image = r->image;
         o.dockerfile = r->dockerfile;
-        sw_run_system(r, "building image %s from %s", r->image,
-                      r->dockerfile[0] ? r->dockerfile : "Dockerfile");
+        o.pull = r->pulled;
+        o.auth = r->registry_auth;
+        if (r->pulled)
+            sw_run_system(r, "pulling image %s%s", r->image,
+                          r->registry_auth ? " with the app's registry credentials" : "");
+        else
+            sw_run_system(r, "building image %s from %s", r->image,
+                          r->dockerfile[0] ? r->dockerfile : "Dockerfile");
     }
     if (sw_runtime_build(r->rt, &o, &r->build) != 0) {
         r->build = NULL;
@@ -269,6 +288,29 @@ static void env_push(char **env, const char *key, const char *value, size_t len)
     sw_buf_printf(&b, "%s=", key);
     sw_buf_append(&b, value, len);
     env[n] = sw_buf_steal(&b);
+}
+
+/* The app's registry credentials, opened for the pull (and masked in its output). */
+static int open_registry_auth(run_t *r)
+{
+    char ad[80];
+    sw_buf_t value = SW_BUF_INIT;
+    snprintf(ad, sizeof(ad), "app_registry_auth:%s", r->app_id);
+    if (sw_secretbox_open(r->w->box, r->registry_auth_sealed, strlen(r->registry_auth_sealed), ad,
+                          &value) != 0 ||
+        !value.len) {
+        sw_buf_free(&value);
+        sw_run_fail(r, "the registry credentials cannot be decrypted (was the master key "
+                       "changed?)");
+        return -EINVAL;
+    }
+    r->registry_auth = sw_strndup(value.base, value.len);
+    const char *pass = strchr(r->registry_auth, ':');
+    if (pass && pass[1] && r->secrets->n < SECRETS_MAX)
+        r->secrets->v[r->secrets->n++] = sw_strdup(pass + 1);
+    sodium_memzero(value.base, value.cap);
+    sw_buf_free(&value);
+    return 0;
 }
 
 static void on_env(int status, sw_pg_result_t *res, void *payload)
@@ -313,6 +355,8 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
         sodium_memzero(value.base, value.cap);
         sw_buf_free(&value);
     }
+    if (r->pulled && *r->registry_auth_sealed && open_registry_auth(r) != 0)
+        return;
     if (r->rollback_of[0] && r->container) {
         /* The image of that deployment, as it was built: no fetch, no build. */
         sw_run_system(r, "%s image %s", r->rollback ? "rolling back to" : "releasing again",
@@ -341,6 +385,10 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
         sw_run_system(r, "%s the build of deployment %s",
                       r->rollback ? "rolling back to" : "releasing again", r->rollback_of);
         sw_release_start(r); /* no fetch, no build: the earlier artifact as it was */
+        return;
+    }
+    if (r->pulled) {
+        sw_run_build(r); /* nothing to fetch: the image is the artifact */
         return;
     }
     sw_fetch_start(r);
@@ -466,15 +514,18 @@ static void run_fields(run_t *r, sw_pg_result_t *res)
     r->app_port = atoi(sw_pg_result_value(res, 0, 14));
     r->cpu = dupstr(sw_pg_result_value(res, 0, 15));
     r->memory = dupstr(sw_pg_result_value(res, 0, 16));
-    sw_buf_t image = SW_BUF_INIT;
-    sw_buf_printf(&image, "slipway/%s:%s", r->app_id, sw_pg_result_value(res, 0, 17));
-    r->image = sw_buf_steal(&image);
+    r->image = dupstr(sw_pg_result_value(res, 0, 17));
+    r->pulled = strcmp(sw_pg_result_value(res, 0, 18), "t") == 0;
+    r->registry_auth_sealed = dupstr(sw_pg_result_value(res, 0, 19));
 }
 
 /* The columns run_fields reads after the twelfth, for a deployment d of an app a. */
+#define RUN_BUILD_OF                                                                               \
+    "FROM deployments x WHERE x.id = coalesce(d.build_of, d.rolled_back_from, d.id)"
 #define RUN_COLUMNS                                                                                \
-    "a.runtime, a.dockerfile_path, a.port, a.cpu, a.memory, (SELECT x.deployment_number FROM "     \
-    "deployments x WHERE x.id = coalesce(d.build_of, d.rolled_back_from, d.id))"
+    "a.runtime, a.dockerfile_path, a.port, a.cpu, a.memory, (SELECT coalesce(nullif(x.image, "     \
+    "''), 'slipway/' || a.id || ':' || x.deployment_number) " RUN_BUILD_OF "), "                   \
+    "(SELECT x.image <> '' " RUN_BUILD_OF "), a.registry_auth_sealed"
 
 static void on_claimed(int status, sw_pg_result_t *res, void *payload)
 {
@@ -512,6 +563,10 @@ static void on_claimed(int status, sw_pg_result_t *res, void *payload)
     const char *refusal = runtime_refusal(r);
     if (refusal) {
         sw_run_fail(r, "%s", refusal);
+        return;
+    }
+    if (r->pulled && !r->container) {
+        sw_run_fail(r, "image deploys need the app's runtime to be container");
         return;
     }
     run_identify(r);

@@ -1,7 +1,9 @@
 /* Container builds: `build -f <dockerfile> -t <image> <dir>` with the output streamed like any
- * build. Build-time env reaches the build only as secrets (`--secret id=KEY,src=FILE`, read
- * by RUN --mount=type=secret,id=KEY): each value in a 0600 file of a 0700 directory removed
- * when the build ends, never a build arg that the image's history would keep. */
+ * build, or for an image deploy `pull <image>` (the registry's credentials in a 0600 auth file
+ * of the same kind of directory, never argv). Build-time env reaches the build only as secrets
+ * (`--secret id=KEY,src=FILE`, read by RUN --mount=type=secret,id=KEY): each value in a 0600 file
+ * of a 0700 directory removed when the build ends, never a build arg that the image's history would
+ * keep. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -87,6 +89,66 @@ static int write_secrets(const char *dir, char *const *env, char **argv, size_t 
     return 0;
 }
 
+/* The registry an image reference names: its first part when that looks like a host. */
+static void registry_of(const char *image, char *out, size_t size)
+{
+    size_t n = strcspn(image, "/");
+    bool host = image[n] == '/' && (memchr(image, '.', n) || memchr(image, ':', n) ||
+                                    (n == 9 && strncmp(image, "localhost", 9) == 0));
+    snprintf(out, size, "%.*s", host ? (int)n : 9, host ? image : "docker.io");
+}
+
+/* dir/config.json holding auth ("user:password") for the image's registry, 0600: the
+ * format both podman's --authfile and docker's --config read. */
+static int write_auth(const char *dir, const char *image, const char *auth)
+{
+    char path[800], host[256];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    registry_of(image, host, sizeof(host));
+    size_t len = strlen(auth),
+           b64len = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = sw_malloc(b64len);
+    sodium_bin2base64(b64, b64len, (const unsigned char *)auth, len,
+                      sodium_base64_VARIANT_ORIGINAL);
+    sw_buf_t json = SW_BUF_INIT;
+    sw_buf_printf(&json, "{\"auths\":{\"%s\":{\"auth\":\"%s\"}}}\n", host, b64);
+    int rc = 0, fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        rc = -errno;
+    else {
+        rc = sw_write_all(fd, json.base, json.len);
+        close(fd);
+    }
+    sodium_memzero(b64, b64len);
+    sodium_memzero(json.base, json.cap);
+    free(b64);
+    sw_buf_free(&json);
+    return rc;
+}
+
+/* pull [--authfile F] image, or for docker: --config DIR ... pull image. */
+static char **pull_argv(const container_rt_t *crt, const sw_runtime_build_opts_t *opts,
+                        const char *dir, int *rc)
+{
+    char file[800];
+    snprintf(file, sizeof(file), "%s/config.json", dir);
+    bool docker = strstr(crt->cli[0], "docker") != NULL;
+    const char *plain[] = {"pull", opts->image, NULL};
+    const char *podman[] = {"pull", "--authfile", file, opts->image, NULL};
+    *rc = opts->auth ? write_auth(dir, opts->image, opts->auth) : 0;
+    char **argv = sw_container_argv(crt, opts->auth && !docker ? podman : plain);
+    if (opts->auth && docker) {
+        size_t n = 0;
+        while (argv[n])
+            n++;
+        argv = sw_realloc(argv, (n + 3) * sizeof(char *));
+        memmove(argv + 3, argv + 1, n * sizeof(char *)); /* the NULL too */
+        argv[1] = sw_strdup("--config");
+        argv[2] = sw_strdup(dir);
+    }
+    return argv;
+}
+
 int sw_container_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *opts,
                        sw_runtime_build_t **out)
 {
@@ -104,24 +166,30 @@ int sw_container_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *opts,
         free(b);
         return rc;
     }
-    char dockerfile[1200];
-    snprintf(dockerfile, sizeof(dockerfile), "%s/%s", opts->dir,
-             opts->dockerfile && opts->dockerfile[0] ? opts->dockerfile : "Dockerfile");
-    const char *head[] = {"build", "-f", dockerfile, "-t", opts->image, NULL};
-    char **argv = sw_container_argv(crt, head);
-    size_t n = 0;
-    while (argv[n])
-        n++;
-    argv = sw_realloc(argv, (n + 2 * BUILD_SECRETS_MAX + 2) * sizeof(char *));
-    int rc = write_secrets(b->secrets, opts->env, argv, &n);
-    argv[n++] = sw_strdup(opts->dir);
-    argv[n] = NULL;
+    int rc;
+    char **argv;
+    if (opts->pull) {
+        argv = pull_argv(crt, opts, b->secrets, &rc);
+    } else {
+        char dockerfile[1200];
+        snprintf(dockerfile, sizeof(dockerfile), "%s/%s", opts->dir,
+                 opts->dockerfile && opts->dockerfile[0] ? opts->dockerfile : "Dockerfile");
+        const char *head[] = {"build", "-f", dockerfile, "-t", opts->image, NULL};
+        argv = sw_container_argv(crt, head);
+        size_t n = 0;
+        while (argv[n])
+            n++;
+        argv = sw_realloc(argv, (n + 2 * BUILD_SECRETS_MAX + 2) * sizeof(char *));
+        rc = write_secrets(b->secrets, opts->env, argv, &n);
+        argv[n++] = sw_strdup(opts->dir);
+        argv[n] = NULL;
+    }
     if (rc == 0) {
         sw_proc_opts_t o = {
             .file = argv[0],
             .argv = argv,
             .env = environ,
-            .cwd = opts->dir,
+            .cwd = opts->pull ? NULL : opts->dir, /* an image deploy has no checkout */
             .timeout_ms = opts->timeout_ms,
             .kill_grace_ms = opts->kill_grace_ms,
             .on_line = on_line,

@@ -9,21 +9,27 @@ is `podman import`-ed once per run (under a file lock), and app repositories bui
   cenv          the env of a daemon that runs container apps (own node name, own ports)
   cdaemon, croot, cres   a daemon started with cenv, its owner, resources_kit.Res on it
   container_repo         a git repository holding a Dockerfile app (busybox httpd)
+  registries    (with credentials, open, env): two loopback docker-registry servers and the
+                registries.conf (env) that lets podman reach them over plain http
 """
 
 import fcntl
 import os
+import secrets
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
+from conftest import free_port, wait_for
 from deploy_kit import HelloRepo, Res, make_deploy_env
 
-__all__ = ["BASE_IMAGE", "PodmanStore", "cdaemon", "cenv", "container_repo", "cres", "croot",
-           "dockerfile_app", "podman_store", "DOCKERFILE"]
+__all__ = ["BASE_IMAGE", "PodmanStore", "Registry", "cdaemon", "cenv", "container_repo", "cres",
+           "croot", "dockerfile_app", "podman_store", "push_web_image", "registries",
+           "DOCKERFILE"]
 
 BASE_IMAGE = "localhost/slipway-test-base:1"
 BUSYBOX = "/bin/busybox"
@@ -148,3 +154,89 @@ def dockerfile_app(res, who, repo, **fields):
             "health_check_path": "/index.html"}
     body.update(fields)
     return res.app(who, env_id, **body)
+
+
+# --------------------------------------------------------------------------- registries
+
+
+class Registry:
+    """Debian's docker-registry on a free loopback port, its storage in a temp directory,
+    with htpasswd credentials (user, password) or open to anyone."""
+
+    def __init__(self, root, port, auth):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        self.host = f"127.0.0.1:{port}"
+        self.user = self.password = None
+        cfg = ["version: 0.1", "log:", "  level: error", "storage:", "  filesystem:",
+               f"    rootdirectory: {self.root}/data", "http:", f"  addr: {self.host}"]
+        if auth:
+            self.user = "deployer"
+            self.password = secrets.token_hex(12)
+            subprocess.run(["htpasswd", "-Bbc", str(self.root / "htpasswd"), self.user,
+                            self.password], check=True, capture_output=True)
+            cfg += ["auth:", "  htpasswd:", "    realm: slipway-test",
+                    f"    path: {self.root}/htpasswd"]
+        (self.root / "config.yml").write_text("\n".join(cfg) + "\n")
+        self.log = open(self.root / "registry.log", "ab")
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(self.root / "config.yml")],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"docker-registry exited: "
+                                     f"{(self.root / 'registry.log').read_text()}")
+            try:
+                return requests.get(f"http://{self.host}/v2/", timeout=1).status_code in (200, 401)
+            except requests.RequestException:
+                return False
+
+        wait_for(up, timeout=20, message="the registry to answer")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def registries(tmp_path, podman_store):
+    """(with credentials, open), and a registries.conf that lets podman use both over plain
+    http; its path is in podman_store-style env under CONTAINERS_REGISTRIES_CONF."""
+    regs = []
+    try:
+        for auth in (True, False):
+            regs.append(Registry(tmp_path / f"registry-{len(regs)}", free_port(), auth))
+        conf = tmp_path / "registries.conf"
+        conf.write_text("".join(f'[[registry]]\nlocation = "{r.host}"\ninsecure = true\n\n'
+                                for r in regs))
+        yield regs[0], regs[1], {"CONTAINERS_REGISTRIES_CONF": str(conf)}
+    finally:
+        for r in regs:
+            r.stop()
+
+
+def push_web_image(store, registry, name, text, env):
+    """An image answering text at /index.html, pushed to registry as name, and removed from
+    the local storage so a deploy has to pull it. Returns the reference."""
+    ctx = store.root / f"ctx-{uuid.uuid4().hex[:8]}"
+    ctx.mkdir()
+    (ctx / "index.html").write_text(text + "\n")
+    (ctx / "Containerfile").write_text(
+        f"FROM {BASE_IMAGE}\nCOPY index.html /www/index.html\n"
+        'CMD ["/bin/sh", "-c", "exec httpd -f -v -p $PORT -h /www"]\n')
+    ref = f"{registry.host}/{name}"
+    store.run("build", "-t", ref, str(ctx))
+    creds = ["--creds", f"{registry.user}:{registry.password}"] if registry.user else []
+    full = dict(os.environ, **store.env, **env)
+    r = subprocess.run(["podman", "push", *creds, ref], env=full, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    store.run("rmi", ref)
+    shutil.rmtree(ctx, ignore_errors=True)
+    return ref
