@@ -5,6 +5,10 @@
 ALTER TABLE apps ADD COLUMN image text NOT NULL DEFAULT '';
 ALTER TABLE apps ADD COLUMN registry_auth_sealed text NOT NULL DEFAULT '';
 ALTER TABLE deployments ADD COLUMN image text NOT NULL DEFAULT '';
+-- Whether the node that released the app enforces its resources (cgroups for processes, the
+-- CLI's limits for containers), and why not; NULL until a release of an app with resources.
+ALTER TABLE apps ADD COLUMN resources_enforced boolean;
+ALTER TABLE apps ADD COLUMN resources_note text NOT NULL DEFAULT '';
 
 CREATE OR REPLACE FUNCTION sw_app_json(a apps) RETURNS json
 LANGUAGE sql STABLE AS $$
@@ -18,6 +22,8 @@ LANGUAGE sql STABLE AS $$
                              'replicas', a.replicas,
                              'resources', json_strip_nulls(json_build_object(
                                  'cpu', nullif(a.cpu, ''), 'memory', nullif(a.memory, ''))),
+                             'resources_enforced', a.resources_enforced,
+                             'resources_note', nullif(a.resources_note, ''),
                              'auto_deploy', a.auto_deploy, 'status', a.status,
                              'endpoints', a.endpoints,
                              'active_deployment_id', a.active_deployment_id,

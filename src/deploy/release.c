@@ -124,7 +124,13 @@ static void switch_in_database(run_t *r)
     for (int i = 0; i < r->nfresh; i++)
         sw_buf_printf(&endpoints, "%s\"%s\"", i ? "," : "", r->fresh[i]->endpoint);
     sw_buf_append_char(&endpoints, '}');
-    const char *params[] = {r->app_id, r->id, endpoints.base, r->rollback ? "true" : "false"};
+    const char *why = r->rt->limits_why;
+    const char *params[] = {r->app_id,
+                            r->id,
+                            endpoints.base,
+                            r->rollback ? "true" : "false",
+                            why ? "false" : "true",
+                            why ? why : ""};
     if (r->relaunch) {
         /* The same release serves again, on new ports. */
         sw_pg_query(r->w->pg,
@@ -137,12 +143,14 @@ static void switch_in_database(run_t *r)
     /* A rollback marks the release it replaces rolled_back. */
     sw_pg_query(r->w->pg,
                 "WITH a AS (UPDATE apps SET endpoints = $3::text[], status = 'running', "
-                "active_deployment_id = $2, updated_at = now() WHERE id = $1 RETURNING id), "
+                "active_deployment_id = $2, resources_enforced = CASE WHEN cpu <> '' OR "
+                "memory <> '' THEN $5::bool END, resources_note = CASE WHEN cpu <> '' OR "
+                "memory <> '' THEN $6 ELSE '' END, updated_at = now() WHERE id = $1 RETURNING id), "
                 "o AS (UPDATE deployments SET is_active = (id = $2), status = CASE WHEN $4::bool "
                 "AND is_active AND id <> $2 THEN 'rolled_back' ELSE status END WHERE app_id = $1 "
                 "AND (is_active OR id = $2) RETURNING id) "
                 "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM o)",
-                4, params, on_switched, r);
+                6, params, on_switched, r);
     sw_buf_free(&endpoints);
 }
 

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sodium.h>
 #include <unistd.h>
 
+#include "slipway/cgroup.h"
 #include "slipway/proc.h"
 #include "slipway/sandbox.h"
 
@@ -31,6 +33,7 @@ typedef struct process_rt {
     uv_loop_t *loop;
     const sw_config_t *cfg;
     sw_sandbox_t sandbox;
+    sw_cgroups_t cgroups; /* version 0: resources are not enforced (why says so) */
     build_t *builds;
 } process_rt_t;
 
@@ -40,6 +43,9 @@ typedef struct {
     uv_timer_t restart_timer;
     char **argv;
     char **env;
+    char cgroup[64]; /* its control group, "" when it has no limits */
+    char *memory;    /* the limit, for a crash's reason */
+    unsigned long oom_kills;
 } instance_t;
 
 static process_rt_t *process_rt(sw_runtime_t *rt)
@@ -64,6 +70,9 @@ static int instance_start(sw_instance_t *base);
 
 static void instance_free(instance_t *in)
 {
+    if (in->cgroup[0])
+        sw_cgroup_remove(&process_rt(in->base.rt)->cgroups, in->cgroup);
+    free(in->memory);
     sw_strv_free(in->argv);
     sw_strv_free(in->env);
     free(in->base.dir);
@@ -128,9 +137,17 @@ static void on_instance_exit(sw_proc_t *p, int64_t exit_status, int term_signal,
     /* Crashed: restart with backoff, 1 s doubling to 30 s. */
     uint64_t delay = SW_MIN(1000u << SW_MIN(in->base.restarts, 5u), 30000u);
     in->base.restarts++;
+    char reason[160] = "";
+    if (in->cgroup[0]) {
+        unsigned long kills = sw_cgroup_oom_kills(&process_rt(rt)->cgroups, in->cgroup);
+        if (kills > in->oom_kills)
+            snprintf(reason, sizeof(reason), "killed for using more memory than its limit (%s)",
+                     in->memory);
+        in->oom_kills = kills;
+    }
     if (rt->cbs.on_crash)
-        rt->cbs.on_crash(&in->base, exit_status, term_signal, NULL, (uint32_t)delay,
-                         rt->cbs.payload);
+        rt->cbs.on_crash(&in->base, exit_status, term_signal, reason[0] ? reason : NULL,
+                         (uint32_t)delay, rt->cbs.payload);
     changed(rt);
     uv_timer_start(&in->restart_timer, on_restart, delay, 0);
 }
@@ -155,6 +172,9 @@ static int instance_start(sw_instance_t *base)
         uv_timer_start(&in->restart_timer, on_restart, 1000, 0);
         return rc;
     }
+    /* Into its group at once: what it forks from here on is inside the limits too. */
+    if (in->cgroup[0])
+        sw_cgroup_attach(&prt->cgroups, in->cgroup, sw_proc_pid(in->proc));
     changed(base->rt);
     return 0;
 }
@@ -192,6 +212,26 @@ static int instance_pid(const sw_instance_t *base)
     return in->proc ? (int)sw_proc_pid(in->proc) : 0;
 }
 
+/* A control group with the app's resources, where the host has one to give. */
+static void limit(process_rt_t *prt, instance_t *in, const sw_instance_opts_t *o)
+{
+    uint64_t bytes = 0, milli = 0;
+    bool mem = sw_runtime_memory_bytes(o->memory, &bytes) == 0;
+    bool cpu = sw_runtime_cpu_milli(o->cpu, &milli) == 0;
+    if (!prt->cgroups.version || (!mem && !cpu))
+        return;
+    unsigned char rnd[4];
+    randombytes_buf(rnd, sizeof(rnd));
+    snprintf(in->cgroup, sizeof(in->cgroup), "%s-%02x%02x%02x%02x", in->base.name, rnd[0], rnd[1],
+             rnd[2], rnd[3]);
+    if (sw_cgroup_make(&prt->cgroups, in->cgroup, mem ? bytes : 0, cpu ? milli : 0) != 0) {
+        sw_cgroup_remove(&prt->cgroups, in->cgroup);
+        in->cgroup[0] = '\0';
+        return;
+    }
+    in->memory = sw_strdup(mem ? o->memory : "none");
+}
+
 static int instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instance_t **out)
 {
     process_rt_t *prt = process_rt(rt);
@@ -223,6 +263,7 @@ static int instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instan
     snprintf(port_env, sizeof(port_env), "PORT=%u", port);
     in->env[n] = sw_strdup(port_env);
     b->dir = sw_strdup(o->dir);
+    limit(prt, in, o);
     b->next = rt->instances;
     rt->instances = b;
     *out = b;
@@ -437,6 +478,8 @@ int sw_runtime_process_new(sw_runtime_t **out, uv_loop_t *loop, const sw_config_
     prt->base.own_uids = prt->sandbox.switch_uid;
     prt->base.uid_lo = prt->sandbox.uid_lo;
     prt->base.uid_hi = prt->sandbox.uid_hi;
+    if (sw_cgroups_open(&prt->cgroups) != 0)
+        prt->base.limits_why = prt->cgroups.why;
     *out = &prt->base;
     return 0;
 }

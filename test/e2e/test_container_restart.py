@@ -11,7 +11,8 @@ import requests
 from conftest import wait_for
 from container_kit import (cdaemon, cenv, container_repo, cres, croot,  # noqa: F401
                            dockerfile_app, podman_store)
-from deploy_kit import Deployments, Res, fetch, stray_instances  # noqa: F401
+from deploy_kit import (Deployments, Res, ddaemon, deploy_env, dres, droot,  # noqa: F401
+                        fetch, hello_app, hello_repo, stray_instances)
 
 
 def app_lines(who, app_id):
@@ -121,3 +122,22 @@ def test_a_container_past_its_memory_limit_is_reported_and_started_again(
 
     crash = wait_for(reported, timeout=30, message="the crash report and the restart")
     assert "memory" in crash[0] and "16Mi" in crash[0], crash
+
+
+def test_a_process_past_its_memory_limit_is_killed_and_reported(droot, dres, hello_repo):
+    """Process instances get a control group with the app's resources (v1 here)."""
+    app = hello_app(dres, droot, hello_repo, resources={"memory": "64Mi", "cpu": "1"},
+                    start_command="echo started; python3 server.py & sleep 4; "
+                                  "exec dd if=/dev/zero of=/dev/null bs=256M count=1")
+    deps = Deployments(droot)
+    dep, _ = deps.deploy(app["id"], timeout=60)
+    assert dep["status"] == "success", deps.tail(dep["id"], 40)
+    a = droot.get(f"apps/{app['id']}").json()
+    assert a["resources_enforced"] is True and a["resources_note"] is None, a
+
+    def reported():
+        crash = [ln["line"] for ln in app_lines(droot, app["id"]) if "crashed" in ln["line"]]
+        return crash
+
+    crash = wait_for(reported, timeout=30, message="the memory kill in the app's log")
+    assert "more memory than its limit (64Mi)" in crash[0], crash
