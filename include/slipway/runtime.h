@@ -74,11 +74,11 @@ typedef struct {
     const char *command; /* run with /bin/sh -c; for a container, "" runs the image's own */
     char *const *env;    /* NULL-terminated "K=V"; PORT is added */
     void *data;
-    /* containers only */
-    const char *image;  /* the image reference to run */
-    uint16_t app_port;  /* where the app listens inside (bridge network): PORT */
-    const char *cpu;    /* "500m", "0.5", "2" or "" */
+    const char *cpu;    /* "500m", "0.5", "2" or "": the limits where the runtime can */
     const char *memory; /* "512Mi", "1G", "1048576" or "" */
+    /* containers only */
+    const char *image; /* the image reference to run */
+    uint16_t app_port; /* where the app listens inside (bridge network): PORT */
 } sw_instance_opts_t;
 
 /* A build's output line and its end (exit code, the signal that ended it, whether its timeout
@@ -94,6 +94,7 @@ typedef struct {
     const char *image;
     const char *dockerfile;
     bool pull;
+    bool push; /* push the built image to its registry instead of building */
     const char *auth;
     uint32_t timeout_ms;
     uint32_t kill_grace_ms;
@@ -135,6 +136,7 @@ struct sw_runtime {
     sw_runtime_policy_t policy;
     bool own_uids; /* each app runs under its own uid, from uid_lo..uid_hi */
     bool settling; /* still finding what a previous slipwayd left running: relaunch waits */
+    const char *limits_why; /* NULL: resources are enforced; else why they cannot be */
     uint32_t uid_lo, uid_hi;
 };
 

@@ -86,6 +86,9 @@ static const opt_t options[] = {
      "empty: podman, else docker, found on PATH"},
     {"container-flags", OPT_STR, O(container_flags), "", 0, 0,
      "extra global flags before every container CLI command, split on spaces (e.g. --root DIR)"},
+    {"registry", OPT_STR, O(registry), "", 0, 0,
+     "a registry (host[:port][/path]) built container images are pushed to as "
+     "<registry>/slipway/<app id>:<n>, and pulled from by nodes that lack them"},
     {"container-network", OPT_STR, O(container_network), "bridge", 0, 0,
      "bridge: the app's port published on the instance's port of SLIPWAY_PORT_RANGE; host: "
      "the container shares the host's network and listens on PORT"},

@@ -104,8 +104,8 @@ static void on_prune_list(int status, sw_pg_result_t *res, void *payload)
     for (int i = (int)w->cfg->keep_builds; r->container && i < sw_pg_result_rows(res); i++) {
         if (strcmp(sw_pg_result_value(res, i, 1), "t") == 0)
             continue;
-        char image[128];
-        snprintf(image, sizeof(image), "slipway/%s:%s", r->app_id, sw_pg_result_value(res, i, 2));
+        char image[600];
+        sw_builds_image(w, r->app_id, sw_pg_result_value(res, i, 2), image, sizeof(image));
         sw_runtime_image_remove(r->rt, image);
     }
     prune_t *p = sw_calloc(1, sizeof(*p));
@@ -129,6 +129,13 @@ static void on_prune_list(int status, sw_pg_result_t *res, void *payload)
         p->n = 0;
         prune_done(&p->work, 0);
     }
+}
+
+void sw_builds_image(const sw_worker_t *w, const char *app_id, const char *n, char *out,
+                     size_t size)
+{
+    const char *reg = w->cfg->registry;
+    snprintf(out, size, "%s%sslipway/%s:%s", reg, reg[0] ? "/" : "", app_id, n);
 }
 
 /* Lists the app's builds, newest first, with the one the active release runs from. */

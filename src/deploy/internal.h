@@ -63,6 +63,8 @@ struct run {
     char *cpu, *memory;
     int app_port;
     bool pulled;                /* container: the image is pulled, not built */
+    bool refetch;               /* container: a built image pulled back from SLIPWAY_REGISTRY */
+    bool pushing;               /* container: the built image goes to SLIPWAY_REGISTRY */
     char *registry_auth;        /* "user:password" for the image's registry, or NULL */
     char *registry_auth_sealed; /* "" when the app has none */
     char last_err[300];         /* the build's (pull's) last stderr line, for the error message */
@@ -204,6 +206,10 @@ void sw_run_interrupt(run_t *r);
 
 void sw_fetch_start(run_t *r);
 void sw_release_start(run_t *r);
+/* The image a build of deployment number n of app_id is tagged with:
+ * [SLIPWAY_REGISTRY/]slipway/<app id>:<n>. */
+void sw_builds_image(const sw_worker_t *w, const char *app_id, const char *n, char *out,
+                     size_t size);
 /* Keeps the last SLIPWAY_KEEP_BUILDS builds of the run's app, then sw_run_done. */
 void sw_builds_prune(run_t *r);
 

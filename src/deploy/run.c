@@ -203,8 +203,9 @@ static void on_build_exit(int64_t exit_status, int term_signal, bool timed_out, 
         sw_run_fail(r, "build failed: killed by signal %d", term_signal);
         return;
     }
-    if (exit_status != 0 && r->pulled) {
-        sw_run_fail(r, "pulling image %s failed: %s", r->image,
+    if (exit_status != 0 && (r->pulled || r->refetch || r->pushing)) {
+        sw_run_fail(r, "%s image %s%s failed: %s", r->pushing ? "pushing" : "pulling", r->image,
+                    r->pushing ? " to SLIPWAY_REGISTRY" : "",
                     r->last_err[0] ? r->last_err : "no reason given");
         return;
     }
@@ -212,7 +213,16 @@ static void on_build_exit(int64_t exit_status, int term_signal, bool timed_out, 
         sw_run_fail(r, "build failed: exit code %lld", (long long)exit_status);
         return;
     }
-    sw_run_system(r, "build succeeded");
+    if (r->container && !r->pulled && !r->refetch && !r->pushing && r->w->cfg->registry[0]) {
+        sw_run_system(r, "build succeeded; pushing %s", r->image);
+        r->pushing = true;
+        sw_run_build(r);
+        return;
+    }
+    sw_run_system(r, "%s succeeded",
+                  r->pushing                ? "push"
+                  : r->pulled || r->refetch ? "pull"
+                                            : "build");
     sw_release_start(r);
 }
 
@@ -243,9 +253,12 @@ void sw_run_build(run_t *r)
         o.command = NULL;
         o.image = r->image;
         o.dockerfile = r->dockerfile;
-        o.pull = r->pulled;
+        o.pull = r->pulled || r->refetch;
+        o.push = r->pushing;
         o.auth = r->registry_auth;
-        if (r->pulled)
+        if (o.push)
+            ; /* said when the build ended */
+        else if (o.pull)
             sw_run_system(r, "pulling image %s%s", r->image,
                           r->registry_auth ? " with the app's registry credentials" : "");
         else
@@ -357,6 +370,14 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
     }
     if (r->pulled && *r->registry_auth_sealed && open_registry_auth(r) != 0)
         return;
+    if (r->rollback_of[0] && r->container && !r->pulled && r->w->cfg->registry[0]) {
+        /* Built here or on another node: SLIPWAY_REGISTRY has it. */
+        sw_run_system(r, "%s image %s", r->rollback ? "rolling back to" : "releasing again",
+                      r->image);
+        r->refetch = true;
+        sw_run_build(r);
+        return;
+    }
     if (r->rollback_of[0] && r->container) {
         /* The image of that deployment, as it was built: no fetch, no build. */
         sw_run_system(r, "%s image %s", r->rollback ? "rolling back to" : "releasing again",
@@ -514,8 +535,11 @@ static void run_fields(run_t *r, sw_pg_result_t *res)
     r->app_port = atoi(sw_pg_result_value(res, 0, 14));
     r->cpu = dupstr(sw_pg_result_value(res, 0, 15));
     r->memory = dupstr(sw_pg_result_value(res, 0, 16));
-    r->image = dupstr(sw_pg_result_value(res, 0, 17));
-    r->pulled = strcmp(sw_pg_result_value(res, 0, 18), "t") == 0;
+    const char *pinned = sw_pg_result_value(res, 0, 17);
+    r->pulled = pinned && *pinned;
+    char built[600];
+    sw_builds_image(r->w, r->app_id, sw_pg_result_value(res, 0, 18), built, sizeof(built));
+    r->image = sw_strdup(r->pulled ? pinned : built);
     r->registry_auth_sealed = dupstr(sw_pg_result_value(res, 0, 19));
 }
 
@@ -523,9 +547,8 @@ static void run_fields(run_t *r, sw_pg_result_t *res)
 #define RUN_BUILD_OF                                                                               \
     "FROM deployments x WHERE x.id = coalesce(d.build_of, d.rolled_back_from, d.id)"
 #define RUN_COLUMNS                                                                                \
-    "a.runtime, a.dockerfile_path, a.port, a.cpu, a.memory, (SELECT coalesce(nullif(x.image, "     \
-    "''), 'slipway/' || a.id || ':' || x.deployment_number) " RUN_BUILD_OF "), "                   \
-    "(SELECT x.image <> '' " RUN_BUILD_OF "), a.registry_auth_sealed"
+    "a.runtime, a.dockerfile_path, a.port, a.cpu, a.memory, (SELECT x.image " RUN_BUILD_OF "), "   \
+    "(SELECT x.deployment_number " RUN_BUILD_OF "), a.registry_auth_sealed"
 
 static void on_claimed(int status, sw_pg_result_t *res, void *payload)
 {

@@ -168,7 +168,11 @@ int sw_container_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *opts,
     }
     int rc;
     char **argv;
-    if (opts->pull) {
+    if (opts->push) {
+        const char *push[] = {"push", opts->image, NULL};
+        argv = sw_container_argv(crt, push);
+        rc = 0;
+    } else if (opts->pull) {
         argv = pull_argv(crt, opts, b->secrets, &rc);
     } else {
         char dockerfile[1200];
@@ -189,7 +193,7 @@ int sw_container_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *opts,
             .file = argv[0],
             .argv = argv,
             .env = environ,
-            .cwd = opts->pull ? NULL : opts->dir, /* an image deploy has no checkout */
+            .cwd = opts->pull || opts->push ? NULL : opts->dir, /* maybe no checkout */
             .timeout_ms = opts->timeout_ms,
             .kill_grace_ms = opts->kill_grace_ms,
             .on_line = on_line,

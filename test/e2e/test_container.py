@@ -108,3 +108,31 @@ def test_old_images_are_pruned_to_keep_builds(auth, cenv, container_repo, podman
 
     wait_for(lambda: tags() == [f"{app['id']}:{dep['deployment_number']}"], timeout=20,
              message=f"only the active image left (have {tags()})")
+
+
+def test_unhealthy_container_keeps_the_old_release_and_restart_reuses_the_image(
+        croot, cres, cenv, container_repo, podman_store):
+    app = dockerfile_app(cres, croot, container_repo)
+    cres.set_env(croot, app["id"], "BUILD_TOKEN", build_time=True, runtime=False)
+    deps = Deployments(croot)
+    first, _ = deps.deploy(app["id"], timeout=90)
+    assert first["status"] == "success", deps.tail(first["id"], 40)
+    endpoint = active(croot, app["id"])["endpoints"][0]
+
+    r = croot.patch(f"apps/{app['id']}", json={"health_check_path": "/nothing-here"})
+    assert r.status_code == 200, r.text
+    bad, _ = deps.deploy(app["id"], timeout=90)
+    assert bad["status"] == "failed" and "health check failed" in bad["error_message"], bad
+    assert fetch(endpoint, "/index.html") == (200, "v1")
+    wait_for(lambda: len(podman_store.containers(cenv["SLIPWAY_NODE_NAME"])) == 1, timeout=20,
+             message="the unhealthy container to be removed")
+
+    assert croot.patch(f"apps/{app['id']}",
+                       json={"health_check_path": "/index.html"}).status_code == 200
+    r = croot.post(f"apps/{app['id']}/restart")
+    assert r.status_code == 202, r.text
+    again, _ = deps.wait_terminal(r.json()["id"], timeout=60)
+    assert again["status"] == "success", deps.tail(again["id"], 40)
+    lines = [ln["line"] for ln in deps.all_logs(again["id"])]
+    assert not any("building image" in ln for ln in lines), "a restart does not build"
+    assert fetch(active(croot, app["id"])["endpoints"][0], "/index.html") == (200, "v1")

@@ -5,8 +5,10 @@ clearly."""
 
 import uuid
 
-from container_kit import (cdaemon, cenv, cres, croot, podman_store,  # noqa: F401
-                           push_web_image, registries)
+import requests
+
+from container_kit import (cdaemon, cenv, container_repo, cres, croot,  # noqa: F401
+                           dockerfile_app, podman_store, push_web_image, registries)
 from deploy_kit import Deployments, Res, assert_invalid, fetch, stray_instances  # noqa: F401
 
 
@@ -96,3 +98,33 @@ def test_image_deploy_errors_are_clear(auth, cenv, podman_store, registries):
                        "image")
     assert_invalid(root.post("apps", json={"name": "proc-img", "environment_id": env_id,
                                            "project_id": p["id"], "image": ref}), "image")
+
+
+def test_built_images_go_to_slipway_registry_and_come_back_from_it(
+        auth, cenv, podman_store, registries, container_repo):
+    _, public, reg_env = registries
+    d = auth.daemon(env=dict(cenv, SLIPWAY_REGISTRY=public.host, **reg_env))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)
+    app = dockerfile_app(res, root, container_repo)
+    res.set_env(root, app["id"], "BUILD_TOKEN", build_time=True, runtime=False)
+    deps = Deployments(root)
+    dep, _ = deps.deploy(app["id"], timeout=90)
+    assert dep["status"] == "success", deps.tail(dep["id"], 40)
+    tags = requests.get(f"http://{public.host}/v2/slipway/{app['id']}/tags/list", timeout=5)
+    assert tags.status_code == 200 and tags.json()["tags"] == [str(dep["deployment_number"])], \
+        tags.text
+
+    # Another node would not have it: gone here too, a restart pulls it back.
+    ref = f"{public.host}/slipway/{app['id']}:{dep['deployment_number']}"
+    node = cenv["SLIPWAY_NODE_NAME"]
+    podman_store.remove_node(node)
+    podman_store.run("rmi", "-f", ref)
+    r = root.post(f"apps/{app['id']}/restart")
+    assert r.status_code == 202, r.text
+    again, _ = deps.wait_terminal(r.json()["id"], timeout=60)
+    assert again["status"] == "success", deps.tail(again["id"], 40)
+    lines = [ln["line"] for ln in deps.all_logs(again["id"])]
+    assert any("pull succeeded" in ln for ln in lines), lines
+    assert fetch(root.get(f"apps/{app['id']}").json()["endpoints"][0], "/index.html") == \
+        (200, "v1")
