@@ -81,7 +81,8 @@ struct run {
     secrets_t *secrets;
     const char *stage; /* the last stage written, for status messages */
     int progress;
-    bool relaunch; /* restarting the active release after slipwayd restarted: no deployment */
+    bool relaunch;  /* restarting the active release after slipwayd restarted: no deployment */
+    bool mask_only; /* a relaunch whose containers were followed again: their secrets only */
     bool cancelled;
     bool handback; /* the worker is stopping: back to the queue, not failed */
     char error[512];

@@ -368,6 +368,15 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
         sodium_memzero(value.base, value.cap);
         sw_buf_free(&value);
     }
+    if (r->mask_only) {
+        for (sw_instance_t *in = sw_worker_instances(r->w); in;
+             in = sw_worker_next_instance(r->w, in))
+            if (strcmp(in->app_id, r->app_id) == 0 && !in->data)
+                in->data = sw_secrets_ref(r->secrets);
+        r->state = RUN_DONE;
+        sw_run_release(r);
+        return;
+    }
     if (r->pulled && *r->registry_auth_sealed && open_registry_auth(r) != 0)
         return;
     if (r->rollback_of[0] && r->container && !r->pulled && r->w->cfg->registry[0]) {
@@ -644,8 +653,11 @@ static void on_relaunch_row(int status, sw_pg_result_t *res, void *payload)
      * replicas, app id, rolled_back_from, build_of; nothing is fetched or built. */
     run_fields(r, res);
     snprintf(r->rollback_of, sizeof(r->rollback_of), "%s", sw_pg_result_value(res, 0, 9));
-    sw_run_system(r, "slipwayd restarted: starting the active release (deployment %s) again",
-                  r->id);
+    if (r->mask_only)
+        sw_run_system(r, "slipwayd restarted: following the app's containers again");
+    else
+        sw_run_system(r, "slipwayd restarted: starting the active release (deployment %s) again",
+                      r->id);
     const char *refusal = runtime_refusal(r);
     if (refusal) {
         sw_run_fail(r, "%s", refusal);
@@ -659,7 +671,10 @@ void sw_run_relaunch(sw_worker_t *w, entry_t *e)
     run_t *r = run_new(w, "", e->deployment_id, e->app_id);
     r->relaunch = true;
     for (sw_instance_t *in = sw_worker_instances(w); in; in = sw_worker_next_instance(w, in)) {
-        if (strcmp(in->app_id, e->app_id) == 0 && !in->stopping) {
+        if (strcmp(in->app_id, e->app_id) == 0 && !in->stopping && !in->data) {
+            /* Containers followed again: only their masking is missing (the app's values). */
+            r->mask_only = true;
+        } else if (strcmp(in->app_id, e->app_id) == 0 && !in->stopping) {
             /* A deployment already started it again. */
             r->state = RUN_DONE;
             sw_run_release(r);

@@ -41,7 +41,7 @@ DOCKERFILE = """FROM {base}
 COPY VERSION /www/index.html
 RUN --mount=type=secret,id=BUILD_TOKEN cat /run/secrets/BUILD_TOKEN | wc -c > /www/tokenlen
 CMD ["/bin/sh", "-c", "echo \\"$GREETING\\" > /www/greeting; echo serving on $PORT; \\
-exec httpd -f -v -p $PORT -h /www"]
+exec httpd -f -vv -p $PORT -h /www"]
 """
 
 
@@ -229,7 +229,7 @@ def push_web_image(store, registry, name, text, env):
     (ctx / "index.html").write_text(text + "\n")
     (ctx / "Containerfile").write_text(
         f"FROM {BASE_IMAGE}\nCOPY index.html /www/index.html\n"
-        'CMD ["/bin/sh", "-c", "exec httpd -f -v -p $PORT -h /www"]\n')
+        'CMD ["/bin/sh", "-c", "exec httpd -f -vv -p $PORT -h /www"]\n')
     ref = f"{registry.host}/{name}"
     store.run("build", "-t", ref, str(ctx))
     creds = ["--creds", f"{registry.user}:{registry.password}"] if registry.user else []

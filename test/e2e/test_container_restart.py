@@ -57,6 +57,8 @@ def test_kill9_keeps_container_apps_serving_and_the_next_slipwayd_follows_them(
     for _ in range(2):
         app = dockerfile_app(res, root, container_repo)
         res.set_env(root, app["id"], "BUILD_TOKEN", build_time=True, runtime=False)
+        app["greeting"], _ = res.set_env(root, app["id"], "GREETING", build_time=False,
+                                         runtime=True)
         dep, _ = deps.deploy(app["id"], timeout=90)
         assert dep["status"] == "success", deps.tail(dep["id"], 40)
         apps.append(app)
@@ -84,9 +86,10 @@ def test_kill9_keeps_container_apps_serving_and_the_next_slipwayd_follows_them(
 
         node = wait_for(followed, timeout=20, message="the restarted node to follow both apps")
         assert {i["endpoint"] for i in node["instances"]} == set(endpoints), node
-        # A request after the restart: its line comes through the followed logs.
-        for ep in endpoints:
+        # A request after the restart: its line comes through the followed logs, masked.
+        for ep, app in zip(endpoints, apps):
             assert fetch(ep, "/index.html") == (200, "v1")
+            assert fetch(ep, "/" + app["greeting"])[0] == 404
     finally:
         poller.stop()
     assert poller.failed == 0 and poller.ok > 0, (poller.ok, poller.failed)
@@ -100,6 +103,10 @@ def test_kill9_keeps_container_apps_serving_and_the_next_slipwayd_follows_them(
                          timeout=15, message="lines logged after the restart")
         serving = [ln for ln in lines if "serving on" in ln["line"]]
         assert len(serving) == 1, "a followed container's earlier lines are not read twice"
+        lines = wait_for(lambda app=app: (d := app_lines(rb, app["id"])) and
+                         any("url:/***" in ln["line"] for ln in d) and d,
+                         timeout=15, message="the masked request line")
+        assert not any(app["greeting"] in ln["line"] for ln in lines)
 
 
 def test_a_container_past_its_memory_limit_is_reported_and_started_again(
