@@ -25,10 +25,10 @@ import pytest
 import requests
 
 from conftest import free_port, wait_for
-from deploy_kit import HelloRepo, Res, make_deploy_env
+from deploy_kit import Deployments, HelloRepo, Res, make_deploy_env
 
 __all__ = ["BASE_IMAGE", "PodmanStore", "Registry", "cdaemon", "cenv", "container_repo", "cres",
-           "croot", "dockerfile_app", "podman_store", "push_web_image", "registries",
+           "croot", "deployed_app", "dockerfile_app", "podman_store", "push_web_image", "registries",
            "DOCKERFILE"]
 
 BASE_IMAGE = "localhost/slipway-test-base:1"
@@ -145,6 +145,17 @@ def container_repo(tmp_path, podman_store):
     repo = HelloRepo(tmp_path / f"crepo-{uuid.uuid4().hex[:6]}")
     repo.commit({"Dockerfile": DOCKERFILE.format(base=BASE_IMAGE)}, "a Dockerfile")
     return repo
+
+
+def deployed_app(res, who, repo, **fields):
+    """(app, Deployments, its first deployment): a Dockerfile app with its BUILD_TOKEN,
+    deployed successfully."""
+    app = dockerfile_app(res, who, repo, **fields)
+    res.set_env(who, app["id"], "BUILD_TOKEN", build_time=True, runtime=False)
+    deps = Deployments(who)
+    dep, _ = deps.deploy(app["id"], timeout=90)
+    assert dep["status"] == "success", deps.tail(dep["id"], 40)
+    return app, deps, dep
 
 
 def dockerfile_app(res, who, repo, **fields):

@@ -7,8 +7,9 @@ import os
 
 from conftest import wait_for
 from container_kit import (cdaemon, cenv, container_repo, cres, croot,  # noqa: F401
-                           dockerfile_app, podman_store)
-from deploy_kit import Deployments, Res, fetch, refused, stray_instances  # noqa: F401
+                           deployed_app, dockerfile_app, podman_store)
+from deploy_kit import (Deployments, Res, fetch, procs_matching, refused,  # noqa: F401
+                        stray_instances)
 
 
 def active(who, app_id):
@@ -29,6 +30,7 @@ def test_dockerfile_app_builds_with_secrets_and_runs_as_a_labelled_container(
     # The build read the secret (its length is in the image), yet no layer keeps it.
     assert fetch(endpoint, "/tokenlen") == (200, str(len(token)))
     assert fetch(endpoint, "/greeting") == (200, greeting)
+    assert not procs_matching(greeting) and not procs_matching(token), "no value in ps"
     image = f"slipway/{app['id']}:{dep['deployment_number']}"
     history = podman_store.run("history", "--no-trunc", image).stdout
     inspect = podman_store.run("image", "inspect", image).stdout
@@ -51,11 +53,7 @@ def test_dockerfile_app_builds_with_secrets_and_runs_as_a_labelled_container(
 
 def test_redeploy_switches_and_rollback_reuses_the_image(croot, cres, cenv, container_repo,
                                                           podman_store):
-    app = dockerfile_app(cres, croot, container_repo)
-    cres.set_env(croot, app["id"], "BUILD_TOKEN", build_time=True, runtime=False)
-    deps = Deployments(croot)
-    first, _ = deps.deploy(app["id"], timeout=90)
-    assert first["status"] == "success", deps.tail(first["id"], 40)
+    app, deps, first = deployed_app(cres, croot, container_repo)
     v1 = active(croot, app["id"])["endpoints"][0]
 
     container_repo.version("v2")
@@ -77,11 +75,7 @@ def test_redeploy_switches_and_rollback_reuses_the_image(croot, cres, cenv, cont
 
 
 def test_failing_build_keeps_the_old_release(croot, cres, container_repo):
-    app = dockerfile_app(cres, croot, container_repo)
-    cres.set_env(croot, app["id"], "BUILD_TOKEN", build_time=True, runtime=False)
-    deps = Deployments(croot)
-    first, _ = deps.deploy(app["id"], timeout=90)
-    assert first["status"] == "success", deps.tail(first["id"], 40)
+    app, deps, first = deployed_app(cres, croot, container_repo)
     endpoint = active(croot, app["id"])["endpoints"][0]
     container_repo.commit({"Dockerfile": "FROM localhost/slipway-test-base:1\nRUN false\n"},
                           "broken")
@@ -112,11 +106,7 @@ def test_old_images_are_pruned_to_keep_builds(auth, cenv, container_repo, podman
 
 def test_unhealthy_container_keeps_the_old_release_and_restart_reuses_the_image(
         croot, cres, cenv, container_repo, podman_store):
-    app = dockerfile_app(cres, croot, container_repo)
-    cres.set_env(croot, app["id"], "BUILD_TOKEN", build_time=True, runtime=False)
-    deps = Deployments(croot)
-    first, _ = deps.deploy(app["id"], timeout=90)
-    assert first["status"] == "success", deps.tail(first["id"], 40)
+    app, deps, first = deployed_app(cres, croot, container_repo)
     endpoint = active(croot, app["id"])["endpoints"][0]
 
     r = croot.patch(f"apps/{app['id']}", json={"health_check_path": "/nothing-here"})

@@ -8,7 +8,8 @@ import uuid
 import requests
 
 from container_kit import (cdaemon, cenv, container_repo, cres, croot,  # noqa: F401
-                           dockerfile_app, podman_store, push_web_image, registries)
+                           deployed_app, dockerfile_app, podman_store, push_web_image,
+                           registries)
 from deploy_kit import Deployments, Res, assert_invalid, fetch, stray_instances  # noqa: F401
 
 
@@ -106,11 +107,7 @@ def test_built_images_go_to_slipway_registry_and_come_back_from_it(
     d = auth.daemon(env=dict(cenv, SLIPWAY_REGISTRY=public.host, **reg_env))
     root = auth.setup_owner(d)
     res = Res(auth, d)
-    app = dockerfile_app(res, root, container_repo)
-    res.set_env(root, app["id"], "BUILD_TOKEN", build_time=True, runtime=False)
-    deps = Deployments(root)
-    dep, _ = deps.deploy(app["id"], timeout=90)
-    assert dep["status"] == "success", deps.tail(dep["id"], 40)
+    app, deps, dep = deployed_app(res, root, container_repo)
     tags = requests.get(f"http://{public.host}/v2/slipway/{app['id']}/tags/list", timeout=5)
     assert tags.status_code == 200 and tags.json()["tags"] == [str(dep["deployment_number"])], \
         tags.text
