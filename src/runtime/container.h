@@ -36,7 +36,7 @@ struct cli_cmd {
 };
 
 /* Runs the CLI with args (NULL-terminated) after its global flags; done is called once, then
- * the command is freed (a failed spawn calls it with -1 from the loop's next turn). */
+ * the command is freed. A negative errno when it cannot start (done is then not called). */
 int sw_container_cli(container_rt_t *crt, const char *const *args, uint32_t timeout_ms,
                      cli_done_cb done, void *payload, cli_cmd_t **out);
 /* Kills a command; done still follows. */

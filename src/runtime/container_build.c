@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,8 @@ struct sw_runtime_build {
     cbuild_t *next;
     container_rt_t *crt;
     sw_proc_t *proc;
+    cli_cmd_t *check; /* a pull's `image inspect`: present images are not pulled */
+    bool stopped;
     sw_runtime_build_opts_t o;
     char secrets[700]; /* the directory of the secret files */
 };
@@ -48,11 +51,8 @@ static void on_line(sw_proc_t *p, int stream, const char *line, size_t len, void
     b->o.on_line(stream == SW_PROC_STDERR ? "stderr" : "stdout", line, len, b->o.payload);
 }
 
-static void on_exit_cb(sw_proc_t *p, int64_t exit_status, int term_signal, bool timed_out,
-                       void *payload)
+static void finish(cbuild_t *b, int64_t exit_status, int term_signal, bool timed_out)
 {
-    cbuild_t *b = payload;
-    sw_proc_free(p);
     remove_secrets(b);
     for (cbuild_t **pp = &b->crt->builds; *pp; pp = &(*pp)->next) {
         if (*pp == b) {
@@ -63,6 +63,15 @@ static void on_exit_cb(sw_proc_t *p, int64_t exit_status, int term_signal, bool 
     sw_runtime_build_opts_t o = b->o;
     free(b);
     o.on_exit(exit_status, term_signal, timed_out, o.payload);
+}
+
+static void on_exit_cb(sw_proc_t *p, int64_t exit_status, int term_signal, bool timed_out,
+                       void *payload)
+{
+    cbuild_t *b = payload;
+    sw_proc_free(p);
+    b->proc = NULL;
+    finish(b, exit_status, term_signal, timed_out);
 }
 
 /* One "--secret id=KEY,src=FILE" pair per "KEY=VALUE" of env, files written into dir. */
@@ -149,6 +158,52 @@ static char **pull_argv(const container_rt_t *crt, const sw_runtime_build_opts_t
     return argv;
 }
 
+static int spawn(cbuild_t *b, char **argv)
+{
+    sw_proc_opts_t o = {
+        .file = argv[0],
+        .argv = argv,
+        .env = environ,
+        .cwd = b->o.pull || b->o.push ? NULL : b->o.dir, /* maybe no checkout */
+        .timeout_ms = b->o.timeout_ms,
+        .kill_grace_ms = b->o.kill_grace_ms,
+        .on_line = on_line,
+        .on_exit = on_exit_cb,
+        .payload = b,
+    };
+    return sw_proc_spawn(&b->proc, b->crt->loop, &o);
+}
+
+/* Pulled only when missing, as `run` would: a tag that should move gets a new name. */
+static void on_checked(cli_cmd_t *c, int64_t exit_status, void *payload)
+{
+    cbuild_t *b = payload;
+    (void)c;
+    b->check = NULL;
+    if (b->stopped) {
+        finish(b, -1, SIGKILL, false);
+        return;
+    }
+    if (exit_status == 0) {
+        char line[600];
+        snprintf(line, sizeof(line), "image %s is on this node already: not pulled", b->o.image);
+        b->o.on_line("stdout", line, strlen(line), b->o.payload);
+        finish(b, 0, 0, false);
+        return;
+    }
+    int rc;
+    char **argv = pull_argv(b->crt, &b->o, b->secrets, &rc);
+    if (rc == 0)
+        rc = spawn(b, argv);
+    sw_strv_free(argv);
+    if (rc != 0) {
+        char line[200];
+        snprintf(line, sizeof(line), "the pull could not start: %s", sw_strerror(rc));
+        b->o.on_line("stderr", line, strlen(line), b->o.payload);
+        finish(b, 127, 0, false);
+    }
+}
+
 int sw_container_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *opts,
                        sw_runtime_build_t **out)
 {
@@ -166,14 +221,14 @@ int sw_container_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *opts,
         free(b);
         return rc;
     }
-    int rc;
-    char **argv;
+    int rc = 0;
+    char **argv = NULL;
     if (opts->push) {
         const char *push[] = {"push", opts->image, NULL};
         argv = sw_container_argv(crt, push);
-        rc = 0;
     } else if (opts->pull) {
-        argv = pull_argv(crt, opts, b->secrets, &rc);
+        const char *check[] = {"image", "inspect", "--format", "{{.Id}}", opts->image, NULL};
+        rc = sw_container_cli(crt, check, opts->timeout_ms, on_checked, b, &b->check);
     } else {
         char dockerfile[1200];
         snprintf(dockerfile, sizeof(dockerfile), "%s/%s", opts->dir,
@@ -188,20 +243,8 @@ int sw_container_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *opts,
         argv[n++] = sw_strdup(opts->dir);
         argv[n] = NULL;
     }
-    if (rc == 0) {
-        sw_proc_opts_t o = {
-            .file = argv[0],
-            .argv = argv,
-            .env = environ,
-            .cwd = opts->pull || opts->push ? NULL : opts->dir, /* maybe no checkout */
-            .timeout_ms = opts->timeout_ms,
-            .kill_grace_ms = opts->kill_grace_ms,
-            .on_line = on_line,
-            .on_exit = on_exit_cb,
-            .payload = b,
-        };
-        rc = sw_proc_spawn(&b->proc, crt->loop, &o);
-    }
+    if (rc == 0 && argv)
+        rc = spawn(b, argv);
     sw_strv_free(argv);
     if (rc != 0) {
         remove_secrets(b);
@@ -216,11 +259,17 @@ int sw_container_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *opts,
 
 void sw_container_build_stop(sw_runtime_build_t *b, uint32_t grace_ms)
 {
-    sw_proc_stop(b->proc, grace_ms);
+    b->stopped = true;
+    if (b->proc)
+        sw_proc_stop(b->proc, grace_ms);
+    else
+        sw_container_cli_kill(b->check);
 }
 
 void sw_container_build_pause(sw_runtime_build_t *b, bool pause)
 {
+    if (!b->proc)
+        return; /* still checking: nothing is output yet */
     if (pause)
         sw_proc_pause(b->proc);
     else
