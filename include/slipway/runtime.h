@@ -177,7 +177,8 @@ static inline int sw_runtime_instance_new(sw_runtime_t *rt, const sw_instance_op
 {
     return rt->ops->instance_new(rt, o, out);
 }
-/* Starts it; on failure it is tried again in a second (until stopped). */
+/* Starts it; on failure it is tried again in a second (until stopped). One a previous
+ * slipwayd left running (instance data still NULL) is followed from here on instead. */
 static inline int sw_runtime_instance_start(sw_instance_t *in)
 {
     return in->rt->ops->instance_start(in);

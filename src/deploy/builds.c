@@ -101,7 +101,8 @@ static void on_prune_list(int status, sw_pg_result_t *res, void *payload)
         return;
     }
     /* A container app's images: the same ones go (rmi keeps any a container runs from). */
-    for (int i = (int)w->cfg->keep_builds; r->container && i < sw_pg_result_rows(res); i++) {
+    for (int i = (int)w->cfg->keep_builds; r->container && !r->pulled && i < sw_pg_result_rows(res);
+         i++) {
         if (strcmp(sw_pg_result_value(res, i, 1), "t") == 0)
             continue;
         char image[600];

@@ -371,8 +371,10 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
     if (r->mask_only) {
         for (sw_instance_t *in = sw_worker_instances(r->w); in;
              in = sw_worker_next_instance(r->w, in))
-            if (strcmp(in->app_id, r->app_id) == 0 && !in->data)
+            if (strcmp(in->app_id, r->app_id) == 0 && !in->data) {
                 in->data = sw_secrets_ref(r->secrets);
+                sw_runtime_instance_start(in); /* followed from when it was found */
+            }
         r->state = RUN_DONE;
         sw_run_release(r);
         return;

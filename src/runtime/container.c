@@ -2,11 +2,11 @@
  * (podman or docker), driven with argv arrays only.
  *
  * An instance is one container at a time: `run -d` (env from a 0600 file removed as soon as
- * run returns, never argv), then `logs -f` follows its output and `wait` its end. A crash is
- * inspected (killed for memory?), removed, reported, and a new container starts after the
- * backoff. Containers carry labels slipway.app, slipway.deployment, slipway.node (and
- * slipway.port, slipway.name): they outlive slipwayd, and the next driver on the node lists
- * them and follows them again instead of starting new ones. */
+ * run returns, never argv), then `logs -f` follows its output; its end means the container
+ * ended (inspect says how, and whether for memory). A crash is removed, reported, and a new
+ * container starts after the backoff. Containers carry labels slipway.app, slipway.deployment,
+ * slipway.node (and slipway.port, slipway.name): they outlive slipwayd, and the next driver on the
+ * node lists them and follows them again instead of starting new ones. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -31,11 +31,11 @@ typedef struct {
     char **env;
     uint16_t app_port;
     cli_cmd_t *step; /* run, inspect or rm in flight */
-    cli_cmd_t *wait;
+
     sw_proc_t *logs;
     uv_timer_t timer; /* restart after a crash, or the end of a drain */
     int pid;
-    bool pid_known, exited, oom_checked, oom, draining, detaching, gone;
+    bool pid_known, logs_ended, exited, oom, draining, detaching, gone;
     int64_t exit_code;
     char since[40]; /* logs from here on (a followed-again container) */
 } cinst_t;
@@ -171,12 +171,29 @@ static void on_inspect_pid(cli_cmd_t *c, int64_t exit_status, void *payload)
     advance(in);
 }
 
-static void on_inspect_oom(cli_cmd_t *c, int64_t exit_status, void *payload)
+static void follow(cinst_t *in);
+
+/* Its logs ended: the container exited (how, and was it for memory?), or, still running,
+ * the logs are followed again from now on. */
+static void on_inspect_state(cli_cmd_t *c, int64_t exit_status, void *payload)
 {
     cinst_t *in = payload;
+    char running[8] = "", oom[8] = "";
+    long long code = -1;
     in->step = NULL;
-    in->oom_checked = true;
-    in->oom = exit_status == 0 && c->out.base && strncmp(c->out.base, "true", 4) == 0;
+    in->logs_ended = false;
+    if (exit_status == 0 && c->out.base &&
+        sscanf(c->out.base, "%7s %lld %7s", running, &code, oom) == 3 &&
+        strcmp(running, "true") == 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        snprintf(in->since, sizeof(in->since), "%lld.%09ld", (long long)now.tv_sec, now.tv_nsec);
+        follow(in);
+    } else {
+        in->exited = true;
+        in->exit_code = code;
+        in->oom = strcmp(oom, "true") == 0;
+    }
     advance(in);
 }
 
@@ -189,15 +206,6 @@ static void on_removed(cli_cmd_t *c, int64_t exit_status, void *payload)
              sw_container_cli_error(c));
     in->cid[0] = '\0';
     in->pid = 0;
-    advance(in);
-}
-
-static void on_wait(cli_cmd_t *c, int64_t exit_status, void *payload)
-{
-    cinst_t *in = payload;
-    in->wait = NULL;
-    in->exited = true;
-    in->exit_code = exit_status == 0 && c->out.base ? atoll(c->out.base) : -1;
     advance(in);
 }
 
@@ -220,19 +228,15 @@ static void on_logs_exit(sw_proc_t *p, int64_t exit_status, int term_signal, boo
     (void)timed_out;
     sw_proc_free(p);
     in->logs = NULL;
+    in->logs_ended = true;
     advance(in);
 }
 
-/* logs -f and wait: the container's output and its end. */
+/* logs -f: the container's output, and (when it ends) the sign that it exited. One helper
+ * process per instance: a `wait` beside it would double what each instance costs. */
 static void follow(cinst_t *in)
 {
     container_rt_t *crt = crt_of(in->base.rt);
-    const char *wait_args[] = {"wait", in->cid, NULL};
-    if (sw_container_cli(crt, wait_args, 0, on_wait, in, &in->wait) != 0) {
-        in->wait = NULL;
-        in->exited = true; /* cannot tell: treat as gone, it is removed and started again */
-        in->exit_code = -1;
-    }
     const char *logs_args[] = {"logs",  "-f", "--since", in->since[0] ? in->since : "0",
                                in->cid, NULL};
     char **argv = sw_container_argv(crt, logs_args);
@@ -245,8 +249,10 @@ static void follow(cinst_t *in)
         .on_exit = on_logs_exit,
         .payload = in,
     };
-    if (sw_proc_spawn(&in->logs, crt->loop, &o) != 0)
+    if (sw_proc_spawn(&in->logs, crt->loop, &o) != 0) {
         in->logs = NULL;
+        in->logs_ended = true; /* asked again through inspect, after a moment */
+    }
     sw_strv_free(argv);
 }
 
@@ -270,7 +276,7 @@ static void crashed(cinst_t *in)
     if (rt->cbs.on_crash)
         rt->cbs.on_crash(&in->base, sig ? 0 : code, sig, reason[0] ? reason : NULL, (uint32_t)delay,
                          rt->cbs.payload);
-    in->exited = in->oom_checked = in->oom = in->pid_known = false;
+    in->exited = in->oom = in->pid_known = in->logs_ended = false;
     in->since[0] = '\0';
     changed(rt);
     uv_timer_start(&in->timer, on_timer, delay, 0);
@@ -294,11 +300,9 @@ static void advance(cinst_t *in)
     }
     /* Let go (detaching) or removed (stopping): the followers end, then the instance. */
     if (in->detaching || (in->base.stopping && !in->draining)) {
-        if (in->wait)
-            sw_container_cli_kill(in->wait);
         if (in->logs)
             sw_proc_stop(in->logs, 500);
-        if (!in->wait && !in->logs)
+        else
             release(in);
         return;
     }
@@ -309,11 +313,13 @@ static void advance(cinst_t *in)
         step(in, args, on_inspect_pid);
         return;
     }
-    if (in->exited && in->cid[0] && !in->oom_checked) {
-        const char *args[] = {"inspect", "--format", "{{.State.OOMKilled}}", in->cid, NULL};
-        if (step(in, args, on_inspect_oom) == 0)
+    if (in->logs_ended && in->cid[0] && !in->exited) {
+        const char *args[] = {"inspect", "--format",
+                              "{{.State.Running}} {{.State.ExitCode}} {{.State.OOMKilled}}",
+                              in->cid, NULL};
+        if (step(in, args, on_inspect_state) == 0)
             return;
-        in->oom_checked = true;
+        in->exited = true;
     }
     if (in->exited && in->cid[0]) {
         const char *args[] = {"rm", "-f", in->cid, NULL};
@@ -321,7 +327,7 @@ static void advance(cinst_t *in)
             return;
         in->cid[0] = '\0';
     }
-    if (in->exited && !in->cid[0] && !in->logs && !in->wait) {
+    if (in->exited && !in->cid[0] && !in->logs) {
         crashed(in);
         return;
     }
@@ -411,7 +417,7 @@ static int run(cinst_t *in)
         args[n++] = in->command;
     }
     args[n] = NULL;
-    in->pid_known = in->exited = in->oom_checked = in->oom = false;
+    in->pid_known = in->exited = in->oom = in->logs_ended = false;
     rc = step(in, args, on_run);
     if (rc != 0) {
         unlink(path);
@@ -468,7 +474,12 @@ static int instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instan
 
 static int instance_start(sw_instance_t *base)
 {
-    return run(cinst(base));
+    cinst_t *in = cinst(base);
+    if (in->cid[0] && !in->logs && !in->logs_ended) {
+        follow(in); /* one found running at start: its output from when it was found */
+        return 0;
+    }
+    return run(in);
 }
 
 static void on_drained(uv_timer_t *t)
@@ -582,7 +593,7 @@ static void follow_again(container_rt_t *crt, char *line)
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     snprintf(in->since, sizeof(in->since), "%lld.%09ld", (long long)now.tv_sec, now.tv_nsec);
-    follow(in);
+    /* Followed once the worker can mask its output (sw_runtime_instance_start): from now. */
     advance(in);
 }
 
