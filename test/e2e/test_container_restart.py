@@ -105,7 +105,8 @@ def test_kill9_keeps_container_apps_serving_and_the_next_slipwayd_follows_them(
         assert len(serving) == 1, "a followed container's earlier lines are not read twice"
         lines = wait_for(lambda app=app: (d := app_lines(rb, app["id"])) and
                          any("url:/***" in ln["line"] for ln in d) and d,
-                         timeout=15, message="the masked request line")
+                         timeout=30, message=f"the masked request line in "
+                         f"{[ln['line'] for ln in app_lines(rb, app['id'])][-8:]}")
         assert not any(app["greeting"] in ln["line"] for ln in lines)
 
 
