@@ -156,8 +156,9 @@ for i in range(int(os.environ["COUNT"])):
     ours.append(deploy() * 1000)
     if os.environ.get("TRACE"):
         last = call("GET", f"apps/{app}/deployments?limit=1")["data"][0]["id"]
-        for ln in call("GET", f"deployments/{last}/logs?lines=40")["data"]:
-            print(f"      {ln['created_at'] if 'created_at' in ln else ''} {ln['line']}")
+        d = call("GET", f"deployments/{last}")
+        print(f"      created {d['created_at']} started {d['started_at']} "
+              f"finished {d['finished_at']}")
     theirs.append(by_hand(int(os.environ["LO"]) + i % 50) * 1000)
     print(f"  #{i + 1:<3} slipway {ours[-1]:8.1f} ms   podman run + wait {theirs[-1]:8.1f} ms")
 mo, mt = statistics.median(ours), statistics.median(theirs)
