@@ -244,6 +244,7 @@ static void follow(cinst_t *in)
         .file = argv[0],
         .argv = argv,
         .env = environ,
+        .cwd = crt->dir,
         .kill_grace_ms = 1000,
         .on_line = on_log_line,
         .on_exit = on_logs_exit,

@@ -164,7 +164,7 @@ static int spawn(cbuild_t *b, char **argv)
         .file = argv[0],
         .argv = argv,
         .env = environ,
-        .cwd = b->o.pull || b->o.push ? NULL : b->o.dir, /* maybe no checkout */
+        .cwd = b->o.pull || b->o.push ? b->crt->dir : b->o.dir, /* maybe no checkout */
         .timeout_ms = b->o.timeout_ms,
         .kill_grace_ms = b->o.kill_grace_ms,
         .on_line = on_line,

@@ -62,6 +62,7 @@ int sw_container_cli(container_rt_t *crt, const char *const *args, uint32_t time
         .file = argv[0],
         .argv = argv,
         .env = environ,
+        .cwd = crt->dir, /* conmon leaves files (an "oom" marker) in its working directory */
         .timeout_ms = timeout_ms,
         .kill_grace_ms = 2000,
         .on_line = on_line,
