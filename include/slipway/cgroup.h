@@ -22,6 +22,8 @@ int sw_cgroups_open(sw_cgroups_t *cg);
 int sw_cgroup_make(const sw_cgroups_t *cg, const char *name, uint64_t memory_bytes,
                    uint64_t milli_cpu);
 int sw_cgroup_attach(const sw_cgroups_t *cg, const char *name, pid_t pid);
+/* pid and every process descended from it (what it forked before it was moved). */
+int sw_cgroup_attach_tree(const sw_cgroups_t *cg, const char *name, pid_t pid);
 /* How often the kernel killed a process of the group for memory so far. */
 unsigned long sw_cgroup_oom_kills(const sw_cgroups_t *cg, const char *name);
 /* Once its processes are gone. */

@@ -5,6 +5,7 @@
  * <cpu>/<our group>/slipway. */
 #include "slipway/cgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -191,4 +192,46 @@ void sw_cgroup_remove(const sw_cgroups_t *cg, const char *name)
         group_dir(cg->cpu, name, dir, sizeof(dir));
         rmdir(dir);
     }
+}
+
+/* The parent of pid from /proc/<pid>/stat (field 4), or 0. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (sw_read_small(path, buf, sizeof(buf)))
+        return 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    int ppid = 0;
+    return p && sscanf(p + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : 0;
+}
+
+/* Whether pid descends from root (a launcher may fork before it is moved). */
+static bool descends(pid_t pid, pid_t root)
+{
+    for (int depth = 0; pid > 1 && depth < 64; depth++) {
+        pid = parent_of(pid);
+        if (pid == root)
+            return true;
+    }
+    return false;
+}
+
+int sw_cgroup_attach_tree(const sw_cgroups_t *cg, const char *name, pid_t pid)
+{
+    int rc = sw_cgroup_attach(cg, name, pid);
+    /* Twice: a child found unmoved may have forked before the first pass moved it. */
+    for (int pass = 0; rc == 0 && pass < 2; pass++) {
+        DIR *d = opendir("/proc");
+        if (!d)
+            break;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            pid_t p = (pid_t)atoi(e->d_name);
+            if (p > 1 && p != pid && descends(p, pid))
+                sw_cgroup_attach(cg, name, p);
+        }
+        closedir(d);
+    }
+    return rc;
 }

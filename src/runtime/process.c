@@ -174,7 +174,7 @@ static int instance_start(sw_instance_t *base)
     }
     /* Into its group at once: what it forks from here on is inside the limits too. */
     if (in->cgroup[0])
-        sw_cgroup_attach(&prt->cgroups, in->cgroup, sw_proc_pid(in->proc));
+        sw_cgroup_attach_tree(&prt->cgroups, in->cgroup, sw_proc_pid(in->proc));
     changed(base->rt);
     return 0;
 }

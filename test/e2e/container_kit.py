@@ -119,7 +119,9 @@ def podman_store(tmp_path_factory):
 def cenv(podman_store):
     env = make_deploy_env(SLIPWAY_CONTAINER_CLI="podman", SLIPWAY_CONTAINER_NETWORK="host",
                           SLIPWAY_NODE_NAME=f"node-{uuid.uuid4().hex[:10]}",
-                          SLIPWAY_HEALTH_TIMEOUT_MS="8000", SLIPWAY_DRAIN_MS="200")
+SLIPWAY_HEALTH_TIMEOUT_MS="8000", SLIPWAY_DRAIN_MS="200",
+                          # a killed node's app leases lapse soon: its relaunch waits for them
+                          SLIPWAY_LEASE_TTL_MS="3000")
     env.update(podman_store.env)
     yield env
     podman_store.remove_node(env["SLIPWAY_NODE_NAME"])
