@@ -598,9 +598,16 @@ static void follow_again(container_rt_t *crt, char *line)
     advance(in);
 }
 
+static void container_free(sw_runtime_t *rt);
+
 static void on_inspected(cli_cmd_t *c, int64_t exit_status, void *payload)
 {
     container_rt_t *crt = payload;
+    crt->listing = NULL;
+    if (crt->freed) {
+        container_free(&crt->base);
+        return;
+    }
     (void)exit_status; /* one gone meanwhile fails the command: the others still print */
     if (c->out.base) {
         char *save = NULL;
@@ -619,6 +626,11 @@ static void on_inspected(cli_cmd_t *c, int64_t exit_status, void *payload)
 static void on_listed(cli_cmd_t *c, int64_t exit_status, void *payload)
 {
     container_rt_t *crt = payload;
+    crt->listing = NULL;
+    if (crt->freed) {
+        container_free(&crt->base);
+        return;
+    }
     const char *args[FOLLOW_MAX + 4] = {
         "inspect", "--format",
         "{{.Id}} {{.State.Running}} {{index .Config.Labels \"slipway.app\"}} "
@@ -630,7 +642,9 @@ static void on_listed(cli_cmd_t *c, int64_t exit_status, void *payload)
          id && n < FOLLOW_MAX + 3; id = strtok_r(NULL, "\n", &save))
         args[n++] = id;
     args[n] = NULL;
-    if (n == 3 || sw_container_cli(crt, args, STEP_TIMEOUT_MS, on_inspected, crt, NULL) != 0) {
+    if (n == 3 ||
+        sw_container_cli(crt, args, STEP_TIMEOUT_MS, on_inspected, crt, &crt->listing) != 0) {
+        crt->listing = NULL;
         crt->base.settling = false;
         changed(&crt->base);
     }
@@ -644,13 +658,21 @@ static void list_previous(container_rt_t *crt)
     const char *args[] = {"ps",   "-a",       "-q", "--no-trunc", "--filter",
                           filter, "--filter", data, NULL};
     crt->base.settling = true;
-    if (sw_container_cli(crt, args, STEP_TIMEOUT_MS, on_listed, crt, NULL) != 0)
+    if (sw_container_cli(crt, args, STEP_TIMEOUT_MS, on_listed, crt, &crt->listing) != 0) {
+        crt->listing = NULL;
         crt->base.settling = false;
+    }
 }
 
 static void container_free(sw_runtime_t *rt)
 {
     container_rt_t *crt = crt_of(rt);
+    if (crt->listing) {
+        /* Its answer comes back to crt: it frees it then. */
+        crt->freed = true;
+        sw_container_cli_kill(crt->listing);
+        return;
+    }
     sw_strv_free(crt->cli);
     free(crt);
 }

@@ -13,6 +13,7 @@
 #define CLI_OUT_MAX (64u * 1024u) /* what a CLI command's answer may hold */
 
 typedef struct sw_runtime_build cbuild_t;
+typedef struct cli_cmd cli_cmd_t;
 
 typedef struct container_rt {
     sw_runtime_t base;
@@ -23,10 +24,11 @@ typedef struct container_rt {
     size_t ncli;
     char dir[600]; /* SLIPWAY_DATA_DIR/containers, 0700: env files and build secrets */
     cbuild_t *builds;
+    cli_cmd_t *listing; /* finding what a previous slipwayd left (settling) */
+    bool freed;         /* freed while listing: the listing's answer frees it */
 } container_rt_t;
 
 /* A CLI command: its stdout collected (up to CLI_OUT_MAX), its stderr too, then done. */
-typedef struct cli_cmd cli_cmd_t;
 typedef void (*cli_done_cb)(cli_cmd_t *c, int64_t exit_status, void *payload);
 struct cli_cmd {
     sw_proc_t *proc;
