@@ -18,7 +18,8 @@
 SW_PACKAGES=(curl meson ninja-build pkg-config gcc libuv1-dev node-llhttp libwslay-dev libpq-dev
     libhiredis-dev libgit2-dev libsodium-dev libssl-dev libjansson-dev libcmocka-dev
     python3-pytest python3-pytest-xdist python3-requests python3-websocket python3-psycopg python3-redis python3-jsonschema
-    postgresql redis-server iproute2 openssh-server openssl bubblewrap caddy pebble nginx)
+    postgresql redis-server iproute2 openssh-server openssl bubblewrap caddy pebble nginx
+    podman runc busybox-static docker-registry apache2-utils)
 # shellcheck disable=SC2034 # used by bench/ scripts
 SW_BENCH_PACKAGES=(wrk nginx-light nodejs node-ws)
 SW_PG_BIN=${SW_PG_BIN:-/usr/lib/postgresql/15/bin}

@@ -253,6 +253,7 @@ typedef struct {
     const char *actor_email;    /* the user's email, or "hook:<provider>" */
     const char *delivery_id;    /* a hook delivery, recorded once per app, or NULL */
     const char *provider;       /* the hook's provider, with delivery_id */
+    const char *image;          /* the image to run (container apps), or NULL: the app's */
 } sw_api_trigger_t;
 
 /* Inserts the deployment as pending with its audit row (and the hook delivery) in one

@@ -39,9 +39,13 @@ typedef struct {
     char *tls_key_file;
     char *port_range; /* "lo-hi" */
     uint32_t max_replicas;
-    char *process_runtime; /* "auto" | "all" | "admins" | "off" */
-    char *app_uid_range;   /* "lo-hi": one uid and gid per app for its builds and instances */
-    char *bwrap;           /* "auto" | "off" | an absolute path to bwrap */
+    char *container_cli;     /* "" | "podman" | "docker" | a path */
+    char *container_flags;   /* global flags for every container CLI command, space separated */
+    char *container_network; /* "bridge" | "host" */
+    char *registry;          /* "": built images stay on their node */
+    char *process_runtime;   /* "auto" | "all" | "admins" | "off" */
+    char *app_uid_range;     /* "lo-hi": one uid and gid per app for its builds and instances */
+    char *bwrap;             /* "auto" | "off" | an absolute path to bwrap */
     bool allow_wildcard_domains;
     char *rate_limit_backend; /* "local" | "redis" */
 

@@ -37,10 +37,11 @@ typedef struct {
      * valid only during the call. */
     void (*on_line)(sw_instance_t *in, const char *stream, const char *line, size_t len,
                     void *payload);
-    /* The instance exited on its own (exit code, or the signal that ended it); it starts
-     * again after delay_ms. */
-    void (*on_crash)(sw_instance_t *in, int64_t exit_status, int term_signal, uint32_t delay_ms,
-                     void *payload);
+    /* The instance exited on its own (exit code, or the signal that ended it, and why when
+     * the runtime knows: "out of memory (limit 64Mi)", else NULL); it starts again after
+     * delay_ms. */
+    void (*on_crash)(sw_instance_t *in, int64_t exit_status, int term_signal, const char *reason,
+                     uint32_t delay_ms, void *payload);
     /* What runs changed (an instance started, crashed, was asked to stop or is gone): the
      * node's state is worth saving. */
     void (*on_change)(void *payload);
@@ -70,9 +71,14 @@ typedef struct {
     const char *name;
     const char *dir;     /* the build directory: its working directory, writable */
     long run_uid;        /* the app's uid (0: none allocated) */
-    const char *command; /* run with /bin/sh -c */
+    const char *command; /* run with /bin/sh -c; for a container, "" runs the image's own */
     char *const *env;    /* NULL-terminated "K=V"; PORT is added */
     void *data;
+    const char *cpu;    /* "500m", "0.5", "2" or "": the limits where the runtime can */
+    const char *memory; /* "512Mi", "1G", "1048576" or "" */
+    /* containers only */
+    const char *image; /* the image reference to run */
+    uint16_t app_port; /* where the app listens inside (bridge network): PORT */
 } sw_instance_opts_t;
 
 /* A build's output line and its end (exit code, the signal that ended it, whether its timeout
@@ -82,6 +88,14 @@ typedef struct {
     long run_uid;
     const char *command; /* run with /bin/sh -c */
     char *const *env;    /* NULL-terminated "K=V"; exactly the build's environment */
+    /* containers only: build dir/dockerfile into the image tag; env reaches it as secrets.
+     * With pull, the image is pulled instead (auth: "user:password" for its registry, or
+     * NULL), its progress as the output. */
+    const char *image;
+    const char *dockerfile;
+    bool pull;
+    bool push; /* push the built image to its registry instead of building */
+    const char *auth;
     uint32_t timeout_ms;
     uint32_t kill_grace_ms;
     void (*on_line)(const char *stream, const char *line, size_t len, void *payload);
@@ -99,6 +113,7 @@ typedef struct {
     int (*instance_new)(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instance_t **out);
     int (*instance_start)(sw_instance_t *in);
     void (*instance_stop)(sw_instance_t *in, uint32_t drain_ms);
+    void (*instance_detach)(sw_instance_t *in); /* NULL: instances end with slipwayd */
     int (*instance_pid)(const sw_instance_t *in);
     int (*health)(sw_instance_t *in, const char *path, sw_runtime_health_cb cb, void *payload,
                   sw_runtime_probe_t **out);
@@ -107,6 +122,7 @@ typedef struct {
     void (*build_stop)(sw_runtime_build_t *b, uint32_t grace_ms);
     void (*build_pause)(sw_runtime_build_t *b, bool pause);
     int (*adopt)(sw_runtime_t *rt, const char *dir, long run_uid, bool again);
+    void (*image_remove)(sw_runtime_t *rt, const char *image); /* NULL: no images */
     void (*state)(sw_runtime_t *rt, sw_buf_t *out);
     unsigned (*reap)(sw_runtime_t *rt, const char *state);
     void (*free)(sw_runtime_t *rt);
@@ -119,6 +135,8 @@ struct sw_runtime {
     sw_instance_t *instances; /* newest first */
     sw_runtime_policy_t policy;
     bool own_uids; /* each app runs under its own uid, from uid_lo..uid_hi */
+    bool settling; /* still finding what a previous slipwayd left running: relaunch waits */
+    const char *limits_why; /* NULL: resources are enforced; else why they cannot be */
     uint32_t uid_lo, uid_hi;
 };
 
@@ -128,7 +146,29 @@ struct sw_runtime {
 int sw_runtime_process_new(sw_runtime_t **out, uv_loop_t *loop, const sw_config_t *cfg,
                            const sw_runtime_cbs_t *cbs);
 
+/* The container driver: builds and instances through a docker-compatible CLI
+ * (SLIPWAY_CONTAINER_CLI), argv arrays only. Instances are detached containers labelled
+ * slipway.app, slipway.deployment and slipway.node=node; they outlive slipwayd, and a new
+ * driver follows the ones of its node again (sw_runtime_reap reads no state for them).
+ * -ENOENT when no CLI is found; why says so. */
+int sw_runtime_container_new(sw_runtime_t **out, uv_loop_t *loop, const sw_config_t *cfg,
+                             const char *node, const sw_runtime_cbs_t *cbs, char *why,
+                             size_t why_size);
+
 const char *sw_runtime_policy_name(sw_runtime_policy_t p);
+
+/* For drivers: a free port of port_range ("lo-hi") no instance of rt has (0: none), and the
+ * endpoint "host:port" ("[v6]:port") the proxy reaches it at. */
+uint16_t sw_runtime_pick_port(const sw_runtime_t *rt, const char *port_range);
+void sw_runtime_endpoint(char *out, size_t size, const char *advertise, uint16_t port);
+/* The app's resources as limits: cpu ("500m", "0.5", "2") in thousandths of a CPU, memory
+ * ("512Mi", "1G", "1048576") in bytes. -ENOENT for "" (no limit), -EINVAL otherwise. */
+int sw_runtime_cpu_milli(const char *cpu, uint64_t *out);
+int sw_runtime_memory_bytes(const char *memory, uint64_t *out);
+/* For drivers: GET path on 127.0.0.1:port, the answer to cb (see sw_runtime_health_cb). */
+int sw_runtime_http_probe(uv_loop_t *loop, uint16_t port, const char *path, sw_runtime_health_cb cb,
+                          void *payload, sw_runtime_probe_t **out);
+void sw_runtime_http_probe_cancel(sw_runtime_probe_t *p);
 
 /* A new instance of a release with its port chosen (-EADDRNOTAVAIL: none free), in the list
  * but not running yet. */
@@ -137,7 +177,8 @@ static inline int sw_runtime_instance_new(sw_runtime_t *rt, const sw_instance_op
 {
     return rt->ops->instance_new(rt, o, out);
 }
-/* Starts it; on failure it is tried again in a second (until stopped). */
+/* Starts it; on failure it is tried again in a second (until stopped). One a previous
+ * slipwayd left running (instance data still NULL) is followed from here on instead. */
 static inline int sw_runtime_instance_start(sw_instance_t *in)
 {
     return in->rt->ops->instance_start(in);
@@ -146,6 +187,15 @@ static inline int sw_runtime_instance_start(sw_instance_t *in)
 static inline void sw_runtime_instance_stop(sw_instance_t *in)
 {
     in->rt->ops->instance_stop(in, 0);
+}
+/* slipwayd stops: an instance that outlives it (a container) is let go, still running, and
+ * on_gone follows; any other is stopped. */
+static inline void sw_runtime_instance_detach(sw_instance_t *in)
+{
+    if (in->rt->ops->instance_detach)
+        in->rt->ops->instance_detach(in);
+    else
+        in->rt->ops->instance_stop(in, 0);
 }
 /* Lets it serve drain_ms more (the requests it has: the proxy sends it no new ones), then
  * stops it with grace. It counts as stopping from now on. */
@@ -188,6 +238,12 @@ static inline void sw_runtime_build_pause(sw_runtime_t *rt, sw_runtime_build_t *
 static inline int sw_runtime_adopt(sw_runtime_t *rt, const char *dir, long run_uid, bool again)
 {
     return rt->ops->adopt(rt, dir, run_uid, again);
+}
+/* Removes an image no longer kept (one a container still runs from stays). */
+static inline void sw_runtime_image_remove(sw_runtime_t *rt, const char *image)
+{
+    if (rt->ops->image_remove)
+        rt->ops->image_remove(rt, image);
 }
 /* Lines for the node's state file naming what runs (to clean up after a restart), and the
  * clean-up itself from a previous state file's text: how many leftovers it killed. */

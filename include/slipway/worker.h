@@ -20,6 +20,9 @@ typedef struct sw_worker sw_worker_t;
 typedef struct {
     int (*runtime_new)(sw_runtime_t **out, uv_loop_t *loop, const sw_config_t *cfg,
                        const sw_runtime_cbs_t *cbs);
+    /* For runtime: "container" apps; NULL, or failing (why says so), leaves them refused. */
+    int (*container_new)(sw_runtime_t **out, uv_loop_t *loop, const sw_config_t *cfg,
+                         const char *node, const sw_runtime_cbs_t *cbs, char *why, size_t why_size);
     sw_proxy_t *proxy;
 } sw_worker_drivers_t;
 

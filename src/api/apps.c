@@ -193,15 +193,49 @@ static void read_git_token(json_t *body, json_t *out, const char **token, sw_jso
     json_object_set_new(out, "git_token", json_true());
 }
 
-/* Seals the token for the app: the app id is the associated data. */
-static char *seal_git_token(sw_api_t *api, const char *app_id, const char *token)
+/* Seals a credential for the app: what it is and the app id are the associated data. */
+static char *seal_for_app(sw_api_t *api, const char *what, const char *app_id, const char *value)
 {
     char ad[SW_UUID_LEN + 32];
     sw_buf_t sealed = SW_BUF_INIT;
 
-    snprintf(ad, sizeof(ad), "app_git_token:%s", app_id);
-    sw_secretbox_seal(api->box, token, strlen(token), ad, &sealed);
+    snprintf(ad, sizeof(ad), "%s:%s", what, app_id);
+    sw_secretbox_seal(api->box, value, strlen(value), ad, &sealed);
     return sw_buf_steal(&sealed);
+}
+
+/* registry_auth is write-only like git_token: {username, password} sets it (*auth gets
+ * "username:password", arena memory), null clears it; out only learns which. */
+static void read_registry_auth(sw_http_req_t *req, json_t *body, json_t *out, const char **auth,
+                               sw_json_errors_t *e)
+{
+    json_t *v = json_object_get(body, "registry_auth");
+    const char *user, *pass;
+
+    *auth = NULL;
+    if (!v)
+        return;
+    if (json_is_null(v)) {
+        json_object_set_new(out, "registry_auth", json_false());
+        return;
+    }
+    if (!json_is_object(v)) {
+        sw_json_errors_add(e, "registry_auth", "must be {username, password} or null");
+        return;
+    }
+    if (sw_json_get_string(v, "username", true, 1, 255, &user, e) != 0 ||
+        sw_json_get_string(v, "password", true, 1, 4096, &pass, e) != 0)
+        return;
+    if (strchr(user, ':') || has_control(user) || has_control(pass)) {
+        sw_json_errors_add(e, "registry_auth",
+                           "username must not hold ':', and neither control characters");
+        return;
+    }
+    size_t n = strlen(user) + strlen(pass) + 2;
+    char *s = sw_arena_alloc(&req->arena, n);
+    snprintf(s, n, "%s:%s", user, pass);
+    *auth = s;
+    json_object_set_new(out, "registry_auth", json_true());
 }
 
 static void wipe_body(sw_http_req_t *req)
@@ -225,6 +259,12 @@ static void new_uuid(char out[SW_UUID_LEN + 1])
 }
 
 /* Checks every field the client sent into out; create requires name. */
+static bool runtime_is_container(json_t *fields)
+{
+    const char *rt = json_string_value(json_object_get(fields, "runtime"));
+    return rt && strcmp(rt, "container") == 0;
+}
+
 static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_json_errors_t *e)
 {
     const char *s;
@@ -266,6 +306,16 @@ static void read_app(sw_api_t *api, json_t *body, bool create, json_t *out, sw_j
             json_object_set_new(out, "runtime", json_string(s));
         else
             sw_json_errors_add(e, "runtime", "must be process or container");
+    }
+    if (sw_json_get_string(body, "image", false, 0, 255, &s, e) == 0) {
+        if (*s && !sw_api_image_ok(s))
+            sw_json_errors_add(e, "image",
+                               "must be an image reference like registry.example/name:tag or "
+                               "name@sha256:<64 hex digits>");
+        else if (*s && create && !runtime_is_container(out))
+            sw_json_errors_add(e, "image", "needs runtime: container");
+        else
+            json_object_set_new(out, "image", json_string(s));
     }
     if (sw_json_get_int(body, "port", false, 1, 65535, &n, e) == 0)
         json_object_set_new(out, "port", json_integer(n));
@@ -356,9 +406,10 @@ void sw_api_apps_create(sw_http_req_t *req, void *ctx)
     sw_json_errors_t e;
     sw_json_errors_init(&e);
     json_t *fields = json_object();
-    const char *token;
+    const char *token, *auth;
     read_app(api, body, true, fields, &e);
     read_git_token(body, fields, &token, &e);
+    read_registry_auth(req, body, fields, &auth, &e);
     const char *project = NULL;
     if (sw_json_get_string(body, "project_id", false, 1, 64, &project, &e) == 0 &&
         strcmp(project, r->project_id) != 0)
@@ -373,10 +424,14 @@ void sw_api_apps_create(sw_http_req_t *req, void *ctx)
     json_decref(fields);
     const char *env = json_string_value(json_object_get(body, "environment_id"));
     char id[SW_UUID_LEN + 1];
-    char *sealed = NULL;
-    if (token) {
+    char *sealed = NULL, *auth_sealed = NULL;
+    if (token || auth)
         new_uuid(id);
-        sealed = seal_git_token(api, id, token);
+    if (token)
+        sealed = seal_for_app(api, "app_git_token", id, token);
+    if (auth) {
+        auth_sealed = seal_for_app(api, "app_registry_auth", id, auth);
+        sodium_memzero((char *)auth, strlen(auth));
     }
     wipe_body(req);
     const char *params[] = {j,
@@ -385,13 +440,15 @@ void sw_api_apps_create(sw_http_req_t *req, void *ctx)
                             r->principal.user_id,
                             r->principal.email,
                             req->client_addr,
-                            token ? id : NULL,
-                            sealed};
+                            token || auth ? id : NULL,
+                            sealed,
+                            auth_sealed};
     sw_api_exec(api, req,
                 "WITH f AS (SELECT $1::jsonb AS j), "
                 "a AS (INSERT INTO apps (id, project_id, environment_id, name, repo_url, branch, "
                 "build_command, start_command, dockerfile_path, runtime, port, "
-                "health_check_path, replicas, cpu, memory, auto_deploy, git_token_sealed) "
+                "health_check_path, replicas, cpu, memory, auto_deploy, git_token_sealed, image, "
+                "registry_auth_sealed) "
                 "SELECT coalesce($7::uuid, gen_random_uuid()), $2, $3, j->>'name', "
                 "coalesce(j->>'repo_url', ''), "
                 "coalesce(j->>'branch', 'main'), coalesce(j->>'build_command', ''), "
@@ -399,13 +456,15 @@ void sw_api_apps_create(sw_http_req_t *req, void *ctx)
                 "coalesce(j->>'runtime', 'process'), coalesce((j->>'port')::int, 3000), "
                 "coalesce(j->>'health_check_path', '/'), coalesce((j->>'replicas')::int, 1), "
                 "coalesce(j->'resources'->>'cpu', ''), coalesce(j->'resources'->>'memory', ''), "
-                "coalesce((j->>'auto_deploy')::bool, false), coalesce($8, '') "
+                "coalesce((j->>'auto_deploy')::bool, false), coalesce($8, ''), "
+                "coalesce(j->>'image', ''), coalesce($9, '') "
                 "FROM f RETURNING *), " APP_AUDIT("app.created", "4", "5",
                                                   "6") "SELECT sw_app_json(a) FROM a",
-                8, params, 201, "app not created",
+                9, params, 201, "app not created",
                 "an app with this name exists in the environment");
     free(j);
     free(sealed);
+    free(auth_sealed);
 }
 
 void sw_api_apps_get(sw_http_req_t *req, void *ctx)
@@ -435,9 +494,10 @@ void sw_api_apps_update(sw_http_req_t *req, void *ctx)
     if (json_object_get(body, "environment_id"))
         sw_json_errors_add(&e, "environment_id", "cannot be changed");
     json_t *fields = json_object();
-    const char *token;
+    const char *token, *auth;
     read_app(api, body, false, fields, &e);
     read_git_token(body, fields, &token, &e);
+    read_registry_auth(req, body, fields, &auth, &e);
     if (!sw_json_errors_any(&e) && json_object_size(fields) == 0)
         sw_json_errors_add(&e, "body", "give at least one field to change");
     if (sw_json_errors_any(&e)) {
@@ -449,10 +509,13 @@ void sw_api_apps_update(sw_http_req_t *req, void *ctx)
     char *j = json_dumps(fields, JSON_COMPACT);
     json_decref(fields);
     const char *id = sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base;
-    char *sealed = token ? seal_git_token(api, id, token) : NULL;
+    char *sealed = token ? seal_for_app(api, "app_git_token", id, token) : NULL;
+    char *auth_sealed = auth ? seal_for_app(api, "app_registry_auth", id, auth) : NULL;
+    if (auth)
+        sodium_memzero((char *)auth, strlen(auth));
     wipe_body(req);
-    const char *params[] = {j,     id, r->principal.user_id, r->principal.email, req->client_addr,
-                            sealed};
+    const char *params[] = {
+        j, id, r->principal.user_id, r->principal.email, req->client_addr, sealed, auth_sealed};
     sw_api_exec(api, req,
                 "WITH f AS (SELECT $1::jsonb AS j), "
                 "a AS (UPDATE apps SET name = coalesce(j->>'name', name), "
@@ -470,11 +533,15 @@ void sw_api_apps_update(sw_http_req_t *req, void *ctx)
                 "auto_deploy = coalesce((j->>'auto_deploy')::bool, auto_deploy), "
                 "git_token_sealed = CASE j->'git_token' WHEN 'true' THEN $6 "
                 "WHEN 'false' THEN '' ELSE git_token_sealed END, "
+                "image = coalesce(j->>'image', image), "
+                "registry_auth_sealed = CASE j->'registry_auth' WHEN 'true' THEN $7 "
+                "WHEN 'false' THEN '' ELSE registry_auth_sealed END, "
                 "updated_at = now() FROM f WHERE id = $2 RETURNING apps.*), " APP_AUDIT(
                     "app.updated", "3", "4", "5") "SELECT sw_app_json(a) FROM a",
-                6, params, 200, "no such app", "an app with this name exists in the environment");
+                7, params, 200, "no such app", "an app with this name exists in the environment");
     free(j);
     free(sealed);
+    free(auth_sealed);
 }
 
 void sw_api_apps_delete(sw_http_req_t *req, void *ctx)

@@ -103,14 +103,16 @@ void sw_api_deployment_trigger(sw_api_t *api, sw_http_req_t *req, const sw_api_t
     state->cb = cb;
     const char *params[] = {t->app_id,      t->ref,           t->commit_sha,     t->actor_id,
                             t->actor_email, req->client_addr, t->commit_message, t->commit_author,
-                            t->delivery_id, t->provider};
+                            t->delivery_id, t->provider,      t->image};
     sw_pg_query(api->pg,
                 "WITH n AS (UPDATE apps SET deployment_counter = deployment_counter + 1 "
-                "WHERE id = $1 RETURNING id, project_id, deployment_counter, branch), "
+                "WHERE id = $1 RETURNING id, project_id, deployment_counter, branch, runtime, "
+                "image), "
                 "d AS (INSERT INTO deployments (app_id, project_id, deployment_number, ref, "
-                "commit_sha, commit_message, commit_author, created_by) SELECT id, project_id, "
-                "deployment_counter, coalesce($2, branch), coalesce($3, ''), "
-                "coalesce($7::text, ''), coalesce($8::text, ''), $4 FROM n RETURNING *), "
+                "commit_sha, commit_message, commit_author, created_by, image) SELECT id, "
+                "project_id, deployment_counter, coalesce($2, branch), coalesce($3, ''), "
+                "coalesce($7::text, ''), coalesce($8::text, ''), $4, coalesce($11::text, "
+                "CASE WHEN runtime = 'container' THEN image END, '') FROM n RETURNING *), "
                 "h AS (INSERT INTO hook_deliveries (app_id, delivery_id, provider, "
                 "deployment_id) SELECT d.app_id, $9::text, $10::text, d.id FROM d "
                 "WHERE $9::text IS NOT NULL), "
@@ -123,14 +125,14 @@ void sw_api_deployment_trigger(sw_api_t *api, sw_http_req_t *req, const sw_api_t
                 "$9::text, 'commit_sha', CASE WHEN $10::text IS NOT NULL THEN d.commit_sha "
                 "END)) FROM d) "
                 "SELECT sw_deployment_json(d), d.id, d.app_id FROM d",
-                10, params, on_trigger, state);
+                11, params, on_trigger, state);
 }
 
 void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
 {
     sw_api_t *api = ctx;
     sw_api_req_t *r = sw_api_req(req);
-    const char *ref = NULL, *sha = NULL;
+    const char *ref = NULL, *sha = NULL, *image = NULL;
     sw_json_errors_t e;
     sw_json_errors_init(&e);
     if (req->body.len) {
@@ -142,6 +144,11 @@ void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
         if (sw_json_get_string(body, "commit_sha", false, 1, 40, &sha, &e) == 0 &&
             !hex_ok(sha, 7, 40))
             sw_json_errors_add(&e, "commit_sha", "must be 7 to 40 lower-case hex digits");
+        if (sw_json_get_string(body, "image", false, 1, 255, &image, &e) == 0 &&
+            !sw_api_image_ok(image))
+            sw_json_errors_add(&e, "image",
+                               "must be an image reference like registry.example/name:tag or "
+                               "name@sha256:<64 hex digits>");
         sw_api_reject_unknown_body(req, body, &e);
     }
     if (sw_json_errors_any(&e)) {
@@ -152,6 +159,7 @@ void sw_api_deployments_create(sw_http_req_t *req, void *ctx)
         .app_id = sw_arena_iovdup(&req->arena, sw_http_req_param(req, "id")).base,
         .ref = ref,
         .commit_sha = sha,
+        .image = image,
         .actor_id = r->principal.user_id,
         .actor_email = r->principal.email,
     };

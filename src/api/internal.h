@@ -28,6 +28,9 @@ extern const size_t sw_api_schemas_count;
 
 /* ---- request validation derived from the route table (validate.c) ---- */
 
+/* A container image reference: [registry[:port]/]name[:tag] or name@sha256:<64 hex>. */
+bool sw_api_image_ok(const char *s);
+
 /* Whether the schema at path lists field among its properties. path is a schema name
  * ("AppCreate"), optionally followed by property names ("AppCreate.resources"); a step into an
  * array goes on to its items, and a oneOf goes on to its object alternative. */

@@ -147,3 +147,24 @@ void sw_api_filters_apply(sw_api_list_t *l, const sw_api_filter_t *filters,
         if (values[i])
             sw_api_list_where(l, filters[i].where, values[i]);
 }
+
+/* An image reference as the container CLIs take it: [registry[:port]/]name[:tag] or
+ * name@sha256:<64 hex>; what could be read as a CLI flag or hold a space is refused. */
+bool sw_api_image_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+        return false;
+    const char *at = strchr(s, '@');
+    for (const char *p = s; *p && p != at; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:", *p))
+            return false;
+    if (!at)
+        return s[n - 1] != '/' && s[n - 1] != ':';
+    if (strncmp(at + 1, "sha256:", 7) != 0 || strlen(at + 8) != 64 || at == s)
+        return false;
+    for (const char *p = at + 8; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}

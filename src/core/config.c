@@ -81,6 +81,17 @@ static const opt_t options[] = {
      "uids (and gids) handed one per app to its builds and process instances: lo-hi"},
     {"bwrap", OPT_STR, O(bwrap), "auto", 0, 0,
      "bubblewrap for builds and instances: auto (bwrap on PATH when it works), off, or a path"},
+    {"container-cli", OPT_STR, O(container_cli), "", 0, 0,
+     "the docker-compatible CLI for runtime: container apps: podman or docker (or a path); "
+     "empty: podman, else docker, found on PATH"},
+    {"container-flags", OPT_STR, O(container_flags), "", 0, 0,
+     "extra global flags before every container CLI command, split on spaces (e.g. --root DIR)"},
+    {"registry", OPT_STR, O(registry), "", 0, 0,
+     "a registry (host[:port][/path]) built container images are pushed to as "
+     "<registry>/slipway/<app id>:<n>, and pulled from by nodes that lack them"},
+    {"container-network", OPT_STR, O(container_network), "bridge", 0, 0,
+     "bridge: the app's port published on the instance's port of SLIPWAY_PORT_RANGE; host: "
+     "the container shares the host's network and listens on PORT"},
     {"max-replicas", OPT_U32, O(max_replicas), "10", 1, 1000, "most instances one app may run"},
     {"allow-wildcard-domains", OPT_BOOL, O(allow_wildcard_domains), "false", 0, 0,
      "accept *.example.com style domains"},
@@ -480,6 +491,11 @@ static int validate(sw_config_t *cfg, sw_config_err_t *err)
     if (strcmp(cfg->bwrap, "auto") != 0 && strcmp(cfg->bwrap, "off") != 0 && cfg->bwrap[0] != '/') {
         snprintf(err->msg, sizeof(err->msg),
                  "SLIPWAY_BWRAP: expected auto, off or an absolute path");
+        return -EINVAL;
+    }
+    static const char *const networks[] = {"bridge", "host", NULL};
+    if (!one_of(cfg->container_network, networks)) {
+        snprintf(err->msg, sizeof(err->msg), "SLIPWAY_CONTAINER_NETWORK: expected bridge or host");
         return -EINVAL;
     }
     if (check_proxy(cfg, err) != 0)

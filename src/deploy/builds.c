@@ -1,5 +1,6 @@
-/* Build artifacts on disk: keep the last SLIPWAY_KEEP_BUILDS per app, and never the one
- * the active release or a running instance uses. The removal runs on the threadpool. */
+/* Build artifacts on disk (and a container app's images): keep the last SLIPWAY_KEEP_BUILDS
+ * per app, and never the one the active release or a running instance uses. The removal
+ * runs on the threadpool. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +100,15 @@ static void on_prune_list(int status, sw_pg_result_t *res, void *payload)
         sw_run_done(r);
         return;
     }
+    /* A container app's images: the same ones go (rmi keeps any a container runs from). */
+    for (int i = (int)w->cfg->keep_builds; r->container && !r->pulled && i < sw_pg_result_rows(res);
+         i++) {
+        if (strcmp(sw_pg_result_value(res, i, 1), "t") == 0)
+            continue;
+        char image[600];
+        sw_builds_image(w, r->app_id, sw_pg_result_value(res, i, 2), image, sizeof(image));
+        sw_runtime_image_remove(r->rt, image);
+    }
     prune_t *p = sw_calloc(1, sizeof(*p));
     p->r = r;
     p->keep = w->cfg->keep_builds;
@@ -113,13 +123,20 @@ static void on_prune_list(int status, sw_pg_result_t *res, void *payload)
         char path[600];
         snprintf(path, sizeof(path), "%s/%s", p->dir, p->ids[i]);
         /* An instance still running from it (one stopping, say) keeps it. */
-        for (sw_instance_t *in = w->rt->instances; in; in = in->next)
+        for (sw_instance_t *in = sw_worker_instances(w); in; in = sw_worker_next_instance(w, in))
             p->protect[i] |= in->dir && strcmp(in->dir, path) == 0;
     }
     if (uv_queue_work(w->loop, &p->work, prune_work, prune_done) != 0) {
         p->n = 0;
         prune_done(&p->work, 0);
     }
+}
+
+void sw_builds_image(const sw_worker_t *w, const char *app_id, const char *n, char *out,
+                     size_t size)
+{
+    const char *reg = w->cfg->registry;
+    snprintf(out, size, "%s%sslipway/%s:%s", reg, reg[0] ? "/" : "", app_id, n);
 }
 
 /* Lists the app's builds, newest first, with the one the active release runs from. */
@@ -129,7 +146,7 @@ void sw_builds_prune(run_t *r)
     if (sw_pg_query(r->w->pg,
                     "SELECT d.id, d.id IS NOT DISTINCT FROM (SELECT coalesce(x.build_of, x.id) "
                     "FROM apps a JOIN deployments x ON x.id = a.active_deployment_id "
-                    "WHERE a.id = $1) FROM deployments d WHERE d.app_id = $1 "
+                    "WHERE a.id = $1), d.deployment_number FROM deployments d WHERE d.app_id = $1 "
                     "AND d.build_of IS NULL ORDER BY d.deployment_number DESC",
                     1, params, on_prune_list, r) != 0)
         sw_run_done(r);

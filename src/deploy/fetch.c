@@ -42,7 +42,7 @@ static void on_fetched(int status, const sw_git_result_t *res, const char *error
                 "commit_author = $4, updated_at = now() WHERE id = $1",
                 4, params, sw_deploy_ignore_pg, NULL);
     sw_run_system(r, "checked out %.12s", res->commit_hash);
-    int rc = sw_runtime_adopt(r->w->rt, r->build_dir, r->run_uid, false);
+    int rc = sw_runtime_adopt(r->rt, r->build_dir, r->run_uid, false);
     if (rc != 0) {
         sw_run_fail(r, "could not hand the checkout to the app's uid: %s", sw_strerror(rc));
         return;

@@ -56,6 +56,18 @@ struct run {
     char id[40];
     char app_id[40];
     char *repo_url, *ref, *commit_sha, *build_cmd, *start_cmd, *health_path;
+    sw_runtime_t *rt; /* the app's runtime: the worker's process or container one */
+    bool container;
+    char *image;      /* container: the image the instances run (built: slipway/<app>:<n>) */
+    char *dockerfile; /* container: the checkout's dockerfile_path */
+    char *cpu, *memory;
+    int app_port;
+    bool pulled;                /* container: the image is pulled, not built */
+    bool refetch;               /* container: a built image pulled back from SLIPWAY_REGISTRY */
+    bool pushing;               /* container: the built image goes to SLIPWAY_REGISTRY */
+    char *registry_auth;        /* "user:password" for the image's registry, or NULL */
+    char *registry_auth_sealed; /* "" when the app has none */
+    char last_err[300];         /* the build's (pull's) last stderr line, for the error message */
     char rollback_of[40]; /* release this deployment's build again (rollback, start, restart) */
     bool rollback;        /* ...and mark the release it replaces rolled_back */
     int replicas;
@@ -69,7 +81,8 @@ struct run {
     secrets_t *secrets;
     const char *stage; /* the last stage written, for status messages */
     int progress;
-    bool relaunch; /* restarting the active release after slipwayd restarted: no deployment */
+    bool relaunch;  /* restarting the active release after slipwayd restarted: no deployment */
+    bool mask_only; /* a relaunch whose containers were followed again: their secrets only */
     bool cancelled;
     bool handback; /* the worker is stopping: back to the queue, not failed */
     char error[512];
@@ -116,7 +129,9 @@ struct sw_worker {
     const sw_secretbox_t *box;
     sw_hub_t *hub;
     sw_applogs_t *applogs;
-    sw_runtime_t *rt;
+    sw_runtime_t *rt;  /* process instances */
+    sw_runtime_t *crt; /* container instances; NULL when this node has no container CLI */
+    char crt_why[256]; /* why crt is NULL */
     sw_proxy_t *proxy;
     char node[128];
     int lock_fd;         /* holds the data directory's worker lock; -1: not ours */
@@ -168,6 +183,11 @@ void sw_worker_count_finished(sw_worker_t *w, const char *status);
  * then the final status, then the stream entry is acknowledged and the lease given back. */
 void sw_run_done(run_t *r);
 
+/* Every instance of the node, whichever runtime runs it: first, then next (safe to use on an
+ * instance just stopped: take next before). */
+sw_instance_t *sw_worker_instances(const sw_worker_t *w);
+sw_instance_t *sw_worker_next_instance(const sw_worker_t *w, const sw_instance_t *in);
+
 /* ---- run.c: claim -> fetch -> build -> release ---- */
 
 void sw_run_start(sw_worker_t *w, const char *entry_id, const char *deployment_id,
@@ -187,6 +207,10 @@ void sw_run_interrupt(run_t *r);
 
 void sw_fetch_start(run_t *r);
 void sw_release_start(run_t *r);
+/* The image a build of deployment number n of app_id is tagged with:
+ * [SLIPWAY_REGISTRY/]slipway/<app id>:<n>. */
+void sw_builds_image(const sw_worker_t *w, const char *app_id, const char *n, char *out,
+                     size_t size);
 /* Keeps the last SLIPWAY_KEEP_BUILDS builds of the run's app, then sw_run_done. */
 void sw_builds_prune(run_t *r);
 

@@ -27,9 +27,9 @@ void sw_nodestate_save(sw_worker_t *w)
     char path[600], tmp[610];
     sw_buf_t b = SW_BUF_INIT;
     sw_runtime_state(w->rt, &b);
-    for (sw_instance_t *in = w->rt->instances; in; in = in->next) {
+    for (sw_instance_t *in = sw_worker_instances(w); in; in = sw_worker_next_instance(w, in)) {
         bool seen = false;
-        for (sw_instance_t *o = w->rt->instances; o != in; o = o->next)
+        for (sw_instance_t *o = sw_worker_instances(w); o != in; o = sw_worker_next_instance(w, o))
             seen |= !o->stopping && strcmp(o->app_id, in->app_id) == 0;
         /* Instances of a release still being checked are not the app's yet. */
         bool fresh = false;
@@ -127,7 +127,8 @@ static void on_relaunch_list(int status, sw_pg_result_t *res, void *payload)
 /* Apps of the previous worker that are still meant to run (not stopped since). */
 void sw_nodestate_relaunch_query(sw_worker_t *w)
 {
-    if (!w->nrelaunch || w->relaunch_querying)
+    /* Containers a previous slipwayd left are followed again first: they are not relaunched. */
+    if (!w->nrelaunch || w->relaunch_querying || (w->crt && w->crt->settling))
         return;
     sw_buf_t ids = SW_BUF_INIT;
     sw_buf_append_char(&ids, '{');
@@ -162,8 +163,8 @@ static const char *instance_state(const sw_worker_t *w, const sw_instance_t *in)
 void sw_worker_instances_json(const sw_worker_t *w, sw_buf_t *out)
 {
     sw_buf_append_char(out, '[');
-    const sw_instance_t *first = w ? w->rt->instances : NULL;
-    for (const sw_instance_t *in = first; in; in = in->next) {
+    const sw_instance_t *first = w ? sw_worker_instances(w) : NULL;
+    for (const sw_instance_t *in = first; in; in = sw_worker_next_instance(w, in)) {
         char pid[24] = "null";
         if (sw_runtime_instance_pid(in))
             snprintf(pid, sizeof(pid), "%d", sw_runtime_instance_pid(in));

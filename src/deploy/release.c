@@ -40,8 +40,8 @@ static void unswitch(run_t *r)
 static void stop_previous(run_t *r)
 {
     sw_worker_t *w = r->w;
-    for (sw_instance_t *in = w->rt->instances, *next; in; in = next) {
-        next = in->next;
+    for (sw_instance_t *in = sw_worker_instances(w), *next; in; in = next) {
+        next = sw_worker_next_instance(w, in);
         if (strcmp(in->app_id, r->app_id) != 0 || strcmp(in->deployment_id, r->id) == 0 ||
             in->stopping)
             continue;
@@ -124,7 +124,13 @@ static void switch_in_database(run_t *r)
     for (int i = 0; i < r->nfresh; i++)
         sw_buf_printf(&endpoints, "%s\"%s\"", i ? "," : "", r->fresh[i]->endpoint);
     sw_buf_append_char(&endpoints, '}');
-    const char *params[] = {r->app_id, r->id, endpoints.base, r->rollback ? "true" : "false"};
+    const char *why = r->rt->limits_why;
+    const char *params[] = {r->app_id,
+                            r->id,
+                            endpoints.base,
+                            r->rollback ? "true" : "false",
+                            why ? "false" : "true",
+                            why ? why : ""};
     if (r->relaunch) {
         /* The same release serves again, on new ports. */
         sw_pg_query(r->w->pg,
@@ -137,12 +143,14 @@ static void switch_in_database(run_t *r)
     /* A rollback marks the release it replaces rolled_back. */
     sw_pg_query(r->w->pg,
                 "WITH a AS (UPDATE apps SET endpoints = $3::text[], status = 'running', "
-                "active_deployment_id = $2, updated_at = now() WHERE id = $1 RETURNING id), "
+                "active_deployment_id = $2, resources_enforced = CASE WHEN cpu <> '' OR "
+                "memory <> '' THEN $5::bool END, resources_note = CASE WHEN cpu <> '' OR "
+                "memory <> '' THEN $6 ELSE '' END, updated_at = now() WHERE id = $1 RETURNING id), "
                 "o AS (UPDATE deployments SET is_active = (id = $2), status = CASE WHEN $4::bool "
                 "AND is_active AND id <> $2 THEN 'rolled_back' ELSE status END WHERE app_id = $1 "
                 "AND (is_active OR id = $2) RETURNING id) "
                 "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM o)",
-                4, params, on_switched, r);
+                6, params, on_switched, r);
     sw_buf_free(&endpoints);
 }
 
@@ -194,7 +202,7 @@ void sw_release_start(run_t *r)
     sw_worker_t *w = r->w;
     r->state = RUN_STARTING;
     sw_run_status(r, "deploying", "starting_new", 70);
-    if (!r->start_cmd[0]) {
+    if (!r->start_cmd[0] && !r->container) {
         sw_run_fail(r, "the app has no start_command");
         return;
     }
@@ -210,9 +218,13 @@ void sw_release_start(run_t *r)
             .command = r->start_cmd,
             .env = r->run_env,
             .data = r->secrets,
+            .image = r->image,
+            .app_port = (uint16_t)r->app_port,
+            .cpu = r->cpu,
+            .memory = r->memory,
         };
         sw_instance_t *in;
-        if (sw_runtime_instance_new(w->rt, &o, &in) != 0) {
+        if (sw_runtime_instance_new(r->rt, &o, &in) != 0) {
             sw_run_fail(r, "no free port in SLIPWAY_PORT_RANGE %s", w->cfg->port_range);
             return;
         }

@@ -2,6 +2,7 @@
  * the runtime) -> release (release.c), and ends in an order that survives a crash at any
  * point. A relaunch (slipwayd restarted) releases the active build again without a
  * deployment. */
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,14 @@ static void run_free(run_t *r)
     free(r->build_cmd);
     free(r->start_cmd);
     free(r->health_path);
+    free(r->image);
+    free(r->dockerfile);
+    free(r->cpu);
+    free(r->memory);
+    if (r->registry_auth)
+        sodium_memzero(r->registry_auth, strlen(r->registry_auth));
+    free(r->registry_auth);
+    free(r->registry_auth_sealed);
     sw_strv_free(r->build_env);
     sw_strv_free(r->run_env);
     sw_secrets_unref(r->secrets);
@@ -168,7 +177,10 @@ void sw_run_fail(run_t *r, const char *fmt, ...)
 
 static void on_build_line(const char *stream, const char *line, size_t len, void *payload)
 {
-    sw_run_log(payload, stream, line, len);
+    run_t *r = payload;
+    if (strcmp(stream, "stderr") == 0 && len)
+        snprintf(r->last_err, sizeof(r->last_err), "%.*s", (int)len, line);
+    sw_run_log(r, stream, line, len);
 }
 
 static void on_build_exit(int64_t exit_status, int term_signal, bool timed_out, void *payload)
@@ -191,11 +203,26 @@ static void on_build_exit(int64_t exit_status, int term_signal, bool timed_out, 
         sw_run_fail(r, "build failed: killed by signal %d", term_signal);
         return;
     }
+    if (exit_status != 0 && (r->pulled || r->refetch || r->pushing)) {
+        sw_run_fail(r, "%s image %s%s failed: %s", r->pushing ? "pushing" : "pulling", r->image,
+                    r->pushing ? " to SLIPWAY_REGISTRY" : "",
+                    r->last_err[0] ? r->last_err : "no reason given");
+        return;
+    }
     if (exit_status != 0) {
         sw_run_fail(r, "build failed: exit code %lld", (long long)exit_status);
         return;
     }
-    sw_run_system(r, "build succeeded");
+    if (r->container && !r->pulled && !r->refetch && !r->pushing && r->w->cfg->registry[0]) {
+        sw_run_system(r, "build succeeded; pushing %s", r->image);
+        r->pushing = true;
+        sw_run_build(r);
+        return;
+    }
+    sw_run_system(r, "%s succeeded",
+                  r->pushing                ? "push"
+                  : r->pulled || r->refetch ? "pull"
+                                            : "build");
     sw_release_start(r);
 }
 
@@ -203,7 +230,7 @@ void sw_run_build(run_t *r)
 {
     r->state = RUN_BUILDING;
     sw_run_status(r, "building", "building_image", 40);
-    if (!r->build_cmd[0]) {
+    if (!r->build_cmd[0] && !r->container) {
         sw_run_system(r, "no build_command: nothing to build");
         sw_release_start(r);
         return;
@@ -219,9 +246,26 @@ void sw_run_build(run_t *r)
         .on_exit = on_build_exit,
         .payload = r,
     };
-    sw_run_system(r, "running the build command");
+    if (!r->container)
+        sw_run_system(r, "running the build command");
     r->build_started_ns = uv_hrtime();
-    if (sw_runtime_build(r->w->rt, &o, &r->build) != 0) {
+    if (r->container) {
+        o.command = NULL;
+        o.image = r->image;
+        o.dockerfile = r->dockerfile;
+        o.pull = r->pulled || r->refetch;
+        o.push = r->pushing;
+        o.auth = r->registry_auth;
+        if (o.push)
+            ; /* said when the build ended */
+        else if (o.pull)
+            sw_run_system(r, "pulling image %s%s", r->image,
+                          r->registry_auth ? " with the app's registry credentials" : "");
+        else
+            sw_run_system(r, "building image %s from %s", r->image,
+                          r->dockerfile[0] ? r->dockerfile : "Dockerfile");
+    }
+    if (sw_runtime_build(r->rt, &o, &r->build) != 0) {
         r->build = NULL;
         sw_run_fail(r, "build failed: the build command could not be spawned");
         return;
@@ -231,9 +275,13 @@ void sw_run_build(run_t *r)
 
 /* ---- claim: the row, then the app's env ---- */
 
-static char **base_env(const char *home)
+/* A process gets PATH, HOME and LANG; a container keeps its image's, and gets only the
+ * app's own vars. */
+static char **base_env(const run_t *r, const char *home)
 {
     char **env = sw_calloc(SECRETS_MAX + 8, sizeof(char *));
+    if (r->container)
+        return env;
     env[0] = sw_strdup("PATH=/usr/local/bin:/usr/bin:/bin");
     char h[600];
     snprintf(h, sizeof(h), "HOME=%s", home);
@@ -255,6 +303,29 @@ static void env_push(char **env, const char *key, const char *value, size_t len)
     env[n] = sw_buf_steal(&b);
 }
 
+/* The app's registry credentials, opened for the pull (and masked in its output). */
+static int open_registry_auth(run_t *r)
+{
+    char ad[80];
+    sw_buf_t value = SW_BUF_INIT;
+    snprintf(ad, sizeof(ad), "app_registry_auth:%s", r->app_id);
+    if (sw_secretbox_open(r->w->box, r->registry_auth_sealed, strlen(r->registry_auth_sealed), ad,
+                          &value) != 0 ||
+        !value.len) {
+        sw_buf_free(&value);
+        sw_run_fail(r, "the registry credentials cannot be decrypted (was the master key "
+                       "changed?)");
+        return -EINVAL;
+    }
+    r->registry_auth = sw_strndup(value.base, value.len);
+    const char *pass = strchr(r->registry_auth, ':');
+    if (pass && pass[1] && r->secrets->n < SECRETS_MAX)
+        r->secrets->v[r->secrets->n++] = sw_strdup(pass + 1);
+    sodium_memzero(value.base, value.cap);
+    sw_buf_free(&value);
+    return 0;
+}
+
 static void on_env(int status, sw_pg_result_t *res, void *payload)
 {
     run_t *r = payload;
@@ -272,8 +343,8 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
         sw_run_fail(r, "SLIPWAY_DATA_DIR is too long");
         return;
     }
-    r->build_env = base_env(r->build_dir);
-    r->run_env = base_env(r->build_dir);
+    r->build_env = base_env(r, r->build_dir);
+    r->run_env = base_env(r, r->build_dir);
     secrets_t *sec = r->secrets = sw_calloc(1, sizeof(*sec));
     sec->refs = 1;
     for (int i = 0; i < sw_pg_result_rows(res) && sec->n < SECRETS_MAX; i++) {
@@ -297,6 +368,34 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
         sodium_memzero(value.base, value.cap);
         sw_buf_free(&value);
     }
+    if (r->mask_only) {
+        for (sw_instance_t *in = sw_worker_instances(r->w); in;
+             in = sw_worker_next_instance(r->w, in))
+            if (strcmp(in->app_id, r->app_id) == 0 && !in->data) {
+                in->data = sw_secrets_ref(r->secrets);
+                sw_runtime_instance_start(in); /* followed from when it was found */
+            }
+        r->state = RUN_DONE;
+        sw_run_release(r);
+        return;
+    }
+    if (r->pulled && *r->registry_auth_sealed && open_registry_auth(r) != 0)
+        return;
+    if (r->rollback_of[0] && r->container && !r->pulled && r->w->cfg->registry[0]) {
+        /* Built here or on another node: SLIPWAY_REGISTRY has it. */
+        sw_run_system(r, "%s image %s", r->rollback ? "rolling back to" : "releasing again",
+                      r->image);
+        r->refetch = true;
+        sw_run_build(r);
+        return;
+    }
+    if (r->rollback_of[0] && r->container) {
+        /* The image of that deployment, as it was built: no fetch, no build. */
+        sw_run_system(r, "%s image %s", r->rollback ? "rolling back to" : "releasing again",
+                      r->image);
+        sw_release_start(r);
+        return;
+    }
     if (r->rollback_of[0]) {
         struct stat st;
         if (stat(r->build_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -310,7 +409,7 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
             return;
         }
         /* A build made before its app had a uid of its own (an upgrade) becomes the app's. */
-        int rc = sw_runtime_adopt(r->w->rt, r->build_dir, r->run_uid, true);
+        int rc = sw_runtime_adopt(r->rt, r->build_dir, r->run_uid, true);
         if (rc != 0) {
             sw_run_fail(r, "could not hand the build to the app's uid: %s", sw_strerror(rc));
             return;
@@ -318,6 +417,10 @@ static void on_env(int status, sw_pg_result_t *res, void *payload)
         sw_run_system(r, "%s the build of deployment %s",
                       r->rollback ? "rolling back to" : "releasing again", r->rollback_of);
         sw_release_start(r); /* no fetch, no build: the earlier artifact as it was */
+        return;
+    }
+    if (r->pulled) {
+        sw_run_build(r); /* nothing to fetch: the image is the artifact */
         return;
     }
     sw_fetch_start(r);
@@ -342,6 +445,8 @@ static void env_query(run_t *r)
  * no one behind it, so under "admins" it does not run either. */
 static const char *runtime_refusal(const run_t *r)
 {
+    if (r->container)
+        return r->rt ? NULL : r->w->crt_why;
     switch (r->w->rt->policy) {
     case SW_RUNTIME_OFF:
         return "the process runtime is off on this node (SLIPWAY_PROCESS_RUNTIME=off)";
@@ -403,7 +508,7 @@ static void uid_allocate(run_t *r)
 /* The app's uid (allocated on its first run where uids are switched), then its env. */
 static void run_identify(run_t *r)
 {
-    const sw_runtime_t *rt = r->w->rt;
+    const sw_runtime_t *rt = r->rt;
     if (rt->own_uids && r->run_uid > 0 &&
         (r->run_uid < (long)rt->uid_lo || r->run_uid > (long)rt->uid_hi)) {
         /* Given by a node with another range: this node cannot vouch for it. */
@@ -434,7 +539,27 @@ static void run_fields(run_t *r, sw_pg_result_t *res)
     const char *role = sw_pg_result_value(res, 0, 11);
     r->run_uid = uid ? atol(uid) : 0;
     snprintf(r->creator_role, sizeof(r->creator_role), "%s", role ? role : "");
+    /* runtime, dockerfile_path, port, cpu, memory, the number of the build it releases */
+    r->container = strcmp(sw_pg_result_value(res, 0, 12), "container") == 0;
+    r->rt = r->container ? r->w->crt : r->w->rt;
+    r->dockerfile = dupstr(sw_pg_result_value(res, 0, 13));
+    r->app_port = atoi(sw_pg_result_value(res, 0, 14));
+    r->cpu = dupstr(sw_pg_result_value(res, 0, 15));
+    r->memory = dupstr(sw_pg_result_value(res, 0, 16));
+    const char *pinned = sw_pg_result_value(res, 0, 17);
+    r->pulled = pinned && *pinned;
+    char built[600];
+    sw_builds_image(r->w, r->app_id, sw_pg_result_value(res, 0, 18), built, sizeof(built));
+    r->image = sw_strdup(r->pulled ? pinned : built);
+    r->registry_auth_sealed = dupstr(sw_pg_result_value(res, 0, 19));
 }
+
+/* The columns run_fields reads after the twelfth, for a deployment d of an app a. */
+#define RUN_BUILD_OF                                                                               \
+    "FROM deployments x WHERE x.id = coalesce(d.build_of, d.rolled_back_from, d.id)"
+#define RUN_COLUMNS                                                                                \
+    "a.runtime, a.dockerfile_path, a.port, a.cpu, a.memory, (SELECT x.image " RUN_BUILD_OF "), "   \
+    "(SELECT x.deployment_number " RUN_BUILD_OF "), a.registry_auth_sealed"
 
 static void on_claimed(int status, sw_pg_result_t *res, void *payload)
 {
@@ -474,6 +599,10 @@ static void on_claimed(int status, sw_pg_result_t *res, void *payload)
         sw_run_fail(r, "%s", refusal);
         return;
     }
+    if (r->pulled && !r->container) {
+        sw_run_fail(r, "image deploys need the app's runtime to be container");
+        return;
+    }
     run_identify(r);
 }
 
@@ -507,7 +636,7 @@ void sw_run_start(sw_worker_t *w, const char *entry_id, const char *deployment_i
                 "AND NOT d.cancel_requested RETURNING a.repo_url, d.ref, d.commit_sha, "
                 "a.build_command, a.start_command, a.health_check_path, a.replicas, a.id, "
                 "d.rolled_back_from, d.build_of, a.run_uid, "
-                "(SELECT u.role FROM users u WHERE u.id = d.created_by)",
+                "(SELECT u.role FROM users u WHERE u.id = d.created_by), " RUN_COLUMNS,
                 2, params, on_claimed, r);
 }
 
@@ -526,8 +655,11 @@ static void on_relaunch_row(int status, sw_pg_result_t *res, void *payload)
      * replicas, app id, rolled_back_from, build_of; nothing is fetched or built. */
     run_fields(r, res);
     snprintf(r->rollback_of, sizeof(r->rollback_of), "%s", sw_pg_result_value(res, 0, 9));
-    sw_run_system(r, "slipwayd restarted: starting the active release (deployment %s) again",
-                  r->id);
+    if (r->mask_only)
+        sw_run_system(r, "slipwayd restarted: following the app's containers again");
+    else
+        sw_run_system(r, "slipwayd restarted: starting the active release (deployment %s) again",
+                      r->id);
     const char *refusal = runtime_refusal(r);
     if (refusal) {
         sw_run_fail(r, "%s", refusal);
@@ -540,8 +672,11 @@ void sw_run_relaunch(sw_worker_t *w, entry_t *e)
 {
     run_t *r = run_new(w, "", e->deployment_id, e->app_id);
     r->relaunch = true;
-    for (sw_instance_t *in = w->rt->instances; in; in = in->next) {
-        if (strcmp(in->app_id, e->app_id) == 0 && !in->stopping) {
+    for (sw_instance_t *in = sw_worker_instances(w); in; in = sw_worker_next_instance(w, in)) {
+        if (strcmp(in->app_id, e->app_id) == 0 && !in->stopping && !in->data) {
+            /* Containers followed again: only their masking is missing (the app's values). */
+            r->mask_only = true;
+        } else if (strcmp(in->app_id, e->app_id) == 0 && !in->stopping) {
             /* A deployment already started it again. */
             r->state = RUN_DONE;
             sw_run_release(r);
@@ -552,8 +687,8 @@ void sw_run_relaunch(sw_worker_t *w, entry_t *e)
     sw_pg_query(w->pg,
                 "SELECT '', '', '', '', a.start_command, a.health_check_path, a.replicas, a.id, "
                 "NULL, coalesce(d.build_of, d.id), a.run_uid, "
-                "(SELECT u.role FROM users u WHERE u.id = d.created_by) FROM apps a "
-                "JOIN deployments d "
+                "(SELECT u.role FROM users u WHERE u.id = d.created_by), " RUN_COLUMNS
+                " FROM apps a JOIN deployments d "
                 "ON d.id = a.active_deployment_id WHERE a.id = $1 AND d.id = $2 "
                 "AND a.status = 'running'",
                 2, params, on_relaunch_row, r);
@@ -572,13 +707,13 @@ void sw_run_interrupt(run_t *r)
         break;
     case RUN_BUILDING:
         if (r->build)
-            sw_runtime_build_stop(r->w->rt, r->build, 500); /* SIGKILL after half a second */
+            sw_runtime_build_stop(r->rt, r->build, 500); /* SIGKILL after half a second */
         break;
     case RUN_STARTING:
     case RUN_CHECKING:
         uv_timer_stop(&r->timer);
         if (r->probe)
-            sw_runtime_probe_cancel(r->w->rt, r->probe);
+            sw_runtime_probe_cancel(r->rt, r->probe);
         else
             sw_run_fail(r, "cancelled during the health check");
         break;

@@ -63,7 +63,7 @@ static void on_log_written(int status, sw_pg_result_t *res, void *payload)
     }
     if (r->output_paused && r->pending.len < LOG_PENDING_MAX / 2 && r->build) {
         r->output_paused = false;
-        sw_runtime_build_pause(r->w->rt, r->build, false);
+        sw_runtime_build_pause(r->rt, r->build, false);
     }
     if (r->pending.len && !uv_is_active((uv_handle_t *)&r->log_timer))
         uv_timer_start(&r->log_timer, on_log_timer, LOG_FLUSH_MS, 0);
@@ -195,7 +195,7 @@ void sw_run_log(run_t *r, const char *stream, const char *text, size_t len)
     sw_buf_free(&el);
     if (r->pending.len >= LOG_PENDING_MAX && r->build && !r->output_paused) {
         r->output_paused = true;
-        sw_runtime_build_pause(r->w->rt, r->build, true);
+        sw_runtime_build_pause(r->rt, r->build, true);
     }
     if (!uv_is_active((uv_handle_t *)&r->log_timer) && !r->flushing)
         uv_timer_start(&r->log_timer, on_log_timer, LOG_FLUSH_MS, 0);

@@ -89,14 +89,17 @@ static void on_instance_line(sw_instance_t *in, const char *stream, const char *
 }
 
 static void on_instance_crash(sw_instance_t *in, int64_t exit_status, int term_signal,
-                              uint32_t delay_ms, void *payload)
+                              const char *reason, uint32_t delay_ms, void *payload)
 {
     sw_worker_t *w = payload;
     char code[32];
     snprintf(code, sizeof(code), "%lld/%d", (long long)exit_status, term_signal);
     sw_log_kv(SW_LOG_WARN, NULL, "app instance exited; restarting", "app", in->app_id, "exit", code,
               NULL);
-    if (term_signal)
+    if (reason)
+        sw_app_system(w, in->app_id, "instance %s crashed: %s; restarting in %u s", in->name,
+                      reason, delay_ms / 1000);
+    else if (term_signal)
         sw_app_system(w, in->app_id, "instance %s was killed by signal %d; restarting in %u s",
                       in->name, term_signal, delay_ms / 1000);
     else
@@ -427,10 +430,24 @@ static void on_cancel_message(const char *channel, size_t channel_len, const cha
     }
 }
 
+sw_instance_t *sw_worker_instances(const sw_worker_t *w)
+{
+    if (w->rt->instances)
+        return w->rt->instances;
+    return w->crt ? w->crt->instances : NULL;
+}
+
+sw_instance_t *sw_worker_next_instance(const sw_worker_t *w, const sw_instance_t *in)
+{
+    if (in->next)
+        return in->next;
+    return in->rt == w->rt && w->crt ? w->crt->instances : NULL;
+}
+
 static void stop_app_instances(sw_worker_t *w, const char *app_id)
 {
-    for (sw_instance_t *in = w->rt->instances, *next; in; in = next) {
-        next = in->next;
+    for (sw_instance_t *in = sw_worker_instances(w), *next; in; in = next) {
+        next = sw_worker_next_instance(w, in);
         if (strcmp(in->app_id, app_id) == 0 && !in->stopping)
             sw_runtime_instance_stop(in);
     }
@@ -457,7 +474,7 @@ static void gone_apps_query(sw_worker_t *w)
         return;
     sw_buf_t ids = SW_BUF_INIT;
     sw_buf_append_char(&ids, '{');
-    for (sw_instance_t *in = w->rt->instances; in; in = in->next)
+    for (sw_instance_t *in = sw_worker_instances(w); in; in = sw_worker_next_instance(w, in))
         if (!in->stopping)
             sw_buf_printf(&ids, "%s%s", ids.len > 1 ? "," : "", in->app_id);
     sw_buf_append_char(&ids, '}');
@@ -525,6 +542,7 @@ static void on_worker_handle_closed(uv_handle_t *h)
         close(w->lock_fd);
     sw_strv_free(w->relaunch_ids);
     sw_runtime_free(w->rt);
+    sw_runtime_free(w->crt);
     sw_proxy_free(w->proxy);
     free(w);
     if (cb)
@@ -576,6 +594,11 @@ int sw_worker_start(sw_worker_t **out, uv_loop_t *loop, const sw_config_t *cfg, 
         return r;
     }
     w->proxy = drivers->proxy;
+    if (drivers->container_new && drivers->container_new(&w->crt, loop, cfg, w->node, &cbs,
+                                                         w->crt_why, sizeof(w->crt_why)) != 0) {
+        w->crt = NULL;
+        sw_log_kv(SW_LOG_INFO, NULL, "no container runtime on this node", "why", w->crt_why, NULL);
+    }
     sw_applogs_opts_t lo = {
         .loop = loop, .redis = w->redis, .hub = hub, .max_lines = cfg->runtime_log_lines};
     w->applogs = sw_applogs_new(&lo);
@@ -599,7 +622,7 @@ static void on_applogs_closed(void *payload)
  * close, then the tick, then free. */
 void sw_worker_maybe_stopped(sw_worker_t *w)
 {
-    if (!w->stopping || w->runs || w->rt->instances || w->pg_pending || w->redis_closing)
+    if (!w->stopping || w->runs || sw_worker_instances(w) || w->pg_pending || w->redis_closing)
         return;
     w->redis_closing = true;
     sw_applogs_close(w->applogs, on_applogs_closed, w);
@@ -622,10 +645,11 @@ void sw_worker_stop(sw_worker_t *w, void (*on_stopped)(void *payload), void *pay
         r->handback = true;
         sw_run_interrupt(r);
     }
-    for (sw_instance_t *in = w->rt->instances, *next; in; in = next) {
-        next = in->next;
+    /* Containers outlive slipwayd (the next one follows them again); processes stop. */
+    for (sw_instance_t *in = sw_worker_instances(w), *next; in; in = next) {
+        next = sw_worker_next_instance(w, in);
         if (!in->stopping)
-            sw_runtime_instance_stop(in);
+            sw_runtime_instance_detach(in);
     }
     sw_worker_maybe_stopped(w);
 }

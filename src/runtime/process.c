@@ -11,13 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <netinet/in.h>
 #include <sodium.h>
 #include <unistd.h>
 
-#include "slipway/client.h"
+#include "slipway/cgroup.h"
 #include "slipway/proc.h"
 #include "slipway/sandbox.h"
 
@@ -35,6 +33,7 @@ typedef struct process_rt {
     uv_loop_t *loop;
     const sw_config_t *cfg;
     sw_sandbox_t sandbox;
+    sw_cgroups_t cgroups; /* version 0: resources are not enforced (why says so) */
     build_t *builds;
 } process_rt_t;
 
@@ -44,13 +43,10 @@ typedef struct {
     uv_timer_t restart_timer;
     char **argv;
     char **env;
+    char cgroup[64]; /* its control group, "" when it has no limits */
+    char *memory;    /* the limit, for a crash's reason */
+    unsigned long oom_kills;
 } instance_t;
-
-struct sw_runtime_probe {
-    sw_httpc_t *req;
-    sw_runtime_health_cb cb;
-    void *payload;
-};
 
 static process_rt_t *process_rt(sw_runtime_t *rt)
 {
@@ -74,6 +70,9 @@ static int instance_start(sw_instance_t *base);
 
 static void instance_free(instance_t *in)
 {
+    if (in->cgroup[0])
+        sw_cgroup_remove(&process_rt(in->base.rt)->cgroups, in->cgroup);
+    free(in->memory);
     sw_strv_free(in->argv);
     sw_strv_free(in->env);
     free(in->base.dir);
@@ -138,8 +137,17 @@ static void on_instance_exit(sw_proc_t *p, int64_t exit_status, int term_signal,
     /* Crashed: restart with backoff, 1 s doubling to 30 s. */
     uint64_t delay = SW_MIN(1000u << SW_MIN(in->base.restarts, 5u), 30000u);
     in->base.restarts++;
+    char reason[160] = "";
+    if (in->cgroup[0]) {
+        unsigned long kills = sw_cgroup_oom_kills(&process_rt(rt)->cgroups, in->cgroup);
+        if (kills > in->oom_kills)
+            snprintf(reason, sizeof(reason), "killed for using more memory than its limit (%s)",
+                     in->memory);
+        in->oom_kills = kills;
+    }
     if (rt->cbs.on_crash)
-        rt->cbs.on_crash(&in->base, exit_status, term_signal, (uint32_t)delay, rt->cbs.payload);
+        rt->cbs.on_crash(&in->base, exit_status, term_signal, reason[0] ? reason : NULL,
+                         (uint32_t)delay, rt->cbs.payload);
     changed(rt);
     uv_timer_start(&in->restart_timer, on_restart, delay, 0);
 }
@@ -164,6 +172,9 @@ static int instance_start(sw_instance_t *base)
         uv_timer_start(&in->restart_timer, on_restart, 1000, 0);
         return rc;
     }
+    /* Into its group at once: what it forks from here on is inside the limits too. */
+    if (in->cgroup[0])
+        sw_cgroup_attach_tree(&prt->cgroups, in->cgroup, sw_proc_pid(in->proc));
     changed(base->rt);
     return 0;
 }
@@ -201,40 +212,30 @@ static int instance_pid(const sw_instance_t *base)
     return in->proc ? (int)sw_proc_pid(in->proc) : 0;
 }
 
-/* A free TCP port on loopback within SLIPWAY_PORT_RANGE. */
-static uint16_t pick_port(process_rt_t *prt)
+/* A control group with the app's resources, where the host has one to give. */
+static void limit(process_rt_t *prt, instance_t *in, const sw_instance_opts_t *o)
 {
-    unsigned lo = 20000, hi = 29999;
-    sscanf(prt->cfg->port_range, "%u-%u", &lo, &hi);
-    unsigned span = hi - lo + 1;
-    unsigned start = randombytes_uniform(span);
-    for (unsigned i = 0; i < span; i++) {
-        uint16_t port = (uint16_t)(lo + (start + i) % span);
-        bool used = false;
-        for (sw_instance_t *in = prt->base.instances; in; in = in->next)
-            used |= in->port == port;
-        if (used)
-            continue;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return 0;
-        /* As servers bind: a port whose last connections linger in TIME_WAIT is free. */
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(fd);
-        if (ok)
-            return port;
+    uint64_t bytes = 0, milli = 0;
+    bool mem = sw_runtime_memory_bytes(o->memory, &bytes) == 0;
+    bool cpu = sw_runtime_cpu_milli(o->cpu, &milli) == 0;
+    if (!prt->cgroups.version || (!mem && !cpu))
+        return;
+    unsigned char rnd[4];
+    randombytes_buf(rnd, sizeof(rnd));
+    snprintf(in->cgroup, sizeof(in->cgroup), "%s-%02x%02x%02x%02x", in->base.name, rnd[0], rnd[1],
+             rnd[2], rnd[3]);
+    if (sw_cgroup_make(&prt->cgroups, in->cgroup, mem ? bytes : 0, cpu ? milli : 0) != 0) {
+        sw_cgroup_remove(&prt->cgroups, in->cgroup);
+        in->cgroup[0] = '\0';
+        return;
     }
-    return 0;
+    in->memory = sw_strdup(mem ? o->memory : "none");
 }
 
 static int instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instance_t **out)
 {
     process_rt_t *prt = process_rt(rt);
-    uint16_t port = pick_port(prt);
+    uint16_t port = sw_runtime_pick_port(rt, prt->cfg->port_range);
     if (!port)
         return -EADDRNOTAVAIL;
     instance_t *in = sw_calloc(1, sizeof(*in));
@@ -245,9 +246,7 @@ static int instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instan
     snprintf(b->name, sizeof(b->name), "%s", o->name);
     b->port = port;
     /* where the proxy reaches it: SLIPWAY_ADVERTISE_ADDRESS */
-    bool v6 = strchr(prt->cfg->advertise_address, ':') != NULL;
-    snprintf(b->endpoint, sizeof(b->endpoint), "%s%s%s:%u", v6 ? "[" : "",
-             prt->cfg->advertise_address, v6 ? "]" : "", port);
+    sw_runtime_endpoint(b->endpoint, sizeof(b->endpoint), prt->cfg->advertise_address, port);
     b->data = o->data;
     uv_timer_init(prt->loop, &in->restart_timer);
     in->restart_timer.data = in;
@@ -264,6 +263,7 @@ static int instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instan
     snprintf(port_env, sizeof(port_env), "PORT=%u", port);
     in->env[n] = sw_strdup(port_env);
     b->dir = sw_strdup(o->dir);
+    limit(prt, in, o);
     b->next = rt->instances;
     rt->instances = b;
     *out = b;
@@ -272,43 +272,10 @@ static int instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instan
 
 /* ---- health ---- */
 
-static void on_probe(int status, int http_status, const char *body, size_t len, void *payload)
-{
-    sw_runtime_probe_t *p = payload;
-    (void)body;
-    (void)len;
-    sw_runtime_health_cb cb = p->cb;
-    void *cb_payload = p->payload;
-    free(p);
-    cb(status, http_status, cb_payload);
-}
-
 static int health(sw_instance_t *in, const char *path, sw_runtime_health_cb cb, void *payload,
                   sw_runtime_probe_t **out)
 {
-    sw_runtime_probe_t *p = sw_calloc(1, sizeof(*p));
-    p->cb = cb;
-    p->payload = payload;
-    sw_httpc_req_t q = {
-        .host = "127.0.0.1",
-        .port = in->port,
-        .path = path,
-        .connect_timeout_ms = 1000,
-        .timeout_ms = 2000,
-        .max_body = 64 * 1024,
-    };
-    int rc = sw_httpc_request(process_rt(in->rt)->loop, &q, on_probe, p, &p->req);
-    if (rc != 0) {
-        free(p);
-        return rc;
-    }
-    *out = p;
-    return 0;
-}
-
-static void probe_cancel(sw_runtime_probe_t *p)
-{
-    sw_httpc_cancel(p->req);
+    return sw_runtime_http_probe(process_rt(in->rt)->loop, in->port, path, cb, payload, out);
 }
 
 /* ---- builds ---- */
@@ -484,7 +451,7 @@ static const sw_runtime_ops_t process_ops = {
     .instance_stop = instance_stop,
     .instance_pid = instance_pid,
     .health = health,
-    .probe_cancel = probe_cancel,
+    .probe_cancel = sw_runtime_http_probe_cancel,
     .build = build,
     .build_stop = build_stop,
     .build_pause = build_pause,
@@ -511,6 +478,8 @@ int sw_runtime_process_new(sw_runtime_t **out, uv_loop_t *loop, const sw_config_
     prt->base.own_uids = prt->sandbox.switch_uid;
     prt->base.uid_lo = prt->sandbox.uid_lo;
     prt->base.uid_hi = prt->sandbox.uid_hi;
+    if (sw_cgroups_open(&prt->cgroups) != 0)
+        prt->base.limits_why = prt->cgroups.why;
     *out = &prt->base;
     return 0;
 }

@@ -141,12 +141,39 @@ static void test_route_schemas_exist(void **state)
     }
 }
 
+static void test_image_ok(void **state)
+{
+    (void)state;
+    const char *good[] = {
+        "nginx",
+        "nginx:1.25",
+        "registry.example/team/web:1.4.2",
+        "127.0.0.1:5000/web:v1",
+        "localhost/web",
+        "web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"};
+    const char *bad[] = {"",
+                         "-rm",
+                         "--privileged",
+                         "Web Server",
+                         "web/",
+                         "web:",
+                         "x@sha256:12",
+                         "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                         "web;rm",
+                         "web\nx",
+                         "/web"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(sw_api_image_ok(good[i]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(sw_api_image_ok(bad[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schema_has),          cmocka_unit_test(test_reject_unknown),
         cmocka_unit_test(test_reject_unknown_body), cmocka_unit_test(test_filters),
-        cmocka_unit_test(test_route_schemas_exist),
+        cmocka_unit_test(test_route_schemas_exist), cmocka_unit_test(test_image_ok),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
