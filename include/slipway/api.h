@@ -341,7 +341,8 @@ void sw_api_hook_get(sw_http_req_t *req, void *ctx);
 void sw_api_hook_rotate(sw_http_req_t *req, void *ctx);
 /* Live streams (src/api/live.c). */
 void sw_api_deployments_stream(sw_http_req_t *req, void *ctx);
-void sw_api_deployments_follow(sw_http_req_t *req, void *ctx);
+/* NDJSON follow of a deployment's log; tail: replay only the last `tail` lines (0: all). */
+void sw_api_deployments_follow(sw_http_req_t *req, void *ctx, unsigned tail);
 void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx);
 void sw_api_system_metrics_stream(sw_http_req_t *req, void *ctx);
 /* This node's metrics as one JSON object (the data of the stream's metrics messages). */

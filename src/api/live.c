@@ -255,6 +255,15 @@ static void send_end(live_t *l)
     l->phase = PHASE_DONE;
 }
 
+/* A query of the watcher's came back: false if nobody is left to tell. */
+static bool query_done(live_t *l)
+{
+    l->querying = false;
+    bool gone = l->closed || l->revoked;
+    live_unref(l); /* the query's reference; the transport's still holds it if not gone */
+    return !gone;
+}
+
 /* ---- deployments: history, gaps and the end ---- */
 
 static void on_status(int status, sw_pg_result_t *res, void *payload);
@@ -323,12 +332,8 @@ static void caught_up(live_t *l)
 static void on_lines(int status, sw_pg_result_t *res, void *payload)
 {
     live_t *l = payload;
-    l->querying = false;
-    if (l->closed || l->revoked) {
-        live_unref(l);
+    if (!query_done(l))
         return;
-    }
-    live_unref(l);
     if (status != 0) {
         send_error(l, "{\"message\":\"the log store is unavailable\"}");
         live_finish(l);
@@ -380,12 +385,8 @@ static void catch_up(live_t *l)
 static void on_status(int status, sw_pg_result_t *res, void *payload)
 {
     live_t *l = payload;
-    l->querying = false;
-    if (l->closed || l->revoked) {
-        live_unref(l);
+    if (!query_done(l))
         return;
-    }
-    live_unref(l);
     if (status != 0 || sw_pg_result_rows(res) != 1) {
         if (l->phase == PHASE_REPLAY) {
             send_error(l, "{\"message\":\"the deployment is unavailable\"}");
@@ -426,12 +427,8 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
 static void on_app_history(int status, const sw_iov_t *lines, size_t n, void *payload)
 {
     live_t *l = payload;
-    l->querying = false;
-    if (l->closed || l->revoked) {
-        live_unref(l);
+    if (!query_done(l))
         return;
-    }
-    live_unref(l);
     if (status == 0) {
         for (size_t i = 0; i < n && !l->closed; i++) {
             json_error_t jerr;
@@ -689,11 +686,43 @@ static bool resume_point(sw_http_req_t *req, long long *out)
     return true;
 }
 
-static void deployment_stream(sw_http_req_t *req, sw_api_t *api, bool ndjson_only)
+static void on_tail_start(int status, sw_pg_result_t *res, void *payload)
+{
+    live_t *l = payload;
+    if (!query_done(l))
+        return;
+    if (status != 0 || sw_pg_result_rows(res) != 1) {
+        send_error(l, "{\"message\":\"the log store is unavailable\"}");
+        live_finish(l);
+        return;
+    }
+    l->last = atoll(sw_pg_result_value(res, 0, 0));
+    query_status(l);
+}
+
+/* Follows from the `tail`-th last stored line: the watcher is already subscribed (held), so
+ * a line stored after this read is replayed or comes live, never lost. */
+static void tail_start(live_t *l, unsigned tail)
+{
+    char n[16];
+    snprintf(n, sizeof(n), "%u", tail);
+    const char *params[] = {l->id, n};
+    l->refs++;
+    l->querying = true;
+    sw_pg_query(l->api->pg,
+                "SELECT coalesce(min(seq) - 1, 0) FROM (SELECT (e->>'seq')::bigint AS seq "
+                "FROM deployment_log_chunks c, jsonb_array_elements(c.lines) e "
+                "WHERE c.deployment_id = $1 ORDER BY seq DESC LIMIT $2::int) t",
+                2, params, on_tail_start, l);
+}
+
+/* tail: replay only the last `tail` stored lines (0: all); a resume point wins over it. */
+static void deployment_stream(sw_http_req_t *req, sw_api_t *api, bool ndjson_only, unsigned tail)
 {
     long long since;
     if (!resume_point(req, &since))
         return;
+    bool resuming = since > 0 || sw_http_req_query(req, "since_seq");
     char id[SW_UUID_LEN + 1];
     sw_iov_t p = sw_http_req_param(req, "id");
     snprintf(id, sizeof(id), "%.*s", (int)p.len, p.base);
@@ -701,17 +730,20 @@ static void deployment_stream(sw_http_req_t *req, sw_api_t *api, bool ndjson_onl
     if (!l)
         return;
     l->last = since;
-    query_status(l);
+    if (tail && !resuming)
+        tail_start(l, tail);
+    else
+        query_status(l);
 }
 
 void sw_api_deployments_stream(sw_http_req_t *req, void *ctx)
 {
-    deployment_stream(req, ctx, false);
+    deployment_stream(req, ctx, false, 0);
 }
 
-void sw_api_deployments_follow(sw_http_req_t *req, void *ctx)
+void sw_api_deployments_follow(sw_http_req_t *req, void *ctx, unsigned tail)
 {
-    deployment_stream(req, ctx, true);
+    deployment_stream(req, ctx, true, tail);
 }
 
 void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx)

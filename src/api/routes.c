@@ -208,7 +208,8 @@ const sw_route_t sw_api_routes[] = {
           "deployments", NULL, "Deployment", 202),
     ROUTE("GET", "/api/v1/deployments/:id/logs", sw_api_deployments_logs,
           PROJECT(DEPLOYMENT, VIEWER, R),
-          "Stored build and release output: ?since_seq= for what follows, ?lines= for the tail",
+          "Stored build and release output: ?since_seq= for what follows, ?lines= for the tail; "
+          "?follow=true streams NDJSON (the last ?lines= of it, then each new line)",
           "deployments", NULL, "DeploymentLogs", 200),
 
     /* Push hooks: public, proven by the delivery's signature (no session, and no request

@@ -270,6 +270,50 @@ def test_follow_streams_ndjson_until_the_end(droot, dres, hello_repo):
     assert log_lines(later) == [x for x in stored(deps, dep["id"]) if x[0] > 150]
 
 
+def test_follow_with_lines_replays_the_last_lines_then_follows(droot, dres, hello_repo):
+    """?follow=true&lines=N: the last N stored lines, then every new one until the end."""
+    hold = HoldListener()
+    build = (f'i=1; while [ $i -le 60 ]; do echo "before-$i"; i=$((i+1)); done; '
+             f'{hold.build_wait()}; echo after-1; echo after-2; {BUILD}')
+    app = hello_app(dres, droot, hello_repo, build_command=build)
+    deps = Deployments(droot)
+    try:
+        dep = deps.trigger(app["id"])
+        wait_for(lambda: any(ln == "before-60" for _, ln in stored(deps, dep["id"])),
+                 timeout=30, message="the first 60 lines stored")
+        before = stored(deps, dep["id"])
+        r = requests.get(f"{droot.d.url}{API}/deployments/{dep['id']}/logs",
+                         params={"follow": "true", "lines": 10}, stream=True, timeout=60,
+                         headers={"Authorization": f"Bearer {droot.token}"})
+        assert r.status_code == 200, r.text
+        msgs = []
+        it = r.iter_lines()
+        # the replay, read before the build goes on so its start is fixed
+        while len(log_lines(msgs)) < 10:
+            msgs.append(json.loads(next(it)))
+        assert log_lines(msgs) == before[-10:]
+        hold.close()
+        msgs.extend(json.loads(line) for line in it if line)
+        r.close()
+    finally:
+        hold.close()
+    assert_envelopes(msgs)
+    assert msgs[-1]["type"] == "end"
+    got = log_lines(msgs)
+    assert got == [x for x in stored(deps, dep["id"]) if x[0] >= before[-10][0]]
+    assert ("after-1" in [ln for _, ln in got]), got
+
+    # a resume point wins over lines
+    r = requests.get(f"{droot.d.url}{API}/deployments/{dep['id']}/logs",
+                     params={"follow": "true", "lines": 5, "since_seq": 3}, stream=True,
+                     timeout=60, headers={"Authorization": f"Bearer {droot.token}"})
+    later = [json.loads(line) for line in r.iter_lines() if line]
+    assert log_lines(later) == [x for x in stored(deps, dep["id"]) if x[0] > 3]
+    # and lines is checked as without follow
+    bad = droot.get(f"deployments/{dep['id']}/logs", params={"follow": "true", "lines": 0})
+    assert bad.status_code == 400 and "lines" in bad.text, bad.text
+
+
 # --------------------------------------------------------------------------- across processes
 
 
