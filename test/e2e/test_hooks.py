@@ -517,6 +517,8 @@ def test_rate_limit_per_app(auth, ddaemon, droot, dres, hello_repo):
     assert codes.index(429) >= 30 and codes[-1] == 429, codes
     error_of(limited, 429, "RATE_LIMIT_EXCEEDED")
     assert int(limited.headers["Retry-After"]) >= 1, limited.headers
+    # 30 deliveries refilled at one a second: the bucket is full again in 30 s
+    assert limited.headers.get("X-RateLimit-Window") == "30", limited.headers
     # spent before any signature work: a good signature from the flooding sender waits too
     r = deliver(ddaemon, app["id"], ping, github_headers(secret, ping, event="ping"))
     assert r.status_code == 429, r.text
