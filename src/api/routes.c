@@ -218,7 +218,8 @@ const sw_route_t sw_api_routes[] = {
      .pattern = "/api/v1/hooks/:app_id",
      .handler = sw_api_hooks_receive,
      .access = PUBLIC,
-     .summary = "A push hook from GitHub, Gitea or GitLab, signed with the app's hook secret: "
+     .summary = "A push hook from GitHub, Gitea or GitLab (or a bare {\"ref\"} signed with "
+                "X-Hub-Signature-256), signed with the app's hook secret: "
                 "a push to the app's branch deploys (202); anything else is answered (200) and "
                 "ignored; a bad or missing signature is 401",
      .tag = "hooks",
