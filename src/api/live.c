@@ -69,6 +69,7 @@ typedef struct live {
     unsigned nhist;               /* app streams: the length of hist */
     uint64_t poll_at;             /* the next status check */
     long long *hist;              /* app streams: the seqs the history replayed, sorted */
+    char *failure;                /* deployments: why it failed, said before `end` */
     uint64_t keepalive_at;        /* SSE */
     sw_live_access_link_t access; /* who watches what, while it lasts */
 } live_t;
@@ -81,6 +82,7 @@ static void live_unref(live_t *l)
 {
     if (--l->refs == 0) {
         free(l->hist);
+        free(l->failure);
         free(l);
     }
 }
@@ -142,6 +144,23 @@ static size_t sink_pending(const void *conn)
 
 static void catch_up(live_t *l);
 static void send_direct(live_t *l, sw_hub_msg_t *m);
+static void send_failure(live_t *l);
+
+/* Remembers why a deployment failed from a status message's JSON (the whole envelope, or only
+ * its data), so the stream can say it in an `error` message before `end` (Mist's clients
+ * read failures there). */
+static void note_status(live_t *l, const char *json, size_t len, bool envelope)
+{
+    json_t *v = json_loadb(json, len, 0, NULL);
+    json_t *data = envelope ? json_object_get(v, "data") : v;
+    const char *status = json_string_value(json_object_get(data, "status"));
+    if (status && strcmp(status, "failed") == 0) {
+        const char *why = json_string_value(json_object_get(data, "error_message"));
+        free(l->failure);
+        l->failure = sw_strdup(why && *why ? why : "the deployment failed");
+    }
+    json_decref(v);
+}
 
 static int cmp_seq(const void *a, const void *b)
 {
@@ -194,6 +213,10 @@ static sw_hub_verdict_t sink_filter(void *conn, const sw_hub_msg_t *m)
             l->gap_since_ms = uv_now(l->api->loop);
         catch_up(l);
         return SW_HUB_HOLD;
+    case SW_HUB_STATUS:
+        if (l->kind == TOPIC_DEPLOYMENT)
+            note_status(l, m->json->data, m->json->len, true);
+        return SW_HUB_SEND;
     case SW_HUB_END:
         if (l->kind != TOPIC_DEPLOYMENT)
             return SW_HUB_SKIP;
@@ -202,6 +225,7 @@ static sw_hub_verdict_t sink_filter(void *conn, const sw_hub_msg_t *m)
             catch_up(l);
             return SW_HUB_HOLD;
         }
+        send_failure(l);
         l->ending = true;
         return SW_HUB_SEND;
     default:
@@ -246,8 +270,24 @@ static void send_error(live_t *l, const char *text)
     send_direct(l, sw_hub_msg_make(SW_HUB_ERROR, 0, text, strlen(text)));
 }
 
+/* Mist's form of a failure: {"type": "error", "data": {"message": ...}}, once, before `end`. */
+static void send_failure(live_t *l)
+{
+    if (!l->failure)
+        return;
+    json_t *data = json_pack("{s:s}", "message", l->failure);
+    char *text = json_dumps(data, JSON_COMPACT);
+    json_decref(data);
+    free(l->failure);
+    l->failure = NULL;
+    if (text)
+        send_error(l, text);
+    free(text);
+}
+
 static void send_end(live_t *l)
 {
+    send_failure(l);
     l->ending = true;
     send_direct(l, sw_hub_msg_make(SW_HUB_END, 0, "{}", 2));
     if (!l->closed && l->phase != PHASE_DONE)
@@ -401,6 +441,7 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
         return;
     }
     if (l->phase == PHASE_REPLAY) {
+        note_status(l, data, strlen(data), false);
         send_direct(l, sw_hub_msg_make(SW_HUB_STATUS, 0, data, strlen(data)));
         if (terminal) {
             /* Nothing more will happen: the stored lines, then the end. */
@@ -417,6 +458,7 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
         l->phase = PHASE_FINAL;
         sw_hub_unwatch(l->w);
         l->w = NULL;
+        note_status(l, data, strlen(data), false);
         send_direct(l, sw_hub_msg_make(SW_HUB_STATUS, 0, data, strlen(data)));
         catch_up(l);
     }

@@ -314,6 +314,57 @@ def test_follow_with_lines_replays_the_last_lines_then_follows(droot, dres, hell
     assert bad.status_code == 400 and "lines" in bad.text, bad.text
 
 
+def test_failed_deployment_streams_an_error_before_end(droot, dres, hello_repo):
+    """Mist's clients read a failure from {"type": "error", "data": {"message"}} before
+    `end`; the status with error_message still comes too. Live, over WS, SSE and NDJSON, and
+    for a watcher that comes after the end."""
+    hold = HoldListener()
+    app = hello_app(dres, droot, hello_repo,
+                    build_command=f"echo building; {hold.build_wait()}; echo boom >&2; exit 3")
+    deps = Deployments(droot)
+    try:
+        dep = deps.trigger(app["id"])
+        path = f"deployments/{dep['id']}/stream"
+        ws = ws_connect(droot, path)
+        ws_live = Collector(ws)
+        ws_live.start()
+        sse = sse_get(droot, path)
+        nd = requests.get(f"{droot.d.url}{API}/deployments/{dep['id']}/logs",
+                          params={"follow": "true"}, stream=True, timeout=60,
+                          headers={"Authorization": f"Bearer {droot.token}"})
+        wait_for(lambda: deps.get(dep["id"])["stage"] == "building_image", timeout=30,
+                 message="the build running")
+        hold.close()
+        sse_msgs = [m for _, m in sse_events(sse)]
+        nd_msgs = [json.loads(line) for line in nd.iter_lines() if line]
+        ws_live.join(timeout=60)
+        ws.close()
+    finally:
+        hold.close()
+    done = deps.get(dep["id"])
+    assert done["status"] == "failed" and done["error_message"], done
+    late = ws_connect(droot, path)
+    late_msgs = ws_messages(late)
+    late.close()
+    for name, msgs in (("ws", ws_live.msgs), ("sse", sse_msgs), ("ndjson", nd_msgs),
+                       ("late ws", late_msgs)):
+        assert_envelopes(msgs)
+        assert [m["type"] for m in msgs[-2:]] == ["error", "end"], (name, msgs[-3:])
+        assert msgs[-2]["data"] == {"message": done["error_message"]}, (name, msgs[-2])
+        failed = [m for m in msgs if m["type"] == "status" and m["data"]["status"] == "failed"]
+        assert failed and failed[-1]["data"]["error_message"] == done["error_message"], \
+            (name, failed)
+        assert sum(m["type"] == "error" for m in msgs) == 1, (name, msgs)
+
+    # a deployment that succeeds sends no error
+    ok = deps.trigger(hello_app(dres, droot, hello_repo)["id"])
+    ws = ws_connect(droot, f"deployments/{ok['id']}/stream")
+    msgs = ws_messages(ws)
+    ws.close()
+    assert deps.get(ok["id"])["status"] == "success"
+    assert msgs[-1]["type"] == "end" and not [m for m in msgs if m["type"] == "error"], msgs
+
+
 # --------------------------------------------------------------------------- across processes
 
 
