@@ -295,6 +295,7 @@ void sw_api_members_list(sw_http_req_t *req, void *ctx);
 void sw_api_members_put(sw_http_req_t *req, void *ctx);
 void sw_api_members_delete(sw_http_req_t *req, void *ctx);
 void sw_api_environments_list(sw_http_req_t *req, void *ctx);
+void sw_api_environments_list_all(sw_http_req_t *req, void *ctx);
 void sw_api_environments_create(sw_http_req_t *req, void *ctx);
 void sw_api_environments_get(sw_http_req_t *req, void *ctx);
 void sw_api_environments_update(sw_http_req_t *req, void *ctx);

@@ -117,6 +117,10 @@ const sw_route_t sw_api_routes[] = {
     ROUTE("POST", "/api/v1/projects/:id/environments", sw_api_environments_create,
           PROJECT(PROJECT, DEVELOPER, W), "Create an environment", "environments",
           "EnvironmentWrite", "Environment", 201),
+    LIST("/api/v1/environments", sw_api_environments_list_all, USER(R),
+         "Environments of every project the caller can see, with their app counts; filters "
+         "project_id, name",
+         "environments", "EnvironmentList", "project_id,name"),
     ROUTE("GET", "/api/v1/environments/:id", sw_api_environments_get,
           PROJECT(ENVIRONMENT, VIEWER, R), "Get an environment", "environments", NULL,
           "Environment", 200),
