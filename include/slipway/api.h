@@ -356,6 +356,7 @@ void sw_api_system_metrics(sw_http_req_t *req, void *ctx);
 void sw_api_live_metrics(sw_buf_t *out, void *payload);
 
 /* Builds the OpenAPI 3.1 document from the route table (new reference). */
-json_t *sw_api_openapi(const sw_route_t *routes, size_t count);
+json_t *sw_api_openapi(const sw_route_t *routes, size_t count, const char *public_url,
+                       const char *listen);
 
 #endif
