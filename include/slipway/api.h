@@ -296,6 +296,7 @@ void sw_api_members_list(sw_http_req_t *req, void *ctx);
 void sw_api_members_put(sw_http_req_t *req, void *ctx);
 void sw_api_members_delete(sw_http_req_t *req, void *ctx);
 void sw_api_environments_list(sw_http_req_t *req, void *ctx);
+void sw_api_environments_list_all(sw_http_req_t *req, void *ctx);
 void sw_api_environments_create(sw_http_req_t *req, void *ctx);
 void sw_api_environments_get(sw_http_req_t *req, void *ctx);
 void sw_api_environments_update(sw_http_req_t *req, void *ctx);
@@ -342,7 +343,8 @@ void sw_api_hook_get(sw_http_req_t *req, void *ctx);
 void sw_api_hook_rotate(sw_http_req_t *req, void *ctx);
 /* Live streams (src/api/live.c). */
 void sw_api_deployments_stream(sw_http_req_t *req, void *ctx);
-void sw_api_deployments_follow(sw_http_req_t *req, void *ctx);
+/* NDJSON follow of a deployment's log; tail: replay only the last `tail` lines (0: all). */
+void sw_api_deployments_follow(sw_http_req_t *req, void *ctx, unsigned tail);
 void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx);
 void sw_api_system_metrics_stream(sw_http_req_t *req, void *ctx);
 /* This node's metrics as one JSON object (the data of the stream's metrics messages). */
@@ -355,6 +357,7 @@ void sw_api_system_metrics(sw_http_req_t *req, void *ctx);
 void sw_api_live_metrics(sw_buf_t *out, void *payload);
 
 /* Builds the OpenAPI 3.1 document from the route table (new reference). */
-json_t *sw_api_openapi(const sw_route_t *routes, size_t count);
+json_t *sw_api_openapi(const sw_route_t *routes, size_t count, const char *public_url,
+                       const char *listen);
 
 #endif

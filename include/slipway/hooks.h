@@ -38,4 +38,9 @@ typedef struct {
  * checkout_sha, deleted, head_commit or commits). 0, or -EINVAL with *why naming the bad field. */
 int sw_hook_push_parse(const json_t *payload, sw_hook_push_t *out, const char **why);
 
+/* Reads a bare signed ref (Mezzanine's hook: {"ref": "refs/heads/<branch>"}, no event header):
+ * ref is required; after, when present, must be a commit hash (NULL sha: the ref's head).
+ * 0, or -EINVAL with *why naming the bad field. */
+int sw_hook_ref_parse(const json_t *payload, sw_hook_push_t *out, const char **why);
+
 #endif

@@ -15,6 +15,7 @@ typedef struct {
     uint32_t remaining;      /* whole tokens left after this call */
     uint64_t reset_ms;       /* until the bucket is full again */
     uint64_t retry_after_ms; /* when not allowed: until one token is back */
+    uint64_t window_ms;      /* an empty bucket takes this long to fill to `limit` */
 } sw_ratelimit_result_t;
 
 /* rate: tokens added per period_ms; burst: bucket size; max_keys: table bound. */

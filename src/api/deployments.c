@@ -282,7 +282,7 @@ void sw_api_deployments_logs(sw_http_req_t *req, void *ctx)
     sw_json_errors_t e;
     sw_json_errors_init(&e);
     long long lines = LOG_LINES_DEFAULT, since = 0;
-    sw_api_query_int(req, "lines", 1, LOG_LINES_MAX, &lines, &e);
+    bool has_lines = sw_api_query_int(req, "lines", 1, LOG_LINES_MAX, &lines, &e);
     /* seq is a bigint: a larger since_seq is the client's error, not the database's. */
     bool has_since = sw_api_query_int(req, "since_seq", 0, LLONG_MAX, &since, &e);
     const char *follow = sw_http_req_query(req, "follow");
@@ -293,8 +293,9 @@ void sw_api_deployments_logs(sw_http_req_t *req, void *ctx)
         return;
     }
     if (follow && strcmp(follow, "true") == 0) {
-        /* NDJSON: the lines after since_seq, then each new one, until the deployment ends. */
-        sw_api_deployments_follow(req, api);
+        /* NDJSON: the lines after since_seq (or the last `lines`), then each new one, until
+         * the deployment ends. */
+        sw_api_deployments_follow(req, api, has_lines ? (unsigned)lines : 0);
         return;
     }
     char *slines = sw_arena_printf(&req->arena, "%lld", lines);

@@ -123,16 +123,41 @@ static const json_t *pushed_commit(const json_t *payload, const char *sha)
     return n ? json_array_get(commits, n - 1) : NULL;
 }
 
-int sw_hook_push_parse(const json_t *payload, sw_hook_push_t *out, const char **why)
+/* The pushed ref and, for refs/heads/<name>, its branch. */
+static int ref_parse(const json_t *payload, sw_hook_push_t *p, const char **why)
 {
-    sw_hook_push_t p = {0};
-    p.ref = string_field(payload, "ref");
-    if (!p.ref || !*p.ref) {
+    p->ref = string_field(payload, "ref");
+    if (!p->ref || !*p->ref) {
         *why = "ref";
         return -EINVAL;
     }
-    if (strncmp(p.ref, "refs/heads/", 11) == 0 && p.ref[11])
-        p.branch = p.ref + 11;
+    if (strncmp(p->ref, "refs/heads/", 11) == 0 && p->ref[11])
+        p->branch = p->ref + 11;
+    return 0;
+}
+
+int sw_hook_ref_parse(const json_t *payload, sw_hook_push_t *out, const char **why)
+{
+    sw_hook_push_t p = {0};
+    if (ref_parse(payload, &p, why) != 0)
+        return -EINVAL;
+    json_t *after = json_object_get(payload, "after");
+    if (after && !json_is_null(after)) {
+        if (!json_is_string(after) || !sha_ok(json_string_value(after))) {
+            *why = "after";
+            return -EINVAL;
+        }
+        p.sha = json_string_value(after);
+    }
+    *out = p;
+    return 0;
+}
+
+int sw_hook_push_parse(const json_t *payload, sw_hook_push_t *out, const char **why)
+{
+    sw_hook_push_t p = {0};
+    if (ref_parse(payload, &p, why) != 0)
+        return -EINVAL;
     /* GitLab names the pushed commit checkout_sha (null when the ref is deleted). */
     const char *after = string_field(payload, "checkout_sha");
     if (!after)
@@ -292,8 +317,11 @@ static void on_triggered(int status, sw_pg_result_t *res, void *payload)
 static void on_verified(sw_http_req_t *req, delivery_t *d, const char *app_branch, bool auto_deploy)
 {
     sw_iov_t event = event_of(req, d);
-    bool push = d->provider == SW_HOOK_GITLAB ? sw_iov_eq_cstr(event, "Push Hook")
-                                              : sw_iov_eq_cstr(event, "push");
+    /* Mezzanine signs {"ref": ...} with GitHub's scheme and names no event: a push of that
+     * ref's head (the signature already proved the sender holds the secret). */
+    bool bare = d->provider == SW_HOOK_GITHUB && !event.len;
+    bool push = bare || (d->provider == SW_HOOK_GITLAB ? sw_iov_eq_cstr(event, "Push Hook")
+                                                       : sw_iov_eq_cstr(event, "push"));
     if (sw_iov_eq_cstr(event, "ping")) {
         answer(req, d, 200, "pong", "the signature holds: this hook is set up");
         return;
@@ -326,7 +354,8 @@ static void on_verified(sw_http_req_t *req, delivery_t *d, const char *app_branc
     sw_api_req(req)->body = payload; /* freed with the request */
     sw_hook_push_t p;
     const char *bad;
-    if (sw_hook_push_parse(payload, &p, &bad) != 0) {
+    if ((bare ? sw_hook_ref_parse(payload, &p, &bad) : sw_hook_push_parse(payload, &p, &bad)) !=
+        0) {
         sw_json_errors_add(&e, bad,
                            strcmp(bad, "ref") == 0 ? "must be a git ref"
                                                    : "must be the pushed commit's 40-digit hash");

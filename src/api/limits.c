@@ -111,6 +111,10 @@ static void emit_headers(sw_api_t *api, sw_http_req_t *req)
     sw_http_add_header(req, "X-RateLimit-Remaining", v);
     snprintf(v, sizeof(v), "%llu", (unsigned long long)((ctx->limit_reset_ms + 999) / 1000));
     sw_http_add_header(req, "X-RateLimit-Reset", v);
+    /* The seconds an empty bucket takes to fill again: the budget is Limit per Window. */
+    snprintf(v, sizeof(v), "%u",
+             SW_MAX((api->limits->burst + api->limits->rps - 1) / api->limits->rps, 1u));
+    sw_http_add_header(req, "X-RateLimit-Window", v);
 }
 
 /* Records one bucket's answer (keeping the tighter of two), then refuses or goes on. */
@@ -228,6 +232,8 @@ static bool hook_take(sw_api_t *api, sw_http_req_t *req, sw_ratelimit_t *rl, con
         sw_http_add_header(req, "X-RateLimit-Remaining", v);
         snprintf(v, sizeof(v), "%llu", (unsigned long long)((r.reset_ms + 999) / 1000));
         sw_http_add_header(req, "X-RateLimit-Reset", v);
+        snprintf(v, sizeof(v), "%llu", (unsigned long long)SW_MAX((r.window_ms + 999) / 1000, 1));
+        sw_http_add_header(req, "X-RateLimit-Window", v);
     }
     snprintf(v, sizeof(v), "%llu", (unsigned long long)SW_MAX((r.retry_after_ms + 999) / 1000, 1));
     sw_http_add_header(req, "Retry-After", v);

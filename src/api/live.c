@@ -69,6 +69,7 @@ typedef struct live {
     unsigned nhist;               /* app streams: the length of hist */
     uint64_t poll_at;             /* the next status check */
     long long *hist;              /* app streams: the seqs the history replayed, sorted */
+    char *failure;                /* deployments: why it failed, said before `end` */
     uint64_t keepalive_at;        /* SSE */
     sw_live_access_link_t access; /* who watches what, while it lasts */
 } live_t;
@@ -81,6 +82,7 @@ static void live_unref(live_t *l)
 {
     if (--l->refs == 0) {
         free(l->hist);
+        free(l->failure);
         free(l);
     }
 }
@@ -142,6 +144,23 @@ static size_t sink_pending(const void *conn)
 
 static void catch_up(live_t *l);
 static void send_direct(live_t *l, sw_hub_msg_t *m);
+static void send_failure(live_t *l);
+
+/* Remembers why a deployment failed from a status message's JSON (the whole envelope, or only
+ * its data), so the stream can say it in an `error` message before `end` (Mist's clients
+ * read failures there). */
+static void note_status(live_t *l, const char *json, size_t len, bool envelope)
+{
+    json_t *v = json_loadb(json, len, 0, NULL);
+    json_t *data = envelope ? json_object_get(v, "data") : v;
+    const char *status = json_string_value(json_object_get(data, "status"));
+    if (status && strcmp(status, "failed") == 0) {
+        const char *why = json_string_value(json_object_get(data, "error_message"));
+        free(l->failure);
+        l->failure = sw_strdup(why && *why ? why : "the deployment failed");
+    }
+    json_decref(v);
+}
 
 static int cmp_seq(const void *a, const void *b)
 {
@@ -194,6 +213,10 @@ static sw_hub_verdict_t sink_filter(void *conn, const sw_hub_msg_t *m)
             l->gap_since_ms = uv_now(l->api->loop);
         catch_up(l);
         return SW_HUB_HOLD;
+    case SW_HUB_STATUS:
+        if (l->kind == TOPIC_DEPLOYMENT)
+            note_status(l, m->json->data, m->json->len, true);
+        return SW_HUB_SEND;
     case SW_HUB_END:
         if (l->kind != TOPIC_DEPLOYMENT)
             return SW_HUB_SKIP;
@@ -202,6 +225,7 @@ static sw_hub_verdict_t sink_filter(void *conn, const sw_hub_msg_t *m)
             catch_up(l);
             return SW_HUB_HOLD;
         }
+        send_failure(l);
         l->ending = true;
         return SW_HUB_SEND;
     default:
@@ -246,13 +270,38 @@ static void send_error(live_t *l, const char *text)
     send_direct(l, sw_hub_msg_make(SW_HUB_ERROR, 0, text, strlen(text)));
 }
 
+/* Mist's form of a failure: {"type": "error", "data": {"message": ...}}, once, before `end`. */
+static void send_failure(live_t *l)
+{
+    if (!l->failure)
+        return;
+    json_t *data = json_pack("{s:s}", "message", l->failure);
+    char *text = json_dumps(data, JSON_COMPACT);
+    json_decref(data);
+    free(l->failure);
+    l->failure = NULL;
+    if (text)
+        send_error(l, text);
+    free(text);
+}
+
 static void send_end(live_t *l)
 {
+    send_failure(l);
     l->ending = true;
     send_direct(l, sw_hub_msg_make(SW_HUB_END, 0, "{}", 2));
     if (!l->closed && l->phase != PHASE_DONE)
         live_finish(l);
     l->phase = PHASE_DONE;
+}
+
+/* A query of the watcher's came back: false if nobody is left to tell. */
+static bool query_done(live_t *l)
+{
+    l->querying = false;
+    bool gone = l->closed || l->revoked;
+    live_unref(l); /* the query's reference; the transport's still holds it if not gone */
+    return !gone;
 }
 
 /* ---- deployments: history, gaps and the end ---- */
@@ -323,12 +372,8 @@ static void caught_up(live_t *l)
 static void on_lines(int status, sw_pg_result_t *res, void *payload)
 {
     live_t *l = payload;
-    l->querying = false;
-    if (l->closed || l->revoked) {
-        live_unref(l);
+    if (!query_done(l))
         return;
-    }
-    live_unref(l);
     if (status != 0) {
         send_error(l, "{\"message\":\"the log store is unavailable\"}");
         live_finish(l);
@@ -380,12 +425,8 @@ static void catch_up(live_t *l)
 static void on_status(int status, sw_pg_result_t *res, void *payload)
 {
     live_t *l = payload;
-    l->querying = false;
-    if (l->closed || l->revoked) {
-        live_unref(l);
+    if (!query_done(l))
         return;
-    }
-    live_unref(l);
     if (status != 0 || sw_pg_result_rows(res) != 1) {
         if (l->phase == PHASE_REPLAY) {
             send_error(l, "{\"message\":\"the deployment is unavailable\"}");
@@ -400,6 +441,7 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
         return;
     }
     if (l->phase == PHASE_REPLAY) {
+        note_status(l, data, strlen(data), false);
         send_direct(l, sw_hub_msg_make(SW_HUB_STATUS, 0, data, strlen(data)));
         if (terminal) {
             /* Nothing more will happen: the stored lines, then the end. */
@@ -416,6 +458,7 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
         l->phase = PHASE_FINAL;
         sw_hub_unwatch(l->w);
         l->w = NULL;
+        note_status(l, data, strlen(data), false);
         send_direct(l, sw_hub_msg_make(SW_HUB_STATUS, 0, data, strlen(data)));
         catch_up(l);
     }
@@ -426,12 +469,8 @@ static void on_status(int status, sw_pg_result_t *res, void *payload)
 static void on_app_history(int status, const sw_iov_t *lines, size_t n, void *payload)
 {
     live_t *l = payload;
-    l->querying = false;
-    if (l->closed || l->revoked) {
-        live_unref(l);
+    if (!query_done(l))
         return;
-    }
-    live_unref(l);
     if (status == 0) {
         for (size_t i = 0; i < n && !l->closed; i++) {
             json_error_t jerr;
@@ -689,11 +728,43 @@ static bool resume_point(sw_http_req_t *req, long long *out)
     return true;
 }
 
-static void deployment_stream(sw_http_req_t *req, sw_api_t *api, bool ndjson_only)
+static void on_tail_start(int status, sw_pg_result_t *res, void *payload)
+{
+    live_t *l = payload;
+    if (!query_done(l))
+        return;
+    if (status != 0 || sw_pg_result_rows(res) != 1) {
+        send_error(l, "{\"message\":\"the log store is unavailable\"}");
+        live_finish(l);
+        return;
+    }
+    l->last = atoll(sw_pg_result_value(res, 0, 0));
+    query_status(l);
+}
+
+/* Follows from the `tail`-th last stored line: the watcher is already subscribed (held), so
+ * a line stored after this read is replayed or comes live, never lost. */
+static void tail_start(live_t *l, unsigned tail)
+{
+    char n[16];
+    snprintf(n, sizeof(n), "%u", tail);
+    const char *params[] = {l->id, n};
+    l->refs++;
+    l->querying = true;
+    sw_pg_query(l->api->pg,
+                "SELECT coalesce(min(seq) - 1, 0) FROM (SELECT (e->>'seq')::bigint AS seq "
+                "FROM deployment_log_chunks c, jsonb_array_elements(c.lines) e "
+                "WHERE c.deployment_id = $1 ORDER BY seq DESC LIMIT $2::int) t",
+                2, params, on_tail_start, l);
+}
+
+/* tail: replay only the last `tail` stored lines (0: all); a resume point wins over it. */
+static void deployment_stream(sw_http_req_t *req, sw_api_t *api, bool ndjson_only, unsigned tail)
 {
     long long since;
     if (!resume_point(req, &since))
         return;
+    bool resuming = since > 0 || sw_http_req_query(req, "since_seq");
     char id[SW_UUID_LEN + 1];
     sw_iov_t p = sw_http_req_param(req, "id");
     snprintf(id, sizeof(id), "%.*s", (int)p.len, p.base);
@@ -701,17 +772,20 @@ static void deployment_stream(sw_http_req_t *req, sw_api_t *api, bool ndjson_onl
     if (!l)
         return;
     l->last = since;
-    query_status(l);
+    if (tail && !resuming)
+        tail_start(l, tail);
+    else
+        query_status(l);
 }
 
 void sw_api_deployments_stream(sw_http_req_t *req, void *ctx)
 {
-    deployment_stream(req, ctx, false);
+    deployment_stream(req, ctx, false, 0);
 }
 
-void sw_api_deployments_follow(sw_http_req_t *req, void *ctx)
+void sw_api_deployments_follow(sw_http_req_t *req, void *ctx, unsigned tail)
 {
-    deployment_stream(req, ctx, true);
+    deployment_stream(req, ctx, true, tail);
 }
 
 void sw_api_apps_logs_stream(sw_http_req_t *req, void *ctx)

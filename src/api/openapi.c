@@ -1,6 +1,7 @@
 /* GET /api/v1/openapi.json: OpenAPI 3.1, generated from the route table and the schema
  * definitions (schemas.c), so the document cannot drift from what the router serves. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "slipway/api.h"
@@ -38,6 +39,35 @@ static char *openapi_path(const char *pattern, json_t *params)
             sw_buf_append_char(&b, *p++);
         }
     }
+    return sw_buf_steal(&b);
+}
+
+static json_t *error_response(const char *description)
+{
+    return json_pack("{s:s, s:o}", "description", description, "content",
+                     json_content(schema_ref("Error")));
+}
+
+/* Who may call the route, in words: the operation's description. */
+static char *access_text(const sw_route_t *r)
+{
+    const sw_access_t *a = &r->access;
+    sw_buf_t b = SW_BUF_INIT;
+    sw_buf_printf(&b, "%s.", r->summary);
+    if (a->auth == SW_AUTH_PUBLIC) {
+        sw_buf_append_cstr(&b, " Public: no credentials needed.");
+        return sw_buf_steal(&b);
+    }
+    sw_buf_append_cstr(&b, a->auth == SW_AUTH_SESSION ? " Needs a signed-in session"
+                                                      : " Needs a session or an API token");
+    if (a->scope)
+        sw_buf_printf(&b, " with the %s scope", sw_scope_name(a->scope));
+    if (a->role == SW_ROLE_ADMIN)
+        sw_buf_append_cstr(&b, ", held by an instance owner or admin");
+    if (a->project_role)
+        sw_buf_printf(&b, ", and the %s role (or more) in the resource's project",
+                      sw_project_role_name((sw_project_role_t)a->project_role));
+    sw_buf_append_char(&b, '.');
     return sw_buf_steal(&b);
 }
 
@@ -88,12 +118,17 @@ static json_t *operation(const sw_route_t *r)
             json_pack(
                 "{s:s, s:o}", "description", "Not healthy or not ready", "content",
                 json_content(schema_ref(strcmp(r->pattern, "/health") == 0 ? "Health" : "Error"))));
-    json_object_set_new(responses, "default",
-                        json_pack("{s:s, s:o}", "description", "Error", "content",
-                                  json_content(schema_ref("Error"))));
+    json_object_set_new(responses, "default", error_response("Error"));
 
-    json_t *op = json_pack("{s:s, s:s, s:[s], s:o}", "operationId", opid, "summary", r->summary,
-                           "tags", r->tag ? r->tag : "default", "responses", responses);
+    /* The HTTP layer answers these for any route, before it is even known. */
+    json_object_set_new(responses, "431",
+                        error_response("The request line and headers are over the limit (16 KiB "
+                                       "by default) or too many"));
+    char *description = access_text(r);
+    json_t *op = json_pack("{s:s, s:s, s:s, s:[s], s:o}", "operationId", opid, "summary",
+                           r->summary, "description", description, "tags",
+                           r->tag ? r->tag : "default", "responses", responses);
+    free(description);
     if (json_array_size(params))
         json_object_set(op, "parameters", params);
     json_decref(params);
@@ -145,37 +180,52 @@ static json_t *operation(const sw_route_t *r)
                                                 i == 3 ? "string" : "integer"));
     }
     if (strncmp(r->pattern, "/api/v1/", 8) == 0 && !r->stateless)
-        json_object_set_new(responses, "429",
-                            json_pack("{s:s, s:o}", "description", "Rate limit exceeded", "content",
-                                      json_content(schema_ref("Error"))));
+        json_object_set_new(responses, "429", error_response("Rate limit exceeded"));
     if (r->access.project_from != SW_FROM_NONE)
         json_object_set_new(responses, "404",
-                            json_pack("{s:s, s:o}", "description",
-                                      "No such resource, or not visible to the caller", "content",
-                                      json_content(schema_ref("Error"))));
+                            error_response("No such resource, or not visible to the caller"));
     if (r->request_schema)
         json_object_set_new(responses, "400",
-                            json_pack("{s:s, s:o}", "description",
-                                      "Validation error, with field details", "content",
-                                      json_content(schema_ref("Error"))));
+                            error_response("Validation error, with field details"));
     if (r->access.auth == SW_AUTH_PUBLIC)
         json_object_set_new(op, "security", json_array());
     else if (r->access.auth == SW_AUTH_SESSION)
         json_object_set_new(op, "security", json_pack("[{s:[]}, {s:[]}]", "cookie", "bearer"));
     if (r->access.auth != SW_AUTH_PUBLIC) {
-        json_object_set_new(responses, "401",
-                            json_pack("{s:s, s:o}", "description", "Not authenticated", "content",
-                                      json_content(schema_ref("Error"))));
-        json_object_set_new(responses, "403",
-                            json_pack("{s:s, s:o}", "description", "Authenticated, but not allowed",
-                                      "content", json_content(schema_ref("Error"))));
+        json_object_set_new(responses, "401", error_response("Not authenticated"));
+        json_object_set_new(responses, "403", error_response("Authenticated, but not allowed"));
     }
     return op;
 }
 
-json_t *sw_api_openapi(const sw_route_t *routes, size_t count)
+/* The servers entry: SLIPWAY_PUBLIC_URL when set, else an origin the reader fills in, by
+ * default the first address slipwayd listens on. */
+static json_t *servers(const char *public_url, const char *listen)
+{
+    size_t n = public_url ? strlen(public_url) : 0;
+    while (n && public_url[n - 1] == '/')
+        n--;
+    if (n) {
+        char *url = sw_strndup(public_url, n);
+        json_t *s = json_pack("[{s:s, s:s}]", "url", url, "description", "This Slipway");
+        free(url);
+        return s;
+    }
+    char *host = sw_strndup(listen ? listen : "", listen ? strcspn(listen, ",") : 0);
+    json_t *s = json_pack(
+        "[{s:s, s:s, s:{s:{s:s, s:[ss]}, s:{s:s, s:s}}}]", "url", "{scheme}://{host}",
+        "description", "This Slipway (SLIPWAY_PUBLIC_URL is not set)", "variables", "scheme",
+        "default", "http", "enum", "http", "https", "host", "default",
+        *host ? host : "127.0.0.1:8080", "description", "host[:port] that reaches slipwayd");
+    free(host);
+    return s;
+}
+
+json_t *sw_api_openapi(const sw_route_t *routes, size_t count, const char *public_url,
+                       const char *listen)
 {
     json_t *paths = json_object();
+    json_t *tags = json_array();
     for (size_t i = 0; i < count; i++) {
         json_t *params = json_array();
         char *path = openapi_path(routes[i].pattern, params);
@@ -191,6 +241,14 @@ json_t *sw_api_openapi(const sw_route_t *routes, size_t count)
             *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
         json_object_set_new(item, method, operation(&routes[i]));
         free(path);
+        /* Every tag an operation names is declared once, in the order routes bring them. */
+        const char *tag = routes[i].tag ? routes[i].tag : "default";
+        bool known = false;
+        for (size_t t = 0; t < json_array_size(tags) && !known; t++)
+            known = strcmp(json_string_value(json_object_get(json_array_get(tags, t), "name")),
+                           tag) == 0;
+        if (!known)
+            json_array_append_new(tags, json_pack("{s:s}", "name", tag));
     }
 
     json_t *comp_schemas = json_object();
@@ -200,13 +258,17 @@ json_t *sw_api_openapi(const sw_route_t *routes, size_t count)
         if (s)
             json_object_set_new(comp_schemas, sw_api_schemas[i].name, s);
     }
-    return json_pack("{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}, "
+    json_t *info = json_pack(
+        "{s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "title", "Slipway API", "version", SW_VERSION,
+        "description", "Self-hosted platform-as-a-service control plane.", "license", "name", "MIT",
+        "identifier", "MIT", "contact", "name", "The operators of this Slipway");
+    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:{s:o, s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}, "
                      "s:[{s:[]}, {s:[]}]}",
-                     "openapi", "3.1.0", "info", "title", "Slipway API", "version", SW_VERSION,
-                     "description", "Self-hosted platform-as-a-service control plane.", "paths",
-                     paths, "components", "schemas", comp_schemas, "securitySchemes", "bearer",
-                     "type", "http", "scheme", "bearer", "cookie", "type", "apiKey", "in", "cookie",
-                     "name", "slipway_session", "security", "bearer", "cookie");
+                     "openapi", "3.1.0", "info", info, "servers", servers(public_url, listen),
+                     "tags", tags, "paths", paths, "components", "schemas", comp_schemas,
+                     "securitySchemes", "bearer", "type", "http", "scheme", "bearer", "cookie",
+                     "type", "apiKey", "in", "cookie", "name", "slipway_session", "security",
+                     "bearer", "cookie");
 }
 
 void sw_api_get_openapi(sw_http_req_t *req, void *ctx)
@@ -214,7 +276,8 @@ void sw_api_get_openapi(sw_http_req_t *req, void *ctx)
     sw_api_t *api = ctx;
     /* The document only changes with the binary: build it once per process. */
     if (!api->openapi.base) {
-        json_t *doc = sw_api_openapi(sw_api_routes, sw_api_routes_count);
+        json_t *doc = sw_api_openapi(sw_api_routes, sw_api_routes_count, api->cfg->public_url,
+                                     api->cfg->listen);
         sw_json_dump(&api->openapi, doc);
         sw_buf_append_char(&api->openapi, '\n');
         json_decref(doc);

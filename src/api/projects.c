@@ -302,6 +302,27 @@ void sw_api_environments_list(sw_http_req_t *req, void *ctx)
     sw_api_list_run(ctx, req, &l);
 }
 
+static const sw_api_filter_t environment_filters[] = {
+    {"project_id", "x.project_id = $%d::uuid", NULL, 0},
+    {"name", "x.name = $%d", NULL, 0},
+    {NULL, NULL, NULL, 0},
+};
+
+/* Every environment of every project the caller can see (Miso lists them across projects). */
+void sw_api_environments_list_all(sw_http_req_t *req, void *ctx)
+{
+    const char *filters[SW_API_FILTERS_MAX];
+    if (!sw_api_filters_read(req, environment_filters, filters))
+        return;
+    sw_api_list_t l = {.from = "environments",
+                       .json_expr = "sw_environment_json(x)",
+                       .sorts = environment_sorts,
+                       .default_sort = "created_at"};
+    sw_api_list_visible(&l, sw_api_principal(req), "project_id", false, NULL, NULL);
+    sw_api_filters_apply(&l, environment_filters, filters);
+    sw_api_list_run(ctx, req, &l);
+}
+
 static const char *read_environment_name(sw_http_req_t *req)
 {
     json_t *body = sw_api_json(req);

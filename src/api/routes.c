@@ -117,6 +117,10 @@ const sw_route_t sw_api_routes[] = {
     ROUTE("POST", "/api/v1/projects/:id/environments", sw_api_environments_create,
           PROJECT(PROJECT, DEVELOPER, W), "Create an environment", "environments",
           "EnvironmentWrite", "Environment", 201),
+    LIST("/api/v1/environments", sw_api_environments_list_all, USER(R),
+         "Environments of every project the caller can see, with their app counts; filters "
+         "project_id, name",
+         "environments", "EnvironmentList", "project_id,name"),
     ROUTE("GET", "/api/v1/environments/:id", sw_api_environments_get,
           PROJECT(ENVIRONMENT, VIEWER, R), "Get an environment", "environments", NULL,
           "Environment", 200),
@@ -208,7 +212,8 @@ const sw_route_t sw_api_routes[] = {
           "deployments", NULL, "Deployment", 202),
     ROUTE("GET", "/api/v1/deployments/:id/logs", sw_api_deployments_logs,
           PROJECT(DEPLOYMENT, VIEWER, R),
-          "Stored build and release output: ?since_seq= for what follows, ?lines= for the tail",
+          "Stored build and release output: ?since_seq= for what follows, ?lines= for the tail; "
+          "?follow=true streams NDJSON (the last ?lines= of it, then each new line)",
           "deployments", NULL, "DeploymentLogs", 200),
 
     /* Push hooks: public, proven by the delivery's signature (no session, and no request
@@ -217,7 +222,8 @@ const sw_route_t sw_api_routes[] = {
      .pattern = "/api/v1/hooks/:app_id",
      .handler = sw_api_hooks_receive,
      .access = PUBLIC,
-     .summary = "A push hook from GitHub, Gitea or GitLab, signed with the app's hook secret: "
+     .summary = "A push hook from GitHub, Gitea or GitLab (or a bare {\"ref\"} signed with "
+                "X-Hub-Signature-256), signed with the app's hook secret: "
                 "a push to the app's branch deploys (202); anything else is answered (200) and "
                 "ignored; a bad or missing signature is 401",
      .tag = "hooks",

@@ -207,10 +207,15 @@ const sw_api_schema_t sw_api_schemas[] = {
                     "\"uuid\"},\"project_id\":{"
                     "\"type\":\"string\",\"format\":\"uuid\"},\"name\":{\"type\":\"string\","
                     "\"pattern\":\"^[a-z0-9]([a-z0-"
-                    "9-]{0,61}[a-z0-9])?$\"},\"created_at\":{\"type\":\"string\",\"format\":\"date-"
+                    "9-]{0,61}[a-z0-9])?$\"},\"applications\":{\"type\":\"object\","
+                    "\"description\":\"How many apps the environment holds, and how many of "
+                    "them run now\",\"properties\":{\"total\":{\"type\":\"integer\","
+                    "\"minimum\":0},\"active\":{\"type\":\"integer\",\"minimum\":0}},"
+                    "\"required\":[\"total\",\"active\"],\"additionalProperties\":false},"
+                    "\"created_at\":{\"type\":\"string\",\"format\":\"date-"
                     "time\"},\"updated_"
                     "at\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"id\","
-                    "\"project_id\",\"name\",\"cr"
+                    "\"project_id\",\"name\",\"applications\",\"cr"
                     "eated_at\",\"updated_at\"],\"additionalProperties\":false}"},
     {"EnvironmentList",
      "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/"

@@ -190,6 +190,7 @@ static void fill_result(const sw_ratelimit_t *rl, uint64_t tokens, bool allowed,
     out->remaining = (uint32_t)(tokens / rl->period_ms);
     out->reset_ms = ms_until(rl, tokens, rl->capacity);
     out->retry_after_ms = allowed ? 0 : SW_MAX(ms_until(rl, tokens, want), 1u);
+    out->window_ms = ms_until(rl, 0, rl->capacity);
 }
 
 void sw_ratelimit_take(sw_ratelimit_t *rl, const char *key, uint32_t cost, uint64_t now_ms,

@@ -100,6 +100,29 @@ def test_deploy_succeeds_and_serves(droot, dres, hello_repo):
     assert droot.get("deployments", params={"status": "failed"}).json()["data"] == []
 
 
+def test_environment_counts_running_apps_as_active(droot, dres, hello_repo):
+    """An environment's applications.active counts the apps running now: one after a
+    deployment, none once it is stopped; total counts them all."""
+    app = hello_app(dres, droot, hello_repo)
+    env_id = app["environment_id"]
+    dres.app(droot, env_id)  # never deployed: counted in total only
+
+    def counts():
+        return droot.get(f"environments/{env_id}").json()["applications"]
+
+    assert counts() == {"total": 2, "active": 0}
+    done, history = Deployments(droot).deploy(app["id"])
+    assert done["status"] == "success", (done, history)
+    wait_for(lambda: counts() == {"total": 2, "active": 1}, timeout=10,
+             message="the running app counted as active")
+    [listed] = [e for e in droot.get("environments", params={"limit": 100}).json()["data"]
+                if e["id"] == env_id]
+    assert listed["applications"] == {"total": 2, "active": 1}, listed
+    assert droot.post(f"apps/{app['id']}/stop").status_code == 202
+    wait_for(lambda: counts() == {"total": 2, "active": 0}, timeout=15,
+             message="the stopped app no longer active")
+
+
 def test_build_logs_in_order_with_both_streams(droot, dres, hello_repo):
     app = hello_app(dres, droot, hello_repo,
                     build_command='echo one; echo two; echo err-three >&2; echo four; '

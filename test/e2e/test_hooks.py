@@ -312,6 +312,48 @@ def test_what_does_not_deploy(auth, ddaemon, droot, dres, hello_repo):
     assert deployments_of(db, app["id"]) == []
 
 
+# --------------------------------------------------------------------------- Mezzanine
+
+
+def test_bare_signed_ref_deploys_the_branch_head(auth, ddaemon, droot, dres, hello_repo):
+    """Mezzanine-style: only X-Hub-Signature-256 and {"ref": ...}, no event header."""
+    app, secret = hooked_app(auth, dres, droot, hello_repo)
+    db = auth.db(ddaemon)
+    sha = hello_repo.version("v2", "release v2")
+
+    def bare(payload, key=secret):
+        body = encode(payload)
+        return deliver(ddaemon, app["id"], body,
+                       {"Content-Type": "application/json",
+                        "X-Hub-Signature-256": "sha256=" + hex_hmac(key, body)})
+
+    # refused without a good signature, and without any
+    before = side_effects(db, app["id"])
+    assert_refused(bare({"ref": f"refs/heads/{hello_repo.branch}"}, key="wrong"))
+    body = encode({"ref": f"refs/heads/{hello_repo.branch}"})
+    assert_refused(deliver(ddaemon, app["id"], body, {"Content-Type": "application/json"}))
+    # another branch, a tag: ignored; a bad after: 400
+    r = bare({"ref": "refs/heads/feature"})
+    assert r.status_code == 200 and r.json()["action"] == "ignored", r.text
+    assert "feature" in r.json()["reason"], r.json()
+    r = bare({"ref": "refs/tags/v1"})
+    assert r.status_code == 200 and r.json()["action"] == "ignored", r.text
+    error_of(bare({"ref": f"refs/heads/{hello_repo.branch}", "after": "abc"}), 400,
+             "VALIDATION_ERROR")
+    error_of(bare({"branch": hello_repo.branch}), 400, "VALIDATION_ERROR")
+    assert side_effects(db, app["id"])[:3] == before[:3]
+
+    r = bare({"ref": f"refs/heads/{hello_repo.branch}"})
+    assert r.status_code == 202, r.text
+    dep = r.json()["deployment"]
+    assert r.json()["action"] == "deployed" and dep["ref"] == hello_repo.branch, r.json()
+    done, history = Deployments(droot).wait_terminal(dep["id"])
+    assert done["status"] == "success", (done, history)
+    assert done["commit_hash"] == sha, done  # the branch's head when it was fetched
+    got = droot.get(f"apps/{app['id']}").json()
+    assert fetch(got["endpoints"][0]) == (200, "v2"), got
+
+
 # --------------------------------------------------------------------------- Gitea, GitLab
 
 
@@ -517,6 +559,8 @@ def test_rate_limit_per_app(auth, ddaemon, droot, dres, hello_repo):
     assert codes.index(429) >= 30 and codes[-1] == 429, codes
     error_of(limited, 429, "RATE_LIMIT_EXCEEDED")
     assert int(limited.headers["Retry-After"]) >= 1, limited.headers
+    # 30 deliveries refilled at one a second: the bucket is full again in 30 s
+    assert limited.headers.get("X-RateLimit-Window") == "30", limited.headers
     # spent before any signature work: a good signature from the flooding sender waits too
     r = deliver(ddaemon, app["id"], ping, github_headers(secret, ping, event="ping"))
     assert r.status_code == 429, r.text

@@ -131,6 +131,10 @@ def test_lists_hide_other_project(res, root, two_teams):
             assert r.json()["data"] == [] and r.json()["pagination"]["total"] == 0, r.text
         else:
             error_of(r, 404, "RESOURCE_NOT_FOUND")
+    envs = listing(b, "environments", limit=100)
+    assert [x["id"] for x in envs["data"]] == [wb["env"]["id"]]
+    assert envs["pagination"]["total"] == 1
+    assert listing(b, "environments", project_id=pid)["data"] == []
     domains = listing(b, "domains", limit=100)
     assert [x["id"] for x in domains["data"]] == [wb["domain"]["id"]]
     audit = listing(b, "audit", limit=100)

@@ -270,6 +270,101 @@ def test_follow_streams_ndjson_until_the_end(droot, dres, hello_repo):
     assert log_lines(later) == [x for x in stored(deps, dep["id"]) if x[0] > 150]
 
 
+def test_follow_with_lines_replays_the_last_lines_then_follows(droot, dres, hello_repo):
+    """?follow=true&lines=N: the last N stored lines, then every new one until the end."""
+    hold = HoldListener()
+    build = (f'i=1; while [ $i -le 60 ]; do echo "before-$i"; i=$((i+1)); done; '
+             f'{hold.build_wait()}; echo after-1; echo after-2; {BUILD}')
+    app = hello_app(dres, droot, hello_repo, build_command=build)
+    deps = Deployments(droot)
+    try:
+        dep = deps.trigger(app["id"])
+        wait_for(lambda: any(ln == "before-60" for _, ln in stored(deps, dep["id"])),
+                 timeout=30, message="the first 60 lines stored")
+        before = stored(deps, dep["id"])
+        r = requests.get(f"{droot.d.url}{API}/deployments/{dep['id']}/logs",
+                         params={"follow": "true", "lines": 10}, stream=True, timeout=60,
+                         headers={"Authorization": f"Bearer {droot.token}"})
+        assert r.status_code == 200, r.text
+        msgs = []
+        it = r.iter_lines()
+        # the replay, read before the build goes on so its start is fixed
+        while len(log_lines(msgs)) < 10:
+            msgs.append(json.loads(next(it)))
+        assert log_lines(msgs) == before[-10:]
+        hold.close()
+        msgs.extend(json.loads(line) for line in it if line)
+        r.close()
+    finally:
+        hold.close()
+    assert_envelopes(msgs)
+    assert msgs[-1]["type"] == "end"
+    got = log_lines(msgs)
+    assert got == [x for x in stored(deps, dep["id"]) if x[0] >= before[-10][0]]
+    assert ("after-1" in [ln for _, ln in got]), got
+
+    # a resume point wins over lines
+    r = requests.get(f"{droot.d.url}{API}/deployments/{dep['id']}/logs",
+                     params={"follow": "true", "lines": 5, "since_seq": 3}, stream=True,
+                     timeout=60, headers={"Authorization": f"Bearer {droot.token}"})
+    later = [json.loads(line) for line in r.iter_lines() if line]
+    assert log_lines(later) == [x for x in stored(deps, dep["id"]) if x[0] > 3]
+    # and lines is checked as without follow
+    bad = droot.get(f"deployments/{dep['id']}/logs", params={"follow": "true", "lines": 0})
+    assert bad.status_code == 400 and "lines" in bad.text, bad.text
+
+
+def test_failed_deployment_streams_an_error_before_end(droot, dres, hello_repo):
+    """Mist's clients read a failure from {"type": "error", "data": {"message"}} before
+    `end`; the status with error_message still comes too. Live, over WS, SSE and NDJSON, and
+    for a watcher that comes after the end."""
+    hold = HoldListener()
+    app = hello_app(dres, droot, hello_repo,
+                    build_command=f"echo building; {hold.build_wait()}; echo boom >&2; exit 3")
+    deps = Deployments(droot)
+    try:
+        dep = deps.trigger(app["id"])
+        path = f"deployments/{dep['id']}/stream"
+        ws = ws_connect(droot, path)
+        ws_live = Collector(ws)
+        ws_live.start()
+        sse = sse_get(droot, path)
+        nd = requests.get(f"{droot.d.url}{API}/deployments/{dep['id']}/logs",
+                          params={"follow": "true"}, stream=True, timeout=60,
+                          headers={"Authorization": f"Bearer {droot.token}"})
+        wait_for(lambda: deps.get(dep["id"])["stage"] == "building_image", timeout=30,
+                 message="the build running")
+        hold.close()
+        sse_msgs = [m for _, m in sse_events(sse)]
+        nd_msgs = [json.loads(line) for line in nd.iter_lines() if line]
+        ws_live.join(timeout=60)
+        ws.close()
+    finally:
+        hold.close()
+    done = deps.get(dep["id"])
+    assert done["status"] == "failed" and done["error_message"], done
+    late = ws_connect(droot, path)
+    late_msgs = ws_messages(late)
+    late.close()
+    for name, msgs in (("ws", ws_live.msgs), ("sse", sse_msgs), ("ndjson", nd_msgs),
+                       ("late ws", late_msgs)):
+        assert_envelopes(msgs)
+        assert [m["type"] for m in msgs[-2:]] == ["error", "end"], (name, msgs[-3:])
+        assert msgs[-2]["data"] == {"message": done["error_message"]}, (name, msgs[-2])
+        failed = [m for m in msgs if m["type"] == "status" and m["data"]["status"] == "failed"]
+        assert failed and failed[-1]["data"]["error_message"] == done["error_message"], \
+            (name, failed)
+        assert sum(m["type"] == "error" for m in msgs) == 1, (name, msgs)
+
+    # a deployment that succeeds sends no error
+    ok = deps.trigger(hello_app(dres, droot, hello_repo)["id"])
+    ws = ws_connect(droot, f"deployments/{ok['id']}/stream")
+    msgs = ws_messages(ws)
+    ws.close()
+    assert deps.get(ok["id"])["status"] == "success"
+    assert msgs[-1]["type"] == "end" and not [m for m in msgs if m["type"] == "error"], msgs
+
+
 # --------------------------------------------------------------------------- across processes
 
 

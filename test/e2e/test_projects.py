@@ -5,7 +5,7 @@ import uuid
 from resources_kit import *  # noqa: F401,F403 - fixtures and helpers
 
 PROJECT_KEYS = {"id", "name", "description", "created_by", "created_at", "updated_at", "role"}
-ENV_KEYS = {"id", "project_id", "name", "created_at", "updated_at"}
+ENV_KEYS = {"id", "project_id", "name", "applications", "created_at", "updated_at"}
 MEMBER_KEYS = {"user_id", "email", "name", "role", "created_at", "updated_at"}
 
 
@@ -257,6 +257,52 @@ def test_environment_list_sort(res, root):
                                           sort="created_at")["data"]]
     assert created == ["production", "delta", "alpha", "charlie"]
     assert_invalid(root.get(f"projects/{pid}/environments", params={"sort": "bogus"}), "sort")
+
+
+def test_environments_count_apps_and_list_across_projects(auth, res, root):
+    """Miso's environments: applications {total, active} on each, and GET environments over
+    every project the caller can see, paginated; another tenant sees none of them."""
+    p1, p2 = res.project(root), res.project(root)
+    prod1 = res.production(root, p1["id"])
+    staging1 = res.environment(root, p1["id"], "staging")
+    prod2 = res.production(root, p2["id"])
+    a1 = res.app(root, prod1["id"])
+    res.app(root, prod1["id"])
+    res.app(root, staging1["id"])
+    counts = {e["id"]: e["applications"] for e in listing(root, "environments", limit=100)["data"]}
+    assert counts == {prod1["id"]: {"total": 2, "active": 0},
+                      staging1["id"]: {"total": 1, "active": 0},
+                      prod2["id"]: {"total": 0, "active": 0}}, counts
+    # the same counts wherever an environment is read
+    assert root.get(f"environments/{prod1['id']}").json()["applications"] == \
+        {"total": 2, "active": 0}
+    assert {e["id"]: e["applications"] for e in res.environments(root, p1["id"])} == \
+        {prod1["id"]: {"total": 2, "active": 0}, staging1["id"]: {"total": 1, "active": 0}}
+    assert root.delete(f"apps/{a1['id']}").status_code == 204
+    assert root.get(f"environments/{prod1['id']}").json()["applications"]["total"] == 1
+
+    # paginated and filtered like every list
+    page = listing(root, "environments", limit=2, sort="created_at:asc")
+    assert [e["id"] for e in page["data"]] == [prod1["id"], prod2["id"]], page
+    assert page["pagination"]["total"] == 3 and page["pagination"]["has_next"], page
+    page2 = listing(root, "environments", limit=2, page=2, sort="created_at:asc")
+    assert [e["id"] for e in page2["data"]] == [staging1["id"]], page2
+    only = listing(root, "environments", project_id=p2["id"])["data"]
+    assert [e["id"] for e in only] == [prod2["id"]]
+    named = listing(root, "environments", name="staging")["data"]
+    assert [e["id"] for e in named] == [staging1["id"]]
+    assert_invalid(root.get("environments", params={"project_id": "nope"}), "project_id")
+    assert_invalid(root.get("environments", params={"limit": 101}), "limit")
+
+    # another tenant: a member of no project sees nothing, a member of p2 only p2's
+    outsider = res.user(root, "member")
+    body = listing(outsider, "environments")
+    assert body["data"] == [] and body["pagination"]["total"] == 0, body
+    assert listing(outsider, "environments", project_id=p1["id"])["data"] == []
+    viewer = res.user(root, "member")
+    res.member(root, p2["id"], viewer, "viewer")
+    assert [e["id"] for e in listing(viewer, "environments", limit=100)["data"]] == \
+        [prod2["id"]]
 
 
 # --------------------------------------------------------------------------- project roles

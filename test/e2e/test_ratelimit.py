@@ -28,9 +28,9 @@ def burst(send, n):
     return out, time.monotonic() - t0
 
 
-def check_countdown(responses, budget):
+def check_countdown(responses, budget, window):
     """The first `budget` responses are admitted with Remaining budget-1 .. 0, the next is
-    429 with Retry-After."""
+    429 with Retry-After; all say the bucket refills in `window` seconds."""
     for i, r in enumerate(responses[:budget]):
         assert r.status_code == 200, f"request {i + 1}: {r.status_code} {r.text}"
         limit, remaining, reset = headers_of(r)
@@ -38,11 +38,13 @@ def check_countdown(responses, budget):
         assert remaining is not None and int(remaining) == budget - 1 - i, \
             f"request {i + 1}: X-RateLimit-Remaining {remaining}, want {budget - 1 - i}"
         assert reset is not None and float(reset) >= 0, f"X-RateLimit-Reset {reset}"
+        assert r.headers.get("X-RateLimit-Window") == str(window), r.headers
     r = responses[budget]
     err = error_of(r, 429, "RATE_LIMIT_EXCEEDED")
     retry = r.headers.get("Retry-After")
     assert retry is not None and retry.isdigit() and int(retry) >= 1, f"Retry-After {retry!r}"
     assert r.headers.get("X-RateLimit-Remaining") == "0", r.headers
+    assert r.headers.get("X-RateLimit-Window") == str(window), r.headers
     return err
 
 
@@ -52,7 +54,7 @@ def test_headers_count_down_and_429(auth):
     s = requests.Session()
     rs, took = burst(lambda: s.get(d.url + STATE, timeout=5), 11)
     assert took < 0.45, f"the burst took {took:.3f}s: refill (2/s) would blur the count"
-    check_countdown(rs, 10)
+    check_countdown(rs, 10, window=5)  # 10 tokens at 2/s
     resets = [float(r.headers["X-RateLimit-Reset"]) for r in rs[:10]]
     assert resets == sorted(resets), f"X-RateLimit-Reset should grow as tokens go: {resets}"
     assert resets[-1] >= 1
@@ -72,7 +74,7 @@ def test_refill_matches_rate(auth):
     s = requests.Session()
     rs, took = burst(lambda: s.get(d.url + STATE, timeout=5), 11)
     assert took < 0.8
-    check_countdown(rs, 10)
+    check_countdown(rs, 10, window=10)
     retry = int(rs[10].headers["Retry-After"])
     assert 1 <= retry <= 2, f"one token per second: Retry-After {retry}"
     t0 = time.monotonic()
@@ -137,7 +139,7 @@ def test_principal_and_address_buckets(auth):
 def test_address_bucket_limits_anonymous(auth):
     d = auth.daemon(env={"SLIPWAY_RATE_LIMIT": "1/10"})
     rs = [request_from(d, "127.0.0.5", "GET", STATE) for _ in range(11)]
-    check_countdown(rs, 10)
+    check_countdown(rs, 10, window=10)
     r = request_from(d, "127.0.0.6", "GET", STATE)
     assert r.status_code == 200 and r.headers["X-RateLimit-Remaining"] == "9"
 
@@ -176,7 +178,7 @@ def test_redis_backend_shares_one_budget(auth, redis_factory):
     out = [sends[i % 2]() for i in range(11)]
     took = time.monotonic() - t0
     assert took < 0.8, f"burst took {took:.2f}s"
-    check_countdown(out, 10)
+    check_countdown(out, 10, window=10)
     # both daemons refuse now
     error_of(s1.get(d1.url + STATE, timeout=5), 429, "RATE_LIMIT_EXCEEDED")
     error_of(s2.get(d2.url + STATE, timeout=5), 429, "RATE_LIMIT_EXCEEDED")

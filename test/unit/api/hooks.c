@@ -216,6 +216,44 @@ static void test_push_malformed(void **state)
     }
 }
 
+/* Mezzanine's bare signed ref: ref alone deploys the branch head; a given after is checked. */
+static void test_bare_ref(void **state)
+{
+    (void)state;
+    sw_hook_push_t p;
+    const char *why = NULL;
+    json_t *v = load("{\"ref\":\"refs/heads/main\"}");
+    assert_int_equal(sw_hook_ref_parse(v, &p, &why), 0);
+    assert_string_equal(p.branch, "main");
+    assert_null(p.sha);
+    assert_false(p.deleted);
+    json_decref(v);
+    v = load("{\"ref\":\"refs/heads/main\",\"after\":\"" SHA2 "\"}");
+    assert_int_equal(sw_hook_ref_parse(v, &p, &why), 0);
+    assert_string_equal(p.sha, SHA2);
+    json_decref(v);
+    v = load("{\"ref\":\"refs/tags/v1\"}");
+    assert_int_equal(sw_hook_ref_parse(v, &p, &why), 0);
+    assert_null(p.branch);
+    json_decref(v);
+    const struct {
+        const char *json, *why;
+    } bad[] = {
+        {"{}", "ref"},
+        {"{\"ref\":\"\"}", "ref"},
+        {"{\"ref\":[]}", "ref"},
+        {"{\"ref\":\"refs/heads/main\",\"after\":\"abc\"}", "after"},
+        {"{\"ref\":\"refs/heads/main\",\"after\":7}", "after"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = load(bad[i].json);
+        why = NULL;
+        assert_int_equal(sw_hook_ref_parse(v, &p, &why), -EINVAL);
+        assert_string_equal(why, bad[i].why);
+        json_decref(v);
+    }
+}
+
 static void test_provider_names(void **state)
 {
     (void)state;
@@ -234,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_push_branch),
         cmocka_unit_test(test_push_tags_and_deletions),
         cmocka_unit_test(test_push_malformed),
+        cmocka_unit_test(test_bare_ref),
         cmocka_unit_test(test_provider_names),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -39,6 +39,7 @@ static void test_burst_then_refusal(void **state)
         assert_int_equal(r.remaining, 2 - i);
         assert_int_equal(r.reset_ms, (i + 1) * 1000);
         assert_int_equal(r.retry_after_ms, 0);
+        assert_int_equal(r.window_ms, 3000);
     }
     r = take(rl, "10.0.0.1", 1, 5000);
     assert_false(r.allowed);
@@ -77,6 +78,7 @@ static void test_fractional_refill(void **state)
     assert_int_equal(r.remaining, 0);
     assert_int_equal(r.retry_after_ms, 250);
     assert_int_equal(r.reset_ms, 750);
+    assert_int_equal(r.window_ms, 1000);
     /* Many small steps add up exactly. */
     for (uint64_t t = 251; t < 500; t++)
         assert_false(take(rl, "k", 1, t).allowed);
