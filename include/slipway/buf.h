@@ -44,7 +44,7 @@ void sw_buf_append(sw_buf_t *b, const void *data, size_t len);
 void sw_buf_append_cstr(sw_buf_t *b, const char *s);
 void sw_buf_append_char(sw_buf_t *b, char c);
 void sw_buf_printf(sw_buf_t *b, const char *fmt, ...) SW_PRINTF(2, 3);
-void sw_buf_vprintf(sw_buf_t *b, const char *fmt, va_list ap);
+void sw_buf_vprintf(sw_buf_t *b, const char *fmt, va_list ap) SW_PRINTF(2, 0);
 /* Appends s as the inside of a JSON string (quotes not included). */
 void sw_buf_append_json_str(sw_buf_t *b, const char *s, size_t len);
 /* Drops the first n bytes (I/O: bytes written or parsed). */

@@ -99,6 +99,10 @@ int sw_http_server_new(sw_http_server_t **out, uv_loop_t *loop, const sw_http_se
 int sw_http_server_listen(sw_http_server_t *server, const char *hostport);
 /* The bound address of the n-th listener, e.g. "127.0.0.1:8080", into out. */
 int sw_http_server_address(sw_http_server_t *server, unsigned n, char *out, size_t size);
+/* Serves fd, a connected stream socket (TCP, or AF_UNIX for a peer in the same process), as
+ * if a listener had accepted it; the server owns it from then on. 0, or a negative code (then
+ * fd is still the caller's). */
+int sw_http_server_adopt(sw_http_server_t *server, uv_os_sock_t fd);
 /* Stops accepting, closes idle connections, lets in-flight requests finish within the drain
  * timeout, then closes the rest and calls on_drained. */
 void sw_http_server_drain(sw_http_server_t *server);

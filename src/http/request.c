@@ -126,7 +126,9 @@ sw_iov_t sw_http_req_param(const sw_http_req_t *req, const char *name)
 static char *query_decode(sw_arena_t *a, const char *s, size_t len)
 {
     char *out = sw_arena_alloc(a, len + 1);
-    return sw_percent_decode(out, len + 1, s, len, SW_PERCENT_FORM) < 0 ? NULL : out;
+    ssize_t n = sw_percent_decode(out, len + 1, s, len, SW_PERCENT_FORM);
+    /* A raw NUL (a form body may hold one) would cut the C string the caller gets short. */
+    return n < 0 || memchr(out, '\0', (size_t)n) ? NULL : out;
 }
 
 const char *sw_http_form_value(sw_arena_t *arena, sw_iov_t form, const char *name)

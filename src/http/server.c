@@ -11,11 +11,8 @@
 #include "slipway/config.h"
 #include "slipway/tls.h"
 
-static void on_connection(uv_stream_t *listener, int status)
+static sw_http_conn_t *conn_new(sw_http_server_t *s)
 {
-    sw_http_server_t *s = listener->data;
-    if (status < 0 || s->draining)
-        return;
     sw_http_conn_t *c = sw_calloc(1, sizeof(*c));
     c->server = s;
     uv_tcp_init(s->loop, &c->tcp);
@@ -27,10 +24,12 @@ static void on_connection(uv_stream_t *listener, int status)
         s->conns->prev = c;
     s->conns = c;
     s->stats.connections++;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-        sw_http__conn_close(c);
-        return;
-    }
+    return c;
+}
+
+/* c's socket is connected: refuse it over the cap, or start reading requests. */
+static void conn_start(sw_http_server_t *s, sw_http_conn_t *c)
+{
     s->stats.accepted++;
     if (s->stats.connections > s->opts.max_connections && s->tls_ctx) {
         s->stats.rejected++; /* a TLS peer could not read a plaintext 503 */
@@ -58,7 +57,7 @@ static void on_connection(uv_stream_t *listener, int status)
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
         if (ss.ss_family == AF_INET6)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
-        else
+        else if (ss.ss_family == AF_INET)
             uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
     }
     llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
@@ -66,6 +65,33 @@ static void on_connection(uv_stream_t *listener, int status)
     c->state = CONN_OPEN;
     sw_http__conn_set_timer(c, TIMER_HEADER);
     uv_read_start((uv_stream_t *)&c->tcp, sw_http__on_alloc, sw_http__on_read);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    sw_http_server_t *s = listener->data;
+    if (status < 0 || s->draining)
+        return;
+    sw_http_conn_t *c = conn_new(s);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        sw_http__conn_close(c);
+        return;
+    }
+    conn_start(s, c);
+}
+
+int sw_http_server_adopt(sw_http_server_t *s, uv_os_sock_t fd)
+{
+    if (s->draining)
+        return -ESHUTDOWN;
+    sw_http_conn_t *c = conn_new(s);
+    int r = uv_tcp_open(&c->tcp, fd);
+    if (r != 0) {
+        sw_http__conn_close(c); /* fd stays the caller's */
+        return r;
+    }
+    conn_start(s, c);
+    return 0;
 }
 
 int sw_http_server_new(sw_http_server_t **out, uv_loop_t *loop, const sw_http_server_opts_t *opts)

@@ -400,6 +400,22 @@ static void on_config(int status, int http_status, const char *body, size_t len,
     round_next(c);
 }
 
+int sw_caddy_plan(const sw_config_t *cfg, const char *dns_address, const char *body, size_t len,
+                  const sw_routes_t *t, sw_buf_t *out)
+{
+    caddy_t c = {.cfg = cfg};
+    snprintf(c.dns, sizeof(c.dns), "udp/%s", dns_address);
+    json_t *actual = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+    if (!actual)
+        return -EPROTO;
+    plan(&c, actual, t);
+    json_decref(actual);
+    for (op_t *o = c.ops; o; o = o->next)
+        sw_buf_printf(out, "%s %s %s\n", o->method, o->path, o->body ? o->body : "");
+    ops_free(&c);
+    return 0;
+}
+
 static void caddy_apply(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb cb, void *payload)
 {
     caddy_t *c = (caddy_t *)d;

@@ -98,6 +98,12 @@ int sw_proxy_nginx_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char
 int sw_nginx_render(const sw_routes_t *t, const sw_config_t *cfg, sw_buf_t *out,
                     char hash[SW_NGINX_HASH_HEX]);
 
+/* What a round of the caddy driver (caddy.c) sends Caddy when its GET /config/ answered body,
+ * for the table t: one line per admin request, "METHOD path body" (body empty when none),
+ * appended to out. 0, or -EPROTO when body is not JSON. Pure: for tests. */
+int sw_caddy_plan(const sw_config_t *cfg, const char *dns_address, const char *body, size_t len,
+                  const sw_routes_t *t, sw_buf_t *out);
+
 /* ---- the DNS responder (dns.c) ----
  *
  * Answers, over UDP, what Caddy's dynamic upstreams ask: SRV <key>.app.slipway. lists the

@@ -184,8 +184,12 @@ static void test_load_hex(void **state)
     assert_memory_equal(box.key, same.key, sizeof(box.key));
 
     const char *bad[] = {
-        "00",       HEX_A "00", "zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
-        HEX_A "\n", " " HEX_A,
+        /* parenthesised: the concatenations are meant (clang asks) */
+        "00",
+        (HEX_A "00"),
+        "zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        (HEX_A "\n"),
+        (" " HEX_A),
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         memcpy(&same, &box, sizeof(box));
