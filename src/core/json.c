@@ -1,5 +1,6 @@
 /* JSON helpers: decoding and shape errors become {"field","message"} details. */
 #include "slipway/json.h"
+#include "slipway/utf8.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,16 +14,23 @@ void sw_json_errors_init(sw_json_errors_t *e)
 
 void sw_json_errors_add(sw_json_errors_t *e, const char *field, const char *fmt, ...)
 {
-    char msg[256];
+    char msg[256], name[256];
     va_list ap;
     if (!e->details)
         e->details = json_array();
     if (json_array_size(e->details) >= SW_JSON_MAX_DETAILS)
         return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    json_array_append_new(e->details, json_pack("{s:s, s:s}", "field", field, "message", msg));
+    /* A message may quote the request's own bytes (jansson's "invalid token near ...") and
+     * either may be cut mid-character: jansson drops a string that is not UTF-8, and with it
+     * the only reason the client would get. */
+    if (n < 0)
+        n = 0;
+    sw_utf8_copy(msg, sizeof(msg), msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+    sw_utf8_copy(name, sizeof(name), field, strlen(field));
+    json_array_append_new(e->details, json_pack("{s:s, s:s}", "field", name, "message", msg));
 }
 
 bool sw_json_errors_any(const sw_json_errors_t *e)

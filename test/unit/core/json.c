@@ -41,6 +41,27 @@ static void test_parse_rejects_non_objects_and_duplicates(void **state)
     json_decref(d);
 }
 
+/* Found by test/fuzz/validate: jansson quotes the bytes near a syntax error, and a message
+ * that is not UTF-8 was dropped, leaving a 400 with no reason. */
+static void test_a_parse_error_quoting_invalid_utf8_still_says_why(void **state)
+{
+    (void)state;
+    sw_json_errors_t e;
+    sw_json_errors_init(&e);
+    const char body[] = "{ \"d\\ud80\xd8\x82";
+    assert_null(sw_json_parse_object(body, sizeof(body) - 1, &e));
+    char field[300];
+    memset(field, 'f', sizeof(field) - 3);
+    memcpy(field + sizeof(field) - 3, "\xc3\xa9", 3); /* cut mid-character at 255 bytes */
+    sw_json_errors_add(&e, field, "%s", "\xff");
+    json_t *d = sw_json_errors_take(&e);
+    assert_int_equal(json_array_size(d), 2);
+    assert_non_null(strstr(detail(d, 0, "message"), "invalid JSON"));
+    assert_string_equal(detail(d, 1, "message"), "\xef\xbf\xbd");
+    assert_true(strlen(detail(d, 1, "field")) <= 255);
+    json_decref(d);
+}
+
 static void test_field_readers(void **state)
 {
     (void)state;
@@ -106,6 +127,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_error_names_line_and_column),
         cmocka_unit_test(test_parse_rejects_non_objects_and_duplicates),
+        cmocka_unit_test(test_a_parse_error_quoting_invalid_utf8_still_says_why),
         cmocka_unit_test(test_field_readers),
         cmocka_unit_test(test_details_are_capped),
         cmocka_unit_test(test_dump_compact),
