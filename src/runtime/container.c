@@ -2,9 +2,12 @@
  * (podman or docker), driven with argv arrays only.
  *
  * An instance is one container at a time: `run -d` (env from a 0600 file removed as soon as
- * run returns, never argv), then `logs -f` follows its output; its end means the container
- * ended (inspect says how, and whether for memory). A crash is removed, reported, and a new
- * container starts after the backoff. Containers carry labels slipway.app, slipway.deployment,
+ * run returns, never argv), then its output is followed and its end watched: with podman
+ * through the log file it writes for us (container_logs.c) and a pidfd on the container's
+ * process, so an instance costs slipwayd no process at all; with docker (or where that cannot
+ * work) through one `logs -f`, whose end is the container's. Inspect then says how it ended,
+ * and whether for memory. A crash is removed, reported, and a new container starts after the
+ * backoff. Containers carry labels slipway.app, slipway.deployment,
  * slipway.node (and slipway.port, slipway.name): they outlive slipwayd, and the next driver on the
  * node lists them and follows them again instead of starting new ones. */
 #include <errno.h>
@@ -22,6 +25,7 @@
 extern char **environ;
 
 #define STEP_TIMEOUT_MS 120000 /* run, inspect, rm: a hung CLI is killed */
+#define LOG_FILE_MAX    "8mb"  /* conmon starts the file anew past this: it is only a buffer */
 
 typedef struct {
     sw_instance_t base;
@@ -32,7 +36,10 @@ typedef struct {
     uint16_t app_port;
     cli_cmd_t *step; /* run, inspect or rm in flight */
 
-    sw_proc_t *logs;
+    sw_proc_t *logs;  /* `logs -f` (its output and its end), or `wait` (its end only) */
+    ctail_t *tail;    /* the log file, with podman */
+    cpidwatch_t *pw;  /* the end of the container's process, with the log file */
+    bool tail_more;   /* the file had more than one turn reads */
     uv_timer_t timer; /* restart after a crash, or the end of a drain */
     int pid;
     bool pid_known, logs_ended, exited, oom, draining, detaching, gone;
@@ -140,6 +147,33 @@ static void env_file_path(const cinst_t *in, char *out, size_t size)
     snprintf(out, size, "%s/%s.env", crt_of(in->base.rt)->dir, in->cname);
 }
 
+static void log_file_path(const container_rt_t *crt, const char *cname, char *out, size_t size)
+{
+    snprintf(out, size, "%s/%s.log", crt->dir, cname);
+}
+
+/* The log file is done with: what is left is passed on, and (the container gone) removed. */
+static void tail_end(cinst_t *in, bool remove)
+{
+    if (!in->tail)
+        return;
+    ctail_read(in->tail);
+    ctail_close(in->tail);
+    in->tail = NULL;
+    in->tail_more = false;
+    if (remove) {
+        char path[800];
+        log_file_path(crt_of(in->base.rt), in->cname, path, sizeof(path));
+        unlink(path);
+    }
+}
+
+static void pidwatch_end(cinst_t *in)
+{
+    cpidwatch_stop(in->pw);
+    in->pw = NULL;
+}
+
 static void follow(cinst_t *in);
 
 static void on_run(cli_cmd_t *c, int64_t exit_status, void *payload)
@@ -149,6 +183,10 @@ static void on_run(cli_cmd_t *c, int64_t exit_status, void *payload)
     in->step = NULL;
     env_file_path(in, path, sizeof(path));
     unlink(path); /* the container has its env: the file goes at once */
+    if (exit_status != 0 && crt_of(in->base.rt)->log_files) {
+        log_file_path(crt_of(in->base.rt), in->cname, path, sizeof(path));
+        unlink(path); /* a container that never was may still have made it */
+    }
     if (exit_status == 0)
         last_line(&c->out, in->cid, sizeof(in->cid));
     if (in->cid[0])
@@ -161,17 +199,18 @@ static void on_run(cli_cmd_t *c, int64_t exit_status, void *payload)
     advance(in);
 }
 
+static void watch_pid(cinst_t *in);
+
 static void on_inspect_pid(cli_cmd_t *c, int64_t exit_status, void *payload)
 {
     cinst_t *in = payload;
     in->step = NULL;
     in->pid_known = true;
     in->pid = exit_status == 0 ? atoi(c->out.base ? c->out.base : "0") : 0;
+    watch_pid(in);
     changed(in->base.rt);
     advance(in);
 }
-
-static void follow(cinst_t *in);
 
 /* Its logs ended: the container exited (how, and was it for memory?), or, still running,
  * the logs are followed again from now on. */
@@ -185,6 +224,13 @@ static void on_inspect_state(cli_cmd_t *c, int64_t exit_status, void *payload)
     if (exit_status == 0 && c->out.base &&
         sscanf(c->out.base, "%7s %lld %7s", running, &code, oom) == 3 &&
         strcmp(running, "true") == 0) {
+        if (in->tail) {
+            /* The watch ended, not the container: watched again, after a moment in case
+             * that keeps happening. */
+            in->pid_known = false;
+            uv_timer_start(&in->timer, on_timer, 1000, 0);
+            return;
+        }
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         snprintf(in->since, sizeof(in->since), "%lld.%09ld", (long long)now.tv_sec, now.tv_nsec);
@@ -206,6 +252,8 @@ static void on_removed(cli_cmd_t *c, int64_t exit_status, void *payload)
              sw_container_cli_error(c));
     in->cid[0] = '\0';
     in->pid = 0;
+    pidwatch_end(in);
+    tail_end(in, true);
     advance(in);
 }
 
@@ -232,21 +280,19 @@ static void on_logs_exit(sw_proc_t *p, int64_t exit_status, int term_signal, boo
     advance(in);
 }
 
-/* logs -f: the container's output, and (when it ends) the sign that it exited. One helper
- * process per instance: a `wait` beside it would double what each instance costs. */
-static void follow(cinst_t *in)
+/* A helper process: `logs -f` (output set: its lines are the container's, its end is the
+ * container's) or `wait`. */
+static void helper(cinst_t *in, const char *const *args, bool output)
 {
     container_rt_t *crt = crt_of(in->base.rt);
-    const char *logs_args[] = {"logs",  "-f", "--since", in->since[0] ? in->since : "0",
-                               in->cid, NULL};
-    char **argv = sw_container_argv(crt, logs_args);
+    char **argv = sw_container_argv(crt, args);
     sw_proc_opts_t o = {
         .file = argv[0],
         .argv = argv,
         .env = environ,
         .cwd = crt->dir,
         .kill_grace_ms = 1000,
-        .on_line = on_log_line,
+        .on_line = output ? on_log_line : NULL,
         .on_exit = on_logs_exit,
         .payload = in,
     };
@@ -255,6 +301,64 @@ static void follow(cinst_t *in)
         in->logs_ended = true; /* asked again through inspect, after a moment */
     }
     sw_strv_free(argv);
+}
+
+static void on_more(uv_idle_t *h);
+
+static void on_tail_line(void *payload, const char *stream, const char *line, size_t len)
+{
+    cinst_t *in = payload;
+    sw_runtime_t *rt = in->base.rt;
+    if (rt->cbs.on_line)
+        rt->cbs.on_line(&in->base, stream, line, len, rt->cbs.payload);
+}
+
+/* The container's output from its log file (from its start, or from now for one found
+ * running), else from `logs -f`. The file's end is watched once the process is known. */
+static void follow(cinst_t *in)
+{
+    container_rt_t *crt = crt_of(in->base.rt);
+    if (crt->log_files && !in->tail) {
+        char path[800];
+        log_file_path(crt, in->cname, path, sizeof(path));
+        if (ctail_open(&in->tail, path, in->since[0] != '\0', on_tail_line, in) == 0) {
+            in->tail_more = ctail_read(in->tail);
+            if (in->tail_more)
+                uv_idle_start(crt->more, on_more);
+            return;
+        }
+        in->tail = NULL; /* one started by a slipwayd that read it through `logs -f` */
+    }
+    const char *args[] = {"logs", "-f", "--since", in->since[0] ? in->since : "0", in->cid, NULL};
+    helper(in, args, true);
+}
+
+static void on_pid_exit(void *payload)
+{
+    cinst_t *in = payload;
+    pidwatch_end(in);
+    in->logs_ended = true;
+    advance(in);
+}
+
+/* With the log file, the container's end is its process's: a pidfd says so at once and
+ * costs nothing. Where the process cannot be seen (another pid namespace), `wait` does it. */
+static void watch_pid(cinst_t *in)
+{
+    if (!in->tail || in->pw || in->logs || in->exited)
+        return;
+    int rc = in->pid > 0 ? cpidwatch_start(crt_of(in->base.rt)->loop, in->pid, in->cid, on_pid_exit,
+                                           in, &in->pw)
+                         : -ESRCH;
+    if (rc == 0)
+        return;
+    in->pw = NULL;
+    if (rc == -ESRCH) {
+        in->logs_ended = true; /* ended already: inspect says how */
+        return;
+    }
+    const char *args[] = {"wait", in->cid, NULL};
+    helper(in, args, false);
 }
 
 static void crashed(cinst_t *in)
@@ -301,6 +405,8 @@ static void advance(cinst_t *in)
     }
     /* Let go (detaching) or removed (stopping): the followers end, then the instance. */
     if (in->detaching || (in->base.stopping && !in->draining)) {
+        pidwatch_end(in);
+        tail_end(in, false); /* a container let go keeps its file for the next slipwayd */
         if (in->logs)
             sw_proc_stop(in->logs, 500);
         else
@@ -373,7 +479,7 @@ static int run(cinst_t *in)
     snprintf(in->cname, sizeof(in->cname), "slipway-%.8s-%s-%02x%02x%02x%02x", b->app_id, b->name,
              rnd[0], rnd[1], rnd[2], rnd[3]);
     char path[800], port_env[32], label_app[64], label_dep[64], label_node[160], label_port[32],
-        label_name[64], label_data[700], publish[32], memory[32], cpus[32];
+        label_name[64], label_data[700], publish[32], memory[32], cpus[32], log_opt[820];
     env_file_path(in, path, sizeof(path));
     snprintf(port_env, sizeof(port_env), "PORT=%u", host ? b->port : in->app_port);
     int rc = write_env_file(in, path, port_env);
@@ -398,6 +504,17 @@ static int run(cinst_t *in)
     if (!host) {
         args[n++] = "-p";
         args[n++] = publish;
+    }
+    if (crt->log_files) {
+        char log_path[800];
+        log_file_path(crt, in->cname, log_path, sizeof(log_path));
+        snprintf(log_opt, sizeof(log_opt), "path=%s", log_path);
+        args[n++] = "--log-driver";
+        args[n++] = "k8s-file";
+        args[n++] = "--log-opt";
+        args[n++] = log_opt;
+        args[n++] = "--log-opt";
+        args[n++] = "max-size=" LOG_FILE_MAX;
     }
     uint64_t v;
     if (sw_runtime_memory_bytes(in->memory, &v) == 0) {
@@ -476,7 +593,7 @@ static int instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instan
 static int instance_start(sw_instance_t *base)
 {
     cinst_t *in = cinst(base);
-    if (in->cid[0] && !in->logs && !in->logs_ended) {
+    if (in->cid[0] && !in->logs && !in->tail && !in->logs_ended) {
         follow(in); /* one found running at start: its output from when it was found */
         return 0;
     }
@@ -575,17 +692,24 @@ static unsigned reap(sw_runtime_t *rt, const char *text)
 
 static void follow_again(container_rt_t *crt, char *line)
 {
-    char cid[80], st[32], app[40], dep[40], port[8], name[24];
-    if (sscanf(line, "%79s %31s %39s %39s %7s %23s", cid, st, app, dep, port, name) != 6)
+    char cid[80], st[32], app[40], dep[40], port[8], name[24], cname[128];
+    if (sscanf(line, "%79s %31s %39s %39s %7s %23s %127s", cid, st, app, dep, port, name, cname) !=
+        7)
         return;
+    const char *cn = cname[0] == '/' ? cname + 1 : cname; /* docker's names start so */
     if (strcmp(st, "true") != 0) {
         /* Ended while no one watched: gone; its app is started again like any other. */
         const char *args[] = {"rm", "-f", cid, NULL};
         sw_container_cli(crt, args, STEP_TIMEOUT_MS, ignore_answer, NULL, NULL);
+        char path[800];
+        log_file_path(crt, cn, path, sizeof(path));
+        if (strncmp(cn, "slipway-", 8) == 0 && !strchr(cn, '/'))
+            unlink(path);
         return;
     }
     cinst_t *in = instance_alloc(crt, app, dep, name, (uint16_t)atoi(port));
     snprintf(in->cid, sizeof(in->cid), "%s", cid);
+    snprintf(in->cname, sizeof(in->cname), "%s", cn);
     in->image = sw_strdup("");
     in->command = sw_strdup("");
     in->cpu = sw_strdup("");
@@ -635,7 +759,8 @@ static void on_listed(cli_cmd_t *c, int64_t exit_status, void *payload)
         "inspect", "--format",
         "{{.Id}} {{.State.Running}} {{index .Config.Labels \"slipway.app\"}} "
         "{{index .Config.Labels \"slipway.deployment\"}} "
-        "{{index .Config.Labels \"slipway.port\"}} {{index .Config.Labels \"slipway.name\"}}"};
+        "{{index .Config.Labels \"slipway.port\"}} {{index .Config.Labels \"slipway.name\"}} "
+        "{{.Name}}"};
     size_t n = 3;
     char *save = NULL;
     for (char *id = exit_status == 0 && c->out.base ? strtok_r(c->out.base, "\n", &save) : NULL;
@@ -673,8 +798,59 @@ static void container_free(sw_runtime_t *rt)
         sw_container_cli_kill(crt->listing);
         return;
     }
+    if (crt->dir_watch)
+        uv_close((uv_handle_t *)crt->dir_watch, (uv_close_cb)free);
+    if (crt->more)
+        uv_close((uv_handle_t *)crt->more, (uv_close_cb)free);
     sw_strv_free(crt->cli);
     free(crt);
+}
+
+/* ---- the log files' directory ---- */
+
+static void on_more(uv_idle_t *h)
+{
+    container_rt_t *crt = h->data;
+    bool more = false;
+    for (sw_instance_t *b = crt->base.instances; b; b = b->next) {
+        cinst_t *in = cinst(b);
+        if (in->tail && in->tail_more)
+            more |= in->tail_more = ctail_read(in->tail);
+    }
+    if (!more)
+        uv_idle_stop(h);
+}
+
+static void on_dir_change(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    container_rt_t *crt = h->data;
+    (void)events;
+    if (status != 0 || !filename)
+        return;
+    for (sw_instance_t *b = crt->base.instances; b; b = b->next) {
+        cinst_t *in = cinst(b);
+        if (in->tail && ctail_is(in->tail, filename)) {
+            if ((in->tail_more = ctail_read(in->tail)))
+                uv_idle_start(crt->more, on_more);
+            return;
+        }
+    }
+}
+
+/* podman writes each container's output to a file of ours; one inotify watch on their
+ * directory says when to read. docker cannot put the file where we ask: `logs -f` there. */
+static void watch_log_files(container_rt_t *crt)
+{
+    const char *base = strrchr(crt->cli[0], '/');
+    if (strncmp(base ? base + 1 : crt->cli[0], "podman", 6) != 0)
+        return;
+    crt->dir_watch = sw_calloc(1, sizeof(*crt->dir_watch));
+    crt->more = sw_calloc(1, sizeof(*crt->more));
+    uv_idle_init(crt->loop, crt->more);
+    crt->more->data = crt;
+    uv_fs_event_init(crt->loop, crt->dir_watch);
+    crt->dir_watch->data = crt;
+    crt->log_files = uv_fs_event_start(crt->dir_watch, on_dir_change, crt->dir, 0) == 0;
 }
 
 static const sw_runtime_ops_t container_ops = {
@@ -764,6 +940,7 @@ int sw_runtime_container_new(sw_runtime_t **out, uv_loop_t *loop, const sw_confi
     crt->base.ops = &container_ops;
     crt->base.cbs = *cbs;
     crt->base.policy = SW_RUNTIME_ALL;
+    watch_log_files(crt);
     list_previous(crt);
     *out = &crt->base;
     return 0;

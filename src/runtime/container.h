@@ -26,6 +26,12 @@ typedef struct container_rt {
     cbuild_t *builds;
     cli_cmd_t *listing; /* finding what a previous slipwayd left (settling) */
     bool freed;         /* freed while listing: the listing's answer frees it */
+    /* podman: each container logs to dir/<name>.log (k8s-file), read as the directory's
+     * watcher says it changed, and its end is seen through a pidfd. Otherwise (docker, or
+     * where that cannot work) a `logs -f` per instance does both. */
+    bool log_files;
+    uv_fs_event_t *dir_watch;
+    uv_idle_t *more; /* tails with more to read than one turn takes */
 } container_rt_t;
 
 /* A CLI command: its stdout collected (up to CLI_OUT_MAX), its stderr too, then done. */
@@ -47,6 +53,27 @@ void sw_container_cli_kill(cli_cmd_t *c);
 char **sw_container_argv(const container_rt_t *crt, const char *const *args);
 /* The last line of a command's stderr, for an error message. */
 const char *sw_container_cli_error(cli_cmd_t *c);
+
+/* Following a container without a process of ours (container_watch.c): its log file, and
+ * the end of its process. */
+typedef struct ctail ctail_t;
+typedef void (*ctail_line_cb)(void *payload, const char *stream, const char *line, size_t len);
+/* Opens path, to be read from its start or (at_end) from what comes next. */
+int ctail_open(ctail_t **out, const char *path, bool at_end, ctail_line_cb cb, void *payload);
+/* Passes on every whole line that is new; true when more is left for the next turn. */
+bool ctail_read(ctail_t *t);
+/* The file's name (without its directory) is name. */
+bool ctail_is(const ctail_t *t, const char *name);
+/* Passes on what is left of an unfinished line, then closes. NULL is fine. */
+void ctail_close(ctail_t *t);
+
+typedef struct cpidwatch cpidwatch_t;
+/* Calls done once when process pid, which must be container cid's own, ends. -ESRCH: it has
+ * ended already; another negative errno: it cannot be watched from here (use `wait`). */
+int cpidwatch_start(uv_loop_t *loop, int pid, const char *cid, void (*done)(void *payload),
+                    void *payload, cpidwatch_t **out);
+/* Stops watching (done is not called); NULL is fine. */
+void cpidwatch_stop(cpidwatch_t *w);
 
 int sw_container_build(sw_runtime_t *rt, const sw_runtime_build_opts_t *o,
                        sw_runtime_build_t **out);

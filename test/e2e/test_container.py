@@ -49,10 +49,16 @@ def test_dockerfile_app_builds_with_secrets_and_runs_as_a_labelled_container(
     # The env file is gone once the container has started.
     leftovers = os.listdir(os.path.join(cdaemon.env["SLIPWAY_DATA_DIR"], "containers"))
     assert not [f for f in leftovers if f.endswith(".env")], leftovers
+    # Its output comes from the log file podman writes for us, its end through a pidfd: no
+    # process of slipwayd's per instance (a `logs -f` cost ~40 MB each).
+    name = podman_store.run("inspect", "--format", "{{.Name}}", ours[0][0]).stdout.strip()
+    assert [f for f in leftovers if f.endswith(".log")] == [name + ".log"], leftovers
+    helpers = [c for _, c in procs_matching(ours[0][0]) if " logs " in c or " wait " in c]
+    assert not helpers, helpers
 
 
-def test_redeploy_switches_and_rollback_reuses_the_image(croot, cres, cenv, container_repo,
-                                                          podman_store):
+def test_redeploy_switches_and_rollback_reuses_the_image(croot, cres, cenv, cdaemon,
+                                                          container_repo, podman_store):
     app, deps, first = deployed_app(cres, croot, container_repo)
     v1 = active(croot, app["id"])["endpoints"][0]
 
@@ -64,6 +70,9 @@ def test_redeploy_switches_and_rollback_reuses_the_image(croot, cres, cenv, cont
     wait_for(lambda: refused(v1), timeout=20, message="the v1 container to stop")
     wait_for(lambda: len(podman_store.containers(cenv["SLIPWAY_NODE_NAME"])) == 1, timeout=20,
              message="the old container to be removed")
+    log_dir = os.path.join(cdaemon.env["SLIPWAY_DATA_DIR"], "containers")
+    wait_for(lambda: len([f for f in os.listdir(log_dir) if f.endswith(".log")]) == 1,
+             timeout=10, message="the old container's log file to go with it")
 
     r = croot.post(f"deployments/{first['id']}/rollback")
     assert r.status_code == 202, r.text
