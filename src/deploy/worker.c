@@ -248,10 +248,16 @@ static void on_read(int status, const sw_queue_entry_t *entries, size_t n, void 
     w->reading = false;
     if (w->stopping)
         return;
+    if (status == -ETIMEDOUT) {
+        /* BLOCK ran out with nothing new: read again now. Left to the tick, a deployment
+         * queued in between waited up to a second, every other time. */
+        read_next(w);
+        return;
+    }
     if (status != 0) {
         if (status == -ENOENT)
             w->group_ready = false;
-        return; /* nil (BLOCK timed out) or an error: the tick reads again */
+        return; /* an error: the tick reads again */
     }
     for (size_t i = 0; i < n; i++)
         handle_entry(w, &entries[i]);

@@ -583,8 +583,21 @@ def pytest_configure(config):
         _OWN_BASETEMP.append(base)
 
 
+def _unmount_under(base):
+    """Podman's overlay storage (container_kit) leaves its mounts under base, where rmtree
+    cannot remove them: each is let go, the deepest first."""
+    try:
+        with open("/proc/self/mounts") as f:
+            points = [line.split()[1].replace("\\040", " ") for line in f]
+    except OSError:
+        return
+    for p in sorted((p for p in points if p.startswith(base + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", p], capture_output=True)
+
+
 def pytest_unconfigure(config):
     for base in _OWN_BASETEMP:
+        _unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
 
 
