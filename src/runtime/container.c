@@ -43,6 +43,7 @@ typedef struct {
     uv_timer_t timer; /* restart after a crash, or the end of a drain */
     int pid;
     bool pid_known, logs_ended, exited, oom, draining, detaching, gone;
+    bool start_again; /* followed again, it ended: `start` it as it was, after the backoff */
     int64_t exit_code;
     char since[40]; /* logs from here on (a followed-again container) */
 } cinst_t;
@@ -325,6 +326,8 @@ static void follow(cinst_t *in)
             in->tail_more = ctail_read(in->tail);
             if (in->tail_more)
                 uv_idle_start(crt->more, on_more);
+            if (in->pid_known)
+                watch_pid(in); /* one found running, whose process was asked for already */
             return;
         }
         in->tail = NULL; /* one started by a slipwayd that read it through `logs -f` */
@@ -383,8 +386,36 @@ static void crashed(cinst_t *in)
                          rt->cbs.payload);
     in->exited = in->oom = in->pid_known = in->logs_ended = false;
     in->since[0] = '\0';
+    in->start_again = in->cid[0] != '\0';
     changed(rt);
     uv_timer_start(&in->timer, on_timer, delay, 0);
+}
+
+/* A container followed again: its image, command, env and limits are its own, not known
+ * here, so it is not replaced but started again as it was. */
+static bool spec_known(const cinst_t *in)
+{
+    return in->image[0] != '\0';
+}
+
+static void on_started(cli_cmd_t *c, int64_t exit_status, void *payload)
+{
+    cinst_t *in = payload;
+    in->step = NULL;
+    in->start_again = false;
+    if (exit_status != 0) {
+        /* Nothing to start it from: the instance ends, its container removed. */
+        emit(in, "slipway: container %.12s could not be started again: %s", in->cid,
+             sw_container_cli_error(c));
+        in->base.stopping = true;
+    } else if (!in->tail && !in->logs) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        snprintf(in->since, sizeof(in->since), "%lld.%09ld", (long long)now.tv_sec, now.tv_nsec);
+        follow(in);
+    }
+    changed(in->base.rt);
+    advance(in);
 }
 
 static int run(cinst_t *in);
@@ -415,6 +446,15 @@ static void advance(cinst_t *in)
     }
     if (in->base.stopping)
         return; /* draining: it serves until the timer ends the drain */
+    if (in->start_again) {
+        const char *args[] = {"start", in->cid, NULL};
+        if (uv_is_active((uv_handle_t *)&in->timer) || step(in, args, on_started) == 0)
+            return;
+        in->start_again = false;
+        in->base.stopping = true; /* cannot even run the CLI: the instance ends */
+        advance(in);
+        return;
+    }
     if (in->cid[0] && !in->pid_known && !in->exited) {
         const char *args[] = {"inspect", "--format", "{{.State.Pid}}", in->cid, NULL};
         step(in, args, on_inspect_pid);
@@ -428,13 +468,13 @@ static void advance(cinst_t *in)
             return;
         in->exited = true;
     }
-    if (in->exited && in->cid[0]) {
+    if (in->exited && in->cid[0] && spec_known(in)) {
         const char *args[] = {"rm", "-f", in->cid, NULL};
         if (step(in, args, on_removed) == 0)
             return;
         in->cid[0] = '\0';
     }
-    if (in->exited && !in->cid[0] && !in->logs) {
+    if (in->exited && (!in->cid[0] || !spec_known(in)) && !in->logs) {
         crashed(in);
         return;
     }
@@ -595,6 +635,7 @@ static int instance_start(sw_instance_t *base)
     cinst_t *in = cinst(base);
     if (in->cid[0] && !in->logs && !in->tail && !in->logs_ended) {
         follow(in); /* one found running at start: its output from when it was found */
+        advance(in);
         return 0;
     }
     return run(in);

@@ -26,8 +26,8 @@ def test_container_redeploys_through_caddy_drop_no_request(auth, cpdaemon, caddy
     app, deps, first = deployed_app(res, root, container_repo)
     res.domain(root, app["id"], "box.test")
     # the domain was added after the release: it is routed once the reconciler has it
-    wait_for(lambda: caddy.get("box.test").status_code == 200, timeout=15,
-             message="box.test served through Caddy")
+    wait_for(lambda: caddy.get("box.test").headers.get("Slipway-Release") == first["id"],
+             timeout=15, message="box.test served through Caddy")
 
     seen, failures = [], []
     stop = threading.Event()

@@ -108,6 +108,22 @@ def test_kill9_keeps_container_apps_serving_and_the_next_slipwayd_follows_them(
                          timeout=30, message=f"the masked request line in "
                          f"{[ln['line'] for ln in app_lines(rb, app['id'])][-8:]}")
         assert not any(app["greeting"] in ln["line"] for ln in lines)
+    # A followed container's end is watched too: killed, it is seen ending and started again
+    # as it was (its image, env and limits are the container's own, unknown to this slipwayd).
+    victim = sorted(after)[0]
+    podman_store.run("kill", victim)
+
+    def restarted():
+        nodes = rb.get("nodes").json()["data"]
+        node = next(n for n in nodes if n["name"] == cenv["SLIPWAY_NODE_NAME"] + "-0")
+        running = {c[0] for c in podman_store.containers(cenv["SLIPWAY_NODE_NAME"])
+                   if c[1] == "true"}
+        return any(i["restarts"] >= 1 for i in node["instances"]) and running == after
+
+    wait_for(restarted, timeout=30, message="the killed container to run again")
+    for ep in endpoints:
+        wait_for(lambda ep=ep: fetch(ep, "/index.html") == (200, "v1"), timeout=15,
+                 message="both apps answering again")
 
 
 def test_a_container_past_its_memory_limit_is_reported_and_started_again(
