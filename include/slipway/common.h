@@ -2,6 +2,7 @@
 #ifndef SLIPWAY_COMMON_H
 #define SLIPWAY_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -68,6 +69,10 @@ int sw_random_bytes(void *out, size_t size);
 void sw_request_id_new(char out[17]);
 /* Marks a descriptor a library opened close-on-exec, so no child inherits it. 0 or -errno. */
 int sw_fd_cloexec(int fd);
+/* Whether fd is ready now for events (POLLIN, POLLOUT), without waiting. A timer that comes
+ * due while the loop was held up runs before the loop polls: it asks this first, so an
+ * answer already waiting is not taken for a timeout. */
+bool sw_fd_ready(int fd, short events);
 /* Writes all len bytes to fd, again after EINTR and short writes. 0 or -errno. */
 int sw_write_all(int fd, const void *p, size_t len);
 /* Reads a small file (one read, at most size - 1 bytes) into out, NUL-terminated: /proc

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,17 @@ int sw_fd_cloexec(int fd)
     if (!(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
         return -errno;
     return 0;
+}
+
+bool sw_fd_ready(int fd, short events)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    if (fd < 0)
+        return false;
+    while (poll(&p, 1, 0) < 0)
+        if (errno != EINTR)
+            return false;
+    return (p.revents & (events | POLLERR | POLLHUP)) != 0;
 }
 
 int sw_write_all(int fd, const void *p, size_t len)

@@ -1,6 +1,7 @@
 /* One PostgreSQL connection's lifetime: nonblocking connect, pipeline mode, its socket
  * watched with uv_poll, results matched to the in-flight FIFO, and reconnect with backoff. */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -457,10 +458,22 @@ static void on_conn_timer(uv_timer_t *t)
 
     if (c->pool->closing)
         return;
-    if (c->state == PG_CONN_DOWN)
+    if (c->state == PG_CONN_DOWN) {
         sw_pg__conn_connect(c);
-    else if (c->state == PG_CONN_CONNECTING)
+    } else if (c->state == PG_CONN_CONNECTING) {
+        /* After the loop was held up (a loaded host, a sanitizer build), libuv runs this
+         * timer before it polls: the server's answer may be waiting already. That is the
+         * connect going on, not a timeout; it gets another connect timeout from here. */
+        short events = (short)(((c->want_events & UV_READABLE) ? POLLIN : 0) |
+                               ((c->want_events & UV_WRITABLE) ? POLLOUT : 0));
+        if (c->pg && events && sw_fd_ready(PQsocket(c->pg), events)) {
+            conn_connect_step(c);
+            if (c->state == PG_CONN_CONNECTING)
+                uv_timer_start(&c->timer, on_conn_timer, c->pool->connect_timeout_ms, 0);
+            return;
+        }
         sw_pg__conn_down(c, SW_EUNAVAIL, "connect timeout", false);
+    }
 }
 
 static void notice_ignore(void *arg, const char *msg)

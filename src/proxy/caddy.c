@@ -48,7 +48,11 @@ typedef struct {
     /* the round in flight */
     const sw_routes_t *table;
     op_t *ops;
-    unsigned changed;
+    unsigned changed, repaired;
+    json_t *planned; /* the round's routes by @id */
+    /* The routes by @id the last round that succeeded left Caddy serving; NULL before one
+     * did. A route that differs from it though the table did not ask for a change drifted. */
+    json_t *applied;
     sw_driver_cb cb;
     void *payload;
     bool freeing;
@@ -206,12 +210,31 @@ static bool frame_matches(const caddy_t *c, json_t *actual, const sw_routes_t *t
     return ok;
 }
 
+/* Whether the table asks for id what the last round applied (want NULL: no route), so
+ * that a change there puts back what the proxy drifted from. */
+static bool as_applied(const caddy_t *c, const char *id, json_t *want)
+{
+    return c->applied && same(json_object_get(c->applied, id), want);
+}
+
 /* Plans the round: the route operations that turn actual into what t asks for, or one
- * /load. */
+ * /load; counts as repaired the routes put back to what the last round applied. */
 static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
 {
+    json_decref(c->planned);
+    c->planned = json_object();
+    unsigned kept = 0;
+    for (size_t k = 0; k < t->n; k++) {
+        char id[SW_ROUTE_HOST_MAX + 32];
+        route_id(t->v[k].host, id, sizeof(id));
+        json_t *want = route_json(c, &t->v[k]);
+        kept += as_applied(c, id, want);
+        json_object_set_new(c->planned, id, want);
+    }
     if (!frame_matches(c, actual, t)) {
+        /* Caddy restarted empty, or its listeners edited: every route goes back */
         c->changed = (unsigned)t->n ? (unsigned)t->n : 1;
+        c->repaired = c->applied ? (kept ? kept : 1) : 0;
         op_add(c, "POST", "/load", full_config(c, actual, t));
         return;
     }
@@ -238,8 +261,10 @@ static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
     for (size_t k = 0; k < t->n; k++) {
         char id[SW_ROUTE_HOST_MAX + 32], path[SW_ROUTE_HOST_MAX + 64];
         route_id(t->v[k].host, id, sizeof(id));
-        json_t *want = route_json(c, &t->v[k]);
+        json_t *want = json_incref(json_object_get(c->planned, id));
         json_t *got = json_object_get(by_id, id);
+        if (!(got && json_equal(got, want)))
+            c->repaired += as_applied(c, id, want);
         if (got && json_equal(got, want)) {
             json_decref(want);
         } else if (got) {
@@ -265,6 +290,7 @@ static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
         char path[SW_ROUTE_HOST_MAX + 64];
         snprintf(path, sizeof(path), "/id/%s", id);
         op_add(c, "DELETE", path, NULL);
+        c->repaired += as_applied(c, id, NULL); /* one of ours the last round did not write */
         n++;
     }
     json_decref(by_id);
@@ -285,20 +311,36 @@ static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
         op_add(c, "POST", "/load", full_config(c, actual, t));
     }
     c->changed = n ? n : (foreign || !ordered ? 1 : 0);
+    if ((foreign || !ordered) && c->applied && !c->repaired)
+        c->repaired = 1;
 }
 
 /* ---- the round ---- */
 
+static void destroy(caddy_t *c)
+{
+    json_decref(c->planned);
+    json_decref(c->applied);
+    free(c);
+}
+
 static void round_end(caddy_t *c, int status, const char *error)
 {
     ops_free(c);
+    if (status == 0) {
+        json_decref(c->applied);
+        c->applied = c->planned;
+    } else {
+        json_decref(c->planned);
+    }
+    c->planned = NULL;
     sw_driver_cb cb = c->cb;
     c->cb = NULL;
     c->table = NULL;
     if (cb)
-        cb(status, status == 0 ? c->changed : 0, error, c->payload);
+        cb(status, status == 0 ? c->changed : 0, status == 0 ? c->repaired : 0, error, c->payload);
     if (c->freeing && !c->req)
-        free(c);
+        destroy(c);
 }
 
 static int admin(caddy_t *c, const char *method, const char *path, const char *body, sw_httpc_cb cb)
@@ -422,11 +464,11 @@ static void caddy_apply(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb
     c->table = t;
     c->cb = cb;
     c->payload = payload;
-    c->changed = 0;
+    c->changed = c->repaired = 0;
     int r = admin(c, "GET", "/config/", NULL, on_config);
     if (r != 0) {
         c->cb = NULL;
-        cb(r, 0, "the Caddy admin API request could not start", payload);
+        cb(r, 0, 0, "the Caddy admin API request could not start", payload);
     }
 }
 
@@ -437,7 +479,7 @@ static void caddy_free(sw_proxy_driver_t *d)
     if (c->req)
         sw_httpc_cancel(c->req); /* the callback frees */
     else
-        free(c);
+        destroy(c);
 }
 
 static const sw_proxy_driver_ops_t caddy_ops = {

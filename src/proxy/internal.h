@@ -59,9 +59,12 @@ bool sw_routes_host_ok(const char *host);
 
 typedef struct sw_proxy_driver sw_proxy_driver_t;
 
-/* status 0 with how many routes had to be changed (0: the proxy already served the table),
- * or a negative code with a reason. */
-typedef void (*sw_driver_cb)(int status, unsigned changed, const char *error, void *payload);
+/* status 0 with how many routes had to be changed (0: the proxy already served the table)
+ * and, of those, how many were repaired: put back to what the driver's last successful
+ * apply left the proxy serving, where the table asked for nothing new (the proxy had
+ * drifted: restarted empty, edited by hand). Or a negative code with a reason. */
+typedef void (*sw_driver_cb)(int status, unsigned changed, unsigned repaired, const char *error,
+                             void *payload);
 
 typedef struct {
     const char *name;

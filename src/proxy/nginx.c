@@ -355,7 +355,7 @@ typedef struct {
     unsigned output_lines;
     sw_probe_t *probe;
     uv_timer_t timer; /* the old workers' last OLD_WORKERS_MS */
-    unsigned changed;
+    unsigned changed, repaired;
     int fail;
     char why[768];
     sw_driver_cb cb;
@@ -399,7 +399,7 @@ static void round_end(nginx_t *c, int status, const char *error)
     c->cb = NULL;
     c->table = NULL;
     if (cb)
-        cb(status, status == 0 ? c->changed : 0, error, c->payload);
+        cb(status, status == 0 ? c->changed : 0, status == 0 ? c->repaired : 0, error, c->payload);
     if (c->freeing && !busy(c))
         destroy(c);
 }
@@ -439,14 +439,19 @@ static char **table_lines(const sw_routes_t *t)
     return v;
 }
 
-/* Routes added, changed or removed since the table nginx last served. */
-static unsigned count_changes(const nginx_t *c, const sw_routes_t *t)
+/* Routes added, changed or removed since the table nginx last served; kept: the routes of t
+ * it served as they are. */
+static unsigned count_changes(const nginx_t *c, const sw_routes_t *t, unsigned *kept)
 {
     char **now = table_lines(t);
     unsigned n = 0;
-    for (size_t i = 0; i < t->n; i++)
+    *kept = 0;
+    for (size_t i = 0; i < t->n; i++) {
         if (!bsearch(&now[i], c->served, c->nserved, sizeof(char *), by_line))
             n++;
+        else
+            (*kept)++;
+    }
     for (size_t i = 0; i < c->nserved; i++) {
         char host[SW_ROUTE_HOST_MAX + 1];
         snprintf(host, sizeof(host), "%.*s", (int)strcspn(c->served[i], "\n"), c->served[i]);
@@ -460,6 +465,18 @@ static unsigned count_changes(const nginx_t *c, const sw_routes_t *t)
 static unsigned whole(const sw_routes_t *t)
 {
     return t->n ? (unsigned)t->n : 1;
+}
+
+/* nginx does not serve the file this driver last made it serve (removed, edited, another
+ * file loaded): every route of it the table still asks for as it was is put back. Nothing
+ * to drift from before a round succeeded. */
+static unsigned drifted(const nginx_t *c, const sw_routes_t *t)
+{
+    if (!c->good.len)
+        return 0;
+    unsigned kept;
+    (void)count_changes(c, t, &kept);
+    return kept ? kept : 1;
 }
 
 /* The round's file is live: remember it as good, and its table as served. */
@@ -516,6 +533,7 @@ static void on_live(int status, const char *error, void *payload)
         /* The file is as rendered but nginx does not serve it (restarted with another file,
          * never reloaded): test and reload it. */
         c->changed = whole(c->table);
+        c->repaired = drifted(c, c->table);
         run_nginx(c, ST_TEST);
         return;
     }
@@ -658,7 +676,9 @@ static void on_synced(uv_work_t *w, int status)
      * one, by all of it. */
     bool ours = c->good.len && j->existed && j->old.len == c->good.len &&
                 memcmp(j->old.base, c->good.base, c->good.len) == 0;
-    c->changed = ours ? count_changes(c, c->table) : whole(c->table);
+    unsigned kept;
+    c->changed = ours ? count_changes(c, c->table, &kept) : whole(c->table);
+    c->repaired = ours ? 0 : drifted(c, c->table);
     if (c->changed == 0)
         c->changed = 1;
     run_nginx(c, ST_TEST);
@@ -670,7 +690,7 @@ static void nginx_apply(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb
     c->table = t;
     c->cb = cb;
     c->payload = payload;
-    c->changed = 0;
+    c->changed = c->repaired = 0;
     c->wrote = false;
     sw_buf_reset(&c->want);
     if (sw_nginx_render(t, c->cfg, &c->want, c->hash) != 0) {

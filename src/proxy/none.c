@@ -8,7 +8,7 @@ static void none_apply(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb 
 {
     (void)d;
     (void)t;
-    cb(0, 0, NULL, payload);
+    cb(0, 0, 0, NULL, payload);
 }
 
 static void none_free(sw_proxy_driver_t *d)

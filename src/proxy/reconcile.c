@@ -6,7 +6,7 @@
  * sql/012_routes.sql), on every publish and settle, and every SLIPWAY_PROXY_RECONCILE_MS; a change
  * that arrives during a round starts another right after it. Nothing is remembered between rounds
  * but the table last applied, so a proxy that lost its config (or was edited by hand) is whole
- * again after the next round, and what had to change is counted as repairs. */
+ * again after the next round, and what had to be put back is counted as repairs. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -69,14 +69,14 @@ struct sw_proxy {
     waiter_t *in_round; /* publishes the round in flight answers */
     verify_t *verifies;
     uint64_t rounds; /* started; the one in flight is number rounds */
-    bool running, again, scheduled_round, freeing;
+    bool running, again, freeing;
     unsigned refs; /* handles open and callbacks owed; the last one frees */
 };
 
 /* Process-wide counts for /metrics (one proxy per process). */
 static atomic_ulong rounds_total, changes_total, repairs_total, failures_total;
 
-static void round_start(sw_proxy_t *p, bool scheduled);
+static void round_start(sw_proxy_t *p);
 static void on_tick(uv_timer_t *t);
 
 static void unref(sw_proxy_t *p)
@@ -130,17 +130,19 @@ static void waiters_answer(waiter_t *w, int status, const char *error)
 
 /* ---- rounds ---- */
 
-static void round_end(sw_proxy_t *p, int status, unsigned changed, const char *error)
+/* repaired: what the driver put back after the proxy drifted, whichever round found it (the
+ * timer's, or one a change, publish or settle started). */
+static void round_end(sw_proxy_t *p, int status, unsigned changed, unsigned repaired,
+                      const char *error)
 {
     p->running = false;
     atomic_fetch_add(&rounds_total, 1);
     if (status == 0) {
         atomic_fetch_add(&changes_total, changed);
-        if (p->scheduled_round && changed > 0) {
-            /* Nothing told us the table changed: the proxy had drifted from it. */
-            atomic_fetch_add(&repairs_total, changed);
+        if (repaired > 0) {
+            atomic_fetch_add(&repairs_total, repaired);
             char n[16];
-            snprintf(n, sizeof(n), "%u", changed);
+            snprintf(n, sizeof(n), "%u", repaired);
             sw_log_kv(SW_LOG_WARN, NULL, "the proxy had drifted from the routing table; repaired",
                       "driver", p->driver->ops->name, "routes", n, NULL);
         }
@@ -157,14 +159,15 @@ static void round_end(sw_proxy_t *p, int status, unsigned changed, const char *e
     waiters_answer(w, status, error);
     if (!p->freeing && (p->again || p->waiting)) {
         p->again = false;
-        round_start(p, false);
+        round_start(p);
     }
 }
 
-static void on_applied(int status, unsigned changed, const char *error, void *payload)
+static void on_applied(int status, unsigned changed, unsigned repaired, const char *error,
+                       void *payload)
 {
     sw_proxy_t *p = payload;
-    round_end(p, p->freeing ? -ECANCELED : status, changed, error);
+    round_end(p, p->freeing ? -ECANCELED : status, changed, repaired, error);
     unref(p);
 }
 
@@ -176,7 +179,7 @@ static void on_table(int status, sw_routes_t *t, const char *error, void *payloa
         char why[300];
         snprintf(why, sizeof(why), "reading the routing table: %s",
                  error ? error : sw_strerror(status));
-        round_end(p, p->freeing ? -ECANCELED : status, 0, why);
+        round_end(p, p->freeing ? -ECANCELED : status, 0, 0, why);
         unref(p);
         return;
     }
@@ -199,7 +202,7 @@ static void on_table(int status, sw_routes_t *t, const char *error, void *payloa
     p->driver->ops->apply(p->driver, t, on_applied, p);
 }
 
-static void round_start(sw_proxy_t *p, bool scheduled)
+static void round_start(sw_proxy_t *p)
 {
     if (p->running) {
         p->again = true;
@@ -207,7 +210,6 @@ static void round_start(sw_proxy_t *p, bool scheduled)
     }
     p->running = true;
     p->rounds++;
-    p->scheduled_round = scheduled;
     p->in_round = p->waiting;
     p->waiting = NULL;
     p->refs++;
@@ -218,7 +220,7 @@ static void round_start(sw_proxy_t *p, bool scheduled)
 static void on_timer(uv_timer_t *t)
 {
     sw_proxy_t *p = t->data;
-    round_start(p, true);
+    round_start(p);
 }
 
 static void on_changed(sw_pg_pool_t *pool, unsigned count, void *payload)
@@ -227,7 +229,7 @@ static void on_changed(sw_pg_pool_t *pool, unsigned count, void *payload)
     (void)count;
     sw_proxy_t *p = payload;
     if (!p->freeing)
-        round_start(p, false);
+        round_start(p);
 }
 
 /* A new listening session may have missed notifications while it was down: read again. */
@@ -238,7 +240,7 @@ static void on_listen_state(sw_pg_pool_t *pool, void *payload)
     if (p->freeing || session == 0 || session == p->listen_session)
         return;
     p->listen_session = session;
-    round_start(p, false);
+    round_start(p);
 }
 
 static void on_listen_closed(void *payload)
@@ -286,12 +288,12 @@ void sw_proxy_publish(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb 
         w->next = p->answered;
         p->answered = w;
         uv_timer_start(&p->answer_timer, on_answer_timer, 0, 0);
-        round_start(p, false);
+        round_start(p);
         return;
     }
     w->next = p->waiting;
     p->waiting = w;
-    round_start(p, false);
+    round_start(p);
 }
 
 void sw_proxy_settle(sw_proxy_t *p, const char *app_id)
@@ -303,7 +305,7 @@ void sw_proxy_settle(sw_proxy_t *p, const char *app_id)
     for (pin_t *pin = p->pins; pin; pin = pin->next)
         if (strcmp(pin->app_id, app_id) == 0 && !pin->settled_after)
             pin->settled_after = p->rounds ? p->rounds : 1;
-    round_start(p, false);
+    round_start(p);
 }
 
 static void verify_free(verify_t *v)
