@@ -72,16 +72,28 @@ static void respond_page(sw_http_req_t *req, json_t *result)
     for (long long i = a->offset; i < n && i < a->offset + a->limit; i++) {
         json_t *b = json_array_get(all, (size_t)(a->desc ? n - 1 - i : i));
         const char *name = json_string_value(json_array_get(b, 0));
-        json_array_append_new(data, json_pack("{s:s, s:O, s:b}", "name", name, "commit",
-                                              json_array_get(b, 1), def && strcmp(def, name) == 0));
+        json_t *item = json_object();
+        json_object_set_new(item, "name", json_string(name ? name : ""));
+        json_object_set(item, "commit", json_array_get(b, 1));
+        json_object_set_new(item, "default", json_boolean(def && name && strcmp(def, name) == 0));
+        json_array_append_new(data, item);
     }
-    json_t *body = json_pack(
-        "{s:o, s:{s:I, s:I, s:I, s:I, s:b, s:b}, s:O, s:s?, s:O, s:O}", "data", data, "pagination",
-        "page", (json_int_t)a->page, "limit", (json_int_t)a->limit, "total", (json_int_t)n, "pages",
-        (json_int_t)((n + a->limit - 1) / a->limit), "has_next",
-        a->offset + a->limit<n, "has_prev", a->page> 1, "default_branch",
-        json_object_get(result, "default_branch"), "app_branch", a->app_branch, "truncated",
-        json_object_get(result, "truncated"), "fetched_at", json_object_get(result, "fetched_at"));
+    json_t *page = json_object();
+    json_object_set_new(page, "page", json_integer(a->page));
+    json_object_set_new(page, "limit", json_integer(a->limit));
+    json_object_set_new(page, "total", json_integer(n));
+    json_object_set_new(page, "pages", json_integer((n + a->limit - 1) / a->limit));
+    json_object_set_new(page, "has_next", json_boolean(a->offset + a->limit < n));
+    json_object_set_new(page, "has_prev", json_boolean(a->page > 1));
+    json_t *body = json_object();
+    json_object_set_new(body, "data", data);
+    json_object_set_new(body, "pagination", page);
+    json_object_set_new(body, "app_branch", json_string(a->app_branch ? a->app_branch : ""));
+    static const char *const copied[] = {"default_branch", "truncated", "fetched_at"};
+    for (size_t k = 0; k < SW_ARRAY_SIZE(copied); k++) {
+        json_t *v = json_object_get(result, copied[k]);
+        json_object_set_new(body, copied[k], v ? json_incref(v) : json_null());
+    }
     sw_http_respond_json(req, 200, body);
 }
 

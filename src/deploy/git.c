@@ -230,7 +230,8 @@ static int remote_failure(sw_git_job_t *job, int gerr, const char *msg)
         return -EFBIG;
     /* A local path, an http 404, or what git's and the big hosts' ssh servers say. */
     if (gerr == GIT_ENOTFOUND ||
-        (msg && (strstr(msg, "status code: 404") || strstr(msg, "does not appear to be a git") ||
+        (msg && (strstr(msg, "status code: 404") || strstr(msg, "failed to resolve path") ||
+                 strstr(msg, "does not appear to be a git") ||
                  strcasestr(msg, "repository not found") || strstr(msg, "could not be found"))))
         return -ENOENT;
     return -EIO;
