@@ -64,6 +64,9 @@ struct sw_api {
     void *load_payload;
     sw_buf_t openapi; /* the rendered /api/v1/openapi.json */
 
+    /* GET apps/:id/branches: listings under way and their cache; made with the first. */
+    struct sw_api_branches *branches;
+
     /* Open live streams' access, rechecked on revocations; made with the first stream. */
     struct sw_live_access *live_access;
 
@@ -337,6 +340,8 @@ void sw_api_deploy_key_get(sw_http_req_t *req, void *ctx);
 void sw_api_deploy_key_create(sw_http_req_t *req, void *ctx);
 void sw_api_known_hosts_get(sw_http_req_t *req, void *ctx);
 void sw_api_known_hosts_put(sw_http_req_t *req, void *ctx);
+/* A repository's branches (src/api/branches.c). */
+void sw_api_apps_branches(sw_http_req_t *req, void *ctx);
 /* Push hooks (src/api/hooks.c). */
 void sw_api_hooks_receive(sw_http_req_t *req, void *ctx);
 void sw_api_hook_get(sw_http_req_t *req, void *ctx);

@@ -52,6 +52,8 @@ typedef struct {
     /* deployments */
     uint32_t worker_concurrency;
     uint32_t clone_timeout_ms;
+    uint32_t branches_timeout_ms; /* GET apps/:id/branches: reading the remote's refs */
+    uint32_t branches_cache_ms;   /* ...and answering them again without asking */
     uint32_t build_timeout_ms;
     uint32_t health_timeout_ms;
     uint32_t stop_grace_ms;

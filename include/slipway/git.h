@@ -54,6 +54,7 @@ typedef struct {
     bool allow_file;
     bool allow_private;  /* private addresses (10/8, 192.168/16, fc00::/7, ...) permitted */
     uint32_t timeout_ms; /* whole job, however the server stalls; 0: none */
+    uint64_t max_read;   /* bytes an http(s) server may send in all; 0: no bound */
 } sw_git_opts_t;
 
 typedef struct {
@@ -105,11 +106,14 @@ void sw_git_fingerprint(const void *blob, size_t len, char out[SW_GIT_FINGERPRIN
 void sw_git_key_type(const void *blob, size_t len, char *out, size_t size);
 /* sw_git_fingerprint() for a key blob's SHA-256 already taken. */
 void sw_git_fingerprint_encode(const unsigned char hash[32], char out[SW_GIT_FINGERPRINT_MAX]);
+/* Splits text, "host sha256" lines as the apps' known hosts are read, in place: *out gets an
+ * array (free it; NULL when empty) pointing into text, and the count is answered. */
+size_t sw_git_known_hosts_split(char *text, sw_git_known_host_t **out);
 /* The known-hosts name of url's ssh host ("host" or "host:port", lower case, port 22 left
  * out) into out; -EINVAL when url is not ssh:// or user@host:path. */
 int sw_git_ssh_host(const char *url, char out[SW_GIT_HOST_MAX]);
 
-/* 0 when sw_git_checkout() takes opts, else -EINVAL. */
+/* 0 when opts are valid (the directories only checked when given), else -EINVAL. */
 int sw_git_opts_check(const sw_git_opts_t *opts);
 /* The port a scheme://[user@]host[:port]/path URL names: 1-65535, 0 when it names none (and
  * for other forms), -EINVAL when it is not a number in that range. */
@@ -123,6 +127,35 @@ int sw_git_init(void);
  * (then done is not called). */
 int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_cb progress,
                     sw_git_done_cb done, void *payload, sw_git_job_t **out);
+/* A branch of a remote, as its refs advertise it. */
+typedef struct {
+    char *name; /* without refs/heads/ */
+    char commit[41];
+} sw_git_branch_t;
+
+/* What a remote advertises: its branches sorted by name (bytewise), at most max of them. */
+typedef struct {
+    sw_git_branch_t *branches;
+    size_t n;
+    size_t total;       /* branches advertised; more than n when max cut the list */
+    char *default_name; /* the branch HEAD names (or, failing that, points at); NULL: none */
+} sw_git_branches_t;
+
+/* Once, on the loop thread. status 0, or as sw_git_checkout's done has it, or -EACCES
+ * (credentials refused or missing), -EKEYREJECTED (the ssh host key is not the one known),
+ * -EPERM (the address rule refused the host), -EHOSTUNREACH (no name or no connection),
+ * -ENOENT (no such repository), -EFBIG (the server sent more than max_read). out is valid only
+ * during the call, and NULL on failure. */
+typedef void (*sw_git_branches_cb)(int status, const sw_git_branches_t *out, const char *error,
+                                   void *payload);
+
+/* Lists the branches of opts' URL (mirror_dir, checkout_dir, ref and commit_sha unused), with
+ * the checkout's credentials, host keys, address rule, deadline and cancel, on a thread of its
+ * own; nothing is written but an ssh key file while it runs. max: branches kept (at least 1).
+ * Returns 0 or a negative code (then done is not called). */
+int sw_git_branches(uv_loop_t *loop, const sw_git_opts_t *opts, size_t max, sw_git_branches_cb done,
+                    void *payload, sw_git_job_t **out);
+
 /* Asks the job to stop; done follows with -ECANCELED (or its real outcome if it had
  * finished) within a fraction of a second, whatever the fetch was waiting on. Safe until done
  * has been called. */

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "slipway/netaddr.h"
 
@@ -22,8 +23,15 @@ typedef struct {
     bool allow_local;   /* loopback, link-local, unspecified, reserved: development only */
     sw_gitstream_stop_cb stop;
     void *payload;
+    /* Bytes the connections may read in all, beyond which a read fails; 0: no bound. Only
+     * http and https: libssh2 reads its socket itself. */
+    uint64_t max_read;
+    /* Why the last connect failed: -EACCES (the address rule), -EHOSTUNREACH (the name did
+     * not resolve), or the socket's error; 0 when none has. Fetching thread only. */
+    int connect_error;
 
     /* Private. */
+    uint64_t read; /* bytes read so far */
     pthread_mutex_t lock;
     bool aborted;
     sw_gitstream_conn_t *conns; /* open sockets, for sw_gitstream_abort */

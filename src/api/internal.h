@@ -67,6 +67,12 @@ bool sw_api_is_safe_method(const char *m);
 /* scheme://host[:port] of a URL, lower-cased, into out. */
 void sw_api_url_origin(const char *url, char *out, size_t size);
 
+/* ---- branch listings (src/api/branches.c) ---- */
+typedef struct sw_api_branches sw_api_branches_t;
+/* Cancels the listings under way (their requests are answered 503) and frees the service;
+ * on_closed follows, on the loop. */
+void sw_api_branches_close(sw_api_branches_t *svc, void (*on_closed)(void *payload), void *payload);
+
 /* ---- the read cache (src/api/readcache.c) ---- */
 /* The cache and the connection that LISTENs for what empties it. */
 int sw_api_read_cache_start(sw_api_t *api);

@@ -184,6 +184,11 @@ const sw_route_t sw_api_routes[] = {
     ROUTE("PUT", "/api/v1/apps/:id/known-hosts", sw_api_known_hosts_put, PROJECT(APP, DEVELOPER, W),
           "Replace the ssh host keys the app trusts (known_hosts lines or {host, sha256})", "apps",
           "KnownHostsPut", "KnownHosts", 200),
+    ROUTE("GET", "/api/v1/apps/:id/branches", sw_api_apps_branches, PROJECT(APP, VIEWER, R),
+          "The branches of the app's repository and their head commits, read from the git host "
+          "with the app's credentials (?sort=name:asc|name:desc); answered again for "
+          "SLIPWAY_BRANCHES_CACHE_MS",
+          "apps", NULL, "BranchList", 200),
     ROUTE("GET", "/api/v1/apps/:id/logs", sw_api_apps_logs, PROJECT(APP, VIEWER, R),
           "The last lines (?lines=, 1-1000, default 100) of the app's runtime output, oldest "
           "first",

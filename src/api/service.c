@@ -206,6 +206,10 @@ void sw_api_close(sw_api_t *api, void (*on_closed)(void *payload), void *payload
     api->stop_payload = payload;
     api->closes_pending = 1;
     uv_close((uv_handle_t *)&api->metrics_timer, on_handle_closed);
+    if (api->branches) {
+        api->closes_pending++;
+        sw_api_branches_close(api->branches, on_backend_closed, api);
+    }
     sw_live_access_free(api->live_access);
     api->live_access = NULL;
     if (api->listen_pg) {

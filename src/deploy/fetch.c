@@ -130,22 +130,9 @@ static void on_git_credentials(int status, sw_pg_result_t *res, void *payload)
         !open_credential(r, key_sealed, "app_deploy_key", "deploy key", &key))
         goto out;
 
-    /* known_text: "host sha256" lines; split in place in a copy. */
     char *known_copy = sw_strdup(known_text ? known_text : "");
     sw_git_known_host_t *known = NULL;
-    size_t nknown = 0, cap = 0;
-    for (char *save = NULL, *line = strtok_r(known_copy, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save)) {
-        char *sp = strchr(line, ' ');
-        if (!sp)
-            continue;
-        *sp = '\0';
-        if (nknown == cap) {
-            cap = cap ? cap * 2 : 8;
-            known = sw_realloc(known, cap * sizeof(*known));
-        }
-        known[nknown++] = (sw_git_known_host_t){.host = line, .sha256 = sp + 1};
-    }
+    size_t nknown = sw_git_known_hosts_split(known_copy, &known);
 
     mkdir(builds, 0700);
     mkdir(parent, 0700);

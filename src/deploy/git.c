@@ -25,6 +25,8 @@
 #include "slipway/utf8.h"
 #include "slipway/gitstream.h"
 
+#include "internal.h"
+
 #define REF_MAX      255
 #define ERROR_MAX    1024
 #define LOCK_NAP_NS  10000000L
@@ -59,6 +61,8 @@ struct sw_git_job {
     uint64_t deadline_ns; /* sw_now_ns() clock; 0: none */
     sw_git_progress_cb progress;
     sw_git_done_cb done;
+    const sw_git_work_t *work; /* another job than the checkout (gitjob.h); NULL: checkout */
+    void *work_data;
     void *payload;
 
     /* Shared between the threads. */
@@ -173,9 +177,7 @@ static void append_scrubbed(sw_buf_t *out, const char *msg, const char *token)
     }
 }
 
-static void set_error(sw_git_job_t *job, const char *fmt, ...) SW_PRINTF(2, 3);
-
-static void set_error(sw_git_job_t *job, const char *fmt, ...)
+void sw_git_job_error(sw_git_job_t *job, const char *fmt, ...)
 {
     va_list ap;
 
@@ -187,7 +189,7 @@ static void set_error(sw_git_job_t *job, const char *fmt, ...)
 
 static int sys_fail(sw_git_job_t *job, int err, const char *what)
 {
-    set_error(job, "%s: %s", what, sw_strerror(err));
+    sw_git_job_error(job, "%s: %s", what, sw_strerror(err));
     return err;
 }
 
@@ -199,13 +201,39 @@ static int fail_git(sw_git_job_t *job, const char *what)
 
     if (check_stop(job) < 0)
         return job->stop;
-    set_error(job, "%s: ", what);
+    sw_git_job_error(job, "%s: ", what);
     if (job->host_problem[0])
         sw_buf_append_cstr(&job->error, job->host_problem);
     else if (job->auth_failed)
         sw_buf_printf(&job->error, "authentication failed: %s", job->auth_failed);
     else
         append_scrubbed(&job->error, e && e->message ? e->message : "unknown error", job->token);
+    return -EIO;
+}
+
+/* What kind of failure a remote's connect or listing ended in: the stop, -EKEYREJECTED (host
+ * key), -EACCES (credentials), -EPERM (the address rule), -EHOSTUNREACH (no connection),
+ * -EFBIG (the host sent too much), -ENOENT (no such repository), or -EIO. */
+static int remote_failure(sw_git_job_t *job, int gerr, const char *msg)
+{
+    if (check_stop(job) < 0)
+        return job->stop;
+    if (job->host_problem[0])
+        return -EKEYREJECTED;
+    if (job->auth_failed || gerr == GIT_EAUTH)
+        return -EACCES;
+    if (job->stream.connect_error == -EACCES)
+        return -EPERM;
+    if (job->stream.connect_error)
+        return -EHOSTUNREACH;
+    if (job->stream.max_read && job->stream.read > job->stream.max_read)
+        return -EFBIG;
+    /* A local path, an http 404, or what git's and the big hosts' ssh servers say. */
+    if (gerr == GIT_ENOTFOUND ||
+        (msg && (strstr(msg, "status code: 404") || strstr(msg, "failed to resolve path") ||
+                 strstr(msg, "does not appear to be a git") ||
+                 strcasestr(msg, "repository not found") || strstr(msg, "could not be found"))))
+        return -ENOENT;
     return -EIO;
 }
 
@@ -451,32 +479,18 @@ static int fetch(sw_git_job_t *job, git_repository *repo, char **head)
     char *specs[] = {"+" HEADS_PREFIX "*:" HEADS_PREFIX "*", "+" TAGS_PREFIX "*:" TAGS_PREFIX "*"};
     git_strarray refspecs = {specs, SW_ARRAY_SIZE(specs)};
     git_fetch_options fo = GIT_FETCH_OPTIONS_INIT;
-    git_remote_create_options ro = GIT_REMOTE_CREATE_OPTIONS_INIT;
     git_remote *remote = NULL;
     git_buf buf = GIT_BUF_INIT;
     int r;
 
-    fo.callbacks.transfer_progress = on_transfer;
-    fo.callbacks.sideband_progress = on_sideband;
-    fo.callbacks.credentials = on_credentials;
-    fo.callbacks.certificate_check = on_certificate;
-    fo.callbacks.payload = job;
+    sw_git_job_callbacks(job, &fo.callbacks);
     fo.prune = GIT_FETCH_PRUNE;
     fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE; /* the tag refspec takes them all */
 
-    /* The URL given is the URL fetched: no url.*.insteadOf rewriting from any config. (It also
-     * steers clear of a libgit2 1.5 leak of pcre2 match data in that config walk.) */
-    ro.repository = repo;
-    ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
-    r = git_remote_create_with_opts(&remote, job->url, &ro);
-    if (r < 0) {
-        r = fail_git(job, "remote");
-        goto out;
-    }
     /* Connected first so the advertised HEAD is known; fetch reuses the connection. */
-    r = git_remote_connect(remote, GIT_DIRECTION_FETCH, &fo.callbacks, NULL, NULL);
+    r = sw_git_job_remote(job, repo, &fo.callbacks, &remote);
     if (r < 0) {
-        r = fail_git(job, "connect");
+        r = r == -ETIMEDOUT || r == -ECANCELED ? r : -EIO;
         goto out;
     }
     if (!job->commit_sha && !job->ref && git_remote_default_branch(&buf, remote) == 0)
@@ -547,19 +561,19 @@ static int resolve(sw_git_job_t *job, git_repository *repo, const char *head, gi
         if (r == 0)
             r = git_commit_lookup(out, repo, &oid);
         if (is_missing(r)) {
-            set_error(job, "no such commit: %s", job->commit_sha);
+            sw_git_job_error(job, "no such commit: %s", job->commit_sha);
             return -ENOENT;
         }
     } else if (job->ref) {
         r = resolve_ref(repo, job->ref, out);
         if (is_missing(r)) {
-            set_error(job, "no such branch, tag or commit: %s", job->ref);
+            sw_git_job_error(job, "no such branch, tag or commit: %s", job->ref);
             return -ENOENT;
         }
     } else if (head) {
         r = lookup_ref(repo, head, out);
         if (is_missing(r)) {
-            set_error(job, "the remote's default branch is missing: %s", head);
+            sw_git_job_error(job, "the remote's default branch is missing: %s", head);
             return -ENOENT;
         }
     } else {
@@ -567,7 +581,7 @@ static int resolve(sw_git_job_t *job, git_repository *repo, const char *head, gi
         for (size_t i = 0; i < SW_ARRAY_SIZE(fallbacks) && is_missing(r); i++)
             r = lookup_ref(repo, fallbacks[i], out);
         if (is_missing(r)) {
-            set_error(job, "the remote names no default branch, and has no main or master");
+            sw_git_job_error(job, "the remote names no default branch, and has no main or master");
             return -ENOENT;
         }
     }
@@ -627,9 +641,8 @@ static int stream_stop(void *payload)
     return check_stop(payload);
 }
 
-static void job_run(void *arg)
+static int checkout_run(sw_git_job_t *job)
 {
-    sw_git_job_t *job = arg;
     git_repository *repo = NULL;
     git_commit *commit = NULL;
     char *head = NULL;
@@ -637,11 +650,6 @@ static void job_run(void *arg)
     int lock_fd = -1;
     int r;
 
-    sw_gitstream_bind(&job->stream);
-    /* Cancelled before the thread started: touch nothing. */
-    r = check_stop(job);
-    if (r < 0)
-        goto out;
     r = make_checkout_dir(job);
     if (r < 0)
         goto out;
@@ -677,15 +685,28 @@ out:
     free(head);
     if (lock_fd >= 0)
         close(lock_fd);
+    /* Only an empty directory goes: a partial checkout is left for the caller to inspect. */
+    if (r < 0 && created)
+        (void)rmdir(job->checkout_dir);
+    return r;
+}
+
+static void job_run(void *arg)
+{
+    sw_git_job_t *job = arg;
+    int r;
+
+    sw_gitstream_bind(&job->stream);
+    /* Cancelled before the thread started: touch nothing. */
+    r = check_stop(job);
+    if (r == 0)
+        r = job->work ? job->work->run(job, job->work_data) : checkout_run(job);
     if (job->key_path[0])
         (void)unlink(job->key_path);
     if (r < 0 && job->stop < 0) {
         r = job->stop;
-        set_error(job, "%s", r == -ETIMEDOUT ? "timed out" : "cancelled");
+        sw_git_job_error(job, "%s", r == -ETIMEDOUT ? "timed out" : "cancelled");
     }
-    /* Only an empty directory goes: a partial checkout is left for the caller to inspect. */
-    if (r < 0 && created)
-        (void)rmdir(job->checkout_dir);
     job->status = r;
     sw_gitstream_bind(NULL);
     atomic_store(&job->ended, true);
@@ -714,7 +735,10 @@ static void on_closed(uv_handle_t *handle)
         return;
     if (!job->no_done && job->trusted_new && job->host_key)
         job->host_key(job->ssh_host, job->new_key_type, job->new_sha256, job->payload);
-    if (!job->no_done)
+    if (!job->no_done && job->work)
+        job->work->report(job->status, job->status == 0 ? NULL : job->error.base, job->work_data,
+                          job->payload);
+    else if (!job->no_done)
         job->done(job->status, job->status == 0 ? &job->result : NULL,
                   job->status == 0 ? NULL : job->error.base, job->payload);
     job_free(job);
@@ -748,14 +772,14 @@ static void on_deadline(uv_timer_t *timer)
     sw_gitstream_abort(&job->stream);
 }
 
-int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_cb progress,
-                    sw_git_done_cb done, void *payload, sw_git_job_t **out)
+/* The thread of a job: a checkout (done) or another work (work, data). */
+static int job_start(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_cb progress,
+                     sw_git_done_cb done, const sw_git_work_t *work, void *data, void *payload,
+                     sw_git_job_t **out)
 {
     sw_git_job_t *job = NULL;
     int r;
 
-    if (!loop || !opts || !done)
-        return -EINVAL;
     r = sw_git_init();
     if (r < 0)
         goto out;
@@ -767,8 +791,9 @@ int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_
     job->url = sw_strdup(opts->url);
     job->ref = dup_opt(opts->ref);
     job->commit_sha = dup_opt(opts->commit_sha);
-    job->mirror_dir = sw_strdup(opts->mirror_dir);
-    job->checkout_dir = sw_strdup(opts->checkout_dir);
+    job->mirror_dir = dup_opt(opts->mirror_dir);
+    job->checkout_dir = dup_opt(opts->checkout_dir);
+    job->stream.max_read = opts->max_read;
     job->token = dup_opt(opts->https_token);
     if (!is_https(opts->url)) {
         job->ssh_key = dup_opt(opts->ssh_private_key);
@@ -791,6 +816,8 @@ int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_
         job->deadline_ns = sw_now_ns() + (uint64_t)opts->timeout_ms * 1000000u;
     job->progress = progress;
     job->done = done;
+    job->work = work;
+    job->work_data = data;
     job->payload = payload;
     r = uv_async_init(loop, &job->async, on_async);
     if (r < 0) {
@@ -812,6 +839,71 @@ int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_
         *out = job;
 out:
     return r;
+}
+
+int sw_git_checkout(uv_loop_t *loop, const sw_git_opts_t *opts, sw_git_progress_cb progress,
+                    sw_git_done_cb done, void *payload, sw_git_job_t **out)
+{
+    if (!loop || !opts || !done || !opts->mirror_dir || !opts->checkout_dir)
+        return -EINVAL;
+    return job_start(loop, opts, progress, done, NULL, NULL, payload, out);
+}
+
+int sw_git_job_start(uv_loop_t *loop, const sw_git_opts_t *opts, const sw_git_work_t *work,
+                     void *data, void *payload, sw_git_job_t **out)
+{
+    if (!loop || !opts || !work || !work->run || !work->report)
+        return -EINVAL;
+    return job_start(loop, opts, NULL, NULL, work, data, payload, out);
+}
+
+void sw_git_job_callbacks(sw_git_job_t *job, git_remote_callbacks *cb)
+{
+    cb->transfer_progress = on_transfer;
+    cb->sideband_progress = on_sideband;
+    cb->credentials = on_credentials;
+    cb->certificate_check = on_certificate;
+    cb->payload = job;
+}
+
+int sw_git_job_remote(sw_git_job_t *job, git_repository *repo, const git_remote_callbacks *cb,
+                      git_remote **out)
+{
+    git_remote_create_options ro = GIT_REMOTE_CREATE_OPTIONS_INIT;
+    git_remote *remote = NULL;
+    const git_error *e;
+    char msg[256];
+    int r;
+
+    /* The URL given is the URL fetched: no url.*.insteadOf rewriting from any config. (It also
+     * steers clear of a libgit2 1.5 leak of pcre2 match data in that config walk.) */
+    ro.repository = repo;
+    ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+    r = git_remote_create_with_opts(&remote, job->url, &ro);
+    if (r < 0)
+        return fail_git(job, "remote");
+    r = git_remote_connect(remote, GIT_DIRECTION_FETCH, cb, NULL, NULL);
+    if (r < 0) {
+        e = git_error_last();
+        snprintf(msg, sizeof(msg), "%s", e && e->message ? e->message : "");
+        git_remote_free(remote);
+        (void)fail_git(job, "connect");
+        return remote_failure(job, r, msg);
+    }
+    *out = remote;
+    return 0;
+}
+
+int sw_git_job_stop(sw_git_job_t *job)
+{
+    return check_stop(job);
+}
+
+int sw_git_job_fail(sw_git_job_t *job, const char *what)
+{
+    int r = fail_git(job, what);
+
+    return r == -EIO ? remote_failure(job, 0, NULL) : r;
 }
 
 void sw_git_cancel(sw_git_job_t *job)

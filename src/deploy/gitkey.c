@@ -245,3 +245,24 @@ void sw_git_deploy_key_clear(sw_git_deploy_key_t *key)
     key->private_key = NULL;
     key->public_key = NULL;
 }
+
+size_t sw_git_known_hosts_split(char *text, sw_git_known_host_t **out)
+{
+    sw_git_known_host_t *known = NULL;
+    size_t n = 0, cap = 0;
+
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *sp = strchr(line, ' ');
+        if (!sp)
+            continue;
+        *sp = '\0';
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            known = sw_realloc(known, cap * sizeof(*known));
+        }
+        known[n++] = (sw_git_known_host_t){.host = line, .sha256 = sp + 1};
+    }
+    *out = known;
+    return n;
+}

@@ -355,8 +355,11 @@ static int conn_connect(git_stream *stream)
         goto out;
     }
     r = lookup(c, &res);
-    if (r < 0)
+    if (r < 0) {
+        if (stopped(c) == 0)
+            c->ctx->connect_error = -EHOSTUNREACH;
         goto out;
+    }
     /* Any refused address refuses the name, before anything is sent anywhere: which address a
      * later lookup returns first is not ours to choose, and nothing about what listens there
      * reaches the message. */
@@ -365,6 +368,7 @@ static int conn_connect(git_stream *stream)
         if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
             !sw_gitstream_allows(c->ctx, kind)) {
             git_error_set_str(GIT_ERROR_NET, sw_gitstream_refusal(kind));
+            c->ctx->connect_error = -EACCES;
             r = -1;
             goto out;
         }
@@ -379,6 +383,8 @@ static int conn_connect(git_stream *stream)
     }
     if (r < 0) {
         int stop = stopped(c);
+        if (stop == 0)
+            c->ctx->connect_error = r;
         r = fail(stop < 0 ? stop : r, "cannot connect to the repository's host");
     }
 out:
@@ -401,6 +407,14 @@ static ssize_t transfer(sw_gitstream_conn_t *c, void *data, size_t len, bool sen
         if (r < 0)
             return fail(r, what);
         n = sending ? send(c->s, data, len, MSG_NOSIGNAL) : recv(c->s, data, len, 0);
+        if (n >= 0 && !sending && c->ctx->max_read) {
+            c->ctx->read += (uint64_t)n;
+            if (c->ctx->read > c->ctx->max_read) {
+                git_error_set(GIT_ERROR_NET, "the repository's host sent more than %llu bytes",
+                              (unsigned long long)c->ctx->max_read);
+                return -1;
+            }
+        }
         if (n >= 0)
             return n;
         if (errno == EINTR)

@@ -197,7 +197,8 @@ int sw_git_opts_check(const sw_git_opts_t *o)
     if (o->commit_sha && *o->commit_sha &&
         (strlen(o->commit_sha) != SHA_HEX || !is_hex(o->commit_sha, SHA_HEX)))
         return -EINVAL;
-    if (validate_path(o->mirror_dir) < 0 || validate_path(o->checkout_dir) < 0)
+    if ((o->mirror_dir && validate_path(o->mirror_dir) < 0) ||
+        (o->checkout_dir && validate_path(o->checkout_dir) < 0))
         return -EINVAL;
     if (o->https_token && *o->https_token && !is_clean(o->https_token, TOKEN_MAX))
         return -EINVAL;

@@ -234,6 +234,43 @@ void sw_runlog_publish_end(sw_hub_t *hub, const char *id);
  * watchers hear the end. payload: the hub. */
 void sw_runlog_on_abandoned(int status, sw_pg_result_t *res, void *payload);
 
+/* ---- git.c for gitrefs.c: a libgit2 job other than the checkout ----
+ *
+ * Such a job has the checkout's thread, deadline, cancel, address rule, credentials and host
+ * key checks; its work runs on the job's thread and its report on the loop thread. */
+
+struct git_remote;
+struct git_repository;
+struct git_remote_callbacks;
+
+typedef struct {
+    /* On the job's thread: 0 or a negative code (sw_git_job_fail's, or another errno). */
+    int (*run)(sw_git_job_t *job, void *data);
+    /* Once, on the loop thread, after the host key callback; it owns data from then on. error
+     * names the cause when status is not 0 (never credentials). */
+    void (*report)(int status, const char *error, void *data, void *payload);
+} sw_git_work_t;
+
+/* Starts work on opts (mirror_dir and checkout_dir unused); data is the job's from a 0 return,
+ * and report will be called. */
+int sw_git_job_start(uv_loop_t *loop, const sw_git_opts_t *opts, const sw_git_work_t *work,
+                     void *data, void *payload, sw_git_job_t **out);
+/* The job's callbacks (credentials, host keys, stops) into cb. */
+void sw_git_job_callbacks(sw_git_job_t *job, struct git_remote_callbacks *cb);
+/* A remote for the job's URL (detached when repo is NULL), connected for fetching with cb; or
+ * why not: the stop, -EKEYREJECTED (host key), -EACCES (credentials refused or missing),
+ * -EPERM (the address rule), -EHOSTUNREACH, -EFBIG (opts' max_read), -ENOENT (no such
+ * repository) or -EIO, with the job's error set. */
+int sw_git_job_remote(sw_git_job_t *job, struct git_repository *repo,
+                      const struct git_remote_callbacks *cb, struct git_remote **out);
+/* The cancel or deadline seen so far (sticky), or 0. */
+int sw_git_job_stop(sw_git_job_t *job);
+/* After a libgit2 call failed: sets the job's error ("<what>: ...") and answers as
+ * sw_git_job_remote does. */
+int sw_git_job_fail(sw_git_job_t *job, const char *what);
+/* Sets the job's error. */
+void sw_git_job_error(sw_git_job_t *job, const char *fmt, ...) SW_PRINTF(2, 3);
+
 /* ---- nodestate.c: what to clean up and start again after a restart ---- */
 
 void sw_nodestate_save(sw_worker_t *w);
