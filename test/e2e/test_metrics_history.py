@@ -80,9 +80,11 @@ def test_a_node_records_its_own_history(auth):
         b = history(root, metric="process_rss_bytes", time_range="5m", step="1s", aggregation=a)
         assert b["aggregation"] == a
         return dict(series_of(b)[name]["points"])
-    lo, mid, hi = agg("min"), agg("avg"), agg("max")
-    closed = [t for t in lo if t < time.time() - 3 and t in mid and t in hi]
-    assert closed, (lo, mid, hi)
+    def over():
+        lo, mid, hi = agg("min"), agg("avg"), agg("max")
+        closed = [t for t in lo if t < time.time() - 2 and t in mid and t in hi]
+        return closed and (lo, mid, hi, closed)
+    lo, mid, hi, closed = wait_for(over, timeout=10, message="a bucket that is over")
     assert all(lo[t] <= mid[t] <= hi[t] for t in closed), (lo, mid, hi)
 
     # one node, by name or by id; a node that does not exist
