@@ -358,6 +358,8 @@ void sw_api_system_metrics_json(sw_api_t *api, sw_buf_t *out);
 void sw_api_nodes_list(sw_http_req_t *req, void *ctx);
 void sw_api_nodes_get(sw_http_req_t *req, void *ctx);
 void sw_api_system_metrics(sw_http_req_t *req, void *ctx);
+/* One metric of every node over time (src/api/history.c). */
+void sw_api_system_metrics_history(sw_http_req_t *req, void *ctx);
 /* The live-stream metrics (Prometheus text); a collector with the API as payload. */
 void sw_api_live_metrics(sw_buf_t *out, void *payload);
 

@@ -34,6 +34,7 @@ typedef struct {
     uint32_t deployment_log_keep_days; /* finished deployments' output, bar the active one */
     uint32_t janitor_interval_ms;      /* between two janitor rounds */
     uint32_t node_heartbeat_ms;        /* between two heartbeats in the nodes table */
+    uint32_t metrics_sample_ms;        /* between two samples for the metrics history */
     char *tls_ca_file;   /* extra CAs outgoing https trusts, beside the system store; "": none */
     char *tls_cert_file; /* with tls_key_file: the listeners serve https; "": plain HTTP */
     char *tls_key_file;

@@ -12,6 +12,14 @@ typedef void (*sw_http_handler_fn)(sw_http_req_t *req, void *ctx);
 
 /* One row of the route table (src/api/routes.c): the router, the authorisation check and the
  * OpenAPI document are all derived from these. */
+/* A query parameter of a route that is not a list, for the OpenAPI document. */
+typedef struct {
+    const char *name;
+    bool required;
+    const char *schema; /* JSON Schema text */
+    const char *description;
+} sw_route_query_t;
+
 typedef struct {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* "/api/v1/apps/:id" */
@@ -26,6 +34,7 @@ typedef struct {
     bool stateless;      /* answers without the schema: served before migrations finish */
     bool live;           /* a live stream: accepts ?token=, and a cookie needs an allowed Origin */
     const char *filters; /* a list's query filters, comma-separated ("project_id,status") */
+    const sw_route_query_t *query; /* other routes' query parameters, ending with a NULL name */
 } sw_route_t;
 
 typedef struct sw_router sw_router_t;

@@ -148,6 +148,17 @@ static json_t *operation(const sw_route_t *r)
                                  : json_null(),
                   "scope",
                   r->access.scope ? json_string(sw_scope_name(r->access.scope)) : json_null()));
+    for (const sw_route_query_t *q = r->query; q && q->name; q++) {
+        json_t *qp = json_object_get(op, "parameters");
+        if (!qp) {
+            qp = json_array();
+            json_object_set_new(op, "parameters", qp);
+        }
+        json_array_append_new(qp,
+                              json_pack("{s:s, s:s, s:b, s:s, s:o}", "name", q->name, "in", "query",
+                                        "required", q->required, "description", q->description,
+                                        "schema", json_loads(q->schema, 0, NULL)));
+    }
     if (r->response_schema && strlen(r->response_schema) > 4 &&
         strcmp(r->response_schema + strlen(r->response_schema) - 4, "List") == 0) {
         static const char *const list_params[][2] = {
@@ -184,7 +195,7 @@ static json_t *operation(const sw_route_t *r)
     if (r->access.project_from != SW_FROM_NONE)
         json_object_set_new(responses, "404",
                             error_response("No such resource, or not visible to the caller"));
-    if (r->request_schema)
+    if (r->request_schema || r->query)
         json_object_set_new(responses, "400",
                             error_response("Validation error, with field details"));
     if (r->access.auth == SW_AUTH_PUBLIC)

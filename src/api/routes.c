@@ -36,6 +36,26 @@
      .tag = "system", .response_schema = rs, .success_status = 200, .stateless = true}
 /* clang-format on */
 
+static const sw_route_query_t history_query[] = {
+    {"metric", true,
+     "{\"enum\":[\"cpu_percent\",\"load_1m\",\"memory_used_bytes\",\"memory_used_percent\","
+     "\"disk_free_bytes\",\"disk_used_percent\",\"network_rx_bytes_per_s\","
+     "\"network_tx_bytes_per_s\",\"process_rss_bytes\",\"http_connections\","
+     "\"deployments_running\"]}",
+     "the metric"},
+    {"time_range", false,
+     "{\"type\":\"string\",\"pattern\":\"^[0-9]{1,9}[smhd]$\",\"default\":\"1h\"}",
+     "how far back: whole seconds, minutes, hours or days (15m, 1h, 24h), at most 24h"},
+    {"step", false, "{\"type\":\"string\",\"pattern\":\"^[0-9]{1,9}[smhd]$\"}",
+     "the bucket: a duration from time_range/1000 (at least 1s) to time_range; default "
+     "time_range/100"},
+    {"aggregation", false, "{\"enum\":[\"avg\",\"min\",\"max\"],\"default\":\"avg\"}",
+     "how a bucket's samples make its value"},
+    {"node", false, "{\"type\":\"string\",\"minLength\":1,\"maxLength\":160}",
+     "one node, by name or id: its series alone (404 when there is no such node)"},
+    {NULL, false, NULL, NULL},
+};
+
 const sw_route_t sw_api_routes[] = {
     SYSTEM("GET", "/health", sw_api_get_health, "Liveness and backend checks", "Health"),
     SYSTEM("GET", "/ready", sw_api_get_ready, "Readiness: migrations applied, serving", "Ready"),
@@ -252,6 +272,17 @@ const sw_route_t sw_api_routes[] = {
     ROUTE("GET", "/api/v1/system/metrics", sw_api_system_metrics, ADMIN(R),
           "This node's metrics now: CPU, load, memory, disk, network, the process", "system", NULL,
           "SystemMetrics", 200),
+    {.method = "GET",
+     .pattern = "/api/v1/system/metrics/history",
+     .handler = sw_api_system_metrics_history,
+     .access = ADMIN(R),
+     .summary = "One metric of every node over the last ?time_range= (default 1h, at most 24h), "
+                "in buckets of ?step= (at most 1000 of them), each node's and all nodes' together "
+                "aggregated by ?aggregation= (avg, min or max); ?node= (a name or id) for one",
+     .tag = "system",
+     .response_schema = "MetricsHistory",
+     .success_status = 200,
+     .query = history_query},
     LIST("/api/v1/nodes", sw_api_nodes_list, ADMIN(R),
          "Every slipwayd process: role, version, heartbeat, load and the instances it runs",
          "nodes", "NodeList", "role,status"),

@@ -536,6 +536,27 @@ const sw_api_schema_t sw_api_schemas[] = {
      "{\"type\":\"object\",\"properties\":{\"data\":{\"type\":\"array\",\"items\":{\"$ref"
      "\":\"#/components/schemas/Node\"}},\"pagination\":{\"$ref\":\"#/components/schemas/Pa"
      "gination\"}},\"required\":[\"data\",\"pagination\"],\"additionalProperties\":false}"},
+    {"MetricsHistory",
+     "{\"type\":\"object\",\"properties\":{\"metric\":{\"enum\":[\"cpu_percent\",\"load_1m\","
+     "\"memory_used_bytes\",\"memory_used_percent\",\"disk_free_bytes\",\"disk_used_percent\","
+     "\"network_rx_bytes_per_s\",\"network_tx_bytes_per_s\",\"process_rss_bytes\",\"http_conne"
+     "ctions\",\"deployments_running\"]},\"unit\":{\"enum\":[\"percent\",\"load\",\"bytes\",\""
+     "bytes_per_second\",\"connections\",\"deployments\"]},\"aggregation\":{\"enum\":[\"avg\","
+     "\"min\",\"max\"]},\"time_range\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"s"
+     "econds covered, up to to\"},\"step\":{\"type\":\"integer\",\"minimum\":1,\"description\""
+     ":\"seconds per bucket; buckets are aligned to the epoch\"},\"from\":{\"type\":\"string\""
+     ",\"format\":\"date-time\"},\"to\":{\"type\":\"string\",\"format\":\"date-time\"},\"serie"
+     "s\":{\"type\":\"array\",\"description\":\"each node with samples in the range (or the on"
+     "e asked for), then \\\"all\\\": every node's samples together\",\"items\":{\"type\":\"ob"
+     "ject\",\"properties\":{\"node\":{\"type\":\"string\",\"description\":\"the node's name, "
+     "or all\"},\"node_id\":{\"oneOf\":[{\"type\":\"string\",\"format\":\"uuid\"},{\"type\":\""
+     "null\"}]},\"points\":{\"type\":\"array\",\"maxItems\":1001,\"description\":\"[time, valu"
+     "e] per bucket that has samples, oldest first\",\"items\":{\"type\":\"array\",\"prefixIte"
+     "ms\":[{\"type\":\"integer\",\"description\":\"the bucket's start, seconds since the epoc"
+     "h\"},{\"type\":\"number\"}],\"items\":{\"type\":\"number\"},\"minItems\":2,\"maxItems\":2}}},\"required\":[\"node\",\"no"
+     "de_id\",\"points\"],\"additionalProperties\":false}}},\"required\":[\"metric\",\"unit\","
+     "\"aggregation\",\"time_range\",\"step\",\"from\",\"to\",\"series\"],\"additionalProperti"
+     "es\":false}"},
     {"KnownHosts",
      "{\"type\":\"object\",\"properties\":{\"known_hosts\":{\"type\":\"array\",\"items\":"
      "{\"$ref\":\"#/components/schemas/KnownHost\"}}},\"required\":[\"known_hosts\"],"

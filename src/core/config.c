@@ -66,6 +66,9 @@ static const opt_t options[] = {
      "between rounds that prune old webhook deliveries and deleted apps' runtime logs"},
     {"node-heartbeat-ms", OPT_U32, O(node_heartbeat_ms), "5000", 200, 600000,
      "between this process's heartbeats in GET /api/v1/nodes (lost after three missed)"},
+    {"metrics-sample-ms", OPT_U32, O(metrics_sample_ms), "10000", 100, 3600000,
+     "between two samples of this process's metrics in GET /api/v1/system/metrics/history "
+     "(every node's samples are kept a day)"},
     {"tls-ca-file", OPT_STR, O(tls_ca_file), "", 0, 0,
      "PEM certificates outgoing https (webhooks) trusts besides the system store"},
     {"tls-cert-file", OPT_STR, O(tls_cert_file), "", 0, 0,

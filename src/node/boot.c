@@ -1,6 +1,7 @@
 /* From a started node to running roles: migrations on the threadpool, retried with backoff
  * until they succeed; then the instance id, which names the queue's Redis keys; then the live
- * hub, the deployment worker, the webhook dispatcher, the janitor and the heartbeat. */
+ * hub, the deployment worker, the webhook dispatcher, the janitor, the heartbeat and
+ * the metric sampler. */
 #include <stdio.h>
 
 #include "internal.h"
@@ -66,6 +67,8 @@ static void on_instance(int status, sw_pg_result_t *res, void *payload)
         sw_log(SW_LOG_ERROR, NULL, "the janitor did not start");
     if (!node->heartbeat)
         node->heartbeat = sw_node_heartbeat_start(node);
+    if (!node->sampler)
+        node->sampler = sw_node_sampler_start(node);
 }
 
 static void instance_load(sw_node_t *node)

@@ -84,6 +84,13 @@ void sw_node_drain_next(void *payload)
         sw_worker_stop(w, sw_node_drain_next, node);
         return;
     }
+    /* Its samples need the node's row: they stop before the heartbeat marks it stopped. */
+    if (node->sampler) {
+        sw_node_sampler_t *s = node->sampler;
+        node->sampler = NULL;
+        sw_node_sampler_stop(s, sw_node_drain_next, node);
+        return;
+    }
     /* Last, with nothing left running here: this node's row says it stopped. */
     if (node->heartbeat) {
         sw_node_heartbeat_t *n = node->heartbeat;

@@ -14,6 +14,7 @@
 #include "slipway/worker.h"
 
 typedef struct sw_node_heartbeat sw_node_heartbeat_t;
+typedef struct sw_node_sampler sw_node_sampler_t;
 
 struct sw_node {
     uv_loop_t *loop;
@@ -35,6 +36,7 @@ struct sw_node {
     struct sw_janitor *janitor;     /* retention, started with the worker */
     struct sw_hub *hub;             /* live topics, once the instance id is known */
     sw_node_heartbeat_t *heartbeat; /* this process's row in nodes, once migrations ran */
+    sw_node_sampler_t *sampler;     /* its metric history, started with the heartbeat */
 
     bool migrated;
     bool migrating;
@@ -71,6 +73,11 @@ void sw_node_drain_next(void *payload);
 sw_node_heartbeat_t *sw_node_heartbeat_start(sw_node_t *node);
 void sw_node_heartbeat_stop(sw_node_heartbeat_t *n, void (*on_stopped)(void *payload),
                             void *payload);
+/* ---- this process's metric history (src/node/sampler.c): a sample every
+ * SLIPWAY_METRICS_SAMPLE_MS, stored in node_metrics; stopping waits for a store in flight, then
+ * calls on_stopped. ---- */
+sw_node_sampler_t *sw_node_sampler_start(sw_node_t *node);
+void sw_node_sampler_stop(sw_node_sampler_t *s, void (*on_stopped)(void *payload), void *payload);
 /* This node's metrics as one JSON object (src/node/load.c; a sw_api_opts_t load_json, with
  * the node). */
 void sw_node_load_json(sw_buf_t *out, void *payload);
