@@ -455,6 +455,7 @@ int sw_caddy_plan(const sw_config_t *cfg, const char *dns_address, const char *b
     for (op_t *o = c.ops; o; o = o->next)
         sw_buf_printf(out, "%s %s %s\n", o->method, o->path, o->body ? o->body : "");
     ops_free(&c);
+    json_decref(c.planned); /* what a driver would keep as applied: nothing here */
     return 0;
 }
 
