@@ -553,7 +553,8 @@ const sw_api_schema_t sw_api_schemas[] = {
      "null\"}]},\"points\":{\"type\":\"array\",\"maxItems\":1001,\"description\":\"[time, valu"
      "e] per bucket that has samples, oldest first\",\"items\":{\"type\":\"array\",\"prefixIte"
      "ms\":[{\"type\":\"integer\",\"description\":\"the bucket's start, seconds since the epoc"
-     "h\"},{\"type\":\"number\"}],\"items\":{\"type\":\"number\"},\"minItems\":2,\"maxItems\":2}}},\"required\":[\"node\",\"no"
+     "h\"},{\"type\":\"number\"}],\"items\":{\"type\":\"number\"},\"minItems\":2,\"maxItems\":2}}},"
+     "\"required\":[\"node\",\"no"
      "de_id\",\"points\"],\"additionalProperties\":false}}},\"required\":[\"metric\",\"unit\","
      "\"aggregation\",\"time_range\",\"step\",\"from\",\"to\",\"series\"],\"additionalProperti"
      "es\":false}"},

@@ -8,6 +8,8 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ import requests
 from conftest import free_port, parse_metrics, wait_for
 
 __all__ = ["Caddy", "Pebble", "caddy", "pebble", "proxy_env", "have_caddy", "have_pebble",
-           "Nginx", "nginx", "nginx_env", "have_nginx", "proxy_serves", "proxy_repairs"]
+           "Nginx", "nginx", "nginx_env", "have_nginx", "proxy_serves", "proxy_repairs",
+           "ReleaseWatch"]
 
 have_caddy = shutil.which("caddy") is not None
 have_pebble = shutil.which("pebble") is not None
@@ -331,3 +334,49 @@ def proxy_repairs(daemon):
     """slipway_proxy_repairs_total from the daemon's /metrics."""
     return sum(v for name, _, v in parse_metrics(daemon.get("/metrics").text)
                if name == "slipway_proxy_repairs_total")
+
+
+class ReleaseWatch:
+    """A client sending GETs to url with Host host, one after another, from a thread while
+    releases switch: what failed, and (when, Slipway-Release) of what answered. As a context
+    manager it runs for the with-block. session: e.g. one that retries a reset connection."""
+
+    def __init__(self, url, host, session=None):
+        self.url, self.host = url, host
+        self.session = session or requests.Session()
+        self.seen, self.failures = [], []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                r = self.session.get(self.url, headers={"Host": self.host}, timeout=5)
+                if r.status_code != 200:
+                    self.failures.append((r.status_code, r.text[:100]))
+                else:
+                    self.seen.append((time.monotonic(), r.headers.get("Slipway-Release")))
+            except requests.RequestException as exc:
+                self.failures.append(repr(exc))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(20)
+
+    def latest_is(self, release):
+        return bool(self.seen) and self.seen[-1][1] == release
+
+    def check(self, successes, min_seen=20):
+        """No request failed, and never an older release once a newer one reported success:
+        an answer may come from the release that last succeeded before it, or from one about
+        to succeed. successes: [(monotonic time of success, deployment id)], the first at 0."""
+        assert not self.failures, self.failures[:5]
+        assert len(self.seen) > min_seen, len(self.seen)
+        for ts, rel in self.seen:
+            current = [d for at, d in successes if at < ts][-1]
+            allowed = {current} | {d for at, d in successes if at >= ts}
+            assert rel in allowed, (ts, rel, current)

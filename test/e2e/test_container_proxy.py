@@ -2,16 +2,14 @@
 container app's domain through a real Caddy across redeploys and a rollback sees no failed
 request, and never an older release once a newer one reported success."""
 
-import threading
 import time
 
 import pytest
-import requests
 
 from conftest import wait_for
 from container_kit import (cenv, container_repo, deployed_app, podman_store)  # noqa: F401
 from deploy_kit import Res
-from proxy_kit import caddy, proxy_env  # noqa: F401
+from proxy_kit import ReleaseWatch, caddy, proxy_env  # noqa: F401
 
 
 @pytest.fixture
@@ -29,26 +27,8 @@ def test_container_redeploys_through_caddy_drop_no_request(auth, cpdaemon, caddy
     wait_for(lambda: caddy.get("box.test").headers.get("Slipway-Release") == first["id"],
              timeout=15, message="box.test served through Caddy")
 
-    seen, failures = [], []
-    stop = threading.Event()
-
-    def client():
-        s = requests.Session()
-        while not stop.is_set():
-            try:
-                r = s.get(f"http://127.0.0.1:{caddy.http_port}/index.html",
-                          headers={"Host": "box.test"}, timeout=5)
-                if r.status_code != 200:
-                    failures.append((r.status_code, r.text[:100]))
-                else:
-                    seen.append((time.monotonic(), r.headers.get("Slipway-Release")))
-            except requests.RequestException as exc:
-                failures.append(repr(exc))
-
-    t = threading.Thread(target=client)
-    t.start()
     successes = [(0.0, first["id"])]
-    try:
+    with ReleaseWatch(f"http://127.0.0.1:{caddy.http_port}/index.html", "box.test") as watch:
         for i in range(3):
             container_repo.version(f"v{i + 2}")
             dep, _ = deps.deploy(app["id"], timeout=90)
@@ -59,13 +39,5 @@ def test_container_redeploys_through_caddy_drop_no_request(auth, cpdaemon, caddy
         dep = deps.wait_terminal(back.json()["id"], timeout=60)[0]
         assert dep["status"] == "success", deps.tail(dep["id"], 40)
         successes.append((time.monotonic(), dep["id"]))
-        wait_for(lambda: seen and seen[-1][1] == dep["id"], timeout=10)
-    finally:
-        stop.set()
-        t.join(20)
-    assert not failures, failures[:5]
-    assert len(seen) > 20, len(seen)
-    for ts, rel in seen:
-        current = [d for at, d in successes if at < ts][-1]
-        allowed = {current} | {d for at, d in successes if at >= ts}
-        assert rel in allowed, (ts, rel, current)
+        wait_for(lambda: watch.latest_is(dep["id"]), timeout=10)
+    watch.check(successes)

@@ -3,7 +3,6 @@ include file, checks it with nginx -t, reloads, and waits until the check server
 new hash. Domains serve their apps, switches drop no request, drift is repaired, and a config
 nginx refuses fails the deploy with nginx's words while the old release serves on."""
 
-import threading
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from urllib3.util.retry import Retry
 
 from deploy_kit import *  # noqa: F401,F403
 from deploy_kit import Deployments, hello_app, make_deploy_env, wait_for
-from proxy_kit import nginx, nginx_env, proxy_repairs, proxy_serves  # noqa: F401
+from proxy_kit import ReleaseWatch, nginx, nginx_env, proxy_repairs, proxy_serves  # noqa: F401
 
 
 @pytest.fixture
@@ -70,50 +69,22 @@ def test_redeploys_through_nginx_drop_no_request(nginx, nroot, nres, hello_repo,
     ws.send("hello")
     assert ws.recv() == "v1:hello"
 
-    seen, failures = [], []
-    stop = threading.Event()
-
-    def client():
-        # A reload closes the old workers' idle keep-alive connections; a GET sent on one at
-        # that instant is reset, and clients retry it on a fresh connection as browsers do.
-        # Every answer nginx gives still counts: a 502 or 503 is a failure.
-        s = requests.Session()
-        retry = Retry(total=2, connect=2, read=2, status=0, allowed_methods=["GET"],
-                      raise_on_status=False)
-        s.mount("http://", HTTPAdapter(max_retries=retry))
-        while not stop.is_set():
-            try:
-                r = s.get(f"http://127.0.0.1:{nginx.http_port}/", headers={"Host": "web.test"},
-                          timeout=5)
-                if r.status_code != 200:
-                    failures.append((r.status_code, r.text[:100]))
-                else:
-                    seen.append((time.monotonic(), r.headers.get("Slipway-Release")))
-            except requests.RequestException as exc:
-                failures.append(repr(exc))
-
-    t = threading.Thread(target=client)
-    t.start()
-    successes = []
-    try:
+    # A reload closes the old workers' idle keep-alive connections; a GET sent on one at that
+    # instant is reset, and clients retry it on a fresh connection as browsers do. Every
+    # answer nginx gives still counts: a 502 or 503 is a failure.
+    s = requests.Session()
+    retry = Retry(total=2, connect=2, read=2, status=0, allowed_methods=["GET"],
+                  raise_on_status=False)
+    s.mount("http://", HTTPAdapter(max_retries=retry))
+    successes = [(0.0, first["id"])]
+    with ReleaseWatch(f"http://127.0.0.1:{nginx.http_port}/", "web.test", s) as watch:
         for i in range(5):
             hello_repo.version(f"v{i + 2}")
             dep, _ = deps.deploy(web["id"])
             assert dep["status"] == "success", (dep, nginx.log_tail())
             successes.append((time.monotonic(), dep["id"]))
-        wait_for(lambda: seen and seen[-1][1] == dep["id"], timeout=10)
-    finally:
-        stop.set()
-        t.join(20)
-    assert not failures, failures[:5]
-    assert len(seen) > 20, len(seen)
-    # Never an older release once a newer one reported success: an answer may come from the
-    # release that last succeeded before it, or from one about to succeed.
-    successes.insert(0, (0.0, first["id"]))
-    for ts, rel in seen:
-        current = [d for at, d in successes if at < ts][-1]
-        allowed = {current} | {d for at, d in successes if at >= ts}
-        assert rel in allowed, (ts, rel, current)
+        wait_for(lambda: watch.latest_is(dep["id"]), timeout=10)
+    watch.check(successes)
     ws.send("still there")
     assert ws.recv() == "v1:still there"
     ws.close()
