@@ -77,6 +77,7 @@ def attempts(b, wa, wb, a):
         ("POST", f"apps/{aid}/restart", None),
         ("POST", f"apps/{aid}/stop", None),
         ("GET", f"apps/{aid}/logs", None),
+        ("GET", f"apps/{aid}/branches", None),
         ("GET", f"apps/{aid}/logs/stream", None),
         ("GET", f"apps/{aid}/deploy-key", None),
         ("POST", f"apps/{aid}/deploy-key", None),
