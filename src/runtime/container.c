@@ -3,7 +3,7 @@
  *
  * An instance is one container at a time: `run -d` (env from a 0600 file removed as soon as
  * run returns, never argv), then its output is followed and its end watched: with podman
- * through the log file it writes for us (container_logs.c) and a pidfd on the container's
+ * through the log file it writes for us (container_watch.c) and a pidfd on the container's
  * process, so an instance costs slipwayd no process at all; with docker (or where that cannot
  * work) through one `logs -f`, whose end is the container's. Inspect then says how it ended,
  * and whether for memory. A crash is removed, reported, and a new container starts after the
@@ -40,6 +40,8 @@ typedef struct {
     ctail_t *tail;    /* the log file, with podman */
     cpidwatch_t *pw;  /* the end of the container's process, with the log file */
     bool tail_more;   /* the file had more than one turn reads */
+    bool tail_held;   /* opened where a followed-again container was found, read from there
+                         once the worker can mask its output (instance_start) */
     uv_timer_t timer; /* restart after a crash, or the end of a drain */
     int pid;
     bool pid_known, logs_ended, exited, oom, draining, detaching, gone;
@@ -158,10 +160,11 @@ static void tail_end(cinst_t *in, bool remove)
 {
     if (!in->tail)
         return;
-    ctail_read(in->tail);
+    if (!in->tail_held)
+        ctail_read(in->tail); /* a held one is never read: no one could mask it */
     ctail_close(in->tail);
     in->tail = NULL;
-    in->tail_more = false;
+    in->tail_more = in->tail_held = false;
     if (remove) {
         char path[800];
         log_file_path(crt_of(in->base.rt), in->cname, path, sizeof(path));
@@ -314,23 +317,33 @@ static void on_tail_line(void *payload, const char *stream, const char *line, si
         rt->cbs.on_line(&in->base, stream, line, len, rt->cbs.payload);
 }
 
-/* The container's output from its log file (from its start, or from now for one found
+/* The log file, at its end for one found running: false when it cannot be opened. */
+static bool tail_open(cinst_t *in)
+{
+    container_rt_t *crt = crt_of(in->base.rt);
+    char path[800];
+    if (!crt->log_files)
+        return false;
+    log_file_path(crt, in->cname, path, sizeof(path));
+    if (ctail_open(&in->tail, path, in->since[0] != '\0', on_tail_line, in) == 0)
+        return true;
+    in->tail = NULL; /* one started by a slipwayd that read it through `logs -f` */
+    return false;
+}
+
+/* The container's output from its log file (from its start, or from where it was found
  * running), else from `logs -f`. The file's end is watched once the process is known. */
 static void follow(cinst_t *in)
 {
     container_rt_t *crt = crt_of(in->base.rt);
-    if (crt->log_files && !in->tail) {
-        char path[800];
-        log_file_path(crt, in->cname, path, sizeof(path));
-        if (ctail_open(&in->tail, path, in->since[0] != '\0', on_tail_line, in) == 0) {
-            in->tail_more = ctail_read(in->tail);
-            if (in->tail_more)
-                uv_idle_start(crt->more, on_more);
-            if (in->pid_known)
-                watch_pid(in); /* one found running, whose process was asked for already */
-            return;
-        }
-        in->tail = NULL; /* one started by a slipwayd that read it through `logs -f` */
+    if (in->tail || tail_open(in)) {
+        in->tail_held = false;
+        in->tail_more = ctail_read(in->tail);
+        if (in->tail_more)
+            uv_idle_start(crt->more, on_more);
+        if (in->pid_known)
+            watch_pid(in); /* one found running, whose process was asked for already */
+        return;
     }
     const char *args[] = {"logs", "-f", "--since", in->since[0] ? in->since : "0", in->cid, NULL};
     helper(in, args, true);
@@ -348,7 +361,7 @@ static void on_pid_exit(void *payload)
  * costs nothing. Where the process cannot be seen (another pid namespace), `wait` does it. */
 static void watch_pid(cinst_t *in)
 {
-    if (!in->tail || in->pw || in->logs || in->exited)
+    if (!in->tail || in->tail_held || in->pw || in->logs || in->exited)
         return;
     int rc = in->pid > 0 ? cpidwatch_start(crt_of(in->base.rt)->loop, in->pid, in->cid, on_pid_exit,
                                            in, &in->pw)
@@ -484,29 +497,9 @@ static void advance(cinst_t *in)
 
 /* ---- starting a container ---- */
 
-static int write_env_file(cinst_t *in, const char *path, const char *port_env)
+static void env_skipped(const char *key, void *payload)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return -errno;
-    sw_buf_t b = SW_BUF_INIT;
-    for (char **e = in->env; *e; e++) {
-        if (strchr(*e, '\n')) {
-            char key[128];
-            snprintf(key, sizeof(key), "%.*s", (int)strcspn(*e, "="), *e);
-            emit(in, "slipway: env var %s holds a newline: containers cannot take it", key);
-            continue;
-        }
-        sw_buf_append_cstr(&b, *e);
-        sw_buf_append_char(&b, '\n');
-    }
-    sw_buf_append_cstr(&b, port_env);
-    sw_buf_append_char(&b, '\n');
-    int rc = sw_write_all(fd, b.base, b.len);
-    sodium_memzero(b.base, b.cap);
-    sw_buf_free(&b);
-    close(fd);
-    return rc;
+    emit(payload, "slipway: env var %s holds a newline: containers cannot take it", key);
 }
 
 static int run(cinst_t *in)
@@ -522,7 +515,7 @@ static int run(cinst_t *in)
         label_name[64], label_data[700], publish[32], memory[32], cpus[32], log_opt[820];
     env_file_path(in, path, sizeof(path));
     snprintf(port_env, sizeof(port_env), "PORT=%u", host ? b->port : in->app_port);
-    int rc = write_env_file(in, path, port_env);
+    int rc = sw_container_env_file(path, in->env, port_env, env_skipped, in);
     if (rc != 0) {
         emit(in, "slipway: the env file could not be written: %s", sw_strerror(rc));
         uv_timer_start(&in->timer, on_timer, 1000, 0);
@@ -633,7 +626,7 @@ static int instance_new(sw_runtime_t *rt, const sw_instance_opts_t *o, sw_instan
 static int instance_start(sw_instance_t *base)
 {
     cinst_t *in = cinst(base);
-    if (in->cid[0] && !in->logs && !in->tail && !in->logs_ended) {
+    if (in->cid[0] && !in->logs && (!in->tail || in->tail_held) && !in->logs_ended) {
         follow(in); /* one found running at start: its output from when it was found */
         advance(in);
         return 0;
@@ -759,7 +752,9 @@ static void follow_again(container_rt_t *crt, char *line)
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     snprintf(in->since, sizeof(in->since), "%lld.%09ld", (long long)now.tv_sec, now.tv_nsec);
-    /* Followed once the worker can mask its output (sw_runtime_instance_start): from now. */
+    /* Read once the worker can mask its output (sw_runtime_instance_start), a moment later,
+     * from here: what the app writes meanwhile is not lost. */
+    in->tail_held = tail_open(in);
     advance(in);
 }
 
@@ -855,7 +850,7 @@ static void on_more(uv_idle_t *h)
     bool more = false;
     for (sw_instance_t *b = crt->base.instances; b; b = b->next) {
         cinst_t *in = cinst(b);
-        if (in->tail && in->tail_more)
+        if (in->tail && in->tail_more && !in->tail_held)
             more |= in->tail_more = ctail_read(in->tail);
     }
     if (!more)
@@ -870,7 +865,7 @@ static void on_dir_change(uv_fs_event_t *h, const char *filename, int events, in
         return;
     for (sw_instance_t *b = crt->base.instances; b; b = b->next) {
         cinst_t *in = cinst(b);
-        if (in->tail && ctail_is(in->tail, filename)) {
+        if (in->tail && !in->tail_held && ctail_is(in->tail, filename)) {
             if ((in->tail_more = ctail_read(in->tail)))
                 uv_idle_start(crt->more, on_more);
             return;

@@ -54,6 +54,12 @@ char **sw_container_argv(const container_rt_t *crt, const char *const *args);
 /* The last line of a command's stderr, for an error message. */
 const char *sw_container_cli_error(cli_cmd_t *c);
 
+/* Writes the CLI's --env-file at path (created 0600, never over an existing file): env's
+ * KEY=value entries, then port_env. An entry holding a newline cannot be written in that
+ * format: skipped(key) is told and it is left out. The buffer is wiped. */
+int sw_container_env_file(const char *path, char *const *env, const char *port_env,
+                          void (*skipped)(const char *key, void *payload), void *payload);
+
 /* Following a container without a process of ours (container_watch.c): its log file, and
  * the end of its process. */
 typedef struct ctail ctail_t;

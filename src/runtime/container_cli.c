@@ -1,8 +1,13 @@
 /* Running the docker-compatible CLI: argv arrays only (the CLI, SLIPWAY_CONTAINER_FLAGS, then
  * the command's own arguments), slipwayd's environment (CONTAINERS_CONF and the like), the
  * answer collected with a cap. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "container.h"
 
@@ -95,4 +100,30 @@ const char *sw_container_cli_error(cli_cmd_t *c)
         c->err.base[--c->err.len] = '\0';
     char *nl = strrchr(c->err.base, '\n');
     return nl ? nl + 1 : c->err.base;
+}
+
+int sw_container_env_file(const char *path, char *const *env, const char *port_env,
+                          void (*skipped)(const char *key, void *payload), void *payload)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -errno;
+    sw_buf_t b = SW_BUF_INIT;
+    for (char *const *e = env; *e; e++) {
+        if (strchr(*e, '\n')) {
+            char key[128];
+            snprintf(key, sizeof(key), "%.*s", (int)strcspn(*e, "="), *e);
+            skipped(key, payload);
+            continue;
+        }
+        sw_buf_append_cstr(&b, *e);
+        sw_buf_append_char(&b, '\n');
+    }
+    sw_buf_append_cstr(&b, port_env);
+    sw_buf_append_char(&b, '\n');
+    int rc = sw_write_all(fd, b.base, b.len);
+    sodium_memzero(b.base, b.cap);
+    sw_buf_free(&b);
+    close(fd);
+    return rc;
 }
