@@ -23,6 +23,7 @@
 
 #define SERVER       "slipway"
 #define ROUTE_PREFIX "slipway-route-"
+#define FALLBACK_ID  "slipway-fallback" /* the last route: 404 for a host no app has */
 #define SERVER_PATH  "/config/apps/http/servers/" SERVER
 #define MAX_CONFIG   (64u << 20)
 /* More route changes than this in one round: one /load instead of one reload per route. */
@@ -95,11 +96,22 @@ static json_t *route_json(const caddy_t *c, const sw_route_t *r)
                      "handle", handler, "terminal", 1);
 }
 
+/* Without it Caddy answers a host that no route matches with an empty 200, which a client
+ * (or a health check) takes for an app that works. */
+static json_t *fallback_json(void)
+{
+    return json_pack("{s:s, s:[{s:s, s:i, s:{s:[s]}, s:s}], s:b}", "@id", FALLBACK_ID, "handle",
+                     "handler", "static_response", "status_code", 404, "headers", "Content-Type",
+                     "text/plain; charset=utf-8", "body", "No app is served at this host.\n",
+                     "terminal", 1);
+}
+
 static json_t *server_json(const caddy_t *c, const sw_routes_t *t)
 {
     json_t *routes = json_array();
     for (size_t i = 0; i < t->n; i++)
         json_array_append_new(routes, route_json(c, &t->v[i]));
+    json_array_append_new(routes, fallback_json());
     json_t *listen = json_pack("[s]", c->cfg->proxy_http);
     json_t *auto_https;
     if (c->cfg->proxy_https[0]) {
@@ -231,6 +243,9 @@ static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
         kept += as_applied(c, id, want);
         json_object_set_new(c->planned, id, want);
     }
+    json_t *fallback = fallback_json();
+    kept += as_applied(c, FALLBACK_ID, fallback);
+    json_object_set_new(c->planned, FALLBACK_ID, fallback);
     if (!frame_matches(c, actual, t)) {
         /* Caddy restarted empty, or its listeners edited: every route goes back */
         c->changed = (unsigned)t->n ? (unsigned)t->n : 1;
@@ -247,17 +262,26 @@ static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
     size_t i;
     json_t *r;
     bool foreign = false;
+    long fb_at = -1; /* where the fallback is */
     json_array_foreach(have, i, r)
     {
         const char *id = json_string_value(json_object_get(r, "@id"));
-        if (!id || strncmp(id, ROUTE_PREFIX, strlen(ROUTE_PREFIX)) != 0 ||
-            json_object_get(by_id, id))
+        if (id && strcmp(id, FALLBACK_ID) == 0 && fb_at < 0)
+            fb_at = (long)i;
+        else if (!id || strncmp(id, ROUTE_PREFIX, strlen(ROUTE_PREFIX)) != 0 ||
+                 json_object_get(by_id, id))
             foreign = true; /* a route Slipway did not write, or a duplicate */
         else
             json_object_set(by_id, id, r);
     }
     unsigned n = 0;
     size_t routes_len = json_array_size(have);
+    bool ordered = fb_at < 0 || (size_t)fb_at + 1 == routes_len; /* else it hides routes */
+    if (fb_at >= 0 && !json_equal(json_array_get(have, (size_t)fb_at), fallback)) {
+        op_add(c, "PATCH", "/id/" FALLBACK_ID, json_incref(fallback));
+        c->repaired += as_applied(c, FALLBACK_ID, fallback);
+        n++;
+    }
     for (size_t k = 0; k < t->n; k++) {
         char id[SW_ROUTE_HOST_MAX + 32], path[SW_ROUTE_HOST_MAX + 64];
         route_id(t->v[k].host, id, sizeof(id));
@@ -271,13 +295,20 @@ static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
             snprintf(path, sizeof(path), "/id/%s", id);
             op_add(c, "PATCH", path, want);
             n++;
+        } else if (t->v[k].host[0] == '*' && fb_at >= 0) {
+            /* wildcards match last, before the fallback */
+            snprintf(path, sizeof(path), SERVER_PATH "/routes/%ld", fb_at++);
+            op_add(c, "PUT", path, want);
+            routes_len++;
+            n++;
         } else if (t->v[k].host[0] == '*' || routes_len == 0) {
-            op_add(c, "POST", SERVER_PATH "/routes", want); /* wildcards match last */
+            op_add(c, "POST", SERVER_PATH "/routes", want);
             routes_len++;
             n++;
         } else {
             /* Exact hosts match first. Caddy inserts at an index only within the array. */
             op_add(c, "PUT", SERVER_PATH "/routes/0", want);
+            fb_at += fb_at >= 0;
             routes_len++;
             n++;
         }
@@ -294,9 +325,13 @@ static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
         n++;
     }
     json_decref(by_id);
+    if (fb_at < 0) {
+        op_add(c, "POST", SERVER_PATH "/routes", json_incref(fallback));
+        c->repaired += as_applied(c, FALLBACK_ID, fallback);
+        n++;
+    }
     /* Out of order (a wildcard ahead of an exact host), foreign routes, or too many changes
      * for one reload each: the whole config in one load instead. */
-    bool ordered = true;
     const char *prev = NULL;
     json_array_foreach(have, i, r)
     {

@@ -153,6 +153,15 @@ def test_domains_come_and_go_one_route_at_a_time(caddy, proot, pres, hello_repo)
     wait_for(lambda: caddy.route_hosts() == ["b.test"], timeout=10, message="a.test's route gone")
     gone = caddy.get("a.test")
     assert "Slipway-Release" not in gone.headers and gone.text.strip() != "v1", gone.text
+    # A host no app has is told so (Caddy alone would answer an empty 200).
+    assert gone.status_code == 404 and "No app is served" in gone.text, gone
+    assert caddy.get("nobody.test").status_code == 404
+    assert serves(caddy, "b.test", "v1")
+    # The fallback is Slipway's too: removed by hand, it comes back behind the app's route.
+    r = requests.delete(f"{caddy.admin}/id/slipway-fallback", timeout=5)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: caddy.get("nobody.test").status_code == 404, timeout=20,
+             message="the fallback put back")
     assert serves(caddy, "b.test", "v1")
 
 
