@@ -48,6 +48,8 @@ void sw_routes_override(sw_routes_t *t, const char *key, const char *release,
                         const char *const *endpoints, size_t n);
 /* The first route of key, or NULL. */
 const sw_route_t *sw_routes_find_key(const sw_routes_t *t, const char *key);
+/* Whether a and b route the same hostnames to the same apps (releases and endpoints aside). */
+bool sw_routes_same_hosts(const sw_routes_t *a, const sw_routes_t *b);
 /* Exact hosts first (sorted), then wildcards: a proxy that matches in order picks the most
  * specific. */
 void sw_routes_sort(sw_routes_t *t);

@@ -63,7 +63,9 @@ struct sw_proxy {
     uv_timer_t answer_timer; /* answers publishes the DNS responder already serves */
     waiter_t *answered;      /* ...those */
     sw_routes_t *table;      /* the last one read: the DNS responder answers from it */
-    bool applied;            /* the last round succeeded: the proxy serves table */
+    sw_routes_t *served;     /* the table of the last round that succeeded (may be table) */
+    bool applied;            /* the last round that ended succeeded */
+    bool check_due;          /* the next round compares the proxy with the table whatever changed */
     pin_t *pins;
     waiter_t *waiting;  /* publishes the next round answers */
     waiter_t *in_round; /* publishes the round in flight answers */
@@ -83,6 +85,8 @@ static void unref(sw_proxy_t *p)
 {
     if (--p->refs > 0)
         return;
+    if (p->served != p->table)
+        sw_routes_free(p->served);
     sw_routes_free(p->table);
     free(p);
 }
@@ -152,6 +156,10 @@ static void round_end(sw_proxy_t *p, int status, unsigned changed, unsigned repa
                   p->driver->ops->name, "error", error ? error : sw_strerror(status), NULL);
     }
     p->applied = status == 0;
+    if (status == 0 && p->served != p->table) {
+        sw_routes_free(p->served);
+        p->served = p->table;
+    }
     if (status != -ECANCELED)
         sw_proxy_state_round(p->state, p->table, status, error);
     waiter_t *w = p->in_round;
@@ -194,11 +202,21 @@ static void on_table(int status, sw_routes_t *t, const char *error, void *payloa
                            pin->n);
         pp = &pin->next;
     }
-    sw_routes_free(p->table);
+    if (p->table != p->served)
+        sw_routes_free(p->table);
     p->table = t;
-    p->applied = false;
     if (p->dns)
         sw_dns_set_routes(p->dns, t); /* a switch is live here first */
+    if (p->driver->ops->switch_in_dns && p->applied && !p->check_due &&
+        sw_routes_same_hosts(t, p->served)) {
+        /* A release or endpoint moved, no hostname: the DNS answer above was the whole
+         * change. Reading and comparing the proxy's config (at 1,000 routes most of a
+         * round, and the DNS responder waits meanwhile) is left to the timer's rounds. */
+        round_end(p, 0, 0, 0, NULL);
+        unref(p);
+        return;
+    }
+    p->check_due = false;
     p->driver->ops->apply(p->driver, t, on_applied, p);
 }
 
@@ -220,6 +238,7 @@ static void round_start(sw_proxy_t *p)
 static void on_timer(uv_timer_t *t)
 {
     sw_proxy_t *p = t->data;
+    p->check_due = true;
     round_start(p);
 }
 
@@ -240,6 +259,7 @@ static void on_listen_state(sw_pg_pool_t *pool, void *payload)
     if (p->freeing || session == 0 || session == p->listen_session)
         return;
     p->listen_session = session;
+    p->check_due = true;
     round_start(p);
 }
 
@@ -278,11 +298,12 @@ void sw_proxy_publish(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb 
         pin->endpoints[pin->n++] = sw_strdup(rel->endpoints[i]);
     pin->next = p->pins;
     p->pins = pin;
-    if (p->driver->ops->switch_in_dns && p->applied && !p->running &&
-        sw_routes_find_key(p->table, rel->app_id)) {
+    if (p->driver->ops->switch_in_dns && p->applied && sw_routes_find_key(p->served, rel->app_id)) {
         /* The proxy already routes the app's hostnames, and a switch is only what the DNS
          * responder answers: it answers the new release from now on, and the publish is
-         * done. The round below confirms (and would repair) without holding it up. */
+         * done. The round below confirms (and would repair) without holding it up; one in
+         * flight meanwhile applies the pin to the table it reads. Waiting for that round
+         * instead made every other switch at 1,000 routes wait one or two whole rounds. */
         sw_routes_override(p->table, pin->app_id, pin->release, (const char *const *)pin->endpoints,
                            pin->n);
         w->next = p->answered;

@@ -122,6 +122,16 @@ void sw_routes_override(sw_routes_t *t, const char *key, const char *release,
             route_set(&t->v[i], release, endpoints, n);
 }
 
+bool sw_routes_same_hosts(const sw_routes_t *a, const sw_routes_t *b)
+{
+    if (!a || !b || a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++) /* both sorted by host */
+        if (strcmp(a->v[i].host, b->v[i].host) != 0 || strcmp(a->v[i].key, b->v[i].key) != 0)
+            return false;
+    return true;
+}
+
 const sw_route_t *sw_routes_find_key(const sw_routes_t *t, const char *key)
 {
     for (size_t i = 0; t && i < t->n; i++)
