@@ -7,6 +7,8 @@
 #   pb_init                      temp dir, cleanup trap, PostgreSQL and Redis
 #   pb_caddy_start               Caddy on CADDY_ADMIN / CADDY_HTTP (ports chosen once)
 #   pb_caddy_stop
+#   pb_nginx_start               a private nginx, including the file slipwayd renders; it
+#   pb_nginx_stop                listens (once rendered) on CADDY_HTTP_PORT, the port benches ask
 #   pb_slipwayd_start [VAR=v...] slipwayd with SLIPWAY_PROXY=caddy; extra settings override
 #   pb_python SCRIPT_ARGS...     the bench's Python with bench/ on its path (proxy_kit.py)
 
@@ -14,6 +16,7 @@ root=$(pwd)
 bin=${SLIPWAYD:-$root/build/slipwayd}
 PB_CADDY_PID=
 SW_SLIPWAYD_PID=
+PB_NGINX_PID=
 
 pb_init() {
     sw_ensure_packages "${SW_PACKAGES[@]}" git "$@"
@@ -43,6 +46,7 @@ pb_cleanup() {
     trap - EXIT INT TERM
     [[ -n "$SW_SLIPWAYD_PID" ]] && sw_stop_pid "$SW_SLIPWAYD_PID" 20
     pb_caddy_stop
+    pb_nginx_stop
     # instances and helpers a run left behind in its directories
     sw_kill_left_in "$tmp" "server.py|http.server"
     sw_redis_stop "$tmp/redis" || true
@@ -68,6 +72,40 @@ pb_caddy_start() {
 pb_caddy_stop() {
     [[ -n "$PB_CADDY_PID" ]] && sw_stop_pid "$PB_CADDY_PID" 10
     PB_CADDY_PID=
+}
+
+pb_nginx_start() {
+    local dir=$tmp/nginx d
+    for d in client proxy fastcgi uwsgi scgi; do mkdir -p "$dir/temp/$d"; done
+    mkdir -p "$dir/conf.d"
+    echo "# until slipwayd renders this" >"$dir/conf.d/slipway.conf"
+    cat >"$dir/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+daemon on;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $dir/temp/client;
+    proxy_temp_path $dir/temp/proxy;
+    fastcgi_temp_path $dir/temp/fastcgi;
+    uwsgi_temp_path $dir/temp/uwsgi;
+    scgi_temp_path $dir/temp/scgi;
+    include $dir/conf.d/slipway.conf;
+}
+EOF
+    PB_NGINX_CONF=$dir/nginx.conf
+    PB_NGINX_INCLUDE=$dir/conf.d/slipway.conf
+    nginx -c "$PB_NGINX_CONF" || sw_die "nginx did not start: $(tail -n 20 "$dir/error.log")"
+    sw_wait_until 10 test -s "$dir/nginx.pid" || sw_die "nginx wrote no pid file"
+    PB_NGINX_PID=$(cat "$dir/nginx.pid")
+}
+
+pb_nginx_stop() {
+    [[ -n "$PB_NGINX_PID" ]] && sw_stop_pid "$PB_NGINX_PID" 10
+    PB_NGINX_PID=
 }
 
 pb_slipwayd_start() {
