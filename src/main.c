@@ -225,6 +225,20 @@ int main(int argc, char **argv)
         }
         sw_tls_ctx_free(ctx);
     }
+    /* The pair nginx will serve (SLIPWAY_PROXY=nginx), for the same reason. */
+    if (cfg.nginx_tls_cert_file[0] && strcmp(cfg.proxy, "nginx") == 0 &&
+        (action == SW_CONFIG_CHECK || action == SW_CONFIG_RUN)) {
+        char why[768];
+        struct ssl_ctx_st *ctx = NULL;
+        if (sw_tls_server_ctx_named(&ctx, "SLIPWAY_NGINX_TLS", cfg.nginx_tls_cert_file,
+                                    cfg.nginx_tls_key_file, why, sizeof(why)) != 0) {
+            fprintf(stderr, "slipwayd: invalid configuration: %s\n", why);
+            sw_httpc_tls_cleanup();
+            sw_config_free(&cfg);
+            return 2;
+        }
+        sw_tls_ctx_free(ctx);
+    }
     switch (action) {
     case SW_CONFIG_HELP:
         sw_config_print_help(stdout, "slipwayd");

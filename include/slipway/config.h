@@ -96,11 +96,13 @@ typedef struct {
     char *acme_ca;
     char *acme_email;
     char *acme_ca_root;
-    char *apps_domain;       /* "": no generated hostnames */
-    char *advertise_address; /* an IP literal */
-    char *nginx;             /* the nginx binary (SLIPWAY_PROXY=nginx), found on PATH */
-    char *nginx_conf;        /* the main config nginx -t and -s reload are given */
-    char *nginx_include;     /* the file Slipway renders, included in the http block */
+    char *apps_domain;         /* "": no generated hostnames */
+    char *advertise_address;   /* an IP literal */
+    char *nginx;               /* the nginx binary (SLIPWAY_PROXY=nginx), found on PATH */
+    char *nginx_conf;          /* the main config nginx -t and -s reload are given */
+    char *nginx_include;       /* the file Slipway renders, included in the http block */
+    char *nginx_tls_cert_file; /* with the key: nginx serves every domain over proxy_https */
+    char *nginx_tls_key_file;
 } sw_config_t;
 
 /* Error text for the user, filled on failure. */

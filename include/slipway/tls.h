@@ -21,6 +21,9 @@ struct ssl_ctx_st;
  * key must match the certificate. On failure, why (one line) names the file and the reason. */
 int sw_tls_server_ctx_new(struct ssl_ctx_st **out, const char *cert_file, const char *key_file,
                           char *why, size_t why_len);
+/* The same, with why naming <vars>_CERT_FILE and <vars>_KEY_FILE (SLIPWAY_TLS above). */
+int sw_tls_server_ctx_named(struct ssl_ctx_st **out, const char *vars, const char *cert_file,
+                            const char *key_file, char *why, size_t why_len);
 /* 0 when path opens for reading; else why reads "what path: strerror" and the negative errno
  * returns. OpenSSL's own messages for a missing file name neither. */
 int sw_tls_file_readable(const char *what, const char *path, char *why, size_t len);

@@ -181,6 +181,11 @@ static const opt_t options[] = {
      "the main nginx config that nginx -t and nginx -s reload are given"},
     {"nginx-include", OPT_STR, O(nginx_include), "/etc/nginx/conf.d/slipway.conf", 0, 0,
      "the file Slipway renders; the main config includes it inside its http block"},
+    {"nginx-tls-cert-file", OPT_STR, O(nginx_tls_cert_file), "", 0, 0,
+     "PEM certificate (chain) nginx serves every domain with on SLIPWAY_PROXY_HTTPS; empty: "
+     "nginx serves HTTP only"},
+    {"nginx-tls-key-file", OPT_STR, O(nginx_tls_key_file), "", 0, 0,
+     "the private key of SLIPWAY_NGINX_TLS_CERT_FILE"},
 };
 
 static const char *const role_names[SW_NODE_ROLE_MAX] = {"all", "api", "worker"};
@@ -455,6 +460,20 @@ static int check_master_key(const char *s)
     return 0;
 }
 
+/* "" or a path that goes into nginx's config as it is: absolute, and nothing nginx's syntax
+ * gives a meaning to (spaces, quotes, ';', braces, '$'). */
+static bool nginx_path_ok(const char *p)
+{
+    if (!p[0])
+        return true;
+    if (p[0] != '/')
+        return false;
+    for (; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("/._-+@", *p))
+            return false;
+    return true;
+}
+
 static int validate(sw_config_t *cfg, sw_config_err_t *err)
 {
     if (check_listen(cfg->listen, err) != 0)
@@ -467,6 +486,26 @@ static int validate(sw_config_t *cfg, sw_config_err_t *err)
         snprintf(err->msg, sizeof(err->msg),
                  "SLIPWAY_TLS_CERT_FILE and SLIPWAY_TLS_KEY_FILE go together: %s is set alone",
                  cfg->tls_cert_file[0] ? "SLIPWAY_TLS_CERT_FILE" : "SLIPWAY_TLS_KEY_FILE");
+        return -EINVAL;
+    }
+    if (!cfg->nginx_tls_cert_file[0] != !cfg->nginx_tls_key_file[0]) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_NGINX_TLS_CERT_FILE and SLIPWAY_NGINX_TLS_KEY_FILE go together: %s is "
+                 "set alone",
+                 cfg->nginx_tls_cert_file[0] ? "SLIPWAY_NGINX_TLS_CERT_FILE"
+                                             : "SLIPWAY_NGINX_TLS_KEY_FILE");
+        return -EINVAL;
+    }
+    if (cfg->nginx_tls_cert_file[0] && !cfg->proxy_https[0]) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_NGINX_TLS_CERT_FILE is set but SLIPWAY_PROXY_HTTPS is empty: nginx "
+                 "would have nowhere to serve HTTPS");
+        return -EINVAL;
+    }
+    if (!nginx_path_ok(cfg->nginx_tls_cert_file) || !nginx_path_ok(cfg->nginx_tls_key_file)) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "SLIPWAY_NGINX_TLS_CERT_FILE and SLIPWAY_NGINX_TLS_KEY_FILE must be absolute "
+                 "paths of letters, digits and / . _ - + @ only (they go into nginx's config)");
         return -EINVAL;
     }
     if (check_rate_limit(cfg->rate_limit) != 0) {

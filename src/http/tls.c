@@ -75,10 +75,18 @@ static int fail(SSL_CTX *ctx, char *why, size_t len, const char *what)
 int sw_tls_server_ctx_new(SSL_CTX **out, const char *cert_file, const char *key_file, char *why,
                           size_t why_len)
 {
-    char what[600];
-    int rc = sw_tls_file_readable("SLIPWAY_TLS_CERT_FILE", cert_file, why, why_len);
+    return sw_tls_server_ctx_named(out, "SLIPWAY_TLS", cert_file, key_file, why, why_len);
+}
+
+int sw_tls_server_ctx_named(SSL_CTX **out, const char *vars, const char *cert_file,
+                            const char *key_file, char *why, size_t why_len)
+{
+    char what[600], cert_var[64], key_var[64];
+    snprintf(cert_var, sizeof(cert_var), "%s_CERT_FILE", vars);
+    snprintf(key_var, sizeof(key_var), "%s_KEY_FILE", vars);
+    int rc = sw_tls_file_readable(cert_var, cert_file, why, why_len);
     if (rc == 0)
-        rc = sw_tls_file_readable("SLIPWAY_TLS_KEY_FILE", key_file, why, why_len);
+        rc = sw_tls_file_readable(key_var, key_file, why, why_len);
     if (rc != 0)
         return rc;
     ERR_clear_error();
@@ -92,24 +100,21 @@ int sw_tls_server_ctx_new(SSL_CTX **out, const char *cert_file, const char *key_
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-        snprintf(what, sizeof(what), "SLIPWAY_TLS_CERT_FILE %s holds no usable PEM certificate",
-                 cert_file);
+        snprintf(what, sizeof(what), "%s %s holds no usable PEM certificate", cert_var, cert_file);
         return fail(ctx, why, why_len, what);
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
         unsigned long e = ERR_peek_last_error();
         if (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
-            snprintf(what, sizeof(what),
-                     "SLIPWAY_TLS_KEY_FILE %s does not match the certificate in %s", key_file,
-                     cert_file);
+            snprintf(what, sizeof(what), "%s %s does not match the certificate in %s", key_var,
+                     key_file, cert_file);
         else
-            snprintf(what, sizeof(what),
-                     "SLIPWAY_TLS_KEY_FILE %s holds no usable unencrypted PEM private key",
-                     key_file);
+            snprintf(what, sizeof(what), "%s %s holds no usable unencrypted PEM private key",
+                     key_var, key_file);
         return fail(ctx, why, why_len, what);
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(what, sizeof(what), "SLIPWAY_TLS_KEY_FILE %s does not match the certificate in %s",
+        snprintf(what, sizeof(what), "%s %s does not match the certificate in %s", key_var,
                  key_file, cert_file);
         return fail(ctx, why, why_len, what);
     }

@@ -164,9 +164,20 @@ static bool has_endpoints(const sw_route_t *r)
     return false;
 }
 
-static void render_server(const sw_route_t *r, const char *listen, sw_buf_t *out)
+/* HTTPS as well: SLIPWAY_PROXY_HTTPS and a certificate to serve there. */
+static bool tls_on(const sw_config_t *cfg)
 {
-    sw_buf_printf(out, "server {\n    listen %s;\n    server_name %s;\n", listen, r->host);
+    return cfg->proxy_https && cfg->proxy_https[0] && cfg->nginx_tls_cert_file &&
+           cfg->nginx_tls_cert_file[0];
+}
+
+static void render_server(const sw_route_t *r, const char *listen, const char *listen_tls,
+                          sw_buf_t *out)
+{
+    sw_buf_printf(out, "server {\n    listen %s;\n", listen);
+    if (listen_tls[0])
+        sw_buf_printf(out, "    listen %s ssl;\n", listen_tls);
+    sw_buf_printf(out, "    server_name %s;\n", r->host);
     if (!has_endpoints(r)) {
         sw_buf_append_cstr(out, "    return 503;\n}\n\n");
         return;
@@ -189,12 +200,12 @@ static void render_server(const sw_route_t *r, const char *listen, sw_buf_t *out
                   r->key);
 }
 
-/* "listen" as nginx spells SLIPWAY_PROXY_HTTP: "80" for ":80", "[::1]:80" for IPv6. */
-static int listen_text(const sw_config_t *cfg, char *out, size_t len)
+/* "listen" as nginx spells an address: "80" for ":80", "[::1]:80" for IPv6. */
+static int listen_text(const char *address, char *out, size_t len)
 {
     char host[64];
     uint16_t port;
-    if (sw_config_split_hostport(cfg->proxy_http, host, sizeof(host), &port) != 0 || port == 0)
+    if (sw_config_split_hostport(address, host, sizeof(host), &port) != 0 || port == 0)
         return -EINVAL;
     if (!host[0])
         snprintf(out, len, "%u", port);
@@ -208,8 +219,9 @@ static int listen_text(const sw_config_t *cfg, char *out, size_t len)
 int sw_nginx_render(const sw_routes_t *t, const sw_config_t *cfg, sw_buf_t *out,
                     char hash[SW_NGINX_HASH_HEX])
 {
-    char listen[96];
-    if (listen_text(cfg, listen, sizeof(listen)) != 0)
+    char listen[96], listen_tls[96] = "";
+    if (listen_text(cfg->proxy_http, listen, sizeof(listen)) != 0 ||
+        (tls_on(cfg) && listen_text(cfg->proxy_https, listen_tls, sizeof(listen_tls)) != 0))
         return -EINVAL;
     size_t start = out->len;
     sw_buf_append_cstr(out, "# Written by slipwayd (SLIPWAY_PROXY=nginx) from its routing table; "
@@ -217,15 +229,22 @@ int sw_nginx_render(const sw_routes_t *t, const sw_config_t *cfg, sw_buf_t *out,
     /* Named for Slipway: a main config often has its own $connection_upgrade. */
     sw_buf_append_cstr(out, "map $http_upgrade $slipway_connection {\n    default upgrade;\n"
                             "    \"\" close;\n}\n\n");
+    if (listen_tls[0])
+        /* One certificate (chain) for every domain: a wildcard or one naming them all. The
+         * pair and its paths were checked when slipwayd started (config.c, main.c). */
+        sw_buf_printf(out,
+                      "ssl_certificate %s;\nssl_certificate_key %s;\n"
+                      "ssl_protocols TLSv1.2 TLSv1.3;\n\n",
+                      cfg->nginx_tls_cert_file, cfg->nginx_tls_key_file);
     render_releases(t, out);
     render_upstreams(t, out);
-    sw_buf_printf(out,
-                  "server {\n    listen %s default_server;\n    server_name _;\n"
-                  "    return 404;\n}\n\n",
-                  listen);
+    sw_buf_printf(out, "server {\n    listen %s default_server;\n", listen);
+    if (listen_tls[0])
+        sw_buf_printf(out, "    listen %s ssl default_server;\n", listen_tls);
+    sw_buf_append_cstr(out, "    server_name _;\n    return 404;\n}\n\n");
     for (size_t i = 0; i < t->n; i++)
         if (route_ok(&t->v[i]))
-            render_server(&t->v[i], listen, out);
+            render_server(&t->v[i], listen, listen_tls, out);
     unsigned char digest[SW_NGINX_HASH_HEX / 2];
     crypto_generichash(digest, sizeof(digest), (const unsigned char *)out->base + start,
                        out->len - start, NULL, 0);

@@ -3,6 +3,7 @@ include file, checks it with nginx -t, reloads, and waits until the check server
 new hash. Domains serve their apps, switches drop no request, drift is repaired, and a config
 nginx refuses fails the deploy with nginx's words while the old release serves on."""
 
+import subprocess
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from deploy_kit import *  # noqa: F401,F403
+from conftest import free_port
 from deploy_kit import Deployments, hello_app, make_deploy_env, wait_for
 from proxy_kit import ReleaseWatch, nginx, nginx_env, proxy_repairs, proxy_serves  # noqa: F401
 
@@ -148,3 +150,88 @@ def test_a_config_nginx_refuses_fails_the_deploy_and_the_old_release_serves_on(
     dep, _ = deps.deploy(app["id"], timeout=90)
     assert dep["status"] == "success", dep
     assert proxy_serves(nginx, "keep.test", "v3", dep["id"])
+
+
+# ---- HTTPS with one certificate (SLIPWAY_NGINX_TLS_*) ----
+
+
+def openssl(*args, cwd):
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def edge_certificate(d, names):
+    """A throwaway CA and a certificate of it for names: (ca, cert, key) paths."""
+    d.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=Slipway nginx test CA", cwd=d)
+    (d / "ext.cnf").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                               "subjectAltName=" + ",".join(f"DNS:{n}" for n in names) + "\n")
+    openssl("req", *ec, "-keyout", "edge.key", "-out", "edge.csr", "-subj", f"/CN={names[0]}",
+            cwd=d)
+    openssl("x509", "-req", "-in", "edge.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-set_serial", "7", "-days", "2", "-extfile", "ext.cnf", "-out", "edge.pem", cwd=d)
+    return str(d / "ca.pem"), str(d / "edge.pem"), str(d / "edge.key")
+
+
+def test_https_through_nginx_with_one_certificate(auth, nginx, hello_repo, tmp_path):
+    ca, cert, key = edge_certificate(tmp_path / "pki", ["shop.test", "*.shop.test"])
+    https_port = free_port()
+    d = auth.daemon(env=make_deploy_env(**nginx_env(
+        nginx, SLIPWAY_PROXY_HTTPS=f"127.0.0.1:{https_port}", SLIPWAY_NGINX_TLS_CERT_FILE=cert,
+        SLIPWAY_NGINX_TLS_KEY_FILE=key)))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)  # noqa: F405
+    app = hello_app(res, root, hello_repo)
+    dom = res.domain(root, app["id"], "shop.test")
+    dep, _ = Deployments(root).deploy(app["id"])
+    assert dep["status"] == "success", dep
+
+    def https_get(host):
+        # the client trusts only the test CA and checks the name
+        r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", ca, "--resolve",
+                            f"{host}:{https_port}:127.0.0.1", "-D", "-",
+                            f"https://{host}:{https_port}/"], capture_output=True, text=True)
+        return r.returncode, r.stdout, r.stderr
+
+    rc, out, err = https_get("shop.test")
+    assert rc == 0, err
+    assert out.startswith("HTTP/1.1 200") and out.rstrip().endswith("v1"), out
+    assert f"Slipway-Release: {dep['id']}" in out, out
+    # plain HTTP serves on beside it
+    assert proxy_serves(nginx, "shop.test", "v1", dep["id"])
+    # a name nginx does not route: the default server's 404, over HTTPS too
+    rc, out, _ = https_get("elsewhere.shop.test")
+    assert rc == 0 and out.startswith("HTTP/1.1 404"), out
+
+    def active():
+        t = root.get(f"domains/{dom['id']}").json()["tls"]
+        return t["status"] == "active" and t
+    tls = wait_for(active, timeout=30, message="the domain's certificate observed")
+    assert tls["issuer"] == "Slipway nginx test CA" and tls["not_after"], tls
+
+
+def test_a_wrong_nginx_certificate_stops_the_start(slipwayd, nginx, tmp_path):
+    _, cert, key = edge_certificate(tmp_path / "one", ["shop.test"])
+    _, _, other_key = edge_certificate(tmp_path / "two", ["shop.test"])
+    base = nginx_env(nginx, SLIPWAY_PROXY_HTTPS=f"127.0.0.1:{free_port()}")
+
+    def fails(**env):
+        dmn = slipwayd(env=dict(base, **env), args=["--check-config"], wait=False)
+        assert dmn.wait_exit(30) == 2, dmn.log_tail()
+        return dmn.log_text()
+
+    msg = fails(SLIPWAY_NGINX_TLS_CERT_FILE=cert, SLIPWAY_NGINX_TLS_KEY_FILE=other_key)
+    assert f"SLIPWAY_NGINX_TLS_KEY_FILE {other_key} does not match" in msg, msg
+    msg = fails(SLIPWAY_NGINX_TLS_CERT_FILE=cert)
+    assert "SLIPWAY_NGINX_TLS_KEY_FILE" in msg and "together" in msg, msg
+    # a path nginx's syntax would give a meaning to never reaches its config
+    msg = fails(SLIPWAY_NGINX_TLS_CERT_FILE=cert + ";evil", SLIPWAY_NGINX_TLS_KEY_FILE=key)
+    assert "must be absolute paths" in msg, msg
+    msg = fails(SLIPWAY_NGINX_TLS_CERT_FILE=cert, SLIPWAY_NGINX_TLS_KEY_FILE=key,
+                SLIPWAY_PROXY_HTTPS="")
+    assert "SLIPWAY_PROXY_HTTPS is empty" in msg, msg
+    ok = slipwayd(env=dict(base, SLIPWAY_NGINX_TLS_CERT_FILE=cert, SLIPWAY_NGINX_TLS_KEY_FILE=key),
+                  args=["--check-config"], wait=False)
+    assert ok.wait_exit(30) == 0, ok.log_tail()

@@ -176,6 +176,33 @@ static void test_listen_addresses(void **state)
     sw_routes_free(t);
 }
 
+static void test_https_with_one_certificate(void **state)
+{
+    (void)state;
+    sw_routes_t *t = shop();
+    char hash[SW_NGINX_HASH_HEX], plain_hash[SW_NGINX_HASH_HEX];
+    sw_config_t cfg = {.proxy_http = ":80",
+                       .proxy_https = "127.0.0.1:8443",
+                       .nginx_tls_cert_file = "/etc/slipway/edge.pem",
+                       .nginx_tls_key_file = "/etc/slipway/edge.key"};
+    sw_buf_t out = SW_BUF_INIT;
+    assert_int_equal(sw_nginx_render(t, &cfg, &out, hash), 0);
+    char *conf = sw_buf_steal(&out);
+    contains(conf, "ssl_certificate /etc/slipway/edge.pem;\nssl_certificate_key "
+                   "/etc/slipway/edge.key;\n");
+    contains(conf, "listen 127.0.0.1:8443 ssl default_server;");
+    /* every server of a domain listens on both; the check server on HTTP only */
+    assert_int_equal(count(conf, "listen 127.0.0.1:8443 ssl;"), count(conf, "server_name ") - 2);
+    assert_int_equal(count(conf, "listen 127.0.0.1:8443 ssl;"), 3);
+    free(conf);
+    /* no certificate: HTTP only */
+    conf = render(t, ":80", plain_hash);
+    assert_null(strstr(conf, "ssl"));
+    assert_string_not_equal(hash, plain_hash);
+    free(conf);
+    sw_routes_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +211,7 @@ int main(void)
         cmocka_unit_test(test_nothing_but_names_ids_and_addresses_reaches_the_file),
         cmocka_unit_test(test_one_address_is_one_map_entry),
         cmocka_unit_test(test_listen_addresses),
+        cmocka_unit_test(test_https_with_one_certificate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
