@@ -8,8 +8,8 @@
 #      keeps at most 100 SRV names in its cache; beyond that a request may first ask
 #      slipwayd's DNS responder);
 #   3. one more domain, ADD times: POST apps/:id/domains -> the first 200 through Caddy for
-#      it carrying its app's Slipway-Release (target < 100 ms; Caddy answers an empty 200 for
-#      a host no route matches);
+#      it carrying its app's Slipway-Release (target < 100 ms; a host no route matches gets
+#      Slipway's fallback 404, and before that route existed Caddy's empty 200);
 #   4. full reconcile, ROUNDS times: Caddy restarted empty, then a NOTIFY slipway_routes (what
 #      any routing change sends) -> Caddy holds every route again (target < 2 s); and once,
 #      with no NOTIFY, restart -> whole again by the reconciler's timer alone

@@ -265,7 +265,7 @@ static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
     json_object_set_new(c->planned, FALLBACK_ID, fallback);
     if (!frame_matches(c, actual)) {
         /* Caddy restarted empty, or its listeners edited: every route goes back */
-        c->changed = (unsigned)t->n ? (unsigned)t->n : 1;
+        c->changed = (unsigned)t->n + 1; /* and the fallback */
         c->repaired = c->applied ? (kept ? kept : 1) : 0;
         op_add(c, "POST", "/load", full_config(c, actual, t));
         return;

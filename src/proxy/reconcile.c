@@ -38,7 +38,8 @@ typedef struct waiter {
 typedef struct verify {
     struct verify *next;
     sw_proxy_t *p;
-    uv_timer_t timer; /* answers an app without hostnames from the loop */
+    uv_timer_t timer; /* starts the probes from the loop, then nudges (see on_verify_timer) */
+    bool started;
     sw_probe_t *probe;
     char *hosts[MAX_VERIFY_HOSTS];
     size_t nhosts, at;
@@ -298,12 +299,15 @@ void sw_proxy_publish(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb 
         pin->endpoints[pin->n++] = sw_strdup(rel->endpoints[i]);
     pin->next = p->pins;
     p->pins = pin;
-    if (p->driver->ops->switch_in_dns && p->applied && sw_routes_find_key(p->served, rel->app_id)) {
+    if (p->driver->ops->switch_in_dns && p->applied && sw_routes_find_key(p->served, rel->app_id) &&
+        (p->table == p->served || sw_routes_same_hosts(p->table, p->served))) {
         /* The proxy already routes the app's hostnames, and a switch is only what the DNS
          * responder answers: it answers the new release from now on, and the publish is
-         * done. The round below confirms (and would repair) without holding it up; one in
-         * flight meanwhile applies the pin to the table it reads. Waiting for that round
-         * instead made every other switch at 1,000 routes wait one or two whole rounds. */
+         * done. The round below confirms without holding it up (a proxy that drifted is
+         * compared again if the verify takes long: on_verify_timer); one in
+         * flight meanwhile applies the pin to the table it reads (unless that round adds or
+         * removes hostnames: then the publish waits for the proxy). Waiting for every round
+         * made every other switch at 1,000 routes wait one or two whole rounds. */
         sw_routes_override(p->table, pin->app_id, pin->release, (const char *const *)pin->endpoints,
                            pin->n);
         w->next = p->answered;
@@ -383,9 +387,24 @@ static void verify_next(verify_t *v)
         verify_end(v, r, "SLIPWAY_PROXY_HTTP is not an address the probe can reach");
 }
 
+/* The verify is slower than the proxy should need: whether the proxy drifted is asked now
+ * rather than at the timer's round (a switch's own rounds leave Caddy's config alone, and a
+ * Caddy restarted empty would otherwise fail the deployment until then). */
+#define NUDGE_MIN_MS 250
+
 static void on_verify_timer(uv_timer_t *t)
 {
-    verify_next(t->data);
+    verify_t *v = t->data;
+    sw_proxy_t *p = v->p;
+    if (v->started) {
+        p->check_due = true;
+        round_start(p);
+        return;
+    }
+    v->started = true;
+    if (p->active && p->driver->ops->switch_in_dns)
+        uv_timer_start(t, on_verify_timer, SW_MAX(2 * p->cfg->proxy_refresh_ms, NUDGE_MIN_MS), 0);
+    verify_next(v);
 }
 
 void sw_proxy_verify(sw_proxy_t *p, const sw_proxy_release_t *rel, uint32_t timeout_ms,

@@ -336,6 +336,8 @@ static bool tail_open(cinst_t *in)
 static void follow(cinst_t *in)
 {
     container_rt_t *crt = crt_of(in->base.rt);
+    if (in->tail && !in->tail_held)
+        tail_end(in, false); /* a previous container's, never this one's */
     if (in->tail || tail_open(in)) {
         in->tail_held = false;
         in->tail_more = ctail_read(in->tail);
@@ -485,7 +487,9 @@ static void advance(cinst_t *in)
         const char *args[] = {"rm", "-f", in->cid, NULL};
         if (step(in, args, on_removed) == 0)
             return;
-        in->cid[0] = '\0';
+        in->cid[0] = '\0'; /* as on_removed does, or the next container would read its file */
+        pidwatch_end(in);
+        tail_end(in, true);
     }
     if (in->exited && (!in->cid[0] || !spec_known(in)) && !in->logs) {
         crashed(in);

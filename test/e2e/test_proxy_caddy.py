@@ -140,6 +140,25 @@ def test_a_caddy_restarted_empty_is_whole_again_by_itself(caddy, pdaemon, proot,
              message="both repairs counted")
 
 
+def test_a_deploy_into_a_caddy_restarted_empty_repairs_it_at_once(auth, caddy, hello_repo):
+    # The timer's round is an hour away: only the deployment can bring the route back.
+    d = auth.daemon(env=make_deploy_env(**proxy_env(caddy, SLIPWAY_PROXY_RECONCILE_MS=3600000)))
+    root = auth.setup_owner(d)
+    res = Res(auth, d)  # noqa: F405
+    app = hello_app(res, root, hello_repo)
+    res.domain(root, app["id"], "restarted.test")
+    deps = Deployments(root)
+    first, _ = deps.deploy(app["id"])
+    assert first["status"] == "success", first
+    caddy.restart()
+    assert caddy.route_hosts() == []
+    hello_repo.version("v2")
+    dep, _ = deps.deploy(app["id"], timeout=60)
+    assert dep["status"] == "success", dep
+    assert serves(caddy, "restarted.test", "v2", dep["id"])
+    assert caddy.get("nobody.test").status_code == 404
+
+
 def test_domains_come_and_go_one_route_at_a_time(caddy, proot, pres, hello_repo):
     app = hello_app(pres, proot, hello_repo)
     a = pres.domain(proot, app["id"], "a.test")
