@@ -61,6 +61,9 @@ bool sw_pg_pool_up(const sw_pg_pool_t *pool);
  * yet confirmed), otherwise the number of the listening session, which changes every time
  * the connection is re-established: notifications between two sessions are lost. */
 uint64_t sw_pg_pool_listen_session(const sw_pg_pool_t *pool);
+/* Whether any notification a listening pool received since the last call had no payload
+ * (a NOTIFY by hand, rather than a trigger's); clears it. */
+bool sw_pg_pool_take_bare(sw_pg_pool_t *pool);
 void sw_pg_pool_stats(const sw_pg_pool_t *pool, sw_pg_pool_stats_t *out);
 /* Time from sw_pg_query to each query's outcome, for slipway_pg_query_duration_seconds. */
 const sw_histogram_t *sw_pg_pool_durations(const sw_pg_pool_t *pool);

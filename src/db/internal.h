@@ -122,6 +122,7 @@ struct sw_pg_pool {
     char *listen_sql;         /* "LISTEN <channel>" */
     void (*on_notify)(sw_pg_pool_t *pool, unsigned count, void *payload);
     unsigned notified;        /* notifications not yet handed to on_notify */
+    bool notified_bare;       /* one of any since came without a payload */
     uint64_t listen_sessions; /* LISTENs confirmed so far */
 };
 

@@ -423,6 +423,13 @@ bool sw_pg_pool_up(const sw_pg_pool_t *pool)
     return pool && !pool->closing && pool->n_up > 0;
 }
 
+bool sw_pg_pool_take_bare(sw_pg_pool_t *pool)
+{
+    bool bare = pool->notified_bare;
+    pool->notified_bare = false;
+    return bare;
+}
+
 uint64_t sw_pg_pool_listen_session(const sw_pg_pool_t *pool)
 {
     if (!pool || pool->closing || !pool->listen_channel || !pool->conns[0].listening)

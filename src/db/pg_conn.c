@@ -363,8 +363,10 @@ static int conn_read_results(pg_conn_t *c)
     sw_pg_pool_t *pool = c->pool;
     PGnotify *n;
     while ((n = PQnotifies(c->pg))) {
-        if (pool->listen_channel && strcmp(n->relname, pool->listen_channel) == 0)
+        if (pool->listen_channel && strcmp(n->relname, pool->listen_channel) == 0) {
             pool->notified++;
+            pool->notified_bare |= !n->extra || !n->extra[0];
+        }
         PQfreemem(n);
     }
     if (pool->notified && !pool->closing)

@@ -245,9 +245,12 @@ static void on_timer(uv_timer_t *t)
 
 static void on_changed(sw_pg_pool_t *pool, unsigned count, void *payload)
 {
-    (void)pool;
     (void)count;
     sw_proxy_t *p = payload;
+    /* A bare NOTIFY slipway_routes (by hand: the triggers name their table) asks for a full
+     * comparison now, as the timer's round would make. */
+    if (sw_pg_pool_take_bare(pool))
+        p->check_due = true;
     if (!p->freeing)
         round_start(p);
 }

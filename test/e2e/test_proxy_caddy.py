@@ -157,6 +157,11 @@ def test_a_deploy_into_a_caddy_restarted_empty_repairs_it_at_once(auth, caddy, h
     assert dep["status"] == "success", dep
     assert serves(caddy, "restarted.test", "v2", dep["id"])
     assert caddy.get("nobody.test").status_code == 404
+    # An operator's bare NOTIFY asks for the whole comparison at once, too.
+    caddy.restart()
+    res.db.execute("NOTIFY slipway_routes")
+    wait_for(lambda: serves(caddy, "restarted.test", "v2", dep["id"]), timeout=10,
+             message="the routes back after a bare NOTIFY")
 
 
 def test_domains_come_and_go_one_route_at_a_time(caddy, proot, pres, hello_repo):
