@@ -136,8 +136,9 @@ static void waiters_answer(waiter_t *w, int status, const char *error)
 /* ---- rounds ---- */
 
 /* repaired: what the driver put back after the proxy drifted, whichever round found it (the
- * timer's, or one a change, publish or settle started). */
-static void round_end(sw_proxy_t *p, int status, unsigned changed, unsigned repaired,
+ * timer's, or one a change, publish or settle started). compared: the round asked the proxy;
+ * one that did not (only the DNS answer moved) leaves what the last one found standing. */
+static void round_end(sw_proxy_t *p, int status, bool compared, unsigned changed, unsigned repaired,
                       const char *error)
 {
     p->running = false;
@@ -156,8 +157,9 @@ static void round_end(sw_proxy_t *p, int status, unsigned changed, unsigned repa
         sw_log_kv(SW_LOG_ERROR, NULL, "the proxy could not be brought up to date", "driver",
                   p->driver->ops->name, "error", error ? error : sw_strerror(status), NULL);
     }
-    p->applied = status == 0;
-    if (status == 0 && p->served != p->table) {
+    if (compared)
+        p->applied = status == 0;
+    if (compared && status == 0 && p->served != p->table) {
         sw_routes_free(p->served);
         p->served = p->table;
     }
@@ -176,7 +178,7 @@ static void on_applied(int status, unsigned changed, unsigned repaired, const ch
                        void *payload)
 {
     sw_proxy_t *p = payload;
-    round_end(p, p->freeing ? -ECANCELED : status, changed, repaired, error);
+    round_end(p, p->freeing ? -ECANCELED : status, true, changed, repaired, error);
     unref(p);
 }
 
@@ -188,7 +190,7 @@ static void on_table(int status, sw_routes_t *t, const char *error, void *payloa
         char why[300];
         snprintf(why, sizeof(why), "reading the routing table: %s",
                  error ? error : sw_strerror(status));
-        round_end(p, p->freeing ? -ECANCELED : status, 0, 0, why);
+        round_end(p, p->freeing ? -ECANCELED : status, true, 0, 0, why);
         unref(p);
         return;
     }
@@ -213,7 +215,7 @@ static void on_table(int status, sw_routes_t *t, const char *error, void *payloa
         /* A release or endpoint moved, no hostname: the DNS answer above was the whole
          * change. Reading and comparing the proxy's config (at 1,000 routes most of a
          * round, and the DNS responder waits meanwhile) is left to the timer's rounds. */
-        round_end(p, 0, 0, 0, NULL);
+        round_end(p, 0, false, 0, 0, NULL);
         unref(p);
         return;
     }
