@@ -15,6 +15,7 @@ from urllib3.util.retry import Retry
 from deploy_kit import *  # noqa: F401,F403
 from conftest import free_port
 from deploy_kit import Deployments, hello_app, make_deploy_env, wait_for
+from test_tls import Pki
 from proxy_kit import ReleaseWatch, nginx, nginx_env, proxy_repairs, proxy_serves  # noqa: F401
 
 
@@ -155,24 +156,10 @@ def test_a_config_nginx_refuses_fails_the_deploy_and_the_old_release_serves_on(
 # ---- HTTPS with one certificate (SLIPWAY_NGINX_TLS_*) ----
 
 
-def openssl(*args, cwd):
-    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-
-
 def edge_certificate(d, names):
     """A throwaway CA and a certificate of it for names: (ca, cert, key) paths."""
-    d.mkdir(parents=True, exist_ok=True)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=Slipway nginx test CA", cwd=d)
-    (d / "ext.cnf").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-                               "subjectAltName=" + ",".join(f"DNS:{n}" for n in names) + "\n")
-    openssl("req", *ec, "-keyout", "edge.key", "-out", "edge.csr", "-subj", f"/CN={names[0]}",
-            cwd=d)
-    openssl("x509", "-req", "-in", "edge.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-set_serial", "7", "-days", "2", "-extfile", "ext.cnf", "-out", "edge.pem", cwd=d)
-    return str(d / "ca.pem"), str(d / "edge.pem"), str(d / "edge.key")
+    pki = Pki(d, ca_name="Slipway nginx test CA", san=",".join(f"DNS:{n}" for n in names))
+    return (pki.ca, *pki.issue("edge", 7))
 
 
 def test_https_through_nginx_with_one_certificate(auth, nginx, hello_repo, tmp_path):

@@ -31,18 +31,19 @@ def openssl(*args, cwd):
 
 
 class Pki:
-    """A throwaway CA in a directory, issuing server certificates for 127.0.0.1/localhost."""
+    """A throwaway CA in a directory (named ca_name), issuing server certificates for the
+    subject alternative names san (127.0.0.1 and localhost unless told)."""
 
-    def __init__(self, d):
+    def __init__(self, d, ca_name="Slipway test CA", san="DNS:localhost,IP:127.0.0.1"):
         self.dir = d
-        d.mkdir(exist_ok=True)
+        d.mkdir(parents=True, exist_ok=True)
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                 "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-                "-subj", "/CN=Slipway test CA", cwd=d)
+                "-subj", f"/CN={ca_name}", cwd=d)
         (d / "ext.cnf").write_text("basicConstraints=CA:FALSE\n"
                                    "keyUsage=digitalSignature,keyEncipherment\n"
                                    "extendedKeyUsage=serverAuth\n"
-                                   "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+                                   f"subjectAltName={san}\n")
         self.ca = str(d / "ca.pem")
 
     def issue(self, name, serial):
