@@ -144,10 +144,11 @@ def caddy_config():
         return json.loads(r.read() or b"null")
 
 
-def caddy_hosts():
+def caddy_routes():
+    """The @ids of the routes of Slipway's server in Caddy."""
     srv = ((caddy_config() or {}).get("apps", {}).get("http", {}).get("servers", {})
            .get("slipway", {}))
-    return {h for r in srv.get("routes", []) for m in r.get("match", []) for h in m.get("host", [])}
+    return [r.get("@id") for r in srv.get("routes", [])]
 
 
 def pct(values, p):

@@ -1,16 +1,20 @@
 /* The Caddy driver: Caddy's admin API (SLIPWAY_CADDY_ADMIN), through our HTTP client.
  *
  * Slipway owns one server in Caddy's config, apps.http.servers.slipway, listening on
- * SLIPWAY_PROXY_HTTP and SLIPWAY_PROXY_HTTPS, with one route per hostname whose @id is
- * "slipway-route-<host>". A route never names an instance: its reverse_proxy asks slipwayd's
- * DNS responder for the app's upstreams (dynamic SRV upstreams), so a release switch changes
- * no configuration at all (Caddy 2.6 closes every proxied WebSocket on each config load).
- * Only adding or removing a hostname changes the config, one route per admin request.
+ * SLIPWAY_PROXY_HTTP and SLIPWAY_PROXY_HTTPS, with one route, "slipway-apps", for every host.
+ * Its reverse_proxy asks slipwayd's DNS responder for the upstreams of the request's own host
+ * (dynamic SRV upstreams, <host>.host.slipway.), so neither a release switch nor a domain
+ * added or removed changes the configuration at all: Caddy 2.6 closes every proxied
+ * WebSocket on each config load, and at 1,000 routes one load took 140-330 ms. A host no
+ * route takes is answered by the edge (edge.c), which is also the static upstream when the
+ * lookup itself fails. With an HTTPS listener, certificates are on demand: Caddy orders one
+ * at a name's first handshake once the edge's /ask said the name is ours (the domain's TLS
+ * observer makes that first handshake as soon as the domain is routed).
  *
- * apply() reads Caddy's whole config, compares it with what the table asks for, and sends
- * only the difference: the route that is missing, changed or no longer wanted; or, when the
- * server is missing or much has drifted (a Caddy restarted empty), one /load of the whole
- * config with every other part of it kept. */
+ * So the config Slipway wants does not depend on the table. apply() reads Caddy's config,
+ * compares it with that, and repairs what drifted: the routes alone when only they differ,
+ * else one /load of the whole config with every other part of it kept (a Caddy restarted
+ * empty). */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -21,13 +25,10 @@
 #include "slipway/client.h"
 #include "slipway/log.h"
 
-#define SERVER       "slipway"
-#define ROUTE_PREFIX "slipway-route-"
-#define FALLBACK_ID  "slipway-fallback" /* the last route: 404 for a host no app has */
-#define SERVER_PATH  "/config/apps/http/servers/" SERVER
-#define MAX_CONFIG   (64u << 20)
-/* More route changes than this in one round: one /load instead of one reload per route. */
-#define MAX_ROUTE_OPS 8
+#define SERVER        "slipway"
+#define ROUTE_ID      "slipway-apps"
+#define SERVER_PATH   "/config/apps/http/servers/" SERVER
+#define MAX_CONFIG    (64u << 20)
 #define ADMIN_TIMEOUT 30000
 
 typedef struct op {
@@ -45,15 +46,13 @@ typedef struct {
     uint16_t admin_port;
     char admin_unix[108]; /* or a unix socket: then Caddy wants an empty Host */
     char dns[96];         /* "udp/<host:port>" */
+    char edge[80];        /* the edge's "host:port" */
     sw_httpc_t *req;
     /* the round in flight */
-    const sw_routes_t *table;
     op_t *ops;
     unsigned changed, repaired;
-    json_t *planned; /* the round's routes by @id */
-    /* The routes by @id the last round that succeeded left Caddy serving; NULL before one
-     * did. A route that differs from it though the table did not ask for a change drifted. */
-    json_t *applied;
+    /* A round succeeded before: what differs now drifted (Caddy restarted, edited by hand). */
+    bool applied;
     sw_driver_cb cb;
     void *payload;
     bool freeing;
@@ -63,87 +62,78 @@ static void round_next(caddy_t *c);
 
 /* ---- what the config should be ---- */
 
-static void route_id(const char *host, char *out, size_t len)
-{
-    /* "*" would need escaping in an admin URL path */
-    snprintf(out, len, ROUTE_PREFIX "%s%s", host[0] == '*' ? "wildcard" : "",
-             host[0] == '*' ? host + 1 : host);
-}
-
 static json_t *resolver(const caddy_t *c)
 {
     return json_pack("{s:[s]}", "addresses", c->dns);
 }
 
-static json_t *route_json(const caddy_t *c, const sw_route_t *r)
+static json_t *route_json(const caddy_t *c)
 {
-    char id[SW_ROUTE_HOST_MAX + 32], srv[80], refresh[24];
-    route_id(r->host, id, sizeof(id));
-    snprintf(srv, sizeof(srv), "%s.app." SW_DNS_SUFFIX ".", r->key);
+    char refresh[24];
     snprintf(refresh, sizeof(refresh), "%ums", (unsigned)c->cfg->proxy_refresh_ms);
     /* Slipway-Release: the upstream's name is <release>.<address>.ip.slipway.; its first label
-     * is the release. */
-    json_t *headers =
-        json_pack("{s:{s:{s:[s]}, s:{s:[{s:s, s:s}]}}}", "response", "set", "Slipway-Release",
-                  "{http.reverse_proxy.upstream.host}", "replace", "Slipway-Release",
-                  "search_regexp", "^([^.]+)\\..*$", "replace", "$1");
+     * is the release. Not on the edge's answers: no release sent them. */
+    json_t *headers = json_pack("{s:{s:{s:[s]}, s:{s:[{s:s, s:s}]}, s:{s:{s:n}}}}", "response",
+                                "set", "Slipway-Release", "{http.reverse_proxy.upstream.host}",
+                                "replace", "Slipway-Release", "search_regexp", "^([^.]+)\\..*$",
+                                "replace", "$1", "require", "headers", "Slipway-Edge");
     json_t *handler =
-        json_pack("{s:s, s:{s:s, s:s, s:s, s:o, s:s}, s:{s:s, s:o}, s:o}", "handler",
-                  "reverse_proxy", "dynamic_upstreams", "source", "srv", "name", srv, "refresh",
-                  refresh, "resolver", resolver(c), "dial_timeout", "2s", "transport", "protocol",
-                  "http", "resolver", resolver(c), "headers", headers);
-    return json_pack("{s:s, s:[{s:[s]}], s:[o], s:b}", "@id", id, "match", "host", r->host,
-                     "handle", handler, "terminal", 1);
+        json_pack("{s:s, s:{s:s, s:s, s:s, s:o, s:s}, s:[{s:s}], s:{s:s, s:o}, s:o}", "handler",
+                  "reverse_proxy", "dynamic_upstreams", "source", "srv", "name",
+                  "{http.request.host}.host." SW_DNS_SUFFIX ".", "refresh", refresh, "resolver",
+                  resolver(c), "dial_timeout", "2s", "upstreams", "dial", c->edge, "transport",
+                  "protocol", "http", "resolver", resolver(c), "headers", headers);
+    return json_pack("{s:s, s:[o], s:b}", "@id", ROUTE_ID, "handle", handler, "terminal", 1);
 }
 
-/* Without it Caddy answers a host that no route matches with an empty 200, which a client
- * (or a health check) takes for an app that works. */
-static json_t *fallback_json(void)
+static json_t *routes_json(const caddy_t *c)
 {
-    return json_pack("{s:s, s:[{s:s, s:i, s:{s:[s]}, s:s}], s:b}", "@id", FALLBACK_ID, "handle",
-                     "handler", "static_response", "status_code", 404, "headers", "Content-Type",
-                     "text/plain; charset=utf-8", "body", "No app is served at this host.\n",
-                     "terminal", 1);
+    return json_pack("[o]", route_json(c));
 }
 
 /* The server without its routes. */
 static json_t *server_frame(const caddy_t *c)
 {
     json_t *listen = json_pack("[s]", c->cfg->proxy_http);
-    json_t *auto_https;
+    json_t *srv;
     if (c->cfg->proxy_https[0]) {
         json_array_append_new(listen, json_string(c->cfg->proxy_https));
-        /* Plain HTTP serves the apps too (and carries the release probe); no redirect. */
-        auto_https = json_pack("{s:b}", "disable_redirects", 1);
+        /* Plain HTTP serves the apps too (and carries the release probe): no redirect. The
+         * routes name no host, so TLS is switched on by a policy of our own. */
+        srv = json_pack("{s:o, s:{s:b}, s:[{}]}", "listen", listen, "automatic_https",
+                        "disable_redirects", 1, "tls_connection_policies");
     } else {
-        auto_https = json_pack("{s:b}", "disable", 1);
+        srv = json_pack("{s:o, s:{s:b}}", "listen", listen, "automatic_https", "disable", 1);
     }
-    return json_pack("{s:o, s:o}", "listen", listen, "automatic_https", auto_https);
-}
-
-static json_t *server_json(const caddy_t *c, const sw_routes_t *t)
-{
-    json_t *routes = json_array();
-    for (size_t i = 0; i < t->n; i++)
-        json_array_append_new(routes, route_json(c, &t->v[i]));
-    json_array_append_new(routes, fallback_json());
-    json_t *srv = server_frame(c);
-    json_object_set_new(srv, "routes", routes);
     return srv;
 }
 
-/* apps.tls.automation: certificates from SLIPWAY_ACME_CA; NULL without it (Caddy's own). */
+static json_t *server_json(const caddy_t *c)
+{
+    json_t *srv = server_frame(c);
+    json_object_set_new(srv, "routes", routes_json(c));
+    return srv;
+}
+
+/* apps.tls.automation with an HTTPS listener: on-demand certificates for the names the edge
+ * says are ours, from SLIPWAY_ACME_CA (else Caddy's own issuers). NULL without HTTPS. */
 static json_t *tls_automation(const caddy_t *c)
 {
-    if (!c->cfg->acme_ca[0])
+    if (!c->cfg->proxy_https[0])
         return NULL;
-    json_t *issuer = json_pack("{s:s, s:s}", "module", "acme", "ca", c->cfg->acme_ca);
-    if (c->cfg->acme_email[0])
-        json_object_set_new(issuer, "email", json_string(c->cfg->acme_email));
-    if (c->cfg->acme_ca_root[0])
-        json_object_set_new(issuer, "trusted_roots_pem_files",
-                            json_pack("[s]", c->cfg->acme_ca_root));
-    return json_pack("{s:[{s:[o]}]}", "policies", "issuers", issuer);
+    json_t *policy = json_pack("{s:b}", "on_demand", 1);
+    if (c->cfg->acme_ca[0]) {
+        json_t *issuer = json_pack("{s:s, s:s}", "module", "acme", "ca", c->cfg->acme_ca);
+        if (c->cfg->acme_email[0])
+            json_object_set_new(issuer, "email", json_string(c->cfg->acme_email));
+        if (c->cfg->acme_ca_root[0])
+            json_object_set_new(issuer, "trusted_roots_pem_files",
+                                json_pack("[s]", c->cfg->acme_ca_root));
+        json_object_set_new(policy, "issuers", json_pack("[o]", issuer));
+    }
+    char ask[128];
+    snprintf(ask, sizeof(ask), "http://%s/ask", c->edge);
+    return json_pack("{s:[o], s:{s:s}}", "policies", policy, "on_demand", "ask", ask);
 }
 
 static uint16_t port_of(const char *hostport)
@@ -155,7 +145,7 @@ static uint16_t port_of(const char *hostport)
 }
 
 /* The whole config: actual with Slipway's parts set (every other part is kept). */
-static json_t *full_config(const caddy_t *c, json_t *actual, const sw_routes_t *t)
+static json_t *full_config(const caddy_t *c, json_t *actual)
 {
     json_t *cfg = json_is_object(actual) ? json_deep_copy(actual) : json_object();
     json_t *apps = json_object_get(cfg, "apps");
@@ -170,7 +160,7 @@ static json_t *full_config(const caddy_t *c, json_t *actual, const sw_routes_t *
     json_t *servers = json_object_get(http, "servers");
     if (!json_is_object(servers))
         json_object_set_new(http, "servers", servers = json_object());
-    json_object_set_new(servers, SERVER, server_json(c, t));
+    json_object_set_new(servers, SERVER, server_json(c));
     json_t *automation = tls_automation(c);
     if (automation) {
         json_t *tls = json_object_get(apps, "tls");
@@ -214,8 +204,7 @@ static bool same(json_t *a, json_t *b)
 }
 
 /* Whether the server's own settings (listeners, HTTPS) are as they should be, besides its
- * routes, and the ports and issuer around it: what full_config would set, compared without
- * building it (at 1,000 routes that copy and the routes built twice were most of a round). */
+ * routes, and the ports and issuer around it: what full_config would set. */
 static bool frame_matches(const caddy_t *c, json_t *actual)
 {
     json_t *apps = json_object_get(actual, "apps");
@@ -225,170 +214,57 @@ static bool frame_matches(const caddy_t *c, json_t *actual)
         return false;
     json_t *frame = server_frame(c);
     json_t *automation = tls_automation(c);
-    json_int_t https = port_of(c->cfg->proxy_https);
-    bool ok =
-        same(json_object_get(srv, "listen"), json_object_get(frame, "listen")) &&
-        same(json_object_get(srv, "automatic_https"), json_object_get(frame, "automatic_https")) &&
-        json_integer_value(json_object_get(http, "http_port")) == port_of(c->cfg->proxy_http) &&
-        (!c->cfg->proxy_https[0] ||
-         json_integer_value(json_object_get(http, "https_port")) == https) &&
-        (!automation ||
-         same(json_object_get(json_object_get(apps, "tls"), "automation"), automation));
+    bool ok = json_object_size(srv) == json_object_size(frame) + 1; /* and the routes */
+    const char *key;
+    json_t *want;
+    json_object_foreach(frame, key, want) ok = ok && same(json_object_get(srv, key), want);
+    ok = ok &&
+         json_integer_value(json_object_get(http, "http_port")) == port_of(c->cfg->proxy_http) &&
+         (!c->cfg->proxy_https[0] || json_integer_value(json_object_get(http, "https_port")) ==
+                                         port_of(c->cfg->proxy_https)) &&
+         (!automation ||
+          same(json_object_get(json_object_get(apps, "tls"), "automation"), automation));
     json_decref(frame);
     json_decref(automation);
     return ok;
 }
 
-/* Whether the table asks for id what the last round applied (want NULL: no route), so
- * that a change there puts back what the proxy drifted from. */
-static bool as_applied(const caddy_t *c, const char *id, json_t *want)
+/* Plans the round: nothing when Caddy serves what Slipway wants, the routes when only they
+ * differ, else one /load. */
+static void plan(caddy_t *c, json_t *actual)
 {
-    return c->applied && same(json_object_get(c->applied, id), want);
-}
-
-/* Plans the round: the route operations that turn actual into what t asks for, or one
- * /load; counts as repaired the routes put back to what the last round applied. */
-static void plan(caddy_t *c, json_t *actual, const sw_routes_t *t)
-{
-    json_decref(c->planned);
-    c->planned = json_object();
-    unsigned kept = 0;
-    for (size_t k = 0; k < t->n; k++) {
-        char id[SW_ROUTE_HOST_MAX + 32];
-        route_id(t->v[k].host, id, sizeof(id));
-        json_t *want = route_json(c, &t->v[k]);
-        kept += as_applied(c, id, want);
-        json_object_set_new(c->planned, id, want);
-    }
-    json_t *fallback = fallback_json();
-    kept += as_applied(c, FALLBACK_ID, fallback);
-    json_object_set_new(c->planned, FALLBACK_ID, fallback);
     if (!frame_matches(c, actual)) {
-        /* Caddy restarted empty, or its listeners edited: every route goes back */
-        c->changed = (unsigned)t->n + 1; /* and the fallback */
-        c->repaired = c->applied ? (kept ? kept : 1) : 0;
-        op_add(c, "POST", "/load", full_config(c, actual, t));
-        return;
-    }
-    json_t *have = json_object_get(
-        json_object_get(
-            json_object_get(json_object_get(json_object_get(actual, "apps"), "http"), "servers"),
-            SERVER),
-        "routes");
-    json_t *by_id = json_object();
-    size_t i;
-    json_t *r;
-    bool foreign = false;
-    long fb_at = -1; /* where the fallback is */
-    json_array_foreach(have, i, r)
-    {
-        const char *id = json_string_value(json_object_get(r, "@id"));
-        if (id && strcmp(id, FALLBACK_ID) == 0 && fb_at < 0)
-            fb_at = (long)i;
-        else if (!id || strncmp(id, ROUTE_PREFIX, strlen(ROUTE_PREFIX)) != 0 ||
-                 json_object_get(by_id, id))
-            foreign = true; /* a route Slipway did not write, or a duplicate */
+        op_add(c, "POST", "/load", full_config(c, actual));
+    } else {
+        json_t *routes = routes_json(c);
+        json_t *have = json_object_get(
+            json_object_get(
+                json_object_get(json_object_get(json_object_get(actual, "apps"), "http"),
+                                "servers"),
+                SERVER),
+            "routes");
+        if (json_equal(have, routes))
+            json_decref(routes);
         else
-            json_object_set(by_id, id, r);
+            op_add(c, "PATCH", SERVER_PATH "/routes", routes);
     }
-    unsigned n = 0;
-    size_t routes_len = json_array_size(have);
-    bool ordered = fb_at < 0 || (size_t)fb_at + 1 == routes_len; /* else it hides routes */
-    if (fb_at >= 0 && !json_equal(json_array_get(have, (size_t)fb_at), fallback)) {
-        op_add(c, "PATCH", "/id/" FALLBACK_ID, json_incref(fallback));
-        c->repaired += as_applied(c, FALLBACK_ID, fallback);
-        n++;
-    }
-    for (size_t k = 0; k < t->n; k++) {
-        char id[SW_ROUTE_HOST_MAX + 32], path[SW_ROUTE_HOST_MAX + 64];
-        route_id(t->v[k].host, id, sizeof(id));
-        json_t *want = json_incref(json_object_get(c->planned, id));
-        json_t *got = json_object_get(by_id, id);
-        if (!(got && json_equal(got, want)))
-            c->repaired += as_applied(c, id, want);
-        if (got && json_equal(got, want)) {
-            json_decref(want);
-        } else if (got) {
-            snprintf(path, sizeof(path), "/id/%s", id);
-            op_add(c, "PATCH", path, want);
-            n++;
-        } else if (t->v[k].host[0] == '*' && fb_at >= 0) {
-            /* wildcards match last, before the fallback */
-            snprintf(path, sizeof(path), SERVER_PATH "/routes/%ld", fb_at++);
-            op_add(c, "PUT", path, want);
-            routes_len++;
-            n++;
-        } else if (t->v[k].host[0] == '*' || routes_len == 0) {
-            op_add(c, "POST", SERVER_PATH "/routes", want);
-            routes_len++;
-            n++;
-        } else {
-            /* Exact hosts match first. Caddy inserts at an index only within the array. */
-            op_add(c, "PUT", SERVER_PATH "/routes/0", want);
-            fb_at += fb_at >= 0;
-            routes_len++;
-            n++;
-        }
-        json_object_del(by_id, id);
-    }
-    const char *id;
-    json_t *unused;
-    json_object_foreach(by_id, id, unused)
-    {
-        char path[SW_ROUTE_HOST_MAX + 64];
-        snprintf(path, sizeof(path), "/id/%s", id);
-        op_add(c, "DELETE", path, NULL);
-        c->repaired += as_applied(c, id, NULL); /* one of ours the last round did not write */
-        n++;
-    }
-    json_decref(by_id);
-    if (fb_at < 0) {
-        op_add(c, "POST", SERVER_PATH "/routes", json_incref(fallback));
-        c->repaired += as_applied(c, FALLBACK_ID, fallback);
-        n++;
-    }
-    /* Out of order (a wildcard ahead of an exact host), foreign routes, or too many changes
-     * for one reload each: the whole config in one load instead. */
-    const char *prev = NULL;
-    json_array_foreach(have, i, r)
-    {
-        json_t *hosts = json_object_get(json_array_get(json_object_get(r, "match"), 0), "host");
-        const char *h = json_string_value(json_array_get(hosts, 0));
-        if (h && prev && prev[0] == '*' && h[0] != '*')
-            ordered = false;
-        prev = h ? h : prev;
-    }
-    if (foreign || !ordered || n > MAX_ROUTE_OPS) {
-        ops_free(c);
-        op_add(c, "POST", "/load", full_config(c, actual, t));
-    }
-    c->changed = n ? n : (foreign || !ordered ? 1 : 0);
-    if ((foreign || !ordered) && c->applied && !c->repaired)
-        c->repaired = 1;
+    c->changed = c->ops ? 1 : 0;
+    c->repaired = c->ops && c->applied ? 1 : 0;
 }
 
 /* ---- the round ---- */
 
 static void destroy(caddy_t *c)
 {
-    json_decref(c->planned);
-    json_decref(c->applied);
     free(c);
 }
 
 static void round_end(caddy_t *c, int status, const char *error)
 {
     ops_free(c);
-    if (status == 0) {
-        json_decref(c->applied);
-        c->applied = c->planned;
-    } else {
-        json_decref(c->planned);
-    }
-    c->planned = NULL;
+    c->applied = c->applied || status == 0;
     sw_driver_cb cb = c->cb;
     c->cb = NULL;
-    c->table = NULL;
     if (cb)
         cb(status, status == 0 ? c->changed : 0, status == 0 ? c->repaired : 0, error, c->payload);
     if (c->freeing && !c->req)
@@ -489,32 +365,32 @@ static void on_config(int status, int http_status, const char *body, size_t len,
         round_end(c, -EPROTO, why);
         return;
     }
-    plan(c, actual, c->table);
+    plan(c, actual);
     json_decref(actual);
     round_next(c);
 }
 
 int sw_caddy_plan(const sw_config_t *cfg, const char *dns_address, const char *body, size_t len,
-                  const sw_routes_t *t, sw_buf_t *out)
+                  sw_buf_t *out)
 {
     caddy_t c = {.cfg = cfg};
     snprintf(c.dns, sizeof(c.dns), "udp/%s", dns_address);
+    snprintf(c.edge, sizeof(c.edge), "%s", dns_address);
     json_t *actual = json_loadb(body, len, JSON_DECODE_ANY, NULL);
     if (!actual)
         return -EPROTO;
-    plan(&c, actual, t);
+    plan(&c, actual);
     json_decref(actual);
     for (op_t *o = c.ops; o; o = o->next)
         sw_buf_printf(out, "%s %s %s\n", o->method, o->path, o->body ? o->body : "");
     ops_free(&c);
-    json_decref(c.planned); /* what a driver would keep as applied: nothing here */
     return 0;
 }
 
 static void caddy_apply(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb cb, void *payload)
 {
     caddy_t *c = (caddy_t *)d;
-    c->table = t;
+    (void)t; /* the config does not depend on it: the DNS responder and the edge answer it */
     c->cb = cb;
     c->payload = payload;
     c->changed = c->repaired = 0;
@@ -537,7 +413,7 @@ static void caddy_free(sw_proxy_driver_t *d)
 
 static const sw_proxy_driver_ops_t caddy_ops = {
     .name = "caddy",
-    .switch_in_dns = true,
+    .table_in_dns = true,
     .apply = caddy_apply,
     .free = caddy_free,
 };
@@ -590,6 +466,7 @@ int sw_proxy_caddy_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char
     c->loop = env->loop;
     c->cfg = env->cfg;
     snprintf(c->dns, sizeof(c->dns), "udp/%s", env->dns_address);
+    snprintf(c->edge, sizeof(c->edge), "%s", env->edge_address);
     *out = &c->base;
     return 0;
 }

@@ -1,11 +1,13 @@
 /* The DNS responder Caddy's dynamic upstreams ask (RFC 1035 over UDP, RFC 2782 SRV).
  *
- * A release switch must not change Caddy's configuration: Caddy 2.6 closes every proxied
- * WebSocket on every config load. So each app's route names its upstreams by an SRV name,
- * <app id>.app.slipway., which Caddy looks up here again every SLIPWAY_PROXY_REFRESH_MS; the
- * switch only changes what this answers. Each SRV target, <release>.<address>.ip.slipway.,
- * spells its own address (answered without state), and carries the release, which Caddy
- * copies into the Slipway-Release response header. */
+ * Neither a release switch nor a new domain may change Caddy's configuration: Caddy 2.6
+ * closes every proxied WebSocket on every config load. So Caddy has one route for every
+ * host, whose upstreams are the SRV name <request host>.host.slipway., looked up here again
+ * every SLIPWAY_PROXY_REFRESH_MS; a switch or a domain only changes what this answers. Each
+ * SRV target, <release>.<address>.ip.slipway., spells its own address (answered without
+ * state), and carries the release, which Caddy copies into the Slipway-Release response
+ * header. A host that no route takes, or whose app serves no release, is sent to the edge
+ * (edge.c), which says so. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -19,7 +21,7 @@
 #define DNS_HEADER     12
 #define DNS_UDP_PLAIN  512  /* without EDNS */
 #define DNS_UDP_EDNS   1232 /* what we offer and accept with EDNS */
-#define DNS_MAX_LABELS 8
+#define DNS_MAX_LABELS 130  /* a hostname of 127 labels, then host.slipway */
 
 enum { T_A = 1, T_AAAA = 28, T_SRV = 33, T_OPT = 41, C_IN = 1 };
 enum { RC_OK = 0, RC_FORMERR = 1, RC_NXDOMAIN = 3, RC_NOTIMP = 4 };
@@ -132,8 +134,11 @@ static size_t read_name(const uint8_t *q, size_t qlen, size_t off, char labels[]
             return off;
         if (n > 63 || n > qlen - off || *nlabels == DNS_MAX_LABELS || (total += n + 1) > 255)
             return 0; /* pointers (0xc0) in a question, and oversized names, are refused */
-        for (uint8_t i = 0; i < n; i++)
+        for (uint8_t i = 0; i < n; i++) {
+            if (q[off + i] == 0)
+                return 0; /* would cut the name short where it is read as a string */
             labels[*nlabels][i] = (char)tolower(q[off + i]);
+        }
         labels[*nlabels][n] = '\0';
         (*nlabels)++;
         off += n;
@@ -170,8 +175,8 @@ static void set_count(wbuf_t *w, size_t at, unsigned v)
     w->p[at + 1] = (uint8_t)v;
 }
 
-size_t sw_dns_answer(const sw_routes_t *t, const uint8_t *q, size_t qlen, uint8_t *out,
-                     size_t out_size)
+size_t sw_dns_answer(const sw_routes_t *t, const char *edge, const uint8_t *q, size_t qlen,
+                     uint8_t *out, size_t out_size)
 {
     if (qlen < DNS_HEADER || (q[2] & 0x80))
         return 0; /* too short to answer, or itself an answer: never reply to those */
@@ -201,15 +206,24 @@ size_t sw_dns_answer(const sw_routes_t *t, const uint8_t *q, size_t qlen, uint8_
             11; /* room for our OPT */
     }
 
-    /* What the name is: an app's upstream set, or an address. */
+    /* What the name is: the upstreams of a request's host, or an address. */
     int rcode = RC_NXDOMAIN;
     const sw_route_t *route = NULL;
+    bool to_edge = false;
     uint8_t addr[16];
     size_t addr_len = 0;
     if (qclass == C_IN && nl >= 3 && strcmp(labels[nl - 1], SW_DNS_SUFFIX) == 0) {
-        if (nl == 3 && strcmp(labels[1], "app") == 0) {
-            route = sw_routes_find_key(t, labels[0]);
-            rcode = route ? RC_OK : RC_NXDOMAIN;
+        if (strcmp(labels[nl - 2], "host") == 0) {
+            char host[256]; /* read_name kept the whole name under 256 bytes */
+            size_t at = 0;
+            for (int i = 0; i < nl - 2; i++)
+                at +=
+                    (size_t)snprintf(host + at, sizeof(host) - at, "%s%s", i ? "." : "", labels[i]);
+            route = sw_routes_find_host(t, host);
+            if (route && route->nendpoints == 0)
+                route = NULL;
+            to_edge = !route && edge;
+            rcode = route || to_edge ? RC_OK : RC_NXDOMAIN;
         } else if (nl == 4 && strcmp(labels[2], "ip") == 0) {
             addr_len = label_address(labels[1], addr);
             rcode = addr_len ? RC_OK : RC_NXDOMAIN;
@@ -219,12 +233,13 @@ size_t sw_dns_answer(const sw_routes_t *t, const uint8_t *q, size_t qlen, uint8_
     put_header(&w, q, rcode, 1, 0, edns ? 1 : 0);
     put(&w, q + DNS_HEADER, qend - DNS_HEADER); /* the question, as asked */
     unsigned an = 0;
-    if (route && qtype == T_SRV) {
-        for (size_t i = 0; i < route->nendpoints; i++) {
+    if ((route || to_edge) && qtype == T_SRV) {
+        size_t n = route ? route->nendpoints : 1;
+        for (size_t i = 0; i < n; i++) {
             char target[160];
             uint16_t port;
-            if (sw_dns_target(route->release, route->endpoints[i], target, sizeof(target), &port) !=
-                0)
+            if (sw_dns_target(route ? route->release : "edge", route ? route->endpoints[i] : edge,
+                              target, sizeof(target), &port) != 0)
                 continue;
             wbuf_t rec = {.p = (uint8_t[200]){0}, .cap = 200};
             put16(&rec, 0); /* priority */
@@ -287,8 +302,8 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struc
     if (nread <= 0 || !from || (flags & UV_UDP_PARTIAL))
         return;
     send_t *s = sw_calloc(1, sizeof(*s));
-    size_t n = sw_dns_answer(d->routes, (const uint8_t *)buf->base, (size_t)nread, s->data,
-                             sizeof(s->data));
+    size_t n = sw_dns_answer(d->routes, d->address, (const uint8_t *)buf->base, (size_t)nread,
+                             s->data, sizeof(s->data));
     uv_buf_t b = uv_buf_init((char *)s->data, (unsigned)n);
     if (n == 0 || uv_udp_send(&s->req, u, &b, 1, from, on_sent) != 0)
         free(s);

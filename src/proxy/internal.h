@@ -48,8 +48,9 @@ void sw_routes_override(sw_routes_t *t, const char *key, const char *release,
                         const char *const *endpoints, size_t n);
 /* The first route of key, or NULL. */
 const sw_route_t *sw_routes_find_key(const sw_routes_t *t, const char *key);
-/* Whether a and b route the same hostnames to the same apps (releases and endpoints aside). */
-bool sw_routes_same_hosts(const sw_routes_t *a, const sw_routes_t *b);
+/* The route a request's host takes: the exact hostname, else a wildcard over its first label
+ * ("*.example.com" for "a.example.com"), whatever the case. NULL: none. */
+const sw_route_t *sw_routes_find_host(const sw_routes_t *t, const char *host);
 /* Exact hosts first (sorted), then wildcards: a proxy that matches in order picks the most
  * specific. */
 void sw_routes_sort(sw_routes_t *t);
@@ -70,9 +71,10 @@ typedef void (*sw_driver_cb)(int status, unsigned changed, unsigned repaired, co
 
 typedef struct {
     const char *name;
-    /* A release switch changes nothing in the proxy's config, only what the DNS responder
-     * answers (caddy): a publish is live as soon as the table in memory says so. */
-    bool switch_in_dns;
+    /* The proxy's config does not depend on the table: a release switch, or a hostname added
+     * or removed, is only what the DNS responder and the edge answer (caddy). A publish is
+     * live as soon as the table in memory says so, and the config is compared for drift. */
+    bool table_in_dns;
     /* Makes the proxy serve exactly t; compares first, so an unchanged proxy is not touched.
      * One call at a time. t stays valid until cb. */
     void (*apply)(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb cb, void *payload);
@@ -87,7 +89,8 @@ struct sw_proxy_driver {
 typedef struct {
     uv_loop_t *loop;
     const sw_config_t *cfg;
-    const char *dns_address; /* the DNS responder's bound "host:port" (caddy) */
+    const char *dns_address;  /* the DNS responder's bound "host:port" (caddy) */
+    const char *edge_address; /* the edge's (caddy) */
 } sw_driver_env_t;
 
 int sw_proxy_none_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char *why,
@@ -103,18 +106,20 @@ int sw_proxy_nginx_new(sw_proxy_driver_t **out, const sw_driver_env_t *env, char
 int sw_nginx_render(const sw_routes_t *t, const sw_config_t *cfg, sw_buf_t *out,
                     char hash[SW_NGINX_HASH_HEX]);
 
-/* What a round of the caddy driver (caddy.c) sends Caddy when its GET /config/ answered body,
- * for the table t: one line per admin request, "METHOD path body" (body empty when none),
- * appended to out. 0, or -EPROTO when body is not JSON. Pure: for tests. */
+/* What a round of the caddy driver (caddy.c) sends Caddy when its GET /config/ answered body
+ * (the edge on dns_address too): one line per admin request, "METHOD path body" (body empty
+ * when none), appended to out. 0, or -EPROTO when body is not JSON. Pure: for tests. */
 int sw_caddy_plan(const sw_config_t *cfg, const char *dns_address, const char *body, size_t len,
-                  const sw_routes_t *t, sw_buf_t *out);
+                  sw_buf_t *out);
 
 /* ---- the DNS responder (dns.c) ----
  *
- * Answers, over UDP, what Caddy's dynamic upstreams ask: SRV <key>.app.slipway. lists the
- * endpoints of the key's routes, each as target <release>.<address label>.ip.slipway.; A or
- * AAAA of such a target is the address its label spells (127-0-0-1, or x + 32 hex digits
- * for IPv6). Everything else is NXDOMAIN. */
+ * Answers, over UDP, what Caddy's dynamic upstreams ask: SRV <host>.host.slipway. lists the
+ * endpoints of the route that host takes (sw_routes_find_host), each as target
+ * <release>.<address label>.ip.slipway.; a host without a route, or whose app serves no
+ * release, gets the edge (edge.c) as its one target, edge.<label>.ip.slipway. A or AAAA of
+ * such a target is the address its label spells (127-0-0-1, or x + 32 hex digits for IPv6).
+ * Everything else is NXDOMAIN. */
 #define SW_DNS_SUFFIX "slipway"
 typedef struct sw_dns sw_dns_t;
 int sw_dns_new(sw_dns_t **out, uv_loop_t *loop, const char *listen, char *why, size_t why_len);
@@ -125,14 +130,29 @@ const char *sw_dns_address(const sw_dns_t *d);
 /* Closes the socket; on_closed follows from the loop. */
 void sw_dns_close(sw_dns_t *d, void (*on_closed)(void *payload), void *payload);
 
-/* Builds the answer to one query from t into out (at most out_size bytes). Returns the
- * answer's length, or 0 when the query deserves no answer at all. Pure: for tests. */
-size_t sw_dns_answer(const sw_routes_t *t, const uint8_t *q, size_t qlen, uint8_t *out,
-                     size_t out_size);
+/* Builds the answer to one query from t into out (at most out_size bytes); edge is the
+ * edge's "host:port" (NULL: a host without a route is NXDOMAIN). Returns the answer's
+ * length, or 0 when the query deserves no answer at all. Pure: for tests. */
+size_t sw_dns_answer(const sw_routes_t *t, const char *edge, const uint8_t *q, size_t qlen,
+                     uint8_t *out, size_t out_size);
 /* The name an endpoint's address is given by: "<release>.<label>.ip.slipway." into out.
  * Returns -EINVAL for an endpoint that is not an IP literal with a port. */
 int sw_dns_target(const char *release, const char *endpoint, char *out, size_t out_size,
                   uint16_t *port);
+
+/* ---- the edge (edge.c) ----
+ *
+ * Answers over TCP where no app does: a host no route takes (404) or whose app serves no
+ * release (503), each marked "Slipway-Edge: <why>"; and GET /ask?domain=<name>, Caddy's
+ * on-demand TLS question, 200 only for a name a route takes. */
+typedef struct sw_edge sw_edge_t;
+int sw_edge_new(sw_edge_t **out, uv_loop_t *loop, const char *listen, char *why, size_t why_len);
+/* The table answers come from; the caller keeps it alive until the next call (NULL: none). */
+void sw_edge_set_routes(sw_edge_t *e, const sw_routes_t *t);
+/* The bound "host:port". */
+const char *sw_edge_address(const sw_edge_t *e);
+/* Stops listening, lets answers in flight finish; on_closed (may be NULL) follows. */
+void sw_edge_close(sw_edge_t *e, void (*on_closed)(void *payload), void *payload);
 
 /* ---- what the proxy serves for a hostname, observed (state.c, tlsprobe.c) ---- */
 

@@ -59,12 +59,12 @@ struct sw_proxy {
     sw_proxy_driver_t *driver;
     bool active; /* a driver that routes (not none) */
     sw_dns_t *dns;
+    sw_edge_t *edge;         /* with the DNS responder */
     sw_proxy_state_t *state; /* what rounds did and saw, for GET domains/:id */
     uv_timer_t timer;
     uv_timer_t answer_timer; /* answers publishes the DNS responder already serves */
     waiter_t *answered;      /* ...those */
     sw_routes_t *table;      /* the last one read: the DNS responder answers from it */
-    sw_routes_t *served;     /* the table of the last round that succeeded (may be table) */
     bool applied;            /* the last round that ended succeeded */
     bool check_due;          /* the next round compares the proxy with the table whatever changed */
     pin_t *pins;
@@ -86,8 +86,6 @@ static void unref(sw_proxy_t *p)
 {
     if (--p->refs > 0)
         return;
-    if (p->served != p->table)
-        sw_routes_free(p->served);
     sw_routes_free(p->table);
     free(p);
 }
@@ -97,6 +95,7 @@ static void on_handle_closed(uv_handle_t *h)
     unref(h->data);
 }
 
+/* the DNS responder, or the edge */
 static void on_dns_closed(void *payload)
 {
     unref(payload);
@@ -159,10 +158,6 @@ static void round_end(sw_proxy_t *p, int status, bool compared, unsigned changed
     }
     if (compared)
         p->applied = status == 0;
-    if (compared && status == 0 && p->served != p->table) {
-        sw_routes_free(p->served);
-        p->served = p->table;
-    }
     if (status != -ECANCELED)
         sw_proxy_state_round(p->state, p->table, status, error);
     waiter_t *w = p->in_round;
@@ -205,16 +200,16 @@ static void on_table(int status, sw_routes_t *t, const char *error, void *payloa
                            pin->n);
         pp = &pin->next;
     }
-    if (p->table != p->served)
-        sw_routes_free(p->table);
+    sw_routes_free(p->table);
     p->table = t;
-    if (p->dns)
+    if (p->dns) {
         sw_dns_set_routes(p->dns, t); /* a switch is live here first */
-    if (p->driver->ops->switch_in_dns && p->applied && !p->check_due &&
-        sw_routes_same_hosts(t, p->served)) {
-        /* A release or endpoint moved, no hostname: the DNS answer above was the whole
-         * change. Reading and comparing the proxy's config (at 1,000 routes most of a
-         * round, and the DNS responder waits meanwhile) is left to the timer's rounds. */
+        sw_edge_set_routes(p->edge, t);
+    }
+    if (p->driver->ops->table_in_dns && p->applied && !p->check_due) {
+        /* The DNS answer above was the whole change. Reading and comparing the proxy's
+         * config for drift is left to the timer's rounds (and to what asks for it at once:
+         * check_due). */
         round_end(p, 0, false, 0, 0, NULL);
         unref(p);
         return;
@@ -304,15 +299,13 @@ void sw_proxy_publish(sw_proxy_t *p, const sw_proxy_release_t *rel, sw_proxy_cb 
         pin->endpoints[pin->n++] = sw_strdup(rel->endpoints[i]);
     pin->next = p->pins;
     p->pins = pin;
-    if (p->driver->ops->switch_in_dns && p->applied && sw_routes_find_key(p->served, rel->app_id) &&
-        (p->table == p->served || sw_routes_same_hosts(p->table, p->served))) {
-        /* The proxy already routes the app's hostnames, and a switch is only what the DNS
-         * responder answers: it answers the new release from now on, and the publish is
-         * done. The round below confirms without holding it up (a proxy that drifted is
-         * compared again if the verify takes long: on_verify_timer); one in
-         * flight meanwhile applies the pin to the table it reads (unless that round adds or
-         * removes hostnames: then the publish waits for the proxy). Waiting for every round
-         * made every other switch at 1,000 routes wait one or two whole rounds. */
+    if (p->driver->ops->table_in_dns && p->applied && p->table) {
+        /* The proxy serves whatever the DNS responder answers: it answers the new release
+         * from now on, and the publish is done. The round below reads the table again
+         * without holding it up (a proxy that drifted is compared again if the verify takes
+         * long: on_verify_timer); one in flight meanwhile applies the pin to the table it
+         * reads. Waiting for every round made every other switch at 1,000 routes wait one
+         * or two whole rounds. */
         sw_routes_override(p->table, pin->app_id, pin->release, (const char *const *)pin->endpoints,
                            pin->n);
         w->next = p->answered;
@@ -407,7 +400,7 @@ static void on_verify_timer(uv_timer_t *t)
         return;
     }
     v->started = true;
-    if (p->active && p->driver->ops->switch_in_dns)
+    if (p->active && p->driver->ops->table_in_dns)
         uv_timer_start(t, on_verify_timer, SW_MAX(2 * p->cfg->proxy_refresh_ms, NUDGE_MIN_MS), 0);
     verify_next(v);
 }
@@ -468,8 +461,12 @@ int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_p
     int r;
     if (strcmp(cfg->proxy, "caddy") == 0) {
         r = sw_dns_new(&p->dns, loop, cfg->proxy_dns, why, why_len);
+        /* the edge on the same address, over TCP (the DNS responder names it) */
+        if (r == 0)
+            r = sw_edge_new(&p->edge, loop, sw_dns_address(p->dns), why, why_len);
         if (r == 0) {
             env.dns_address = sw_dns_address(p->dns);
+            env.edge_address = sw_edge_address(p->edge);
             r = sw_proxy_caddy_new(&p->driver, &env, why, why_len);
         }
     } else if (strcmp(cfg->proxy, "nginx") == 0) {
@@ -481,6 +478,8 @@ int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_p
         r = -EINVAL;
     }
     if (r != 0) {
+        if (p->edge)
+            sw_edge_close(p->edge, NULL, NULL);
         if (p->dns)
             sw_dns_close(p->dns, (void (*)(void *))free, p);
         else
@@ -492,7 +491,7 @@ int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_p
     uv_timer_init(loop, &p->answer_timer);
     p->answer_timer.data = p;
     p->timer.data = p;
-    p->refs = 2 + (p->dns ? 1 : 0);
+    p->refs = 2 + (p->dns ? 2 : 0); /* the timers; the DNS responder and the edge */
     if (p->active) {
         sw_pg_pool_opts_t lo = {
             .conninfo = cfg->database_url,
@@ -552,8 +551,10 @@ void sw_proxy_free(sw_proxy_t *p)
     }
     p->driver->ops->free(p->driver); /* a round in flight calls back with -ECANCELED */
     sw_proxy_state_free(p->state);
-    if (p->dns)
+    if (p->dns) {
         sw_dns_close(p->dns, on_dns_closed, p);
+        sw_edge_close(p->edge, on_dns_closed, p);
+    }
     w = p->answered;
     p->answered = NULL;
     waiters_answer(w, -ECANCELED, "stopped");

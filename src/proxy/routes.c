@@ -5,6 +5,7 @@
  * derived, so a lost proxy is rebuilt from it. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,16 +123,6 @@ void sw_routes_override(sw_routes_t *t, const char *key, const char *release,
             route_set(&t->v[i], release, endpoints, n);
 }
 
-bool sw_routes_same_hosts(const sw_routes_t *a, const sw_routes_t *b)
-{
-    if (!a || !b || a->n != b->n)
-        return false;
-    for (size_t i = 0; i < a->n; i++) /* both sorted by host */
-        if (strcmp(a->v[i].host, b->v[i].host) != 0 || strcmp(a->v[i].key, b->v[i].key) != 0)
-            return false;
-    return true;
-}
-
 const sw_route_t *sw_routes_find_key(const sw_routes_t *t, const char *key)
 {
     for (size_t i = 0; t && i < t->n; i++)
@@ -147,6 +138,30 @@ static int by_specificity(const void *a, const void *b)
     if (wx != wy)
         return wx ? 1 : -1;
     return strcmp(x->host, y->host);
+}
+
+static const sw_route_t *find_exact(const sw_routes_t *t, const char *host)
+{
+    sw_route_t key;
+    snprintf(key.host, sizeof(key.host), "%s", host);
+    return bsearch(&key, t->v, t->n, sizeof(*t->v), by_specificity);
+}
+
+const sw_route_t *sw_routes_find_host(const sw_routes_t *t, const char *host)
+{
+    size_t len = strlen(host);
+    if (!t || t->n == 0 || len == 0 || len > SW_ROUTE_HOST_MAX || host[0] == '*')
+        return NULL;
+    char lower[SW_ROUTE_HOST_MAX + 1];
+    for (size_t i = 0; i <= len; i++)
+        lower[i] = (char)tolower((unsigned char)host[i]);
+    const sw_route_t *r = find_exact(t, lower);
+    const char *dot = strchr(lower, '.');
+    if (r || !dot || !dot[1])
+        return r;
+    char wild[SW_ROUTE_HOST_MAX + 2];
+    snprintf(wild, sizeof(wild), "*%s", dot); /* a wildcard covers one label */
+    return find_exact(t, wild);
 }
 
 void sw_routes_sort(sw_routes_t *t)

@@ -92,9 +92,8 @@ class Caddy:
         srv = cfg.get("apps", {}).get("http", {}).get("servers", {}).get("slipway", {})
         return srv.get("routes", [])
 
-    def route_hosts(self):
-        return sorted(h for r in self.routes() for m in r.get("match", [])
-                      for h in m.get("host", []))
+    def route_ids(self):
+        return [r.get("@id") for r in self.routes()]
 
     def get(self, host, path="/", timeout=5, **kw):
         """A request at Caddy's HTTP listener for host."""

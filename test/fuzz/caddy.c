@@ -1,7 +1,6 @@
 /* Fuzz target: the caddy driver's reading of the config Caddy's admin API answers
- * (src/proxy/caddy.c), planned against a table of three hostnames. Whatever Caddy said, the
- * plan must converge: when it is one /load, planning again against the config it loads asks
- * for nothing more.
+ * (src/proxy/caddy.c). Whatever Caddy said, the plan must converge: when it is one /load,
+ * planning again against the config it loads asks for nothing more.
  *
  * Input: byte 0 picks the settings (bit 0: HTTPS listener, bit 1: an ACME issuer); the rest is
  * the body of GET /config/. */
@@ -16,23 +15,6 @@
 #define DNS        "127.0.0.1:5353"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static sw_routes_t *table(void)
-{
-    static const char *const hosts[] = {"shop.test", "*.wild.test", "api.example"};
-    static const char *const keys[] = {"6f1c2a7e-0a1b-4c2d-9e3f-112233445566", "w", "api"};
-    sw_routes_t *t = calloc(1, sizeof(*t));
-    t->n = 3;
-    t->v = calloc(t->n, sizeof(*t->v));
-    for (size_t i = 0; i < t->n; i++) {
-        snprintf(t->v[i].host, sizeof(t->v[i].host), "%s", hosts[i]);
-        snprintf(t->v[i].key, sizeof(t->v[i].key), "%s", keys[i]);
-    }
-    const char *const eps[] = {"127.0.0.1:4000", "[::1]:4001"};
-    sw_routes_override(t, keys[0], "d0d0d0d0-1111-2222-3333-444455556666", eps, 2);
-    sw_routes_sort(t);
-    return t;
-}
 
 static void config(sw_config_t *cfg, unsigned variant)
 {
@@ -55,11 +37,9 @@ static void config(sw_config_t *cfg, unsigned variant)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static sw_routes_t *t;
     static sw_config_t cfgs[4];
     static bool ready;
     if (!ready) {
-        t = table();
         for (unsigned i = 0; i < 4; i++)
             config(&cfgs[i], i);
         ready = true;
@@ -68,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const sw_config_t *cfg = &cfgs[data[0] & 3];
     sw_buf_t ops = SW_BUF_INIT;
-    if (sw_caddy_plan(cfg, DNS, (const char *)data + 1, size - 1, t, &ops) == 0) {
+    if (sw_caddy_plan(cfg, DNS, (const char *)data + 1, size - 1, &ops) == 0) {
         static const char load[] = "POST /load ";
         if (ops.len > sizeof(load) && memcmp(ops.base, load, sizeof(load) - 1) == 0) {
             const char *body = ops.base + sizeof(load) - 1;
@@ -76,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (body[blen] != '\n' || body[blen + 1] != '\0')
                 abort(); /* a /load is the round's only request */
             sw_buf_t again = SW_BUF_INIT;
-            if (sw_caddy_plan(cfg, DNS, body, blen, t, &again) != 0 || again.len != 0) {
+            if (sw_caddy_plan(cfg, DNS, body, blen, &again) != 0 || again.len != 0) {
                 fprintf(stderr, "not converged:\n%s\n", again.base ? again.base : "(unreadable)");
                 abort();
             }

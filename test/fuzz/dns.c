@@ -1,5 +1,6 @@
 /* Fuzz target: a UDP datagram to the DNS responder Caddy's dynamic upstreams ask
- * (src/proxy/dns.c), answered from a table of two apps, one with IPv4 and IPv6 endpoints.
+ * (src/proxy/dns.c), answered from a table of two apps, one with IPv4 and IPv6 endpoints, and
+ * an edge for the hosts without a route.
  *
  * Input: the datagram, as the socket would read it (at most 1232 bytes). */
 #include <stdint.h>
@@ -47,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > MAX_DATAGRAM)
         return 0;
     uint8_t *out = malloc(MAX_DATAGRAM); /* exactly the socket's buffer: overruns are caught */
-    size_t n = sw_dns_answer(t, data, size, out, MAX_DATAGRAM);
+    size_t n = sw_dns_answer(t, "127.0.0.1:5354", data, size, out, MAX_DATAGRAM);
     if (n > MAX_DATAGRAM)
         abort();
     /* An answer echoes the id, sets QR and never answers an answer. */

@@ -68,8 +68,8 @@ static void test_srv_lists_every_endpoint_with_its_release(void **state)
     (void)state;
     sw_routes_t *t = table(2);
     uint8_t q[512], a[1232];
-    size_t qn = query(q, APP ".app.slipway.", 33, false);
-    size_t an = sw_dns_answer(t, q, qn, a, sizeof(a));
+    size_t qn = query(q, "shop.test.host.slipway.", 33, false);
+    size_t an = sw_dns_answer(t, NULL, q, qn, a, sizeof(a));
     assert_true(an > qn);
     assert_int_equal(u16(a), 0x1234);             /* the id */
     assert_true(a[2] & 0x80);                     /* an answer */
@@ -96,7 +96,7 @@ static void test_a_target_spells_its_address(void **state)
     (void)state;
     uint8_t q[512], a[512];
     size_t qn = query(q, REL ".10-1-2-3.ip.slipway.", 1, false);
-    size_t an = sw_dns_answer(NULL, q, qn, a, sizeof(a));
+    size_t an = sw_dns_answer(NULL, NULL, q, qn, a, sizeof(a));
     assert_int_equal(u16(a + 6), 1);
     const uint8_t *rr = a + qn;
     assert_int_equal(u16(rr + 10), 4);
@@ -106,7 +106,7 @@ static void test_a_target_spells_its_address(void **state)
 
     /* an IPv4 name has no AAAA: NOERROR with no answer */
     qn = query(q, REL ".10-1-2-3.ip.slipway.", 28, false);
-    sw_dns_answer(NULL, q, qn, a, sizeof(a));
+    sw_dns_answer(NULL, NULL, q, qn, a, sizeof(a));
     assert_int_equal(a[3] & 0x0f, 0);
     assert_int_equal(u16(a + 6), 0);
 
@@ -115,7 +115,7 @@ static void test_a_target_spells_its_address(void **state)
     assert_int_equal(sw_dns_target(REL, "[::1]:80", target, sizeof(target), &port), 0);
     assert_int_equal(port, 80);
     qn = query(q, target, 28, false);
-    an = sw_dns_answer(NULL, q, qn, a, sizeof(a));
+    an = sw_dns_answer(NULL, NULL, q, qn, a, sizeof(a));
     assert_int_equal(u16(a + 6), 1);
     assert_int_equal(a[an - 1], 1); /* ::1 */
 }
@@ -125,11 +125,13 @@ static void test_unknown_names_are_nxdomain(void **state)
     (void)state;
     sw_routes_t *t = table(1);
     uint8_t q[512], a[512];
-    const char *names[] = {"ffffffff-0a1b-4c2d-9e3f-112233445566.app.slipway.", "example.com.",
-                           "x.999-0-0-1.ip.slipway.", "x.1-2-3.ip.slipway.", APP ".app.other."};
+    const char *names[] = {"other.test.host.slipway.", "example.com.",
+                           "x.999-0-0-1.ip.slipway.",  "x.1-2-3.ip.slipway.",
+                           "shop.test.host.other.",    "host.slipway.",
+                           APP ".app.slipway."};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         size_t qn = query(q, names[i], 33, false);
-        sw_dns_answer(t, q, qn, a, sizeof(a));
+        sw_dns_answer(t, NULL, q, qn, a, sizeof(a));
         assert_int_equal(a[3] & 0x0f, 3);
         assert_int_equal(u16(a + 6), 0);
     }
@@ -140,27 +142,27 @@ static void test_malformed_queries(void **state)
 {
     (void)state;
     uint8_t q[512], a[512];
-    size_t qn = query(q, APP ".app.slipway.", 33, false);
+    size_t qn = query(q, "shop.test.host.slipway.", 33, false);
     /* too short, or itself an answer: silence */
-    assert_int_equal(sw_dns_answer(NULL, q, 11, a, sizeof(a)), 0);
+    assert_int_equal(sw_dns_answer(NULL, NULL, q, 11, a, sizeof(a)), 0);
     q[2] |= 0x80;
-    assert_int_equal(sw_dns_answer(NULL, q, qn, a, sizeof(a)), 0);
+    assert_int_equal(sw_dns_answer(NULL, NULL, q, qn, a, sizeof(a)), 0);
     q[2] &= 0x7f;
     /* a truncated name, a compression pointer, two questions: FORMERR */
-    size_t an = sw_dns_answer(NULL, q, 20, a, sizeof(a));
+    size_t an = sw_dns_answer(NULL, NULL, q, 20, a, sizeof(a));
     assert_int_equal(an, 12);
     assert_int_equal(a[3] & 0x0f, 1);
     q[12] = 0xc0;
-    sw_dns_answer(NULL, q, qn, a, sizeof(a));
+    sw_dns_answer(NULL, NULL, q, qn, a, sizeof(a));
     assert_int_equal(a[3] & 0x0f, 1);
-    qn = query(q, APP ".app.slipway.", 33, false);
+    qn = query(q, "shop.test.host.slipway.", 33, false);
     q[5] = 2;
-    sw_dns_answer(NULL, q, qn, a, sizeof(a));
+    sw_dns_answer(NULL, NULL, q, qn, a, sizeof(a));
     assert_int_equal(a[3] & 0x0f, 1);
     /* another opcode: NOTIMP */
-    qn = query(q, APP ".app.slipway.", 33, false);
+    qn = query(q, "shop.test.host.slipway.", 33, false);
     q[2] |= 0x10;
-    sw_dns_answer(NULL, q, qn, a, sizeof(a));
+    sw_dns_answer(NULL, NULL, q, qn, a, sizeof(a));
     assert_int_equal(a[3] & 0x0f, 4);
 }
 
@@ -170,19 +172,103 @@ static void test_answers_fit_the_size_the_client_offers(void **state)
     sw_routes_t *t = table(SW_ROUTE_MAX_ENDPOINTS);
     uint8_t q[512], a[1232];
     /* without EDNS: 512 bytes at most, and as many whole records as fit */
-    size_t qn = query(q, APP ".app.slipway.", 33, false);
-    size_t an = sw_dns_answer(t, q, qn, a, sizeof(a));
+    size_t qn = query(q, "shop.test.host.slipway.", 33, false);
+    size_t an = sw_dns_answer(t, NULL, q, qn, a, sizeof(a));
     assert_true(an <= 512);
     unsigned plain = u16(a + 6);
     assert_true(plain >= 5 && plain < SW_ROUTE_MAX_ENDPOINTS);
     assert_false(a[2] & 0x02); /* no truncation bit: there is no TCP to retry on */
     /* with EDNS (1232 offered): more records, and our OPT record last */
-    qn = query(q, APP ".app.slipway.", 33, true);
-    an = sw_dns_answer(t, q, qn, a, sizeof(a));
+    qn = query(q, "shop.test.host.slipway.", 33, true);
+    an = sw_dns_answer(t, NULL, q, qn, a, sizeof(a));
     assert_true(an <= 1232);
     assert_true(u16(a + 6) > plain);
     assert_int_equal(u16(a + 10), 1);
     assert_int_equal(u16(a + an - 10), 41); /* OPT: root name, then its type */
+    sw_routes_free(t);
+}
+
+/* The SRV target of the first answer record, dotted, into out. */
+static void first_target(const uint8_t *a, size_t qn, char *out, uint16_t *port)
+{
+    const uint8_t *rr = a + qn;
+    *port = (uint16_t)u16(rr + 16);
+    const uint8_t *p = rr + 18;
+    size_t at = 0;
+    while (*p) {
+        memcpy(out + at, p + 1, *p);
+        at += *p;
+        out[at++] = '.';
+        p += *p + 1;
+    }
+    out[at] = '\0';
+}
+
+static void test_a_host_without_a_route_or_release_goes_to_the_edge(void **state)
+{
+    (void)state;
+    sw_routes_t *t = table(0); /* shop.test: no release yet */
+    uint8_t q[512], a[512];
+    char target[256];
+    uint16_t port;
+    const char *names[] = {"shop.test.host.slipway.", "nobody.test.host.slipway."};
+    for (size_t i = 0; i < 2; i++) {
+        size_t qn = query(q, names[i], 33, false);
+        sw_dns_answer(t, "127.0.0.1:5354", q, qn, a, sizeof(a));
+        assert_int_equal(a[3] & 0x0f, 0);
+        assert_int_equal(u16(a + 6), 1);
+        first_target(a, qn, target, &port);
+        assert_string_equal(target, "edge.127-0-0-1.ip.slipway.");
+        assert_int_equal(port, 5354);
+    }
+    sw_routes_free(t);
+}
+
+static void test_hosts_match_exactly_then_by_wildcard_whatever_the_case(void **state)
+{
+    (void)state;
+    sw_routes_t *t = calloc(1, sizeof(*t));
+    t->v = calloc(3, sizeof(*t->v));
+    const char *hosts[] = {"*.apps.example", "api.apps.example", "x.test"};
+    const char *eps[3][1] = {{"127.0.0.1:4001"}, {"127.0.0.1:4002"}, {"127.0.0.1:4003"}};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(t->v[i].host, sizeof(t->v[i].host), "%s", hosts[i]);
+        snprintf(t->v[i].key, sizeof(t->v[i].key), "key%zu", i);
+        t->n++;
+        sw_routes_override(t, t->v[i].key, REL, eps[i], 1);
+    }
+    sw_routes_sort(t);
+    struct {
+        const char *name;
+        unsigned port; /* 0: the edge's */
+    } cases[] = {
+        {"shop.apps.example.host.slipway.", 4001}, /* the wildcard */
+        {"API.Apps.Example.host.slipway.", 4002},  /* exact beats wildcard, case aside */
+        {"a.b.apps.example.host.slipway.", 0},     /* a wildcard covers one label */
+        {"apps.example.host.slipway.", 0},         {"x.test.host.slipway.", 4003},
+        {"*.apps.example.host.slipway.", 0}, /* never the wildcard's own name */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t q[512], a[512];
+        char target[256];
+        uint16_t port;
+        size_t qn = query(q, cases[i].name, 33, false);
+        sw_dns_answer(t, "127.0.0.1:9", q, qn, a, sizeof(a));
+        assert_int_equal(u16(a + 6), 1);
+        first_target(a, qn, target, &port);
+        if (port != (cases[i].port ? cases[i].port : 9))
+            fail_msg("%s: port %u", cases[i].name, port);
+    }
+    /* and the longest name DNS carries: 120 labels of one letter, then host.slipway */
+    char longname[260] = "";
+    for (int i = 0; i < 120; i++)
+        strcat(longname, "a.");
+    strcat(longname, "host.slipway.");
+    uint8_t q[512], a[1232];
+    size_t qn = query(q, longname, 33, false);
+    sw_dns_answer(t, "127.0.0.1:9", q, qn, a, sizeof(a));
+    assert_int_equal(a[3] & 0x0f, 0);
+    assert_int_equal(u16(a + 6), 1);
     sw_routes_free(t);
 }
 
@@ -205,6 +291,8 @@ int main(void)
         cmocka_unit_test(test_srv_lists_every_endpoint_with_its_release),
         cmocka_unit_test(test_a_target_spells_its_address),
         cmocka_unit_test(test_unknown_names_are_nxdomain),
+        cmocka_unit_test(test_a_host_without_a_route_or_release_goes_to_the_edge),
+        cmocka_unit_test(test_hosts_match_exactly_then_by_wildcard_whatever_the_case),
         cmocka_unit_test(test_malformed_queries),
         cmocka_unit_test(test_answers_fit_the_size_the_client_offers),
         cmocka_unit_test(test_hostnames_the_table_holds),
