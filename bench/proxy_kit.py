@@ -5,9 +5,12 @@ Standard library only; settings come from the environment bench/proxy_lib.sh exp
 import http.client
 import json
 import os
+import random
 import secrets
 import shutil
+import socket
 import statistics
+import struct
 import subprocess
 import time
 import urllib.request
@@ -149,6 +152,28 @@ def caddy_routes():
     srv = ((caddy_config() or {}).get("apps", {}).get("http", {}).get("servers", {})
            .get("slipway", {}))
     return [r.get("@id") for r in srv.get("routes", [])]
+
+
+def srv_target(host):
+    """The first SRV target slipwayd's DNS responder answers for host's upstreams (what Caddy
+    asks), or None; "edge...." while no app serves host."""
+    ip, port = os.environ["PB_DNS"].rsplit(":", 1)
+    q = struct.pack(">HHHHHH", random.randrange(65536), 0x0100, 1, 0, 0, 0)
+    for label in f"{host}.host.slipway".split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\0" + struct.pack(">HH", 33, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(q, (ip, int(port)))
+        a = s.recv(1232)
+    if struct.unpack(">H", a[6:8])[0] == 0:
+        return None
+    at = len(q) + 12 + 6  # the first record: name pointer, type, class, TTL, length; then SRV
+    labels = []
+    while a[at]:
+        labels.append(a[at + 1:at + 1 + a[at]].decode())
+        at += 1 + a[at]
+    return ".".join(labels)
 
 
 def pct(values, p):

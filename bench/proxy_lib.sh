@@ -113,7 +113,8 @@ pb_slipwayd_start() {
     port=$(sw_free_port)
     lo=$((20000 + RANDOM % 30000))
     BASE=http://127.0.0.1:$port
-    export BASE
+    PB_DNS=127.0.0.1:$(sw_free_port) # slipwayd's DNS responder (UDP) and edge (TCP)
+    export BASE PB_DNS
     env SLIPWAY_LISTEN="127.0.0.1:$port" \
         SLIPWAY_DATABASE_URL="$(sw_pg_url "$tmp/pg" slipway)" \
         SLIPWAY_REDIS_URL="$(sw_redis_url "$tmp/redis")" \
@@ -122,7 +123,7 @@ pb_slipwayd_start() {
         SLIPWAY_PORT_RANGE="$lo-$((lo + 63))" SLIPWAY_STOP_GRACE_MS=2000 \
         SLIPWAY_PROXY=caddy SLIPWAY_CADDY_ADMIN="$CADDY_ADMIN" \
         SLIPWAY_PROXY_HTTP="127.0.0.1:$CADDY_HTTP_PORT" SLIPWAY_PROXY_HTTPS= \
-        SLIPWAY_PROXY_DNS="127.0.0.1:$(sw_free_port)" SLIPWAY_DRAIN_MS=300 \
+        SLIPWAY_PROXY_DNS="$PB_DNS" SLIPWAY_DRAIN_MS=300 \
         "$@" "$bin" 2>>"$tmp/slipwayd.log" &
     SW_SLIPWAYD_PID=$!
     sw_wait_until 30 sw_http_ok "$BASE/ready" ||

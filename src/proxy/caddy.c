@@ -9,7 +9,9 @@
  * route takes is answered by the edge (edge.c), which is also the static upstream when the
  * lookup itself fails. With an HTTPS listener, certificates are on demand: Caddy orders one
  * at a name's first handshake once the edge's /ask said the name is ours (the domain's TLS
- * observer makes that first handshake as soon as the domain is routed).
+ * observer makes that first handshake as soon as the domain is routed). Why an order failed
+ * is only in Caddy's log, so a log of Slipway's own in Caddy's config sends those lines, as
+ * UDP datagrams, to the DNS responder's address (sw_caddy_log_failure reads them).
  *
  * So the config Slipway wants does not depend on the table. apply() reads Caddy's config,
  * compares it with that, and repairs what drifted: the routes alone when only they differ,
@@ -27,6 +29,7 @@
 
 #define SERVER        "slipway"
 #define ROUTE_ID      "slipway-apps"
+#define TLS_LOG       "slipway-tls"
 #define SERVER_PATH   "/config/apps/http/servers/" SERVER
 #define MAX_CONFIG    (64u << 20)
 #define ADMIN_TIMEOUT 30000
@@ -136,6 +139,19 @@ static json_t *tls_automation(const caddy_t *c)
     return json_pack("{s:[o], s:{s:s}}", "policies", policy, "on_demand", "ask", ask);
 }
 
+/* logging.logs.slipway-tls with an HTTPS listener: Caddy's "could not get certificate"
+ * lines, to slipwayd. NULL without HTTPS. */
+static json_t *tls_log(const caddy_t *c)
+{
+    if (!c->cfg->proxy_https[0])
+        return NULL;
+    char address[112];
+    snprintf(address, sizeof(address), "udp/%s", c->edge);
+    return json_pack("{s:{s:s, s:s}, s:{s:s}, s:s, s:[s]}", "writer", "output", "net", "address",
+                     address, "encoder", "format", "json", "level", "ERROR", "include",
+                     "tls.obtain");
+}
+
 static uint16_t port_of(const char *hostport)
 {
     char host[64];
@@ -167,6 +183,16 @@ static json_t *full_config(const caddy_t *c, json_t *actual)
         if (!json_is_object(tls))
             json_object_set_new(apps, "tls", tls = json_object());
         json_object_set_new(tls, "automation", automation);
+    }
+    json_t *log = tls_log(c);
+    if (log) {
+        json_t *logging = json_object_get(cfg, "logging");
+        if (!json_is_object(logging))
+            json_object_set_new(cfg, "logging", logging = json_object());
+        json_t *logs = json_object_get(logging, "logs");
+        if (!json_is_object(logs))
+            json_object_set_new(logging, "logs", logs = json_object());
+        json_object_set_new(logs, TLS_LOG, log);
     }
     return cfg;
 }
@@ -214,18 +240,24 @@ static bool frame_matches(const caddy_t *c, json_t *actual)
         return false;
     json_t *frame = server_frame(c);
     json_t *automation = tls_automation(c);
+    json_t *log = tls_log(c);
     bool ok = json_object_size(srv) == json_object_size(frame) + 1; /* and the routes */
     const char *key;
     json_t *want;
     json_object_foreach(frame, key, want) ok = ok && same(json_object_get(srv, key), want);
-    ok = ok &&
-         json_integer_value(json_object_get(http, "http_port")) == port_of(c->cfg->proxy_http) &&
-         (!c->cfg->proxy_https[0] || json_integer_value(json_object_get(http, "https_port")) ==
-                                         port_of(c->cfg->proxy_https)) &&
-         (!automation ||
-          same(json_object_get(json_object_get(apps, "tls"), "automation"), automation));
+    ok =
+        ok &&
+        json_integer_value(json_object_get(http, "http_port")) == port_of(c->cfg->proxy_http) &&
+        (!c->cfg->proxy_https[0] ||
+         json_integer_value(json_object_get(http, "https_port")) == port_of(c->cfg->proxy_https)) &&
+        (!automation ||
+         same(json_object_get(json_object_get(apps, "tls"), "automation"), automation)) &&
+        (!log ||
+         same(json_object_get(json_object_get(json_object_get(actual, "logging"), "logs"), TLS_LOG),
+              log));
     json_decref(frame);
     json_decref(automation);
+    json_decref(log);
     return ok;
 }
 
@@ -399,6 +431,25 @@ static void caddy_apply(sw_proxy_driver_t *d, const sw_routes_t *t, sw_driver_cb
         c->cb = NULL;
         cb(r, 0, 0, "the Caddy admin API request could not start", payload);
     }
+}
+
+bool sw_caddy_log_failure(const char *line, size_t len, char *host, size_t host_len, char *error,
+                          size_t error_len)
+{
+    json_t *j = json_loadb(line, len, JSON_DISABLE_EOF_CHECK, NULL);
+    const char *logger = json_string_value(json_object_get(j, "logger"));
+    const char *msg = json_string_value(json_object_get(j, "msg"));
+    const char *id = json_string_value(json_object_get(j, "identifier"));
+    const char *why = json_string_value(json_object_get(j, "error"));
+    bool ok = logger && strcmp(logger, "tls.obtain") == 0 && msg &&
+              strcmp(msg, "could not get certificate from issuer") == 0 && id && why &&
+              strlen(id) < host_len;
+    if (ok) {
+        snprintf(host, host_len, "%s", id);
+        snprintf(error, error_len, "%s", why);
+    }
+    json_decref(j);
+    return ok;
 }
 
 static void caddy_free(sw_proxy_driver_t *d)

@@ -30,6 +30,8 @@ struct sw_dns {
     uv_udp_t udp;
     const sw_routes_t *routes;
     char address[80];
+    void (*on_log)(const char *line, size_t len, void *payload);
+    void *log_payload;
     void (*on_closed)(void *payload);
     void *closed_payload;
 };
@@ -301,6 +303,15 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struc
     sw_dns_t *d = u->data;
     if (nread <= 0 || !from || (flags & UV_UDP_PARTIAL))
         return;
+    static const char log_line[] = "{\"level\":";
+    if ((size_t)nread >= sizeof(log_line) - 1 &&
+        memcmp(buf->base, log_line, sizeof(log_line) - 1) == 0) {
+        /* A line of Caddy's log. Never a query: its third byte, read as a query's flags,
+         * would be opcode 13, which no resolver sends. */
+        if (d->on_log)
+            d->on_log(buf->base, (size_t)nread, d->log_payload);
+        return;
+    }
     send_t *s = sw_calloc(1, sizeof(*s));
     size_t n = sw_dns_answer(d->routes, d->address, (const uint8_t *)buf->base, (size_t)nread,
                              s->data, sizeof(s->data));
@@ -351,6 +362,13 @@ int sw_dns_new(sw_dns_t **out, uv_loop_t *loop, const char *listen, char *why, s
 void sw_dns_set_routes(sw_dns_t *d, const sw_routes_t *t)
 {
     d->routes = t;
+}
+
+void sw_dns_on_log(sw_dns_t *d, void (*cb)(const char *line, size_t len, void *payload),
+                   void *payload)
+{
+    d->on_log = cb;
+    d->log_payload = payload;
 }
 
 const char *sw_dns_address(const sw_dns_t *d)

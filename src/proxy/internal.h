@@ -112,6 +112,11 @@ int sw_nginx_render(const sw_routes_t *t, const sw_config_t *cfg, sw_buf_t *out,
 int sw_caddy_plan(const sw_config_t *cfg, const char *dns_address, const char *body, size_t len,
                   sw_buf_t *out);
 
+/* Whether line, one datagram of Caddy's log (caddy.c asks Caddy to send them), says an ACME
+ * order failed; then the name it was for and Caddy's reason, cut to the sizes given. */
+bool sw_caddy_log_failure(const char *line, size_t len, char *host, size_t host_len, char *error,
+                          size_t error_len);
+
 /* ---- the DNS responder (dns.c) ----
  *
  * Answers, over UDP, what Caddy's dynamic upstreams ask: SRV <host>.host.slipway. lists the
@@ -125,6 +130,9 @@ typedef struct sw_dns sw_dns_t;
 int sw_dns_new(sw_dns_t **out, uv_loop_t *loop, const char *listen, char *why, size_t why_len);
 /* The table answers come from; the caller keeps it alive until the next call (NULL: none). */
 void sw_dns_set_routes(sw_dns_t *d, const sw_routes_t *t);
+/* A datagram that is a line of JSON, not a query (Caddy's log, see caddy.c), goes to cb. */
+void sw_dns_on_log(sw_dns_t *d, void (*cb)(const char *line, size_t len, void *payload),
+                   void *payload);
 /* The bound "host:port". */
 const char *sw_dns_address(const sw_dns_t *d);
 /* Closes the socket; on_closed follows from the loop. */
@@ -176,6 +184,9 @@ typedef struct sw_proxy_state sw_proxy_state_t;
 sw_proxy_state_t *sw_proxy_state_new(uv_loop_t *loop, const sw_config_t *cfg, sw_pg_pool_t *pg);
 /* After a round over t (NULL when the table could not be read): status 0, or the failure. */
 void sw_proxy_state_round(sw_proxy_state_t *s, const sw_routes_t *t, int status, const char *error);
+/* The proxy says a certificate for host could not be issued, and why: its tls state is an
+ * error at once (not two minutes later), until a handshake sees a certificate. */
+void sw_proxy_state_tls_failed(sw_proxy_state_t *s, const char *host, const char *error);
 /* Stops; what is in flight finishes first. NULL is fine. */
 void sw_proxy_state_free(sw_proxy_state_t *s);
 

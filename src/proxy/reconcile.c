@@ -95,6 +95,18 @@ static void on_handle_closed(uv_handle_t *h)
     unref(h->data);
 }
 
+/* A line of Caddy's log, sent to the DNS responder's address: an ACME order that failed. */
+static void on_caddy_log(const char *line, size_t len, void *payload)
+{
+    sw_proxy_t *p = payload;
+    char host[SW_ROUTE_HOST_MAX + 1], why[400];
+    if (p->freeing || !sw_caddy_log_failure(line, len, host, sizeof(host), why, sizeof(why)))
+        return;
+    sw_log_kv(SW_LOG_WARN, NULL, "the proxy could not get a certificate", "host", host, "error",
+              why, NULL);
+    sw_proxy_state_tls_failed(p->state, host, why);
+}
+
 /* the DNS responder, or the edge */
 static void on_dns_closed(void *payload)
 {
@@ -504,6 +516,8 @@ int sw_proxy_new(sw_proxy_t **out, uv_loop_t *loop, const sw_config_t *cfg, sw_p
             .on_notify = on_changed,
         };
         p->state = sw_proxy_state_new(loop, cfg, pg);
+        if (p->dns)
+            sw_dns_on_log(p->dns, on_caddy_log, p);
         if (sw_pg_pool_new(&p->listen, loop, &lo) == 0)
             p->refs++;
         else

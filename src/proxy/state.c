@@ -7,7 +7,8 @@
  * tls: with an HTTPS listener, each hostname's certificate is observed by a real handshake
  * (tlsprobe.c): again every few seconds while it is missing, every five minutes once it is
  * there. A certificate still missing two minutes after its hostname was first routed is an
- * error, with the handshake's reason. */
+ * error, with the handshake's reason; at once, with the CA's reason, when the proxy says its
+ * order failed (sw_proxy_state_tls_failed). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +22,13 @@
 #define TLS_ISSUING_MS   120000
 #define TLS_MAX_INFLIGHT 4
 
+#define ISSUE_ERROR_MAX 480
+
 typedef struct {
     char host[SW_ROUTE_HOST_MAX + 1];
     uint64_t first_seen, last_probe;
     bool ok, inflight, seen_now;
+    char issue_error[ISSUE_ERROR_MAX]; /* why the proxy could not get it; "" */
 } host_t;
 
 struct sw_proxy_state {
@@ -113,6 +117,10 @@ static host_t *find(sw_proxy_state_t *s, const char *host)
     return NULL;
 }
 
+/* Records a hostname's tls state; takes over one reference of s. */
+static void write_tls(sw_proxy_state_t *s, const char *host, const char *status, const char *issuer,
+                      const char *not_after, const char *error);
+
 static void on_seen(const char *host, const sw_tls_seen_t *seen, void *payload)
 {
     sw_proxy_state_t *s = payload;
@@ -123,16 +131,26 @@ static void on_seen(const char *host, const sw_tls_seen_t *seen, void *payload)
         h->inflight = false;
         h->ok = seen->ok;
         h->last_probe = now;
+        if (seen->ok)
+            h->issue_error[0] = '\0'; /* a later attempt got it */
     }
     if (s->closing || !h) {
         unref(s);
         return;
     }
-    const char *status = seen->ok                               ? "active"
-                         : now - h->first_seen < TLS_ISSUING_MS ? "pending"
-                                                                : "error";
-    const char *params[] = {host, status, seen->issuer, seen->not_after,
-                            seen->ok ? "" : seen->error};
+    const char *status = seen->ok                                                     ? "active"
+                         : !h->issue_error[0] && now - h->first_seen < TLS_ISSUING_MS ? "pending"
+                                                                                      : "error";
+    write_tls(s, host, status, seen->issuer, seen->not_after,
+              seen->ok            ? ""
+              : h->issue_error[0] ? h->issue_error
+                                  : seen->error); /* with the probe's reference */
+}
+
+static void write_tls(sw_proxy_state_t *s, const char *host, const char *status, const char *issuer,
+                      const char *not_after, const char *error)
+{
+    const char *params[] = {host, status, issuer, not_after, error};
     if (sw_pg_query(s->pg,
                     "INSERT INTO domain_state AS d (hostname, tls_status, tls_issuer, "
                     "tls_not_after, tls_error) VALUES ($1, $2, $3, nullif($4, '')::timestamptz, "
@@ -144,6 +162,18 @@ static void on_seen(const char *host, const sw_tls_seen_t *seen, void *payload)
                     "excluded.tls_error)",
                     5, params, on_written, s) != 0)
         unref(s);
+}
+
+void sw_proxy_state_tls_failed(sw_proxy_state_t *s, const char *host, const char *error)
+{
+    host_t *h = s && !s->closing ? find(s, host) : NULL;
+    if (!h)
+        return; /* not a hostname observed here (a name under a wildcard, or gone) */
+    snprintf(h->issue_error, sizeof(h->issue_error), "the certificate could not be issued: %s",
+             error);
+    h->ok = false;
+    s->refs++;
+    write_tls(s, host, "error", "", "", h->issue_error);
 }
 
 static void observe(sw_proxy_state_t *s, const sw_routes_t *t)

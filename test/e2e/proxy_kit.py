@@ -111,7 +111,9 @@ class Pebble:
     """Pebble on loopback with its own listener certificate (which Caddy trusts for the ACME
     API); issued certificates chain to the root at its management port's /roots/0."""
 
-    def __init__(self, root, http_port, tls_port):
+    def __init__(self, root, http_port, tls_port, always_valid=True, dnsserver=None):
+        self.always_valid = always_valid
+        self.dnsserver = dnsserver  # where Pebble looks names up when it validates
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -139,10 +141,13 @@ class Pebble:
             "certificate": str(self.cert), "privateKey": str(self.key),
             "httpPort": self.http_port, "tlsPort": self.tls_port,
             "ocspResponderURL": "", "externalAccountBindingRequired": False}}))
-        env = dict(os.environ, PEBBLE_VA_ALWAYS_VALID="1", PEBBLE_VA_NOSLEEP="1",
-                   PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="100")
+        env = dict(os.environ, PEBBLE_VA_ALWAYS_VALID="1" if self.always_valid else "0",
+                   PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="100")
         self._log = open(self.root / "pebble.log", "ab")
-        self.proc = subprocess.Popen(["pebble", "-config", str(cfg)], env=env, stdout=self._log,
+        argv = ["pebble", "-config", str(cfg)]
+        if self.dnsserver:
+            argv += ["-dnsserver", self.dnsserver]
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_for(lambda: requests.get(self.directory, verify=str(self.cert), timeout=2).ok,
                  timeout=20, message="Pebble's directory")

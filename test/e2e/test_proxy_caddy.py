@@ -10,10 +10,10 @@ import pytest
 import requests
 import websocket
 
-from conftest import parse_metrics
+from conftest import free_port, parse_metrics
 from deploy_kit import *  # noqa: F401,F403
 from deploy_kit import Deployments, hello_app, make_deploy_env, wait_for
-from proxy_kit import ReleaseWatch, caddy, pebble, proxy_env  # noqa: F401
+from proxy_kit import Pebble, ReleaseWatch, caddy, pebble, proxy_env  # noqa: F401
 
 
 @pytest.fixture
@@ -197,6 +197,8 @@ def test_domains_come_and_go_without_a_config_change(caddy, proot, pres, hello_r
     assert "Slipway-Release" not in gone.headers and "No app is served" in gone.text, gone.text
     assert gone.headers["Slipway-Edge"] == "no-app"
     assert caddy.get("nobody.test").status_code == 404
+    # the edge's certificate question is Caddy's own: through Caddy it is just a path
+    assert caddy.get("nobody.test", "/ask?domain=b.test").status_code == 404
     assert serves(caddy, "b.test", "v1")
     assert caddy.config() == config_before
     # A domain whose app has no release yet says that instead.
@@ -305,6 +307,34 @@ def test_https_with_a_certificate_pebble_issued(caddy, pebble, auth, hello_repo,
                         f"nobody.test:{caddy.https_port}:127.0.0.1",
                         f"https://nobody.test:{caddy.https_port}/"], capture_output=True, text=True)
     assert r.returncode != 0 and not r.stdout, (r.stdout, r.stderr)
+
+
+def test_a_certificate_that_cannot_be_issued_says_why(caddy, auth, tmp_path):
+    # This Pebble validates for real, and looks names up at slipwayd's DNS responder, which
+    # knows no fail.test: the order fails, and only Caddy's log says why.
+    dns = f"127.0.0.1:{free_port()}"
+    pebble = Pebble(tmp_path / "strict-pebble", caddy.http_port, caddy.https_port,
+                    always_valid=False, dnsserver=dns).start()
+    try:
+        d = auth.daemon(env=make_deploy_env(**proxy_env(
+            caddy, https=True, SLIPWAY_PROXY_DNS=dns, SLIPWAY_ACME_CA=pebble.directory,
+            SLIPWAY_ACME_CA_ROOT=str(pebble.cert))))
+        root = auth.setup_owner(d)
+        res = Res(auth, d)  # noqa: F405
+        app = res.app(root, res.production(root, res.project(root)["id"])["id"])
+        dom = res.domain(root, app["id"], "fail.test")
+
+        def tls_error():
+            t = root.get(f"domains/{dom['id']}").json()["tls"]
+            return t["status"] == "error" and t
+
+        # at once, not after the two minutes a certificate may take to be issued
+        t = wait_for(tls_error, timeout=40, message="tls.status error")
+        assert t["error"].startswith("the certificate could not be issued: "), t
+        assert "fail.test" in t["error"] and "urn:ietf:params:acme:error" in t["error"], t
+        assert t["issuer"] is None and t["not_after"] is None, t
+    finally:
+        pebble.stop()
 
 
 def test_the_public_url_host_reaches_the_api_through_caddy(caddy, auth):

@@ -2,7 +2,8 @@
  * (src/proxy/dns.c), answered from a table of two apps, one with IPv4 and IPv6 endpoints, and
  * an edge for the hosts without a route.
  *
- * Input: the datagram, as the socket would read it (at most 1232 bytes). */
+ * Input: the datagram, as the socket would read it (at most 1232 bytes); also read as a line
+ * of Caddy's log, which comes in on the same socket. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         t = table();
     if (size > MAX_DATAGRAM)
         return 0;
+    /* what the socket hands Caddy's log lines to (src/proxy/caddy.c) sees every datagram */
+    char host[SW_ROUTE_HOST_MAX + 1], why[400];
+    if (sw_caddy_log_failure((const char *)data, size, host, sizeof(host), why, sizeof(why)) &&
+        (strlen(host) >= sizeof(host) || strlen(why) >= sizeof(why)))
+        abort();
     uint8_t *out = malloc(MAX_DATAGRAM); /* exactly the socket's buffer: overruns are caught */
     size_t n = sw_dns_answer(t, "127.0.0.1:5354", data, size, out, MAX_DATAGRAM);
     if (n > MAX_DATAGRAM)

@@ -117,6 +117,10 @@ static void test_https_asks_the_edge_before_each_certificate(void **state)
                         "https://acme.test/dir");
     assert_string_equal(json_string_value(at(c, "apps.tls.automation.on_demand.ask")),
                         "http://" DNS "/ask");
+    /* Caddy's "could not get certificate" lines come to slipwayd, on the DNS address */
+    json_t *log = at(c, "logging.logs.slipway-tls");
+    assert_string_equal(json_string_value(at(log, "writer.address")), "udp/" DNS);
+    assert_string_equal(json_string_value(at(log, "include.0")), "tls.obtain");
     assert_converged(&cfg, c);
     /* a Caddy set up for plain HTTP only gets TLS added */
     sw_config_t plain = settings(false);
@@ -185,6 +189,43 @@ static void test_everything_else_in_caddy_is_kept(void **state)
     free(p);
 }
 
+static void test_caddys_log_says_why_an_order_failed(void **state)
+{
+    (void)state;
+    char host[64], why[128];
+    const char *failed =
+        "{\"level\":\"error\",\"ts\":1.5,\"logger\":\"tls.obtain\",\"msg\":\"could not "
+        "get certificate from issuer\",\"identifier\":\"fail.test\",\"issuer\":\"x\",\"error\":"
+        "\"HTTP 400 urn:ietf:params:acme:error:malformed - no such host\"}\n";
+    assert_true(sw_caddy_log_failure(failed, strlen(failed), host, sizeof(host), why, sizeof(why)));
+    assert_string_equal(host, "fail.test");
+    assert_string_equal(why, "HTTP 400 urn:ietf:params:acme:error:malformed - no such host");
+    /* cut to the room given */
+    char small[16];
+    assert_true(
+        sw_caddy_log_failure(failed, strlen(failed), host, sizeof(host), small, sizeof(small)));
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+    /* Caddy's other lines, and what is not one, say nothing */
+    const char *others[] = {
+        "{\"level\":\"error\",\"logger\":\"tls.obtain\",\"msg\":\"will retry\",\"error\":\"x\"}",
+        "{\"level\":\"error\",\"logger\":\"http.log\",\"msg\":\"could not get certificate "
+        "from issuer\",\"identifier\":\"a\",\"error\":\"x\"}",
+        "{\"level\":\"error\",\"logger\":\"tls.obtain\",\"msg\":\"could not get certificate "
+        "from issuer\",\"identifier\":7,\"error\":\"x\"}",
+        "{\"level\":",
+        "[]",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        if (sw_caddy_log_failure(others[i], strlen(others[i]), host, sizeof(host), why,
+                                 sizeof(why)))
+            fail_msg("taken: %s", others[i]);
+    /* a name longer than the room for it is not taken */
+    char tiny[4];
+    assert_false(
+        sw_caddy_log_failure(failed, strlen(failed), tiny, sizeof(tiny), why, sizeof(why)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_https_asks_the_edge_before_each_certificate),
         cmocka_unit_test(test_drifted_routes_are_put_back_alone),
         cmocka_unit_test(test_everything_else_in_caddy_is_kept),
+        cmocka_unit_test(test_caddys_log_says_why_an_order_failed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
