@@ -151,7 +151,7 @@ print(summary("one more domain: POST -> applied (slipwayd answers it)", applied)
 print(summary("  then its first request through Caddy (a DNS lookup, then the app)", first))
 
 # A client asking through Caddy from the POST on sees it later: Caddy keeps the edge's answer
-# for the host SLIPWAY_PROXY_REFRESH_MS long (the default is 100 ms).
+# for the host SLIPWAY_PROXY_REFRESH_MS long (the default is 50 ms).
 polled = []
 for k in range(adds):
     host = f"polled-{k}.scale.test"

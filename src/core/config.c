@@ -161,7 +161,7 @@ static const opt_t options[] = {
     {"proxy-dns", OPT_STR, O(proxy_dns), "127.0.0.1:5354", 0, 0,
      "address of the DNS responder Caddy asks for each host's upstreams (UDP) and of the edge "
      "that answers hosts without an app and Caddy's certificate questions (TCP)"},
-    {"proxy-refresh-ms", OPT_U32, O(proxy_refresh_ms), "100", 10, 60000,
+    {"proxy-refresh-ms", OPT_U32, O(proxy_refresh_ms), "50", 10, 60000,
      "how often Caddy asks again for a host's upstreams (a release switch takes this long)"},
     {"proxy-reconcile-ms", OPT_U32, O(proxy_reconcile_ms), "10000", 100, 3600000,
      "between two comparisons of the proxy's config with the routing table"},
