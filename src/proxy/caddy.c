@@ -75,11 +75,11 @@ static json_t *route_json(const caddy_t *c)
     char refresh[24];
     snprintf(refresh, sizeof(refresh), "%ums", (unsigned)c->cfg->proxy_refresh_ms);
     /* Slipway-Release: the upstream's name is <release>.<address>.ip.slipway.; its first label
-     * is the release. Not on the edge's answers: no release sent them. */
-    json_t *headers = json_pack("{s:{s:{s:[s]}, s:{s:[{s:s, s:s}]}, s:{s:{s:n}}}}", "response",
-                                "set", "Slipway-Release", "{http.reverse_proxy.upstream.host}",
-                                "replace", "Slipway-Release", "search_regexp", "^([^.]+)\\..*$",
-                                "replace", "$1", "require", "headers", "Slipway-Edge");
+     * is the release ("edge" for the edge's answers). Always set: an app cannot send its own. */
+    json_t *headers =
+        json_pack("{s:{s:{s:[s]}, s:{s:[{s:s, s:s}]}}}", "response", "set", "Slipway-Release",
+                  "{http.reverse_proxy.upstream.host}", "replace", "Slipway-Release",
+                  "search_regexp", "^([^.]+)\\..*$", "replace", "$1");
     json_t *handler =
         json_pack("{s:s, s:{s:s, s:s, s:s, s:o, s:s}, s:[{s:s}], s:{s:s, s:o}, s:o}", "handler",
                   "reverse_proxy", "dynamic_upstreams", "source", "srv", "name",
@@ -185,14 +185,16 @@ static json_t *full_config(const caddy_t *c, json_t *actual)
         json_object_set_new(tls, "automation", automation);
     }
     json_t *log = tls_log(c);
+    json_t *logging = json_object_get(cfg, "logging");
     if (log) {
-        json_t *logging = json_object_get(cfg, "logging");
         if (!json_is_object(logging))
             json_object_set_new(cfg, "logging", logging = json_object());
         json_t *logs = json_object_get(logging, "logs");
         if (!json_is_object(logs))
             json_object_set_new(logging, "logs", logs = json_object());
         json_object_set_new(logs, TLS_LOG, log);
+    } else {
+        json_object_del(json_object_get(logging, "logs"), TLS_LOG); /* HTTPS switched off */
     }
     return cfg;
 }
@@ -245,16 +247,14 @@ static bool frame_matches(const caddy_t *c, json_t *actual)
     const char *key;
     json_t *want;
     json_object_foreach(frame, key, want) ok = ok && same(json_object_get(srv, key), want);
-    ok =
-        ok &&
-        json_integer_value(json_object_get(http, "http_port")) == port_of(c->cfg->proxy_http) &&
-        (!c->cfg->proxy_https[0] ||
-         json_integer_value(json_object_get(http, "https_port")) == port_of(c->cfg->proxy_https)) &&
-        (!automation ||
-         same(json_object_get(json_object_get(apps, "tls"), "automation"), automation)) &&
-        (!log ||
+    ok = ok &&
+         json_integer_value(json_object_get(http, "http_port")) == port_of(c->cfg->proxy_http) &&
+         (!c->cfg->proxy_https[0] || json_integer_value(json_object_get(http, "https_port")) ==
+                                         port_of(c->cfg->proxy_https)) &&
+         (!automation ||
+          same(json_object_get(json_object_get(apps, "tls"), "automation"), automation)) &&
          same(json_object_get(json_object_get(json_object_get(actual, "logging"), "logs"), TLS_LOG),
-              log));
+              log); /* and none without HTTPS */
     json_decref(frame);
     json_decref(automation);
     json_decref(log);

@@ -134,8 +134,9 @@ static size_t read_name(const uint8_t *q, size_t qlen, size_t off, char labels[]
         uint8_t n = q[off++];
         if (n == 0)
             return off;
-        if (n > 63 || n > qlen - off || *nlabels == DNS_MAX_LABELS || (total += n + 1) > 255)
-            return 0; /* pointers (0xc0) in a question, and oversized names, are refused */
+        if (n > 63 || n > qlen - off || *nlabels == DNS_MAX_LABELS || (total += n + 1) > 254)
+            return 0; /* pointers (0xc0) in a question, and names over 255 bytes with the root
+                       * label, are refused */
         for (uint8_t i = 0; i < n; i++) {
             if (q[off + i] == 0)
                 return 0; /* would cut the name short where it is read as a string */
@@ -180,7 +181,7 @@ static void set_count(wbuf_t *w, size_t at, unsigned v)
 size_t sw_dns_answer(const sw_routes_t *t, const char *edge, const uint8_t *q, size_t qlen,
                      uint8_t *out, size_t out_size)
 {
-    if (qlen < DNS_HEADER || (q[2] & 0x80))
+    if (qlen < DNS_HEADER || (q[2] & 0x80) || out_size < DNS_UDP_PLAIN)
         return 0; /* too short to answer, or itself an answer: never reply to those */
     wbuf_t w = {.p = out, .cap = SW_MIN(out_size, (size_t)DNS_UDP_PLAIN)};
     unsigned qd = (unsigned)(q[4] << 8 | q[5]), ar = (unsigned)(q[10] << 8 | q[11]);
@@ -278,10 +279,14 @@ size_t sw_dns_answer(const sw_routes_t *t, const char *edge, const uint8_t *q, s
 
 /* ---- the socket ---- */
 
+/* Room for a line of Caddy's log too (they carry the CA's whole answer); a query is at most
+ * DNS_UDP_EDNS, and so is every answer. */
+#define RECV_MAX 65536
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
-    static char slab[DNS_UDP_EDNS];
+    static char slab[RECV_MAX];
     (void)h;
     *buf = uv_buf_init(slab, sizeof(slab));
 }

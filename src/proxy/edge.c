@@ -1,23 +1,34 @@
 /* The edge: what answers, over TCP on the DNS responder's address, where no app does.
  *
  * Caddy's one route takes every host and asks the DNS responder for its upstreams; a host no
- * route takes, or whose app serves no release yet, is given this server instead (dns.c). It
- * says which, in a status and a line of text, and marks the answer with Slipway-Edge so that
- * Caddy adds no Slipway-Release to it.
+ * route takes, or whose app has no instance up, is given this server instead (dns.c). It says
+ * which, in a status, a line of text and Slipway-Edge (Caddy adds Slipway-Release: edge, the
+ * SRV target's first label, which no deployment id can equal).
  *
  * Caddy's on-demand TLS asks here too, GET /ask?domain=<name>, before it orders a
  * certificate for a name a client sent in its handshake: 200 only for a name a route takes,
- * so nobody can have certificates ordered for names that are not ours. Caddy asks directly;
+ * so nobody can have certificates ordered for names that are not ours. Under a wildcard
+ * domain any name would be ours, so each wildcard has a budget of new names an hour: a
+ * stranger's handshakes for random names must not spend the CA's rate limits for the domain
+ * (Let's Encrypt allows 50 certificates a week per registered domain). Caddy asks directly;
  * a request that came through Caddy (it carries X-Forwarded-For) is never taken for that. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "slipway/log.h"
+#include "slipway/ratelimit.h"
 #include "slipway/server.h"
 
+/* Certificates asked for under one wildcard domain: a burst of 20, then 20 an hour. */
+#define WILD_NAMES_PER_HOUR 20
+#define WILD_DOMAINS_MAX    4096
+
 struct sw_edge {
+    uv_loop_t *loop;
     sw_http_server_t *http;
+    sw_ratelimit_t *wild_names; /* by wildcard domain */
     const sw_routes_t *routes;
     char address[80];
     void (*on_closed)(void *payload);
@@ -50,14 +61,28 @@ static void on_request(sw_http_req_t *req, void *payload)
     bool direct = !sw_http_req_header(req, "X-Forwarded-For").base;
     if (direct && req->path.len == 4 && memcmp(req->path.base, "/ask", 4) == 0) {
         const char *domain = sw_http_req_query(req, "domain");
-        bool ours = domain && sw_routes_find_host(e->routes, domain);
-        answer(req, ours ? 200 : 404, "ask", ours ? "yes\n" : "no\n");
+        const sw_route_t *r = domain ? sw_routes_find_host(e->routes, domain) : NULL;
+        if (r && r->host[0] == '*') {
+            sw_ratelimit_result_t rl;
+            sw_ratelimit_take(e->wild_names, r->host, 1, uv_now(e->loop), &rl);
+            if (!rl.allowed) {
+                sw_log_kv(SW_LOG_WARN, NULL,
+                          "a certificate was refused: too many new names under a wildcard domain",
+                          "domain", r->host, "name", domain, NULL);
+                answer(req, 429, "ask", "too many new names under this wildcard domain\n");
+                return;
+            }
+        }
+        answer(req, r ? 200 : 404, "ask", r ? "yes\n" : "no\n");
         return;
     }
     char host[SW_ROUTE_HOST_MAX + 2];
     host_of(req, host, sizeof(host));
-    if (sw_routes_find_host(e->routes, host))
+    const sw_route_t *r = sw_routes_find_host(e->routes, host);
+    if (r && !r->release[0])
         answer(req, 503, "no-release", "This app has no release serving yet.\n");
+    else if (r)
+        answer(req, 503, "no-instance", "No instance of this app is up right now.\n");
     else
         answer(req, 404, "no-app", "No app is served at this host.\n");
 }
@@ -68,6 +93,7 @@ static void on_drained(sw_http_server_t *server, void *payload)
     void (*cb)(void *) = e->on_closed;
     void *cb_payload = e->closed_payload;
     sw_http_server_free(server);
+    sw_ratelimit_free(e->wild_names);
     free(e);
     if (cb)
         cb(cb_payload);
@@ -76,6 +102,9 @@ static void on_drained(sw_http_server_t *server, void *payload)
 int sw_edge_new(sw_edge_t **out, uv_loop_t *loop, const char *listen, char *why, size_t why_len)
 {
     sw_edge_t *e = sw_calloc(1, sizeof(*e));
+    e->loop = loop;
+    e->wild_names =
+        sw_ratelimit_new(WILD_NAMES_PER_HOUR, 3600000, WILD_NAMES_PER_HOUR, WILD_DOMAINS_MAX);
     /* Small answers to Caddy alone: every size and time is short. */
     sw_http_server_opts_t o = {
         .max_header_bytes = 16384,

@@ -185,8 +185,9 @@ sw_proxy_state_t *sw_proxy_state_new(uv_loop_t *loop, const sw_config_t *cfg, sw
 /* After a round over t (NULL when the table could not be read): status 0, or the failure. */
 void sw_proxy_state_round(sw_proxy_state_t *s, const sw_routes_t *t, int status, const char *error);
 /* The proxy says a certificate for host could not be issued, and why: its tls state is an
- * error at once (not two minutes later), until a handshake sees a certificate. */
-void sw_proxy_state_tls_failed(sw_proxy_state_t *s, const char *host, const char *error);
+ * error at once (not two minutes later), until a handshake sees a certificate. false: not
+ * taken (host is not observed here, or is served with a certificate). */
+bool sw_proxy_state_tls_failed(sw_proxy_state_t *s, const char *host, const char *error);
 /* Stops; what is in flight finishes first. NULL is fine. */
 void sw_proxy_state_free(sw_proxy_state_t *s);
 

@@ -102,9 +102,13 @@ static void on_caddy_log(const char *line, size_t len, void *payload)
     char host[SW_ROUTE_HOST_MAX + 1], why[400];
     if (p->freeing || !sw_caddy_log_failure(line, len, host, sizeof(host), why, sizeof(why)))
         return;
-    sw_log_kv(SW_LOG_WARN, NULL, "the proxy could not get a certificate", "host", host, "error",
-              why, NULL);
-    sw_proxy_state_tls_failed(p->state, host, why);
+    if (sw_proxy_state_tls_failed(p->state, host, why))
+        sw_log_kv(SW_LOG_WARN, NULL, "the proxy could not get a certificate", "host", host, "error",
+                  why, NULL);
+    else
+        sw_log_kv(SW_LOG_INFO, NULL,
+                  "a certificate failure was ignored: no such hostname, or it has a certificate",
+                  "host", host, NULL);
 }
 
 /* the DNS responder, or the edge */

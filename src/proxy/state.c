@@ -20,6 +20,7 @@
 #define TLS_RETRY_MS     2000
 #define TLS_REFRESH_MS   300000
 #define TLS_ISSUING_MS   120000
+#define TLS_REFUSED_MS   60000
 #define TLS_MAX_INFLIGHT 4
 
 #define ISSUE_ERROR_MAX 480
@@ -164,16 +165,22 @@ static void write_tls(sw_proxy_state_t *s, const char *host, const char *status,
         unref(s);
 }
 
-void sw_proxy_state_tls_failed(sw_proxy_state_t *s, const char *host, const char *error)
+bool sw_proxy_state_tls_failed(sw_proxy_state_t *s, const char *host, const char *error)
 {
     host_t *h = s && !s->closing ? find(s, host) : NULL;
-    if (!h)
-        return; /* not a hostname observed here (a name under a wildcard, or gone) */
-    snprintf(h->issue_error, sizeof(h->issue_error), "the certificate could not be issued: %s",
-             error);
-    h->ok = false;
+    /* Not a hostname observed here (a name under a wildcard, or gone), or one that is served
+     * with a certificate (Caddy orders only for names without one): nothing to say. The
+     * lines come over UDP, so this also bounds what a forged one can claim. */
+    if (!h || h->ok)
+        return false;
+    char why[ISSUE_ERROR_MAX];
+    snprintf(why, sizeof(why), "the certificate could not be issued: %s", error);
+    if (strcmp(why, h->issue_error) == 0)
+        return true; /* said already */
+    memcpy(h->issue_error, why, sizeof(why));
     s->refs++;
     write_tls(s, host, "error", "", "", h->issue_error);
+    return true;
 }
 
 static void observe(sw_proxy_state_t *s, const sw_routes_t *t)
@@ -208,7 +215,9 @@ static void observe(sw_proxy_state_t *s, const sw_routes_t *t)
     }
     for (size_t i = 0; i < s->n && s->inflight < TLS_MAX_INFLIGHT; i++) {
         host_t *h = &s->hosts[i];
-        uint64_t every = h->ok ? TLS_REFRESH_MS : TLS_RETRY_MS;
+        /* after a refused order, seldom: each handshake may have the proxy order again, and
+         * CAs limit failed orders per name */
+        uint64_t every = h->ok ? TLS_REFRESH_MS : h->issue_error[0] ? TLS_REFUSED_MS : TLS_RETRY_MS;
         if (!h->seen_now || h->inflight || (h->last_probe && now - h->last_probe < every))
             continue;
         s->refs++;

@@ -3,6 +3,8 @@ neither release switches nor domains added or removed change Caddy's config (so 
 and no WebSocket is dropped), drift is repaired, and a proxy that cannot take a release leaves
 the old one serving."""
 
+import json
+import socket
 import subprocess
 import time
 
@@ -41,6 +43,16 @@ def serves(caddy, host, want_body=None, want_release=None):
     if want_body is not None and r.text.strip() != want_body:
         return False
     return want_release is None or r.headers.get("Slipway-Release") == want_release
+
+
+def send_log_line(dns, host, error):
+    """A line of Caddy's log saying an order for host failed, as Caddy sends it."""
+    ip, port = dns.rsplit(":", 1)
+    line = json.dumps({"level": "error", "ts": time.time(), "logger": "tls.obtain",
+                       "msg": "could not get certificate from issuer", "identifier": host,
+                       "issuer": "test", "error": error}) + "\n"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(line.encode(), (ip, int(port)))
 
 
 def repairs_total(d):
@@ -193,9 +205,9 @@ def test_domains_come_and_go_without_a_config_change(caddy, proot, pres, hello_r
     assert proot.delete(f"domains/{a['id']}").status_code == 204
     wait_for(lambda: caddy.get("a.test").status_code == 404, timeout=10, message="a.test gone")
     gone = caddy.get("a.test")
-    # A host no app has is told so (Caddy alone would answer an empty 200), with no release.
-    assert "Slipway-Release" not in gone.headers and "No app is served" in gone.text, gone.text
-    assert gone.headers["Slipway-Edge"] == "no-app"
+    # A host no app has is told so (Caddy alone would answer an empty 200), by the edge.
+    assert "No app is served" in gone.text, gone.text
+    assert gone.headers["Slipway-Edge"] == "no-app" and gone.headers["Slipway-Release"] == "edge"
     assert caddy.get("nobody.test").status_code == 404
     # the edge's certificate question is Caddy's own: through Caddy it is just a path
     assert caddy.get("nobody.test", "/ask?domain=b.test").status_code == 404
@@ -207,7 +219,7 @@ def test_domains_come_and_go_without_a_config_change(caddy, proot, pres, hello_r
     wait_for(lambda: caddy.get("idle.test").status_code == 503, timeout=10,
              message="the idle app's domain answered")
     r = caddy.get("idle.test")
-    assert r.headers["Slipway-Edge"] == "no-release" and "Slipway-Release" not in r.headers, r
+    assert r.headers["Slipway-Edge"] == "no-release" and r.headers["Slipway-Release"] == "edge"
     # A Host no DNS name can carry falls back to the edge too.
     assert caddy.get("bad_name!.test").status_code == 404
     # Slipway's route removed by hand comes back.
@@ -218,8 +230,8 @@ def test_domains_come_and_go_without_a_config_change(caddy, proot, pres, hello_r
 
 
 def test_a_wildcard_domain_serves_each_name_under_it(auth, caddy, hello_repo, tmp_path):
-    d = auth.daemon(env=make_deploy_env(**proxy_env(caddy,
-                                                    SLIPWAY_ALLOW_WILDCARD_DOMAINS="true")))
+    env = make_deploy_env(**proxy_env(caddy, SLIPWAY_ALLOW_WILDCARD_DOMAINS="true"))
+    d = auth.daemon(env=env)
     root = auth.setup_owner(d)
     res = Res(auth, d)  # noqa: F405
     wild = hello_app(res, root, hello_repo)
@@ -238,6 +250,16 @@ def test_a_wildcard_domain_serves_each_name_under_it(auth, caddy, hello_repo, tm
     assert serves(caddy, "main.shops.test", "exact", e["id"])
     assert caddy.get("a.b.shops.test").status_code == 404
     assert caddy.get("shops.test").status_code == 404
+    # Certificates: any name under the wildcard is ours, but strangers must not spend the CA's
+    # limits for the domain with random names: 20 new names an hour, exact names unlimited.
+    edge = env["SLIPWAY_PROXY_DNS"]
+
+    def ask(name):
+        return requests.get(f"http://{edge}/ask", params={"domain": name}, timeout=5).status_code
+
+    assert [ask(f"n{i}.shops.test") for i in range(20)] == [200] * 20
+    assert ask("n20.shops.test") == 429
+    assert ask("main.shops.test") == 200 and ask("x.y.shops.test") == 404
 
 
 def test_an_unreachable_caddy_fails_the_deploy_and_the_old_release_serves_on(caddy, proot, pres,
@@ -267,9 +289,9 @@ def test_https_with_a_certificate_pebble_issued(caddy, pebble, auth, hello_repo,
     env = make_deploy_env(**proxy_env(caddy, https=True, SLIPWAY_ACME_CA=pebble.directory,
                                       SLIPWAY_ACME_EMAIL="ops@example.com",
                                       SLIPWAY_ACME_CA_ROOT=str(pebble.cert)))
-    d = auth.daemon(env=env)
-    root = auth.setup_owner(d)
-    res = Res(auth, d)  # noqa: F405
+    daemon = auth.daemon(env=env)
+    root = auth.setup_owner(daemon)
+    res = Res(auth, daemon)  # noqa: F405
     app = hello_app(res, root, hello_repo)
     res.domain(root, app["id"], "shop.test")
     dep, _ = Deployments(root).deploy(app["id"])
@@ -297,6 +319,13 @@ def test_https_with_a_certificate_pebble_issued(caddy, pebble, auth, hello_repo,
     assert "pebble" in d["tls"]["issuer"].lower(), d["tls"]
     assert d["tls"]["not_after"] and d["tls"]["error"] is None, d["tls"]
     assert d["routing"]["status"] == "active", d["routing"]
+    # A name served with a certificate is not one Caddy orders for: a line saying its order
+    # failed (here a forged one, as anyone on the DNS address could send) changes nothing.
+    send_log_line(env["SLIPWAY_PROXY_DNS"], "shop.test", "forged")
+    wait_for(lambda: any(e.get("msg", "").startswith("a certificate failure was ignored") and
+                         e.get("host") == "shop.test" for e in daemon.logs()),
+             timeout=10, message="the line read and ignored")
+    assert root.get(f"domains/{dom['id']}").json()["tls"]["status"] == "active"
     # Certificates are on demand, asked of slipwayd's edge first: a name no app has gets none.
     edge = env["SLIPWAY_PROXY_DNS"]
     assert requests.get(f"http://{edge}/ask", params={"domain": "shop.test"},
@@ -333,6 +362,10 @@ def test_a_certificate_that_cannot_be_issued_says_why(caddy, auth, tmp_path):
         assert t["error"].startswith("the certificate could not be issued: "), t
         assert "fail.test" in t["error"] and "urn:ietf:params:acme:error" in t["error"], t
         assert t["issuer"] is None and t["not_after"] is None, t
+        # A line longer than any DNS message is read whole (a CA's answer can be long).
+        send_log_line(dns, "fail.test", "long reason " + "x" * 3000)
+        wait_for(lambda: "long reason x" in root.get(f"domains/{dom['id']}").json()["tls"]["error"],
+                 timeout=10, message="the long line read")
     finally:
         pebble.stop()
 

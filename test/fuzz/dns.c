@@ -50,9 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     /* what the socket hands Caddy's log lines to (src/proxy/caddy.c) sees every datagram */
     char host[SW_ROUTE_HOST_MAX + 1], why[400];
-    if (sw_caddy_log_failure((const char *)data, size, host, sizeof(host), why, sizeof(why)) &&
-        (strlen(host) >= sizeof(host) || strlen(why) >= sizeof(why)))
-        abort();
+    (void)sw_caddy_log_failure((const char *)data, size, host, sizeof(host), why, sizeof(why));
     uint8_t *out = malloc(MAX_DATAGRAM); /* exactly the socket's buffer: overruns are caught */
     size_t n = sw_dns_answer(t, "127.0.0.1:5354", data, size, out, MAX_DATAGRAM);
     if (n > MAX_DATAGRAM)

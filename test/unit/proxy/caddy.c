@@ -90,8 +90,11 @@ static void test_an_empty_caddy_gets_one_route_for_every_host(void **state)
                         "100ms");
     /* the edge answers when the lookup itself fails */
     assert_string_equal(json_string_value(at(route, "handle.0.upstreams.0.dial")), DNS);
-    assert_true(json_is_null(
-        at(route, "handle.0.headers.response.require.headers.Slipway-Edge"))); /* absent */
+    /* Slipway-Release is the upstream's first label, always set (an app cannot send its own) */
+    assert_string_equal(
+        json_string_value(at(route, "handle.0.headers.response.set.Slipway-Release.0")),
+        "{http.reverse_proxy.upstream.host}");
+    assert_null(at(route, "handle.0.headers.response.require"));
     assert_int_equal(json_integer_value(at(c, "apps.http.http_port")), 8080);
     assert_true(json_is_true(at(c, "apps.http.servers.slipway.automatic_https.disable")));
     assert_null(at(c, "apps.tls"));
@@ -122,12 +125,24 @@ static void test_https_asks_the_edge_before_each_certificate(void **state)
     assert_string_equal(json_string_value(at(log, "writer.address")), "udp/" DNS);
     assert_string_equal(json_string_value(at(log, "include.0")), "tls.obtain");
     assert_converged(&cfg, c);
-    /* a Caddy set up for plain HTTP only gets TLS added */
+    /* a Caddy set up for plain HTTP only gets TLS added... */
     sw_config_t plain = settings(false);
     char *body = plan(&plain, "{}", &n);
     char *again = plan(&cfg, body + strlen("POST /load "), &n);
     assert_int_equal(n, 1);
-    assert_non_null(strstr(again, "POST /load "));
+    json_t *added = loaded(again);
+    assert_true(json_is_true(at(added, "apps.tls.automation.policies.0.on_demand")));
+    assert_non_null(at(added, "logging.logs.slipway-tls"));
+    json_decref(added);
+    /* ...and HTTPS switched off takes Slipway's log away again */
+    char *off = plan(&plain, p + strlen("POST /load "), &n);
+    assert_int_equal(n, 1);
+    json_t *removed = loaded(off);
+    assert_null(at(removed, "logging.logs.slipway-tls"));
+    assert_int_equal(json_array_size(at(removed, "apps.http.servers.slipway.listen")), 1);
+    assert_converged(&plain, removed);
+    json_decref(removed);
+    free(off);
     free(again);
     free(body);
     json_decref(c);

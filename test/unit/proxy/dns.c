@@ -134,7 +134,13 @@ static void test_unknown_names_are_nxdomain(void **state)
         sw_dns_answer(t, NULL, q, qn, a, sizeof(a));
         assert_int_equal(a[3] & 0x0f, 3);
         assert_int_equal(u16(a + 6), 0);
+        /* with an edge as well, but for the first (a host, which the edge then takes) */
+        sw_dns_answer(t, "127.0.0.1:9", q, qn, a, sizeof(a));
+        assert_int_equal(a[3] & 0x0f, i == 0 ? 0 : 3);
     }
+    /* an answer needs the room of a plain one */
+    size_t qn = query(q, "shop.test.host.slipway.", 33, false);
+    assert_int_equal(sw_dns_answer(t, "127.0.0.1:9", q, qn, a, 511), 0);
     sw_routes_free(t);
 }
 
@@ -259,16 +265,29 @@ static void test_hosts_match_exactly_then_by_wildcard_whatever_the_case(void **s
         if (port != (cases[i].port ? cases[i].port : 9))
             fail_msg("%s: port %u", cases[i].name, port);
     }
-    /* and the longest name DNS carries: 120 labels of one letter, then host.slipway */
-    char longname[260] = "";
-    for (int i = 0; i < 120; i++)
-        strcat(longname, "a.");
-    strcat(longname, "host.slipway.");
-    uint8_t q[512], a[1232];
-    size_t qn = query(q, longname, 33, false);
-    sw_dns_answer(t, "127.0.0.1:9", q, qn, a, sizeof(a));
-    assert_int_equal(a[3] & 0x0f, 0);
-    assert_int_equal(u16(a + 6), 1);
+    /* and the longest names DNS carries (255 bytes): 121 labels, or three of 63 and one of 48,
+     * then host.slipway; a byte more is refused */
+    char many[300] = "aa.", wide[300] = "", over[300] = "aaa.";
+    for (int i = 0; i < 119; i++) {
+        strcat(many, "a.");
+        strcat(over, "a.");
+    }
+    strcat(many, "host.slipway.");
+    strcat(over, "host.slipway.");
+    for (int i = 0; i < 4; i++) {
+        memset(wide + strlen(wide), 'b', i < 3 ? 63 : 48);
+        strcat(wide, ".");
+    }
+    strcat(wide, "host.slipway.");
+    const char *longest[] = {many, wide, over};
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t q[512], a[1232];
+        size_t qn = query(q, longest[i], 33, false);
+        assert_int_equal(qn, 12 + 255 + 4 + (i == 2)); /* the name's bytes, root label included */
+        sw_dns_answer(t, "127.0.0.1:9", q, qn, a, sizeof(a));
+        assert_int_equal(a[3] & 0x0f, i < 2 ? 0 : 1); /* the last: FORMERR */
+        assert_int_equal(u16(a + 6), i < 2 ? 1 : 0);
+    }
     sw_routes_free(t);
 }
 
