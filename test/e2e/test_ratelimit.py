@@ -49,12 +49,13 @@ def check_countdown(responses, budget, window):
 
 
 def test_headers_count_down_and_429(auth):
-    # 2/s: a token takes 0.5 s to come back, room for a burst on a loaded machine
-    d = auth.daemon(env={"SLIPWAY_RATE_LIMIT": "2/10"})
+    # 1/s: a token takes 1 s to come back, room for the burst on a loaded machine (at 2/s a
+    # CI run beside other work once took 0.78 s over it, and a token came back meanwhile)
+    d = auth.daemon(env={"SLIPWAY_RATE_LIMIT": "1/10"})
     s = requests.Session()
     rs, took = burst(lambda: s.get(d.url + STATE, timeout=5), 11)
-    assert took < 0.45, f"the burst took {took:.3f}s: refill (2/s) would blur the count"
-    check_countdown(rs, 10, window=5)  # 10 tokens at 2/s
+    assert took < 0.95, f"the burst took {took:.3f}s: refill (1/s) would blur the count"
+    check_countdown(rs, 10, window=10)  # 10 tokens at 1/s
     resets = [float(r.headers["X-RateLimit-Reset"]) for r in rs[:10]]
     assert resets == sorted(resets), f"X-RateLimit-Reset should grow as tokens go: {resets}"
     assert resets[-1] >= 1
@@ -64,7 +65,7 @@ def test_headers_count_down_and_429(auth):
             r = s.get(d.url + path, timeout=5)
             assert r.status_code == 200, f"{path}: {r.status_code}"
             assert "X-RateLimit-Remaining" not in r.headers, path
-    # the bucket refills at 2/s: one token is back within a second or so
+    # the bucket refills at 1/s: one token is back within a second or so
     wait_for(lambda: s.get(d.url + STATE, timeout=5).status_code == 200, timeout=3,
              interval=0.25, message="a token refilled")
 
