@@ -66,12 +66,14 @@ static void on_request(sw_http_req_t *req, void *payload)
             sw_ratelimit_result_t rl;
             sw_ratelimit_take(e->wild_names, r->host, 1, uv_now(e->loop), &rl);
             if (!rl.allowed) {
-                sw_log_kv(SW_LOG_WARN, NULL,
-                          "a certificate was refused: too many new names under a wildcard domain",
-                          "domain", r->host, "name", domain, NULL);
                 answer(req, 429, "ask", "too many new names under this wildcard domain\n");
                 return;
             }
+            if (rl.remaining == 0) /* said once per emptied budget, not per refusal */
+                sw_log_kv(SW_LOG_WARN, NULL,
+                          "certificates for new names under a wildcard domain are refused for "
+                          "now: its budget of new names an hour is spent",
+                          "domain", r->host, NULL);
         }
         answer(req, r ? 200 : 404, "ask", r ? "yes\n" : "no\n");
         return;
