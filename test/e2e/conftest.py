@@ -12,7 +12,7 @@ Function scope:  pg_factory, redis_factory   private servers a test may stop and
                                              secret it handled shows up in a daemon's log
                  owner                       a daemon with its owner set up (a Principal)
 Helpers:         wait_for, free_port, RawHttp, read_response, parse_metrics,
-                 totp_code, wait_next_totp_step, request_from (choose the source address),
+                 totp_code, request_from (choose the source address),
                  parse_set_cookie, error_of, detail_fields
                  (import them with `from conftest import wait_for, ...`)
 """
@@ -793,12 +793,6 @@ def totp_code(secret_b32, at=None, step=30, digits=6, counter=None):
 
 def totp_step(step=30):
     return int(time.time() // step)
-
-
-def wait_next_totp_step(after, step=30):
-    """Waits (by condition, not a fixed sleep) until the TOTP counter is past `after`."""
-    return wait_for(lambda: totp_step(step) > after, timeout=step + 2, interval=0.1,
-                    message=f"TOTP step > {after}")
 
 
 def new_password():
