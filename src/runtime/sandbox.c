@@ -249,14 +249,23 @@ int sw_sandbox_adopt(const sw_sandbox_t *sb, const char *build_dir, uid_t uid)
         return -errno;
     if (!sb->switch_uid)
         return 0;
-    /* builds/ and builds/<app> are crossed, never listed, by the app's uid. */
+    /* builds/ and builds/<app> are crossed, never listed, by the app's uid; nothing that is
+     * not strictly inside the data directory is touched (a build directory somewhere else
+     * once made /tmp 0711, and apt's sandbox user could no longer write there). */
     char parent[600];
     snprintf(parent, sizeof(parent), "%s", build_dir);
+    size_t dlen = strlen(sb->data_dir);
+    while (dlen > 1 && sb->data_dir[dlen - 1] == '/')
+        dlen--;
     for (int i = 0; i < 2; i++) {
         char *slash = strrchr(parent, '/');
         if (!slash || slash == parent)
             break;
         *slash = '\0';
+        bool inside = dlen > 0 && strncmp(parent, sb->data_dir, dlen) == 0 && parent[dlen] == '/' &&
+                      parent[dlen + 1] != '\0';
+        if (!inside)
+            break;
         if (chmod(parent, 0711) != 0)
             return -errno;
     }

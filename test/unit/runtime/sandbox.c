@@ -186,8 +186,15 @@ static void test_adopt_refuses_what_it_did_not_write(void **state)
     assert_int_equal(chown(planted, 12345, 12345), 0);
     sw_sandbox_t sb = {.switch_uid = true, .uid_lo = APP_UID, .uid_hi = APP_UID};
     snprintf(sb.data_dir, sizeof(sb.data_dir), "%s", base);
+    struct stat st, tmp_before;
+    assert_int_equal(stat("/tmp", &tmp_before), 0);
     assert_int_equal(sw_sandbox_adopt(&sb, dir, APP_UID), -EPERM);
-    struct stat st;
+    /* dir's parents are the data directory and /tmp: neither is crossed into, so neither is
+     * touched (this test once left /tmp 0711) */
+    assert_int_equal(stat("/tmp", &st), 0);
+    assert_int_equal(st.st_mode, tmp_before.st_mode);
+    assert_int_equal(stat(base, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700); /* as mkdtemp made it */
     assert_int_equal(stat(planted, &st), 0);
     assert_int_equal(st.st_uid, 12345);
 
