@@ -145,11 +145,9 @@ static json_t *tls_log(const caddy_t *c)
 {
     if (!c->cfg->proxy_https[0])
         return NULL;
-    char address[112];
-    snprintf(address, sizeof(address), "udp/%s", c->edge);
     return json_pack("{s:{s:s, s:s}, s:{s:s}, s:s, s:[s]}", "writer", "output", "net", "address",
-                     address, "encoder", "format", "json", "level", "ERROR", "include",
-                     "tls.obtain");
+                     c->dns /* the DNS responder's socket reads them */, "encoder", "format",
+                     "json", "level", "ERROR", "include", "tls.obtain");
 }
 
 static uint16_t port_of(const char *hostport)
